@@ -1,0 +1,272 @@
+//! `ringctl bench`: a closed-loop load generator. Each of `concurrency` workers sends one
+//! request at a time to `--node` through the library client, for a fixed duration.
+
+mod report;
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use ringkv::{Api, Client, ReadOptions, WriteOptions};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::args;
+use crate::ops;
+use crate::output::{self, OutputFormat};
+use crate::serve::MAX_VALUE_LIMIT;
+use crate::signal::StopSignals;
+use crate::Global;
+
+use report::{Report, WorkerStats};
+
+/// Most concurrent workers.
+pub const MAX_CONCURRENCY: u32 = 1024;
+
+/// Longest run.
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+
+/// How often the progress bar is redrawn.
+const PROGRESS_TICK: Duration = Duration::from_millis(200);
+
+/// `ringctl bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Workers, each with one request in flight.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONCURRENCY)))]
+    pub concurrency: u32,
+    /// Distinct keys (`bench:0` .. `bench:K-1`), chosen uniformly.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub keys: u64,
+    /// Bytes per written value.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=MAX_VALUE_LIMIT))]
+    pub value_size: u64,
+    /// Fraction of requests that are reads (the rest are blind writes).
+    #[arg(long, default_value_t = 0.5, value_parser = args::ratio)]
+    pub read_ratio: f64,
+    /// How long to run, e.g. `10s`, `2m` (at most 1h).
+    #[arg(long, default_value = "10s", value_parser = run_length)]
+    pub duration: Duration,
+    /// Read quorum per request (the node's default when absent).
+    #[arg(long = "r", value_parser = clap::value_parser!(u8).range(1..))]
+    pub r: Option<u8>,
+    /// Write quorum per request (the node's default when absent).
+    #[arg(long = "w", value_parser = clap::value_parser!(u8).range(1..))]
+    pub w: Option<u8>,
+    /// Seed of the key and operation choices (random when absent; printed to repeat a run).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+fn run_length(s: &str) -> Result<Duration, String> {
+    args::duration_within(s, Duration::from_millis(100), MAX_DURATION)
+}
+
+/// What every worker does.
+struct Plan {
+    keys: u64,
+    value: Vec<u8>,
+    read_ratio: f64,
+    read: ReadOptions,
+    write_quorum: Option<u8>,
+}
+
+/// Counters the progress bar shows while workers run.
+#[derive(Default)]
+struct Live {
+    ops: AtomicU64,
+    errors: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// Runs the benchmark and prints its report.
+pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
+    let mut signals = StopSignals::install()?;
+    let client = ops::connect(g).await?;
+    let node = client.node().to_string();
+    // Fail fast, with one clear line, when the node cannot be reached at all.
+    client
+        .members()
+        .await
+        .with_context(|| format!("cannot reach node {node}"))?;
+
+    let seed = a.seed.unwrap_or_else(rand::random);
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let value_len = usize::try_from(a.value_size)?;
+    let plan = Arc::new(Plan {
+        keys: a.keys,
+        value: (0..value_len)
+            .map(|_| rng.random_range(b'a'..=b'z'))
+            .collect(),
+        read_ratio: a.read_ratio,
+        read: ReadOptions { r: a.r },
+        write_quorum: a.w,
+    });
+    if g.output == OutputFormat::Text {
+        output::note(&format!(
+            "bench: {} workers against {node} for {} (seed {seed})",
+            a.concurrency,
+            humantime::format_duration(a.duration)
+        ));
+    }
+
+    let live = Arc::new(Live::default());
+    let start = Instant::now();
+    let deadline = start + a.duration;
+    let mut workers = JoinSet::new();
+    for i in 0..a.concurrency {
+        let worker_rng =
+            SmallRng::seed_from_u64(seed ^ u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        workers.spawn(worker(
+            client.clone(),
+            plan.clone(),
+            worker_rng,
+            deadline,
+            live.clone(),
+        ));
+    }
+
+    let bar = progress_bar(a.duration);
+    let mut tick = tokio::time::interval(PROGRESS_TICK);
+    let mut stats = WorkerStats::new()?;
+    let mut interrupted = false;
+    while !workers.is_empty() {
+        tokio::select! {
+            joined = workers.join_next() => match joined {
+                Some(Ok(Ok(s))) => stats.merge(&s)?,
+                Some(Ok(Err(e))) => return Err(e),
+                Some(Err(e)) => bail!("a bench worker failed: {e}"),
+                None => break,
+            },
+            sig = signals.recv(), if !interrupted => {
+                interrupted = true;
+                live.stop.store(true, Ordering::Relaxed);
+                bar.println(format!("{}: finishing the requests in flight", sig?));
+            }
+            _ = tick.tick() => {
+                let ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                bar.set_position(ms);
+                bar.set_message(format!(
+                    "{} ops, {} errors",
+                    live.ops.load(Ordering::Relaxed),
+                    live.errors.load(Ordering::Relaxed)
+                ));
+            }
+        }
+    }
+    bar.finish_and_clear();
+
+    let report = Report::new(node, a.concurrency, start.elapsed(), &stats);
+    match g.output {
+        OutputFormat::Text => output::emit(&report.text())?,
+        OutputFormat::Json => output::emit_json(&report)?,
+    }
+    if report.ops > 0 && report.errors == report.ops {
+        bail!(
+            "every request failed; first error: {}",
+            report.first_error.as_deref().unwrap_or("unknown")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A bar over the run's duration, in milliseconds; hidden when stderr is not a terminal.
+fn progress_bar(duration: Duration) -> ProgressBar {
+    let bar = ProgressBar::new(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+    if let Ok(style) =
+        ProgressStyle::with_template("[{elapsed_precise}] {wide_bar} {percent:>3}% {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// One closed-loop worker: a request, its answer, the next request, until the deadline.
+async fn worker(
+    client: Client,
+    plan: Arc<Plan>,
+    mut rng: SmallRng,
+    deadline: Instant,
+    live: Arc<Live>,
+) -> anyhow::Result<WorkerStats> {
+    let mut stats = WorkerStats::new()?;
+    while Instant::now() < deadline && !live.stop.load(Ordering::Relaxed) {
+        let key = format!("bench:{}", rng.random_range(0..plan.keys)).into_bytes();
+        let is_read = rng.random_bool(plan.read_ratio);
+        let began = Instant::now();
+        // An absent key is a successful read: the benchmark pre-fills nothing.
+        let result = if is_read {
+            client.get(key, plan.read.clone()).await.map(drop)
+        } else {
+            let opts = WriteOptions {
+                w: plan.write_quorum,
+                context: None,
+            };
+            client.put(key, plan.value.clone(), opts).await.map(drop)
+        };
+        let took = began.elapsed();
+        let op = if is_read {
+            &mut stats.reads
+        } else {
+            &mut stats.writes
+        };
+        match result {
+            Ok(()) => op.ok(took),
+            Err(e) => {
+                op.errors += 1;
+                live.errors.fetch_add(1, Ordering::Relaxed);
+                if stats.first_error.is_none() {
+                    stats.first_error = Some(e.to_string());
+                }
+            }
+        }
+        live.ops.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<BenchArgs, clap::Error> {
+        Wrap::try_parse_from(std::iter::once(&"bench").chain(extra)).map(|w| w.bench)
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.concurrency, 16);
+        assert_eq!(a.keys, 10_000);
+        assert_eq!(a.value_size, 100);
+        assert_eq!(a.read_ratio, 0.5);
+        assert_eq!(a.duration, Duration::from_secs(10));
+        assert_eq!((a.r, a.w, a.seed), (None, None, None));
+    }
+
+    #[test]
+    fn unbounded_runs_are_refused() {
+        assert!(parse(&["--concurrency", "1024"]).is_ok());
+        assert!(parse(&["--concurrency", "1025"]).is_err());
+        assert!(parse(&["--concurrency", "0"]).is_err());
+        assert!(parse(&["--duration", "1h"]).is_ok());
+        assert!(parse(&["--duration", "61m"]).is_err());
+        assert!(parse(&["--keys", "0"]).is_err());
+        assert!(parse(&["--read-ratio", "1.5"]).is_err());
+        assert!(parse(&["--value-size", "4194305"]).is_err());
+        assert!(parse(&["--r", "0"]).is_err());
+    }
+}

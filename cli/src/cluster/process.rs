@@ -1,0 +1,271 @@
+//! One `ringctl serve` child of a local cluster: spawning it, noticing it exit, stopping it.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+use crate::output;
+
+/// Bytes read from the end of a log to find its last line.
+const LOG_TAIL_BYTES: u64 = 4096;
+
+/// Replication settings handed to every child (`--n`, `--r`, `--w`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterQuorum {
+    /// Replicas per key.
+    pub n: u8,
+    /// Read quorum.
+    pub r: u8,
+    /// Write quorum.
+    pub w: u8,
+}
+
+impl ClusterQuorum {
+    /// N = 3 (fewer when the cluster is smaller) with majority quorums, so every size works.
+    pub fn for_nodes(nodes: u8) -> Self {
+        let n = nodes.clamp(1, 3);
+        let majority = n / 2 + 1;
+        ClusterQuorum {
+            n,
+            r: majority,
+            w: majority,
+        }
+    }
+}
+
+/// Where one node of the local cluster lives.
+#[derive(Clone, Debug)]
+pub struct NodePlan {
+    /// Node name (`n1`, `n2`, ...).
+    pub name: String,
+    /// Its QUIC address on 127.0.0.1.
+    pub addr: SocketAddr,
+    /// Its data directory.
+    pub data: PathBuf,
+    /// File receiving its stdout and stderr.
+    pub log: PathBuf,
+}
+
+/// A running (or exited) `ringctl serve` child.
+pub struct NodeProcess {
+    /// What it was started as.
+    pub plan: NodePlan,
+    child: Child,
+    exited: Option<ExitStatus>,
+}
+
+impl NodeProcess {
+    /// Starts `exe serve` for `plan`, joining through `seed`, logging to `plan.log`.
+    pub fn spawn(
+        exe: &Path,
+        plan: NodePlan,
+        seed: SocketAddr,
+        certs: &Path,
+        quorum: ClusterQuorum,
+    ) -> anyhow::Result<Self> {
+        let log = File::create(&plan.log)
+            .with_context(|| format!("cannot create log file {}", plan.log.display()))?;
+        let log_err = log
+            .try_clone()
+            .with_context(|| format!("cannot reopen log file {}", plan.log.display()))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("serve")
+            .arg("--name")
+            .arg(&plan.name)
+            .arg("--listen")
+            .arg(plan.addr.to_string())
+            .arg("--seed")
+            .arg(seed.to_string())
+            .arg("--data")
+            .arg(&plan.data)
+            .arg("--certs")
+            .arg(certs)
+            .args(["--n", &quorum.n.to_string()])
+            .args(["--r", &quorum.r.to_string()])
+            .args(["--w", &quorum.w.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            // A safety net for early returns; the normal path stops children with SIGTERM.
+            .kill_on_drop(true);
+        // Own process group: Ctrl-C in the terminal reaches only this process, which then
+        // stops each node once, gracefully, instead of every node getting it at once.
+        #[cfg(unix)]
+        cmd.process_group(0);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start node {} ({})", plan.name, exe.display()))?;
+        Ok(NodeProcess {
+            plan,
+            child,
+            exited: None,
+        })
+    }
+
+    /// Whether the child is still running as far as we know.
+    pub fn is_running(&self) -> bool {
+        self.exited.is_none()
+    }
+
+    /// Checks, without waiting, whether the child has exited; `Some` only the first time.
+    pub fn poll_exit(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        if self.exited.is_some() {
+            return Ok(None);
+        }
+        let status = self
+            .child
+            .try_wait()
+            .with_context(|| format!("cannot check on node {}", self.plan.name))?;
+        self.exited = status;
+        Ok(status)
+    }
+
+    /// Asks the child to leave the cluster and stop.
+    fn terminate(&mut self) {
+        #[cfg(unix)]
+        if let Some(pid) = self
+            .child
+            .id()
+            .and_then(|id| libc::pid_t::try_from(id).ok())
+        {
+            // SAFETY: kill(2) takes plain integers and touches no memory of ours; the pid is
+            // our own unreaped child, so it cannot have been reused by another process.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+            return;
+        }
+        let _ = self.child.start_kill();
+    }
+
+    /// A line about why the child stopped, pointing at its log.
+    pub fn describe_exit(&self, status: ExitStatus) -> String {
+        let mut line = format!("node {} exited ({status})", self.plan.name);
+        if let Some(last) = log_tail(&self.plan.log) {
+            line.push_str(&format!(", last log line: {last}"));
+        }
+        line.push_str(&format!("; see {}", self.plan.log.display()));
+        line
+    }
+}
+
+/// Sends SIGTERM to every running node, waits up to `grace` for all of them, then kills the
+/// rest. Reports each outcome on stderr.
+pub async fn stop_all(nodes: &mut [NodeProcess], grace: Duration) {
+    for node in nodes.iter_mut().filter(|n| n.is_running()) {
+        node.terminate();
+    }
+    let deadline = Instant::now() + grace;
+    for node in nodes.iter_mut().filter(|n| n.is_running()) {
+        let name = node.plan.name.clone();
+        match tokio::time::timeout_at(deadline, node.child.wait()).await {
+            Ok(Ok(status)) => {
+                node.exited = Some(status);
+                output::note(&format!("node {name} stopped ({status})"));
+            }
+            Ok(Err(e)) => output::note(&format!("cannot wait for node {name}: {e}")),
+            Err(_) => match node.child.kill().await {
+                Ok(()) => output::note(&format!(
+                    "node {name} did not stop within {grace:?}; killed it"
+                )),
+                Err(e) => output::note(&format!("cannot kill node {name}: {e}")),
+            },
+        }
+    }
+}
+
+/// `count` distinct free UDP ports on 127.0.0.1, or `base..base+count` when given.
+pub fn choose_ports(count: u8, base: Option<u16>) -> anyhow::Result<Vec<u16>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if let Some(base) = base {
+        let last = u32::from(base) + u32::from(count) - 1;
+        if last > u32::from(u16::MAX) {
+            bail!(
+                "--base-port {base} leaves no room for {count} nodes (last port would be {last})"
+            );
+        }
+        return Ok((0..u16::from(count)).map(|i| base + i).collect());
+    }
+    // Hold every socket until all are chosen so the ports differ; a race with another
+    // program between here and the node binding is possible but unlikely.
+    let mut held = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .context("cannot find a free UDP port on 127.0.0.1")?;
+        held.push(socket);
+    }
+    held.iter()
+        .map(|s| {
+            s.local_addr()
+                .map(|a| a.port())
+                .context("cannot read a bound port")
+        })
+        .collect()
+}
+
+/// The last non-empty line of a log file, if it can be read.
+pub fn log_tail(path: &Path) -> Option<String> {
+    let mut file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)))
+        .ok()?;
+    let mut tail = Vec::new();
+    file.take(LOG_TAIL_BYTES).read_to_end(&mut tail).ok()?;
+    String::from_utf8_lossy(&tail)
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_fits_every_cluster_size() {
+        let q = |n, r, w| ClusterQuorum { n, r, w };
+        assert_eq!(ClusterQuorum::for_nodes(1), q(1, 1, 1));
+        assert_eq!(ClusterQuorum::for_nodes(2), q(2, 2, 2));
+        assert_eq!(ClusterQuorum::for_nodes(3), q(3, 2, 2));
+        assert_eq!(ClusterQuorum::for_nodes(7), q(3, 2, 2));
+    }
+
+    #[test]
+    fn base_port_gives_consecutive_ports_and_refuses_overflow() {
+        assert_eq!(choose_ports(3, Some(7000)).unwrap(), [7000, 7001, 7002]);
+        assert_eq!(choose_ports(2, Some(65534)).unwrap(), [65534, 65535]);
+        assert!(choose_ports(3, Some(65534)).is_err());
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let mut ports = choose_ports(5, None).unwrap();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 5);
+        assert!(ports.iter().all(|p| *p != 0));
+    }
+
+    #[test]
+    fn log_tail_is_the_last_non_empty_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n1.log");
+        assert_eq!(log_tail(&path), None);
+        std::fs::write(&path, "first\nlast one\n\n").unwrap();
+        assert_eq!(log_tail(&path).as_deref(), Some("last one"));
+        let long = format!("{}\nend\n", "x".repeat(10_000));
+        std::fs::write(&path, long).unwrap();
+        assert_eq!(log_tail(&path).as_deref(), Some("end"));
+    }
+}

@@ -1,0 +1,138 @@
+//! `ringctl`: the one ringkv binary. It serves a node, talks to a cluster (put, get, del,
+//! members, ring), makes certificates, runs a local multi-process cluster and benchmarks.
+//!
+//! The binary is thin: every command is a few calls into the `ringkv` library plus argument
+//! parsing and output. Errors end as one `error: ...` line on stderr and a non-zero status.
+
+mod args;
+mod bench;
+mod certs;
+mod cluster;
+mod ops;
+mod output;
+mod serve;
+mod signal;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::output::OutputFormat;
+
+/// Talk to, run and benchmark a ringkv cluster.
+#[derive(Debug, Parser)]
+#[command(name = "ringctl", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Global {
+    /// Node to send requests to (host:port of its QUIC endpoint).
+    #[arg(
+        long,
+        global = true,
+        env = "RINGKV_NODE",
+        default_value = "127.0.0.1:7000"
+    )]
+    pub node: String,
+    /// Directory of the cluster's certificates (ca.pem, client.pem, node-NAME.pem, ...).
+    #[arg(long, global = true, env = "RINGKV_CERTS", default_value = "./certs")]
+    pub certs: PathBuf,
+    /// Output format of commands that print results.
+    #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Bound on one request to the node (dial, request, reply), e.g. `10s`, `500ms`.
+    #[arg(long, global = true, default_value = "10s", value_parser = args::request_timeout)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node in the foreground until SIGTERM or Ctrl-C.
+    Serve(serve::ServeArgs),
+    /// Write a value.
+    Put(ops::PutArgs),
+    /// Read a key: every sibling and the context for the next write.
+    Get(ops::GetArgs),
+    /// Delete a key.
+    Del(ops::DelArgs),
+    /// List the members the node knows.
+    Members,
+    /// Show each node's share of the key space.
+    Ring,
+    /// Make the cluster's certificates.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
+    /// Run a local multi-process cluster for development.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Closed-loop load generator against one node.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    // Parse before anything else: clap prints usage errors itself and exits with status 2.
+    let cli = Cli::parse();
+    init_logging(&cli.command);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            output::error_line(&format!("cannot start the async runtime: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            output::error_line(&output::error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = cli.global;
+    match cli.command {
+        Command::Serve(a) => serve::run(&g, a).await,
+        Command::Put(a) => ops::put(&g, a).await,
+        Command::Get(a) => ops::get(&g, a).await,
+        Command::Del(a) => ops::del(&g, a).await,
+        Command::Members => ops::members(&g).await,
+        Command::Ring => ops::ring(&g).await,
+        Command::Certs(c) => certs::run(&g, c),
+        Command::Cluster(c) => cluster::run(&g, c).await,
+        Command::Bench(a) => bench::run(&g, a).await,
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG`. A node logs at `info` by default; the client
+/// commands stay silent unless asked, so an error stays one line.
+fn init_logging(command: &Command) {
+    let default = match command {
+        Command::Serve(_) => Some("info"),
+        _ => None,
+    };
+    let filter = match (EnvFilter::try_from_default_env(), default) {
+        (Ok(f), _) => f,
+        (Err(_), Some(level)) => EnvFilter::new(level),
+        (Err(_), None) => return,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour only on a terminal: `cluster up` sends node logs to files.
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

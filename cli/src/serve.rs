@@ -1,0 +1,293 @@
+//! `ringctl serve`: one node in the foreground until SIGTERM or Ctrl-C, then a graceful leave.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, ValueEnum};
+use ringkv::config::{CoreConfig, Limits, Quorum};
+use ringkv::net::TlsMaterial;
+use ringkv::store::Durability;
+use ringkv::version::ConflictPolicy;
+use ringkv::Node;
+
+use crate::certs;
+use crate::output;
+use crate::signal::StopSignals;
+use crate::Global;
+
+/// Bound on the graceful leave; a second signal cuts it short.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
+
+/// Largest `--max-key`: keys travel in every frame and index entry.
+pub const MAX_KEY_LIMIT: u64 = 64 * 1024;
+
+/// Largest `--max-value`: a value, its key and the message overhead must fit one transport
+/// frame (8 MiB by default), with room for a sibling.
+pub const MAX_VALUE_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// `ringctl serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory of the node's data (created if missing; one node per directory).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// UDP address the node's QUIC endpoint binds, e.g. 0.0.0.0:7000.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Address peers and clients reach the node at (needed when --listen is 0.0.0.0).
+    #[arg(long)]
+    pub advertise: Option<SocketAddr>,
+    /// A node to join through (repeat for several); none for the first node.
+    #[arg(long = "seed")]
+    pub seeds: Vec<SocketAddr>,
+    /// Node name (default: the one node-NAME.pem in --certs).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Zone (rack, availability zone): replicas of a key prefer distinct zones.
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// Replicas per key (must be the same on every node).
+    #[arg(long = "n", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..))]
+    pub n: u8,
+    /// Default read quorum (1..=N).
+    #[arg(long = "r", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..))]
+    pub r: u8,
+    /// Default write quorum (1..=N).
+    #[arg(long = "w", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..))]
+    pub w: u8,
+    /// Virtual nodes per node (must be the same on every node).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub vnodes: u32,
+    /// Whether a replica syncs to disk before acknowledging a write.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
+    pub durability: DurabilityArg,
+    /// How concurrent writes are resolved (must be the same on every node).
+    #[arg(long, value_enum, default_value_t = ConflictArg::Lww)]
+    pub conflict: ConflictArg,
+    /// Largest accepted key, in bytes.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=MAX_KEY_LIMIT))]
+    pub max_key: u64,
+    /// Largest accepted value, in bytes.
+    #[arg(long, default_value_t = MAX_VALUE_LIMIT, value_parser = clap::value_parser!(u64).range(1..=MAX_VALUE_LIMIT))]
+    pub max_value: u64,
+}
+
+/// `--durability`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// fsync before acknowledging (group commit).
+    Sync,
+    /// Acknowledge once written; the engine syncs later.
+    Buffered,
+}
+
+/// `--conflict`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConflictArg {
+    /// Last writer (by hybrid logical clock) wins.
+    Lww,
+    /// Concurrent writes are kept as siblings for the reader to resolve.
+    Siblings,
+}
+
+impl ServeArgs {
+    /// The core settings these flags describe.
+    fn core_config(&self) -> anyhow::Result<CoreConfig> {
+        let (n, r, w) = (self.n, self.r, self.w);
+        if r > n || w > n {
+            bail!("--r {r} and --w {w} must not exceed --n {n}");
+        }
+        Ok(CoreConfig {
+            quorum: Quorum {
+                n: n.into(),
+                r: r.into(),
+                w: w.into(),
+            },
+            vnodes: self.vnodes,
+            conflict_policy: match self.conflict {
+                ConflictArg::Lww => ConflictPolicy::Lww,
+                ConflictArg::Siblings => ConflictPolicy::Siblings,
+            },
+            durability: match self.durability {
+                DurabilityArg::Sync => Durability::Sync,
+                DurabilityArg::Buffered => Durability::Buffered,
+            },
+            limits: Limits {
+                max_key: usize::try_from(self.max_key)?,
+                max_value: usize::try_from(self.max_value)?,
+                ..Limits::default()
+            },
+            ..CoreConfig::default()
+        })
+    }
+}
+
+/// Runs the node until SIGTERM or Ctrl-C.
+pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Listen first: a SIGTERM during start-up must still end in a graceful leave.
+    let mut signals = StopSignals::install()?;
+    let config = a.core_config()?;
+    require_dir(&g.certs)?;
+    let name = match &a.name {
+        Some(name) => name.clone(),
+        None => sole_node_name(&g.certs)?,
+    };
+    let tls = TlsMaterial::load_node(&g.certs, &name).with_context(|| {
+        format!(
+            "cannot load the certificate of node {name:?} from {}",
+            g.certs.display()
+        )
+    })?;
+    std::fs::create_dir_all(&a.data)
+        .with_context(|| format!("cannot create data directory {}", a.data.display()))?;
+
+    let mut builder = Node::builder(name.clone())
+        .listen(a.listen)
+        .data_dir(&a.data)
+        .tls(tls)
+        .config(config);
+    if let Some(addr) = a.advertise {
+        builder = builder.advertise(addr);
+    }
+    for seed in &a.seeds {
+        builder = builder.seed(*seed);
+    }
+    if let Some(zone) = &a.zone {
+        builder = builder.zone(zone.clone());
+    }
+    let node = tokio::select! {
+        started = builder.start() => started.with_context(|| {
+            format!("cannot start node {name:?} on {} with data in {}", a.listen, a.data.display())
+        })?,
+        sig = signals.recv() => {
+            bail!("{} received while node {name:?} was starting; it did not join", sig?);
+        }
+    };
+    output::emit(&format!(
+        "ringkv node {} serving on {}\n",
+        node.name(),
+        node.addr()
+    ))?;
+
+    let sig = signals.recv().await?;
+    tracing::info!(signal = sig, "leaving the cluster");
+    tokio::select! {
+        left = tokio::time::timeout(SHUTDOWN_LIMIT, node.shutdown()) => match left {
+            Ok(result) => result.with_context(|| format!("node {name:?} did not stop cleanly"))?,
+            Err(_) => bail!("node {name:?} did not finish leaving within {SHUTDOWN_LIMIT:?}"),
+        },
+        again = signals.recv() => {
+            bail!("{} received again; stopped node {name:?} before it finished leaving", again?);
+        }
+    }
+    tracing::info!("node stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn require_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    bail!(
+        "certificate directory {} does not exist (make one with `ringctl certs init --dir {}`)",
+        dir.display(),
+        dir.display()
+    )
+}
+
+/// The node name when `--name` is absent: the one `node-NAME.pem` in the certificate
+/// directory, or an error naming the choices.
+fn sole_node_name(dir: &Path) -> anyhow::Result<String> {
+    let mut names = certs::node_names(dir)?;
+    match names.len() {
+        1 => Ok(names.remove(0)),
+        0 => bail!(
+            "no node certificate (node-NAME.pem) in {}; issue one with \
+             `ringctl certs issue --dir {} --name NAME` or pass --name",
+            dir.display(),
+            dir.display()
+        ),
+        _ => bail!(
+            "several node certificates in {} ({}); choose one with --name",
+            dir.display(),
+            names.join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let base = ["serve", "--data", "d", "--listen", "127.0.0.1:7000"];
+        Wrap::try_parse_from(base.iter().chain(extra)).map(|w| w.serve)
+    }
+
+    #[test]
+    fn flags_map_onto_the_core_config() {
+        let a = parse(&[
+            "--n",
+            "5",
+            "--r",
+            "3",
+            "--w",
+            "4",
+            "--vnodes",
+            "64",
+            "--durability",
+            "buffered",
+            "--conflict",
+            "siblings",
+            "--max-key",
+            "100",
+            "--max-value",
+            "2000",
+        ])
+        .unwrap();
+        let c = a.core_config().unwrap();
+        assert_eq!(c.quorum, Quorum { n: 5, r: 3, w: 4 });
+        assert_eq!(c.vnodes, 64);
+        assert_eq!(c.durability, Durability::Buffered);
+        assert_eq!(c.conflict_policy, ConflictPolicy::Siblings);
+        assert_eq!((c.limits.max_key, c.limits.max_value), (100, 2000));
+    }
+
+    #[test]
+    fn quorums_above_n_and_zero_are_refused() {
+        assert!(parse(&["--n", "3", "--r", "4"])
+            .unwrap()
+            .core_config()
+            .is_err());
+        assert!(parse(&["--n", "2", "--w", "3"])
+            .unwrap()
+            .core_config()
+            .is_err());
+        assert!(parse(&["--r", "0"]).is_err());
+        assert!(parse(&["--vnodes", "0"]).is_err());
+        assert!(parse(&["--max-value", "0"]).is_err());
+        assert!(parse(&["--durability", "never"]).is_err());
+    }
+
+    #[test]
+    fn the_sole_node_certificate_names_the_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = format!("{:#}", sole_node_name(dir.path()).unwrap_err());
+        assert!(err.contains("no node certificate"), "{err}");
+        std::fs::write(dir.path().join("node-n1.pem"), "x").unwrap();
+        assert_eq!(sole_node_name(dir.path()).unwrap(), "n1");
+        std::fs::write(dir.path().join("node-n2.pem"), "x").unwrap();
+        let err = format!("{:#}", sole_node_name(dir.path()).unwrap_err());
+        assert!(err.contains("n1, n2") && err.contains("--name"), "{err}");
+    }
+}

@@ -1,0 +1,97 @@
+//! The operations a [`Node`](crate::Node) and a [`Client`](crate::Client) both offer.
+
+use crate::proto::{ClientRequest, ClientResponse, MemberRow, ReadResult, RingInfo, WriteResult};
+use crate::version::Context;
+use crate::Error;
+
+/// Options of a write or delete.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    /// Acknowledgements to wait for; the node's default W when `None`.
+    pub w: Option<u8>,
+    /// Context from an earlier read: the write replaces exactly the versions it covers.
+    pub context: Option<Context>,
+}
+
+/// Options of a read.
+#[derive(Clone, Debug, Default)]
+pub struct ReadOptions {
+    /// Replies to wait for; the node's default R when `None`.
+    pub r: Option<u8>,
+}
+
+/// Key-value operations against a cluster, through a local node or a remote one.
+///
+/// ```no_run
+/// use ringkv::{Api, ReadOptions, WriteOptions};
+/// # async fn demo(node: &ringkv::Node) -> Result<(), ringkv::Error> {
+/// node.put(b"k".to_vec(), b"v".to_vec(), WriteOptions::default()).await?;
+/// let read = node.get(b"k".to_vec(), ReadOptions::default()).await?;
+/// assert_eq!(read.values[0].data, b"v");
+/// # Ok(()) }
+/// ```
+#[allow(async_fn_in_trait)]
+pub trait Api {
+    /// Send one request and wait for its answer.
+    async fn request(&self, req: ClientRequest) -> Result<ClientResponse, Error>;
+
+    /// Write `value` under `key`.
+    async fn put(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        opts: WriteOptions,
+    ) -> Result<WriteResult, Error> {
+        let req = ClientRequest::Put {
+            key,
+            value,
+            context: opts.context,
+            w: opts.w,
+        };
+        match self.request(req).await? {
+            ClientResponse::Written(w) => Ok(w),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Read `key`: every live sibling and the causal context.
+    async fn get(&self, key: Vec<u8>, opts: ReadOptions) -> Result<ReadResult, Error> {
+        match self.request(ClientRequest::Get { key, r: opts.r }).await? {
+            ClientResponse::Got(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Delete `key` (a tombstone replacing what the context covers).
+    async fn delete(&self, key: Vec<u8>, opts: WriteOptions) -> Result<WriteResult, Error> {
+        let req = ClientRequest::Delete {
+            key,
+            context: opts.context,
+            w: opts.w,
+        };
+        match self.request(req).await? {
+            ClientResponse::Written(w) => Ok(w),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The membership as the node sees it.
+    async fn members(&self) -> Result<Vec<MemberRow>, Error> {
+        match self.request(ClientRequest::Members).await? {
+            ClientResponse::Members(m) => Ok(m),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The ring as the node computes it.
+    async fn ring(&self) -> Result<RingInfo, Error> {
+        match self.request(ClientRequest::Ring).await? {
+            ClientResponse::Ring(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(resp: ClientResponse) -> Error {
+    Error::Unexpected(format!("{resp:?}"))
+}

@@ -1,0 +1,85 @@
+//! Settings of a node and of the cluster it belongs to.
+
+use std::time::Duration;
+
+use crate::store::Durability;
+use crate::version::ConflictPolicy;
+
+/// Bounds on what clients may send and on the work a node takes on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted key, in bytes (default 4 KiB).
+    pub max_key: usize,
+    /// Largest accepted value, in bytes (default 4 MiB).
+    pub max_value: usize,
+    /// Client requests a node coordinates at once; beyond this a request is refused as overloaded.
+    pub max_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_key: 4 * 1024,
+            max_value: 4 * 1024 * 1024,
+            max_in_flight: 4096,
+        }
+    }
+}
+
+/// Replication and consistency settings.
+///
+/// `n` is a cluster-wide setting (every node must use the same, like the vnode count);
+/// `r` and `w` are defaults a request may override.
+///
+/// ```
+/// let q = ringkv::config::Quorum::default();
+/// assert_eq!((q.n, q.r, q.w), (3, 2, 2));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quorum {
+    /// Replicas per key.
+    pub n: usize,
+    /// Replies a read waits for.
+    pub r: usize,
+    /// Acknowledgements a write waits for.
+    pub w: usize,
+}
+
+impl Default for Quorum {
+    fn default() -> Self {
+        Self { n: 3, r: 2, w: 2 }
+    }
+}
+
+/// Everything the sans-IO core needs to know besides its identity.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Replication factor and default quorums.
+    pub quorum: Quorum,
+    /// Virtual nodes per physical node (cluster-wide).
+    pub vnodes: u32,
+    /// How concurrent writes are resolved (cluster-wide).
+    pub conflict_policy: ConflictPolicy,
+    /// Whether a replica syncs to disk before acknowledging a write.
+    pub durability: Durability,
+    /// Size and work limits.
+    pub limits: Limits,
+    /// How long a client request may take before it fails with the replies it has.
+    pub request_timeout: Duration,
+    /// Largest clock step a remote timestamp may be ahead of ours and still be trusted.
+    pub max_clock_drift: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            quorum: Quorum::default(),
+            vnodes: 256,
+            conflict_policy: ConflictPolicy::default(),
+            durability: Durability::default(),
+            limits: Limits::default(),
+            request_timeout: Duration::from_secs(5),
+            max_clock_drift: Duration::from_secs(60),
+        }
+    }
+}

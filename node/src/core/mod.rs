@@ -1,0 +1,488 @@
+//! The sans-IO node: membership, ring, coordinator and replica in one state machine.
+//!
+//! [`NodeCore`] is handed [`Input`]s, each with the caller's wall-clock milliseconds, and
+//! returns [`Effect`]s. It never reads a clock, opens a socket or spawns a task, so the tokio
+//! shell and the deterministic simulator drive the very same logic.
+
+mod coordinator;
+mod replica;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringkv_gossip::{
+    GossipConfig, GossipError, GossipOutput, GossipTimer, MemberEvent, MemberState, Membership,
+    NodeId, NodeStatus,
+};
+use ringkv_ring::{Ring, RingConfig, RingNode};
+
+pub use coordinator::{CallId, ClientId, OpId};
+pub use replica::{load, Replica, ReplicaError};
+
+use crate::config::CoreConfig;
+use crate::hlc::Hlc;
+use crate::proto::{
+    ClientError, ClientRequest, ClientResponse, MemberRow, PeerReply, PeerRequest, RingInfo,
+};
+use crate::store::{Durability, Store};
+use coordinator::{Action, Coordinator, Target, WriteSpec};
+
+/// Identifies a request from a peer; its response carries the same id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InboundId(pub u64);
+
+/// Something that happened to the node.
+#[derive(Debug)]
+pub enum Input {
+    /// A client asked this node to coordinate.
+    Client {
+        /// Correlates the answer.
+        id: ClientId,
+        /// The request.
+        req: ClientRequest,
+    },
+    /// A peer (or this node itself) asked this node as a replica.
+    PeerRequest {
+        /// Correlates the response.
+        id: InboundId,
+        /// The asking node.
+        from: String,
+        /// The request.
+        req: PeerRequest,
+    },
+    /// The answer to an [`Effect::Call`], or why the call failed.
+    PeerReply {
+        /// The call.
+        call: CallId,
+        /// The reply, or the transport's error.
+        reply: Result<PeerReply, String>,
+    },
+    /// A gossip datagram arrived.
+    Datagram(Bytes),
+    /// A timer armed by [`Effect::Schedule`] fired.
+    Timer(Timer),
+}
+
+/// Timers the core arms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// A membership timer.
+    Gossip(GossipTimer),
+    /// A client request's deadline.
+    Deadline(OpId),
+}
+
+/// Something the node must do.
+#[derive(Debug)]
+pub enum Effect {
+    /// Answer a client.
+    Reply {
+        /// The request answered.
+        id: ClientId,
+        /// The answer.
+        result: Result<ClientResponse, ClientError>,
+    },
+    /// Answer a peer; when `sync` is set, only after the store is durably synced.
+    Respond {
+        /// The request answered.
+        id: InboundId,
+        /// The answer.
+        reply: PeerReply,
+        /// Sync the store first (group commit: one sync may cover many responses).
+        sync: bool,
+    },
+    /// Call a replica (maybe this very node); feed the answer back as [`Input::PeerReply`].
+    Call {
+        /// Correlates the reply.
+        call: CallId,
+        /// The replica's address.
+        to: SocketAddr,
+        /// The request.
+        req: PeerRequest,
+    },
+    /// Send a gossip datagram.
+    Datagram {
+        /// Destination.
+        to: SocketAddr,
+        /// Payload.
+        data: Bytes,
+    },
+    /// Feed `timer` back as [`Input::Timer`] after `after`.
+    Schedule {
+        /// Delay.
+        after: Duration,
+        /// What fires.
+        timer: Timer,
+    },
+    /// Membership changed (for logs and watchers; the core already acted on it).
+    Member(MemberEvent),
+}
+
+/// The node's whole protocol state.
+pub struct NodeCore {
+    config: CoreConfig,
+    membership: Membership,
+    ring: Ring,
+    addrs: BTreeMap<String, SocketAddr>,
+    store: Arc<dyn Store>,
+    hlc: Hlc,
+    coordinator: Coordinator,
+}
+
+impl NodeCore {
+    /// A node that will join through `seeds`; `rng_seed` drives every random choice.
+    pub fn new(
+        me: NodeId,
+        seeds: Vec<SocketAddr>,
+        config: CoreConfig,
+        gossip: GossipConfig,
+        store: Arc<dyn Store>,
+        rng_seed: u64,
+    ) -> Result<Self, GossipError> {
+        let membership = Membership::new(me, seeds, gossip, rng_seed)?;
+        let ring_config = RingConfig {
+            vnodes: config.vnodes,
+            replicas: config.quorum.n,
+        };
+        let max_drift = u64::try_from(config.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
+        let mut core = Self {
+            coordinator: Coordinator::new(config.conflict_policy),
+            hlc: Hlc::new(max_drift),
+            ring: Ring::empty(ring_config),
+            addrs: BTreeMap::new(),
+            membership,
+            store,
+            config,
+        };
+        core.rebuild_ring();
+        Ok(core)
+    }
+
+    /// Announce to the seeds and start the failure detector.
+    pub fn start(&mut self) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let outputs = self.membership.start();
+        self.gossip(outputs, &mut out);
+        out
+    }
+
+    /// Leave the cluster gracefully: peers see this node leaving, then gone.
+    pub fn leave(&mut self) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let outputs = self.membership.leave();
+        self.gossip(outputs, &mut out);
+        out
+    }
+
+    /// Handle one input at wall-clock time `now_ms`.
+    pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match input {
+            Input::Client { id, req } => self.client(now_ms, id, req, &mut out),
+            Input::PeerRequest { id, req, .. } => {
+                let mut replica = Replica {
+                    me: &self.membership.me().name,
+                    store: self.store.as_ref(),
+                    hlc: &mut self.hlc,
+                    policy: self.config.conflict_policy,
+                };
+                let (reply, wrote) = replica.handle(now_ms, req);
+                let sync = wrote && self.config.durability == Durability::Sync;
+                out.push(Effect::Respond { id, reply, sync });
+            }
+            Input::PeerReply { call, reply } => {
+                let mut actions = Vec::new();
+                self.coordinator.on_reply(call, reply, &mut actions);
+                self.act(actions, &mut out);
+            }
+            Input::Datagram(data) => match self.membership.handle_datagram(&data) {
+                Ok(outputs) => self.gossip(outputs, &mut out),
+                Err(e) => {
+                    // A datagram can be partly applied before it is rejected: keep its effects.
+                    tracing::debug!("refused gossip datagram: {e}");
+                    let outputs = self.membership.take_pending_outputs();
+                    self.gossip(outputs, &mut out);
+                }
+            },
+            Input::Timer(Timer::Gossip(t)) => {
+                let outputs = self.membership.handle_timer(t);
+                self.gossip(outputs, &mut out);
+            }
+            Input::Timer(Timer::Deadline(op)) => {
+                let mut actions = Vec::new();
+                self.coordinator.on_deadline(op, &mut actions);
+                self.act(actions, &mut out);
+            }
+        }
+        out
+    }
+
+    /// This node's identity.
+    pub fn me(&self) -> &NodeId {
+        self.membership.me()
+    }
+
+    /// The ring as this node computes it now.
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// Every node this node knows, itself first.
+    pub fn members(&self) -> Vec<MemberRow> {
+        let me = self.membership.me();
+        let mut rows = vec![MemberRow {
+            name: me.name.clone(),
+            addr: me.addr.to_string(),
+            state: "alive".into(),
+            status: status_name(self.membership.status()).into(),
+            zone: me.zone.clone(),
+        }];
+        rows.extend(self.membership.members().into_iter().map(|m| {
+            MemberRow {
+                name: m.id.name.clone(),
+                addr: m.id.addr.to_string(),
+                state: match m.state {
+                    MemberState::Alive => "alive",
+                    MemberState::Suspect => "suspect",
+                    MemberState::Down => "down",
+                }
+                .into(),
+                status: status_name(m.status).into(),
+                zone: m.id.zone.clone(),
+            }
+        }));
+        rows
+    }
+
+    /// Requests this node coordinates right now.
+    pub fn in_flight(&self) -> usize {
+        self.coordinator.in_flight()
+    }
+
+    fn client(&mut self, now_ms: u64, id: ClientId, req: ClientRequest, out: &mut Vec<Effect>) {
+        let op = match req {
+            ClientRequest::Members => {
+                let rows = self.members();
+                return reply(out, id, Ok(ClientResponse::Members(rows)));
+            }
+            ClientRequest::Ring => {
+                let info = self.ring_info();
+                return reply(out, id, Ok(ClientResponse::Ring(info)));
+            }
+            ClientRequest::Get { key, r } => DataOp::Read { key, r },
+            ClientRequest::Put {
+                key,
+                value,
+                context,
+                w,
+            } => DataOp::Write {
+                key,
+                value: Some(value),
+                context,
+                w,
+            },
+            ClientRequest::Delete { key, context, w } => DataOp::Write {
+                key,
+                value: None,
+                context,
+                w,
+            },
+        };
+        if let Err(e) = self.admit(&op) {
+            return reply(out, id, Err(e));
+        }
+        let mut actions = Vec::new();
+        let q = self.config.quorum;
+        let op_id = match op {
+            DataOp::Read { key, r } => {
+                let targets = self.targets(&key);
+                let r = r.map_or(q.r, usize::from);
+                self.coordinator.read(id, targets, key, r, &mut actions)
+            }
+            DataOp::Write {
+                key,
+                value,
+                context,
+                w,
+            } => {
+                let targets = self.targets(&key);
+                let spec = WriteSpec {
+                    key,
+                    value,
+                    context: context.map(|c| c.0),
+                    ts: self.hlc.now(now_ms),
+                    w: w.map_or(q.w, usize::from),
+                };
+                self.coordinator.write(id, targets, spec, &mut actions)
+            }
+        };
+        self.act(actions, out);
+        out.push(Effect::Schedule {
+            after: self.config.request_timeout,
+            timer: Timer::Deadline(op_id),
+        });
+    }
+
+    /// Check a data request against the limits before any replica is bothered.
+    fn admit(&self, op: &DataOp) -> Result<(), ClientError> {
+        let limits = &self.config.limits;
+        if self.coordinator.in_flight() >= limits.max_in_flight {
+            return Err(ClientError::Overloaded {
+                in_flight: self.coordinator.in_flight(),
+            });
+        }
+        let (key, value, quorum) = match op {
+            DataOp::Read { key, r } => (key, None, r.map(|r| ("r", r))),
+            DataOp::Write { key, value, w, .. } => (key, value.as_ref(), w.map(|w| ("w", w))),
+        };
+        if key.is_empty() || key.len() > limits.max_key {
+            return Err(ClientError::BadKey {
+                size: key.len(),
+                max: limits.max_key,
+            });
+        }
+        if let Some(v) = value.filter(|v| v.len() > limits.max_value) {
+            return Err(ClientError::ValueTooLarge {
+                size: v.len(),
+                max: limits.max_value,
+            });
+        }
+        let n = self.config.quorum.n;
+        if let Some((which, asked)) = quorum.filter(|(_, q)| *q == 0 || usize::from(*q) > n) {
+            return Err(ClientError::BadQuorum {
+                which: which.into(),
+                asked,
+                n: u8::try_from(n).unwrap_or(u8::MAX),
+            });
+        }
+        Ok(())
+    }
+
+    /// The key's preference list, this node first when it is a replica (it leads the write
+    /// without a network hop), unreachable replicas without an address.
+    fn targets(&self, key: &[u8]) -> Vec<Target> {
+        let me = &self.membership.me().name;
+        let mut names: Vec<&String> = self.ring.preference_list(key).iter().collect();
+        if let Some(pos) = names.iter().position(|n| *n == me) {
+            names[..=pos].rotate_right(1);
+        }
+        names
+            .into_iter()
+            .map(|name| {
+                let reachable = name == me || self.membership.is_alive(name);
+                let addr = self.addrs.get(name).copied().filter(|_| reachable);
+                Target::new(name.clone(), addr)
+            })
+            .collect()
+    }
+
+    fn act(&mut self, actions: Vec<Action>, out: &mut Vec<Effect>) {
+        for action in actions {
+            out.push(match action {
+                Action::Call { call, to, req } => Effect::Call { call, to, req },
+                Action::Reply { id, result } => Effect::Reply { id, result },
+            });
+        }
+    }
+
+    fn gossip(&mut self, outputs: Vec<GossipOutput>, out: &mut Vec<Effect>) {
+        let mut changed = false;
+        for output in outputs {
+            out.push(match output {
+                GossipOutput::Send { to, data } => Effect::Datagram { to, data },
+                GossipOutput::Schedule { after, timer } => Effect::Schedule {
+                    after,
+                    timer: Timer::Gossip(timer),
+                },
+                GossipOutput::Event(event) => {
+                    changed |= matches!(
+                        event,
+                        MemberEvent::Up(_)
+                            | MemberEvent::Down(_)
+                            | MemberEvent::StatusChanged(..)
+                            | MemberEvent::Rejoined(_)
+                    );
+                    Effect::Member(event)
+                }
+            });
+        }
+        if changed {
+            self.rebuild_ring();
+        }
+    }
+
+    /// The ring holds this node and every known member that did not leave: a node that
+    /// crashed keeps its place (its replicas are expected back), one that left does not.
+    fn rebuild_ring(&mut self) {
+        let me = self.membership.me().clone();
+        let mut addrs = BTreeMap::from([(me.name.clone(), me.addr)]);
+        let mut nodes = vec![RingNode {
+            name: me.name.clone(),
+            zone: me.zone.clone(),
+        }];
+        for m in self.membership.members() {
+            let left = m.state == MemberState::Down && m.status == NodeStatus::Leaving;
+            if !left && m.id.name != me.name {
+                addrs.insert(m.id.name.clone(), m.id.addr);
+                nodes.push(RingNode {
+                    name: m.id.name,
+                    zone: m.id.zone,
+                });
+            }
+        }
+        nodes.sort();
+        if nodes.as_slice() != self.ring.nodes() {
+            self.ring = Ring::new(nodes, self.ring.config());
+        }
+        self.addrs = addrs;
+    }
+
+    fn ring_info(&self) -> RingInfo {
+        let owned = self.ring.ownership();
+        let share = self.ring.replica_share();
+        RingInfo {
+            n: u8::try_from(self.config.quorum.n).unwrap_or(u8::MAX),
+            vnodes: self.config.vnodes,
+            nodes: self
+                .ring
+                .nodes()
+                .iter()
+                .map(|n| {
+                    let first = owned.get(&n.name).copied().unwrap_or(0.0);
+                    let any = share.get(&n.name).copied().unwrap_or(0.0);
+                    (n.name.clone(), first, any)
+                })
+                .collect(),
+        }
+    }
+}
+
+fn reply(out: &mut Vec<Effect>, id: ClientId, result: Result<ClientResponse, ClientError>) {
+    out.push(Effect::Reply { id, result });
+}
+
+/// A data request, once admin requests are answered.
+enum DataOp {
+    Read {
+        key: Vec<u8>,
+        r: Option<u8>,
+    },
+    Write {
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        context: Option<crate::version::Context>,
+        w: Option<u8>,
+    },
+}
+
+/// The name `ringctl members` shows for a status.
+pub fn status_name(status: NodeStatus) -> &'static str {
+    match status {
+        NodeStatus::Joining => "joining",
+        NodeStatus::Up => "up",
+        NodeStatus::Leaving => "leaving",
+    }
+}

@@ -1,0 +1,141 @@
+//! The replica side: what a node does with one key when a coordinator asks.
+//!
+//! Plain functions over the store and the clock: no I/O of their own besides the store's
+//! buffered writes, so the simulator runs them as they are.
+
+use crate::hlc::{Hlc, Timestamp};
+use crate::proto::{PeerReply, PeerRequest};
+use crate::store::{Store, StoreError};
+use crate::version::{
+    apply_policy, decode_record, encode_record, ConflictPolicy, DvvSet, Record, Sibling,
+    VersionError, VersionVector,
+};
+
+/// Why a replica could not serve a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A stored or received record could not be read.
+    #[error("record: {0}")]
+    Record(#[from] VersionError),
+    /// The token sent does not belong to the key.
+    #[error("token {sent} does not match the key (expected {expected})")]
+    WrongToken {
+        /// Token in the request.
+        sent: u64,
+        /// Token of the key.
+        expected: u64,
+    },
+}
+
+/// What a replica needs to serve requests.
+pub struct Replica<'a> {
+    /// This node's name: the actor of the dots it makes.
+    pub me: &'a str,
+    /// The node's store.
+    pub store: &'a dyn Store,
+    /// The node's clock.
+    pub hlc: &'a mut Hlc,
+    /// Cluster conflict policy.
+    pub policy: ConflictPolicy,
+}
+
+impl Replica<'_> {
+    /// Serve one request. The answer says whether the store was written, so the caller knows
+    /// the reply must wait for a sync under `Durability::Sync`.
+    pub fn handle(&mut self, now_ms: u64, req: PeerRequest) -> (PeerReply, bool) {
+        let wrote = !matches!(req, PeerRequest::Read { .. });
+        match self.serve(now_ms, req) {
+            Ok(reply) => (reply, wrote),
+            Err(e) => (PeerReply::Failed(e.to_string()), false),
+        }
+    }
+
+    fn serve(&mut self, now_ms: u64, req: PeerRequest) -> Result<PeerReply, ReplicaError> {
+        match req {
+            PeerRequest::Write {
+                token,
+                key,
+                value,
+                context,
+                ts,
+            } => {
+                check_token(token, &key)?;
+                let ts = self.stamp(ts, now_ms);
+                let record = self.write(token, &key, value, context.as_ref(), ts)?;
+                Ok(PeerReply::Written(record))
+            }
+            PeerRequest::Replicate { token, key, record } => {
+                check_token(token, &key)?;
+                self.merge(token, &key, &record)?;
+                Ok(PeerReply::Replicated)
+            }
+            PeerRequest::Read { token, key } => {
+                check_token(token, &key)?;
+                Ok(PeerReply::Read(load(self.store, token, &key)?))
+            }
+        }
+    }
+
+    /// Take the coordinator's timestamp when it is sane, our own clock otherwise.
+    fn stamp(&mut self, coordinator: Timestamp, now_ms: u64) -> Timestamp {
+        match self.hlc.observe(coordinator, now_ms) {
+            Ok(ts) => ts,
+            Err(_) => self.hlc.now(now_ms),
+        }
+    }
+
+    /// Add the write's one new dot under our actor and store the result.
+    fn write(
+        &mut self,
+        token: u64,
+        key: &[u8],
+        value: Option<Vec<u8>>,
+        context: Option<&VersionVector>,
+        ts: Timestamp,
+    ) -> Result<Record, ReplicaError> {
+        let sibling = Sibling {
+            value,
+            ts,
+            origin: self.me.to_string(),
+        };
+        let new = match context {
+            Some(ctx) => DvvSet::new_with_context(ctx, sibling),
+            None => DvvSet::new(sibling),
+        };
+        let local = load(self.store, token, key)?.unwrap_or_default();
+        let record = apply_policy(&DvvSet::update(&new, &local, self.me), self.policy);
+        self.store.put(token, key, &encode_record(&record)?)?;
+        Ok(record)
+    }
+
+    /// Merge a record made elsewhere into ours.
+    fn merge(&mut self, token: u64, key: &[u8], incoming: &Record) -> Result<(), ReplicaError> {
+        let merged = match load(self.store, token, key)? {
+            Some(local) => local.sync(incoming),
+            None => incoming.clone(),
+        };
+        let merged = apply_policy(&merged, self.policy);
+        self.store.put(token, key, &encode_record(&merged)?)?;
+        Ok(())
+    }
+}
+
+/// The record stored for a key, if any.
+pub fn load(store: &dyn Store, token: u64, key: &[u8]) -> Result<Option<Record>, ReplicaError> {
+    match store.get(token, key)? {
+        Some(bytes) => Ok(Some(decode_record(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+fn check_token(sent: u64, key: &[u8]) -> Result<(), ReplicaError> {
+    let expected = ringkv_ring::token(key);
+    if sent == expected {
+        Ok(())
+    } else {
+        Err(ReplicaError::WrongToken { sent, expected })
+    }
+}

@@ -1,0 +1,274 @@
+//! The serving side of a node's endpoint: accepts connections, reads request frames and
+//! datagrams, and hands them to the node through one bounded queue.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream, VarInt};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::time::timeout;
+use tracing::debug;
+
+use super::config::TransportConfig;
+use super::frame::{codes, read_frame, write_frame, FrameError};
+use super::stats::{bump, Counters};
+
+/// The queue of what peers sent this node, returned by [`Transport::bind`](super::Transport::bind).
+pub struct Inbound {
+    pub(crate) rx: mpsc::Receiver<InboundEvent>,
+}
+
+impl fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbound")
+            .field("queued", &self.rx.len())
+            .finish()
+    }
+}
+
+impl Inbound {
+    /// The next event; `None` once the endpoint is closed and every connection has ended.
+    pub async fn recv(&mut self) -> Option<InboundEvent> {
+        self.rx.recv().await
+    }
+}
+
+/// Something a peer sent.
+#[derive(Debug)]
+pub enum InboundEvent {
+    /// A gossip datagram.
+    Datagram {
+        /// The sender's socket address.
+        from: SocketAddr,
+        /// The datagram.
+        data: Bytes,
+    },
+    /// A request that expects one response through `respond`.
+    Request {
+        /// The sender's socket address.
+        from: SocketAddr,
+        /// The request frame's body.
+        data: Vec<u8>,
+        /// Where the response goes.
+        respond: Responder,
+    },
+}
+
+/// The way back to the peer that sent a request. Dropping it without responding resets the
+/// peer's stream, so the caller fails at once instead of waiting for its timeout.
+pub struct Responder {
+    send: Option<SendStream>,
+    peer: SocketAddr,
+    max_frame: usize,
+    write_timeout: Duration,
+    runtime: Handle,
+}
+
+impl fmt::Debug for Responder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Responder {
+    /// Sends `data` as the response frame and finishes the stream, in a spawned task (bounded
+    /// by the call timeout). A response over `max_frame` resets the stream instead; failures
+    /// are traced, since the peer's call reports them.
+    pub fn respond(mut self, data: Vec<u8>) {
+        let Some(mut send) = self.send.take() else {
+            return;
+        };
+        let (peer, max, wait) = (self.peer, self.max_frame, self.write_timeout);
+        self.runtime.spawn(async move {
+            let outcome = timeout(wait, async {
+                write_frame(&mut send, &data, max).await?;
+                // Already reset by the peer: the write above has reported it.
+                let _ = send.finish();
+                Ok::<(), FrameError>(())
+            })
+            .await;
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    let _ = send.reset(e.code());
+                    debug!(%peer, error = %e, "response not sent");
+                }
+                Err(_) => {
+                    let _ = send.reset(codes::TOO_SLOW);
+                    debug!(%peer, ?wait, "response not sent: peer did not read it in time");
+                }
+            }
+        });
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(mut send) = self.send.take() {
+            let _ = send.reset(codes::NO_RESPONSE);
+        }
+    }
+}
+
+/// Everything the serving tasks share.
+#[derive(Clone)]
+pub(crate) struct Serving {
+    pub tx: mpsc::Sender<InboundEvent>,
+    pub cfg: TransportConfig,
+    pub stats: Arc<Counters>,
+    pub runtime: Handle,
+}
+
+/// Accepts connections until the endpoint closes.
+pub(crate) async fn accept_loop(endpoint: Endpoint, serving: Serving) {
+    let live = Arc::new(AtomicUsize::new(0));
+    while let Some(incoming) = endpoint.accept().await {
+        if live.load(Ordering::Relaxed) >= serving.cfg.max_connections {
+            bump(&serving.stats.connections_refused);
+            debug!(peer = %incoming.remote_address(), "connection refused: too many connections");
+            incoming.refuse();
+            continue;
+        }
+        let guard = LiveConnection::new(live.clone());
+        serving
+            .runtime
+            .spawn(serve_connection(incoming, guard, serving.clone()));
+    }
+}
+
+/// Counts a connection (from its handshake to its end) against `max_connections`.
+struct LiveConnection(Arc<AtomicUsize>);
+
+impl LiveConnection {
+    fn new(live: Arc<AtomicUsize>) -> Self {
+        live.fetch_add(1, Ordering::Relaxed);
+        LiveConnection(live)
+    }
+}
+
+impl Drop for LiveConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve_connection(incoming: Incoming, _live: LiveConnection, serving: Serving) {
+    let from = incoming.remote_address();
+    let handshake = async {
+        match incoming.accept() {
+            Ok(connecting) => connecting.await,
+            Err(e) => Err(e),
+        }
+    };
+    let conn = match timeout(serving.cfg.idle_timeout, handshake).await {
+        Ok(Ok(conn)) => {
+            bump(&serving.stats.connections_accepted);
+            conn
+        }
+        Ok(Err(e)) => {
+            bump(&serving.stats.handshakes_refused);
+            debug!(peer = %from, error = %e, "handshake refused");
+            return;
+        }
+        Err(_) => {
+            bump(&serving.stats.handshakes_refused);
+            debug!(peer = %from, "handshake refused: timed out");
+            return;
+        }
+    };
+    serving
+        .runtime
+        .spawn(read_datagrams(conn.clone(), from, serving.clone()));
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                serving
+                    .runtime
+                    .spawn(serve_stream(send, recv, from, serving.clone()));
+            }
+            Err(e) => {
+                debug!(peer = %from, error = %e, "connection ended");
+                return;
+            }
+        }
+    }
+}
+
+async fn read_datagrams(conn: Connection, from: SocketAddr, serving: Serving) {
+    while let Ok(data) = conn.read_datagram().await {
+        bump(&serving.stats.datagrams_received);
+        match serving.tx.try_send(InboundEvent::Datagram { from, data }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => bump(&serving.stats.inbound_datagrams_dropped),
+            Err(TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+/// Reads one request frame and queues it; a bad frame resets this stream only.
+async fn serve_stream(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    from: SocketAddr,
+    serving: Serving,
+) {
+    let cfg = &serving.cfg;
+    let refuse = |send: &mut SendStream, recv: &mut RecvStream, code: VarInt| {
+        let _ = send.reset(code);
+        let _ = recv.stop(code);
+    };
+    let data = match timeout(cfg.call_timeout, read_frame(&mut recv, cfg.max_frame)).await {
+        Ok(Ok(data)) => data,
+        Ok(Err(FrameError::Read(e))) => {
+            // The peer went away or abandoned the stream: nothing to refuse.
+            debug!(peer = %from, error = %e, "request stream ended early");
+            return;
+        }
+        Ok(Err(e)) => {
+            bump(&serving.stats.streams_refused);
+            debug!(peer = %from, error = %e, "request stream refused");
+            refuse(&mut send, &mut recv, e.code());
+            return;
+        }
+        Err(_) => {
+            bump(&serving.stats.streams_refused);
+            debug!(peer = %from, "request stream refused: frame not complete in time");
+            refuse(&mut send, &mut recv, codes::TOO_SLOW);
+            return;
+        }
+    };
+    // Waiting for room in the queue is the backpressure on this stream; bounded like a call.
+    let permit = match timeout(cfg.call_timeout, serving.tx.reserve()).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => {
+            refuse(&mut send, &mut recv, codes::NO_RESPONSE);
+            return;
+        }
+        Err(_) => {
+            bump(&serving.stats.requests_refused_busy);
+            debug!(peer = %from, "request refused: inbound queue full");
+            refuse(&mut send, &mut recv, codes::BUSY);
+            return;
+        }
+    };
+    bump(&serving.stats.requests_received);
+    let respond = Responder {
+        send: Some(send),
+        peer: from,
+        max_frame: cfg.max_frame,
+        write_timeout: cfg.call_timeout,
+        runtime: serving.runtime.clone(),
+    };
+    permit.send(InboundEvent::Request {
+        from,
+        data,
+        respond,
+    });
+}

@@ -1,0 +1,27 @@
+//! TLS material and the QUIC transport.
+//!
+//! - [`tls`]: the cluster CA, node and client certificates, and the mutual-TLS configurations
+//!   every connection uses (`rcgen`, `rustls` with the `ring` provider).
+//! - [`Transport`]: one QUIC endpoint (`quinn`) per node, carrying request/response calls on
+//!   bidirectional streams and gossip datagrams on one UDP socket; [`Inbound`] is the bounded
+//!   queue of what peers send.
+//!
+//! Hostile or broken input is contained: a bad frame resets its stream, a failed handshake
+//! ends its connection; both are counted in [`TransportStats`] and the node keeps serving.
+
+mod config;
+mod error;
+mod frame;
+mod inbound;
+mod stats;
+pub mod tls;
+mod transport;
+
+pub use config::TransportConfig;
+pub use error::{TimeoutPhase, TransportError};
+pub use inbound::{Inbound, InboundEvent, Responder};
+pub use stats::TransportStats;
+pub use tls::{
+    client_config, init_cluster, issue_node, server_config, TlsError, TlsMaterial, ALPN,
+};
+pub use transport::Transport;

@@ -1,0 +1,70 @@
+//! Group commit: replica responses that promise durability wait here until one `sync` covers
+//! every write made before it, so many writes share one fsync.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::shell::{respond, Internal};
+use crate::core::CallId;
+use crate::net::Responder;
+use crate::proto::{PeerReply, Response};
+use crate::store::Store;
+
+/// Most responses one sync releases; the rest wait for the next round.
+const MAX_BATCH: usize = 4096;
+
+/// Where a replica's response goes.
+pub(super) enum ResponseTo {
+    /// To this node's own coordinator.
+    Local(CallId),
+    /// Back on a peer's stream.
+    Remote(Responder),
+}
+
+/// A response waiting for the store to be synced.
+pub(super) struct Pending {
+    pub(super) to: ResponseTo,
+    pub(super) reply: PeerReply,
+}
+
+/// Start the committer; it stops when every sender is gone.
+pub(super) fn spawn(
+    store: Arc<dyn Store>,
+    internal: mpsc::UnboundedSender<Internal>,
+) -> mpsc::UnboundedSender<Pending> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            let store = store.clone();
+            let synced = match tokio::task::spawn_blocking(move || store.sync()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("sync failed: {e}")),
+                Err(e) => Err(format!("sync did not run: {e}")),
+            };
+            if let Err(e) = &synced {
+                tracing::error!("{e}");
+            }
+            for p in batch {
+                let reply = match &synced {
+                    Ok(()) => p.reply,
+                    Err(e) => PeerReply::Failed(e.clone()),
+                };
+                match p.to {
+                    ResponseTo::Local(call) => {
+                        let _ = internal.send(Internal::CallDone(call, Ok(reply)));
+                    }
+                    ResponseTo::Remote(r) => respond(r, &Response::Peer(reply)),
+                }
+            }
+        }
+    });
+    tx
+}

@@ -1,0 +1,235 @@
+//! A running node: the builder, the handle, and the tokio shell around the sans-IO core.
+
+mod commit;
+mod shell;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ringkv_gossip::{GossipConfig, NodeId};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::api::Api;
+use crate::config::CoreConfig;
+use crate::core::NodeCore;
+use crate::net::{TlsMaterial, Transport, TransportConfig};
+use crate::proto::{ClientRequest, ClientResponse};
+use crate::store::{FjallStore, MemoryStore, Store};
+use crate::Error;
+
+use shell::Command;
+
+/// Client requests queued for the core at once; more wait for room.
+const COMMAND_QUEUE: usize = 1024;
+
+/// Settings of a node to start; see [`Node::builder`].
+pub struct NodeBuilder {
+    name: String,
+    listen: SocketAddr,
+    advertise: Option<SocketAddr>,
+    seeds: Vec<SocketAddr>,
+    zone: Option<String>,
+    data_dir: Option<PathBuf>,
+    tls: Option<TlsMaterial>,
+    core: CoreConfig,
+    gossip: GossipConfig,
+    transport: TransportConfig,
+}
+
+impl NodeBuilder {
+    /// The UDP address the node's QUIC endpoint binds (port 0 picks a free one).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// The address peers should use, when it differs from the bound one.
+    pub fn advertise(mut self, addr: SocketAddr) -> Self {
+        self.advertise = Some(addr);
+        self
+    }
+
+    /// A node to join through; may be given several times.
+    pub fn seed(mut self, addr: SocketAddr) -> Self {
+        self.seeds.push(addr);
+        self
+    }
+
+    /// Zone (rack, availability zone): replicas of a key prefer distinct zones.
+    pub fn zone(mut self, zone: impl Into<String>) -> Self {
+        self.zone = Some(zone.into());
+        self
+    }
+
+    /// Keep data durably in this directory; without it the node keeps data in memory.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// The node's certificate, key and cluster CA (see [`TlsMaterial::load_node`]).
+    pub fn tls(mut self, tls: TlsMaterial) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Replication, quorum, durability and limit settings.
+    pub fn config(mut self, config: CoreConfig) -> Self {
+        self.core = config;
+        self
+    }
+
+    /// Failure-detector settings.
+    pub fn gossip(mut self, config: GossipConfig) -> Self {
+        self.gossip = config;
+        self
+    }
+
+    /// Network settings.
+    pub fn transport(mut self, config: TransportConfig) -> Self {
+        self.transport = config;
+        self
+    }
+
+    /// Open the store, bind the endpoint, join the cluster and start serving.
+    pub async fn start(self) -> Result<Node, Error> {
+        let tls = self
+            .tls
+            .ok_or_else(|| Error::Config("a node needs TLS material (NodeBuilder::tls)".into()))?;
+        let q = self.core.quorum;
+        if q.n == 0 || q.r == 0 || q.w == 0 || q.r > q.n || q.w > q.n {
+            return Err(Error::Config(format!(
+                "quorum N={} R={} W={}: need 1 <= R, W <= N",
+                q.n, q.r, q.w
+            )));
+        }
+        let store: Arc<dyn Store> = match &self.data_dir {
+            Some(dir) => Arc::new(FjallStore::open(dir)?),
+            None => Arc::new(MemoryStore::new()),
+        };
+        let (transport, inbound) = Transport::bind(self.listen, &tls, self.transport).await?;
+        let addr = match self.advertise {
+            Some(a) => a,
+            None => transport.local_addr()?,
+        };
+        if addr.ip().is_unspecified() {
+            return Err(Error::Config(format!(
+                "listening on {addr}: give an address peers can reach with --advertise"
+            )));
+        }
+        let now = wall_ms();
+        let me = NodeId {
+            name: self.name.clone(),
+            addr,
+            zone: self.zone,
+            // A restart must win over the identity the cluster remembers.
+            bump: now,
+        };
+        let seeds = self.seeds.into_iter().filter(|s| *s != addr).collect();
+        let core = NodeCore::new(me, seeds, self.core, self.gossip, store.clone(), now)?;
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let task = tokio::spawn(shell::run(core, store, transport, inbound, rx));
+        tracing::info!(name = %self.name, %addr, "node started");
+        Ok(Node {
+            name: self.name,
+            addr,
+            tx,
+            task: Some(task),
+        })
+    }
+}
+
+/// A running node: embed it in a program, or run it with `ringctl serve`.
+///
+/// ```no_run
+/// use ringkv::{Api, Node, ReadOptions, WriteOptions};
+/// use ringkv::net::TlsMaterial;
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let tls = TlsMaterial::load_node("certs".as_ref(), "n1")?;
+/// let node = Node::builder("n1")
+///     .listen("127.0.0.1:7001".parse()?)
+///     .seed("127.0.0.1:7000".parse()?)
+///     .data_dir("data/n1")
+///     .tls(tls)
+///     .start()
+///     .await?;
+/// node.put(b"k".to_vec(), b"v".to_vec(), WriteOptions::default()).await?;
+/// node.shutdown().await?;
+/// # Ok(()) }
+/// ```
+pub struct Node {
+    name: String,
+    addr: SocketAddr,
+    tx: mpsc::Sender<Command>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Start describing a node called `name` (stable across restarts; keys the ring).
+    pub fn builder(name: impl Into<String>) -> NodeBuilder {
+        NodeBuilder {
+            name: name.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            seeds: Vec::new(),
+            zone: None,
+            data_dir: None,
+            tls: None,
+            core: CoreConfig::default(),
+            gossip: GossipConfig::lan(),
+            transport: TransportConfig::default(),
+        }
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The address peers and clients reach the node at.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Leave the cluster gracefully, sync the store and stop.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Command::Shutdown(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+impl Api for Node {
+    async fn request(&self, req: ClientRequest) -> Result<ClientResponse, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Request(req, reply))
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        Ok(answer.await.map_err(|_| Error::Shutdown)??)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Wall-clock milliseconds: the only clock the core is fed.
+pub(crate) fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,254 @@
+//! The tokio shell: turns I/O into core inputs and core effects into I/O. No protocol
+//! decisions live here; only plumbing (who waits for which answer).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::commit::{self, Pending, ResponseTo};
+use super::wall_ms;
+use crate::core::{CallId, ClientId, Effect, InboundId, Input, NodeCore, Timer};
+use crate::net::{Inbound, InboundEvent, Responder, Transport};
+use crate::proto::{
+    self, ClientError, ClientRequest, ClientResponse, PeerReply, Request, Response,
+};
+use crate::store::Store;
+
+/// How long a leaving node keeps its endpoint open so its goodbye gossip gets out.
+const LEAVE_GRACE: Duration = Duration::from_millis(500);
+
+/// What the node handle asks of the shell.
+pub(super) enum Command {
+    /// A request from the embedding program.
+    Request(
+        ClientRequest,
+        oneshot::Sender<Result<ClientResponse, ClientError>>,
+    ),
+    /// Leave the cluster and stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Inputs produced by tasks the shell spawned (timers, calls, group commits).
+pub(super) enum Internal {
+    Timer(Timer),
+    CallDone(CallId, Result<PeerReply, String>),
+}
+
+/// Where a client's answer goes.
+enum ClientTo {
+    Local(oneshot::Sender<Result<ClientResponse, ClientError>>),
+    Remote(Responder),
+}
+
+struct Shell {
+    core: NodeCore,
+    transport: Transport,
+    me: SocketAddr,
+    name: String,
+    internal: mpsc::UnboundedSender<Internal>,
+    commits: mpsc::UnboundedSender<Pending>,
+    clients: HashMap<ClientId, ClientTo>,
+    inbound: HashMap<InboundId, ResponseTo>,
+    next_client: u64,
+    next_inbound: u64,
+    /// Inputs for this node made by this node (calls to itself), handled in order.
+    queue: VecDeque<Input>,
+}
+
+/// Drive the core until shutdown.
+pub(super) async fn run(
+    core: NodeCore,
+    store: Arc<dyn Store>,
+    transport: Transport,
+    mut inbound: Inbound,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let (internal, mut internal_rx) = mpsc::unbounded_channel();
+    let commits = commit::spawn(store.clone(), internal.clone());
+    let mut shell = Shell {
+        me: core.me().addr,
+        name: core.me().name.clone(),
+        core,
+        transport,
+        internal,
+        commits,
+        clients: HashMap::new(),
+        inbound: HashMap::new(),
+        next_client: 0,
+        next_inbound: 0,
+        queue: VecDeque::new(),
+    };
+    let effects = shell.core.start();
+    shell.apply(effects);
+    let done = loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(Command::Request(req, reply)) => {
+                    let id = shell.client_id(ClientTo::Local(reply));
+                    shell.input(Input::Client { id, req });
+                }
+                Some(Command::Shutdown(done)) => break Some(done),
+                None => break None,
+            },
+            event = inbound.recv() => match event {
+                Some(event) => shell.inbound(event),
+                None => break None,
+            },
+            Some(event) = internal_rx.recv() => match event {
+                Internal::Timer(t) => shell.input(Input::Timer(t)),
+                Internal::CallDone(call, reply) => shell.input(Input::PeerReply { call, reply }),
+            },
+        }
+    };
+    let effects = shell.core.leave();
+    shell.apply(effects);
+    tokio::time::sleep(LEAVE_GRACE).await;
+    if let Err(e) = tokio::task::spawn_blocking(move || store.sync()).await {
+        tracing::warn!("final sync did not run: {e}");
+    }
+    shell.transport.close().await;
+    tracing::info!(name = %shell.name, "node stopped");
+    if let Some(done) = done {
+        let _ = done.send(());
+    }
+}
+
+impl Shell {
+    fn client_id(&mut self, to: ClientTo) -> ClientId {
+        self.next_client += 1;
+        let id = ClientId(self.next_client);
+        self.clients.insert(id, to);
+        id
+    }
+
+    fn inbound_id(&mut self, to: ResponseTo) -> InboundId {
+        self.next_inbound += 1;
+        let id = InboundId(self.next_inbound);
+        self.inbound.insert(id, to);
+        id
+    }
+
+    /// Feed one input, then every input it made for this node itself.
+    fn input(&mut self, input: Input) {
+        self.queue.push_back(input);
+        while let Some(next) = self.queue.pop_front() {
+            let effects = self.core.handle(wall_ms(), next);
+            self.apply(effects);
+        }
+    }
+
+    fn inbound(&mut self, event: InboundEvent) {
+        match event {
+            InboundEvent::Datagram { data, .. } => self.input(Input::Datagram(data)),
+            InboundEvent::Request {
+                from,
+                data,
+                respond,
+            } => match proto::decode::<Request>(&data) {
+                Ok(Request::Client(req)) => {
+                    let id = self.client_id(ClientTo::Remote(respond));
+                    self.input(Input::Client { id, req });
+                }
+                Ok(Request::Peer { from, req }) => {
+                    let id = self.inbound_id(ResponseTo::Remote(respond));
+                    self.input(Input::PeerRequest { id, from, req });
+                }
+                // Dropping the responder resets that stream; everything else keeps going.
+                Err(e) => tracing::warn!(%from, "refused a request that does not decode: {e}"),
+            },
+        }
+    }
+
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Reply { id, result } => match self.clients.remove(&id) {
+                    Some(ClientTo::Local(tx)) => {
+                        let _ = tx.send(result);
+                    }
+                    Some(ClientTo::Remote(r)) => respond(r, &Response::Client(result)),
+                    None => {}
+                },
+                Effect::Respond { id, reply, sync } => {
+                    let Some(to) = self.inbound.remove(&id) else {
+                        continue;
+                    };
+                    if sync {
+                        // Group commit: the committer syncs once for every response queued.
+                        if let Err(mpsc::error::SendError(p)) =
+                            self.commits.send(Pending { to, reply })
+                        {
+                            self.deliver(p.to, PeerReply::Failed("store is closing".into()));
+                        }
+                    } else {
+                        self.deliver(to, reply);
+                    }
+                }
+                Effect::Call { call, to, req } if to == self.me => {
+                    let id = self.inbound_id(ResponseTo::Local(call));
+                    let from = self.name.clone();
+                    self.queue.push_back(Input::PeerRequest { id, from, req });
+                }
+                Effect::Call { call, to, req } => {
+                    let frame = proto::encode(&Request::Peer {
+                        from: self.name.clone(),
+                        req,
+                    });
+                    let transport = self.transport.clone();
+                    let internal = self.internal.clone();
+                    tokio::spawn(async move {
+                        let reply = match frame {
+                            Ok(frame) => call_peer(&transport, to, &frame).await,
+                            Err(e) => Err(e.to_string()),
+                        };
+                        let _ = internal.send(Internal::CallDone(call, reply));
+                    });
+                }
+                Effect::Datagram { to, data } => self.transport.send_datagram(to, data),
+                Effect::Schedule { after, timer } => {
+                    let internal = self.internal.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ = internal.send(Internal::Timer(timer));
+                    });
+                }
+                Effect::Member(event) => tracing::info!(name = %self.name, "membership: {event:?}"),
+            }
+        }
+    }
+
+    fn deliver(&mut self, to: ResponseTo, reply: PeerReply) {
+        match to {
+            ResponseTo::Local(call) => self.queue.push_back(Input::PeerReply {
+                call,
+                reply: Ok(reply),
+            }),
+            ResponseTo::Remote(r) => respond(r, &Response::Peer(reply)),
+        }
+    }
+}
+
+/// One call to a peer, its answer decoded.
+async fn call_peer(
+    transport: &Transport,
+    to: SocketAddr,
+    frame: &[u8],
+) -> Result<PeerReply, String> {
+    let bytes = transport.call(to, frame).await.map_err(|e| e.to_string())?;
+    match proto::decode::<Response>(&bytes) {
+        Ok(Response::Peer(reply)) => Ok(reply),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Send an answer on its stream.
+pub(super) fn respond(responder: Responder, response: &Response) {
+    match proto::encode(response) {
+        Ok(frame) => responder.respond(frame),
+        Err(e) => tracing::warn!("could not encode a response: {e}"),
+    }
+}

@@ -1,0 +1,266 @@
+//! Wire messages between clients and nodes and between nodes.
+//!
+//! Every request travels as one `postcard` frame on its own QUIC stream and is answered by one
+//! frame on the same stream. The protocol version is negotiated in the TLS handshake (ALPN
+//! `ringkv/1`), so a node never has to guess what an old or new peer meant.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hlc::Timestamp;
+use crate::version::{Context, Record, VersionVector};
+
+/// A request on a stream: from a client, or from another node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// A client asks any node to coordinate.
+    Client(ClientRequest),
+    /// A node asks a replica.
+    Peer {
+        /// The asking node's name.
+        from: String,
+        /// What it asks.
+        req: PeerRequest,
+    },
+}
+
+/// The answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// The answer to a client request.
+    Client(Result<ClientResponse, ClientError>),
+    /// The answer to a peer request.
+    Peer(PeerReply),
+}
+
+/// What a client may ask of any node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientRequest {
+    /// Read a key at quorum `r` (the node's default when `None`).
+    Get {
+        /// The key.
+        key: Vec<u8>,
+        /// Replies to wait for.
+        r: Option<u8>,
+    },
+    /// Write a value; `context` (from an earlier read) says which versions it replaces.
+    Put {
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+        /// Causal context of what the writer saw.
+        context: Option<Context>,
+        /// Acknowledgements to wait for.
+        w: Option<u8>,
+    },
+    /// Delete a key by writing a tombstone that replaces what `context` covers.
+    Delete {
+        /// The key.
+        key: Vec<u8>,
+        /// Causal context of what the writer saw.
+        context: Option<Context>,
+        /// Acknowledgements to wait for.
+        w: Option<u8>,
+    },
+    /// The membership as this node sees it.
+    Members,
+    /// The ring as this node computes it.
+    Ring,
+}
+
+/// A successful answer to a [`ClientRequest`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientResponse {
+    /// The outcome of a read.
+    Got(ReadResult),
+    /// A write or delete reached its quorum.
+    Written(WriteResult),
+    /// Every node this node knows, itself included.
+    Members(Vec<MemberRow>),
+    /// Share of the key space per node.
+    Ring(RingInfo),
+}
+
+/// The outcome of a read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadResult {
+    /// Live values (no tombstones): empty when the key is absent or deleted; more than one
+    /// when concurrent writes are kept as siblings.
+    pub values: Vec<Value>,
+    /// Pass this back with the next write to replace exactly what was read.
+    pub context: Context,
+    /// Replicas that answered.
+    pub replied: u8,
+}
+
+/// One version of a value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Value {
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// When it was written (hybrid logical clock).
+    pub ts: Timestamp,
+}
+
+/// The outcome of a write.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteResult {
+    /// Causal context of the version now stored.
+    pub context: Context,
+    /// Replicas that acknowledged before the answer.
+    pub acked: u8,
+}
+
+/// One line of `ringctl members`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRow {
+    /// Stable node name.
+    pub name: String,
+    /// Address of its QUIC endpoint.
+    pub addr: String,
+    /// `alive`, `suspect` or `down`, as the failure detector sees it.
+    pub state: String,
+    /// `joining`, `up` or `leaving`, as the node itself announced.
+    pub status: String,
+    /// Zone, if set.
+    pub zone: Option<String>,
+}
+
+/// The ring as one node computes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RingInfo {
+    /// Replicas per key.
+    pub n: u8,
+    /// Virtual nodes per node.
+    pub vnodes: u32,
+    /// Per node: name, share of the key space it is first replica of, share it holds a copy of.
+    pub nodes: Vec<(String, f64, f64)>,
+}
+
+/// Why a client request failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ClientError {
+    /// The key is empty or larger than the node accepts.
+    #[error("key of {size} bytes is not accepted (must be 1 to {max} bytes)")]
+    BadKey {
+        /// Size of the key sent.
+        size: usize,
+        /// Largest accepted.
+        max: usize,
+    },
+    /// The value is larger than the node accepts.
+    #[error("value of {size} bytes is over the limit of {max} bytes")]
+    ValueTooLarge {
+        /// Size of the value sent.
+        size: usize,
+        /// Largest accepted.
+        max: usize,
+    },
+    /// R or W outside 1..=N.
+    #[error("{which}={asked} is not possible with N={n} (use 1 to {n})")]
+    BadQuorum {
+        /// `r` or `w`.
+        which: String,
+        /// What was asked.
+        asked: u8,
+        /// Replication factor.
+        n: u8,
+    },
+    /// Fewer replicas answered than the quorum needs.
+    #[error(
+        "quorum not met: {op} needed {needed} of {replicas} replicas, {ok} answered ({detail})"
+    )]
+    QuorumFailed {
+        /// `read` or `write`.
+        op: String,
+        /// R or W.
+        needed: u8,
+        /// Size of the preference list.
+        replicas: u8,
+        /// Replicas that answered successfully.
+        ok: u8,
+        /// What went wrong with the others.
+        detail: String,
+    },
+    /// The node coordinates too many requests already.
+    #[error("node overloaded: {in_flight} requests in flight")]
+    Overloaded {
+        /// Requests in flight.
+        in_flight: usize,
+    },
+    /// The causal context could not be used.
+    #[error("bad context: {0}")]
+    BadContext(String),
+    /// The node is shutting down or cannot serve.
+    #[error("node unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a coordinator asks a replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerRequest {
+    /// Be the first replica of this write: make its one new dot, store it, return the result.
+    Write {
+        /// The key's token.
+        token: u64,
+        /// The key.
+        key: Vec<u8>,
+        /// The value, or `None` for a tombstone.
+        value: Option<Vec<u8>>,
+        /// What the client saw; `None` for a blind write.
+        context: Option<VersionVector>,
+        /// The coordinator's clock when it took the request.
+        ts: Timestamp,
+    },
+    /// Merge this record into yours.
+    Replicate {
+        /// The key's token.
+        token: u64,
+        /// The key.
+        key: Vec<u8>,
+        /// The record made by the first replica.
+        record: Record,
+    },
+    /// Send what you hold for this key.
+    Read {
+        /// The key's token.
+        token: u64,
+        /// The key.
+        key: Vec<u8>,
+    },
+}
+
+/// A replica's answer to a [`PeerRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerReply {
+    /// The record after the new dot was added.
+    Written(Record),
+    /// The record was merged and stored.
+    Replicated,
+    /// What the replica holds, if anything.
+    Read(Option<Record>),
+    /// The replica could not do it.
+    Failed(String),
+}
+
+/// A frame could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("bad frame: {0}")]
+pub struct CodecError(#[from] postcard::Error);
+
+/// Encode a message as one frame.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
+    Ok(postcard::to_stdvec(msg)?)
+}
+
+/// Decode one frame; garbage gives an error, never a panic.
+///
+/// ```
+/// use ringkv::proto::{decode, encode, ClientRequest, Request};
+/// let req = Request::Client(ClientRequest::Members);
+/// assert_eq!(decode::<Request>(&encode(&req).unwrap()).unwrap(), req);
+/// assert!(decode::<Request>(&[0xff, 0xff, 0xff]).is_err());
+/// ```
+pub fn decode<'a, T: Deserialize<'a>>(frame: &'a [u8]) -> Result<T, CodecError> {
+    Ok(postcard::from_bytes(frame)?)
+}

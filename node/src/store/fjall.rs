@@ -1,0 +1,233 @@
+//! The durable store on fjall (an LSM-tree engine).
+//!
+//! Directory layout: `<dir>/LOCK` (held exclusively while the store is open) and `<dir>/db/`
+//! (fjall's files), with one fjall keyspace per kind of data: `data`, `meta`.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+
+use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use super::{
+    check_len, data_key, scan_ranges, split_data_key, Entry, Store, StoreError, MAX_KEY_LEN,
+    MAX_VALUE_LEN,
+};
+
+const LOCK_FILE: &str = "LOCK";
+const DB_DIR: &str = "db";
+const DATA_KEYSPACE: &str = "data";
+const META_KEYSPACE: &str = "meta";
+
+/// A [`Store`] on disk, in one data directory that only one process may open at a time.
+///
+/// Each write goes to fjall's journal in the operating system's buffers (no fsync);
+/// [`sync`](Store::sync) fsyncs the journal, making every earlier write durable.
+///
+/// ```
+/// use ringkv::store::{FjallStore, Store};
+///
+/// let dir = tempfile::tempdir()?;
+/// let store = FjallStore::open(dir.path())?;
+/// store.put(7, b"key", b"value")?;
+/// store.sync()?;
+/// assert_eq!(store.get(7, b"key")?, Some(b"value".to_vec()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct FjallStore {
+    db: Database,
+    data: Keyspace,
+    meta: Keyspace,
+    dir: PathBuf,
+    /// Held (locked) for the store's lifetime; declared last so it is released only after
+    /// the database above has shut down.
+    _lock: File,
+}
+
+impl std::fmt::Debug for FjallStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FjallStore")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl FjallStore {
+    /// Opens (creating if needed) the store in `dir`.
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] if another process (or another `FjallStore` in this one) has
+    /// `dir` open; [`StoreError::Io`] if the directory or lock file cannot be created;
+    /// [`StoreError::Engine`] if fjall cannot open or recover its files.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        let locked = || StoreError::Locked {
+            path: dir.to_path_buf(),
+        };
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(locked()),
+            Err(TryLockError::Error(source)) => return Err(io(&lock_path)(source)),
+        }
+
+        let db = Database::builder(dir.join(DB_DIR))
+            .open()
+            .map_err(|e| match e {
+                ::fjall::Error::Locked => locked(),
+                other => engine(other),
+            })?;
+        let data = db
+            .keyspace(DATA_KEYSPACE, KeyspaceCreateOptions::default)
+            .map_err(engine)?;
+        let meta = db
+            .keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)
+            .map_err(engine)?;
+        tracing::debug!(dir = %dir.display(), "opened fjall store");
+        Ok(FjallStore {
+            db,
+            data,
+            meta,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// The data directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn engine(e: ::fjall::Error) -> StoreError {
+    StoreError::Engine(format!("{e:?}"))
+}
+
+impl Store for FjallStore {
+    fn get(&self, token: u64, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let stored = data_key(token, key)?;
+        Ok(self.data.get(stored).map_err(engine)?.map(|v| v.to_vec()))
+    }
+
+    fn put(&self, token: u64, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let stored = data_key(token, key)?;
+        check_len("value", value.len(), MAX_VALUE_LEN)?;
+        self.data.insert(stored, value).map_err(engine)
+    }
+
+    fn delete(&self, token: u64, key: &[u8]) -> Result<(), StoreError> {
+        let stored = data_key(token, key)?;
+        self.data.remove(stored).map_err(engine)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.persist(PersistMode::SyncAll).map_err(engine)
+    }
+
+    fn scan(
+        &self,
+        start: u64,
+        end: u64,
+        after: Option<(u64, Vec<u8>)>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for range in scan_ranges(start, end, after.as_ref()) {
+            for guard in self.data.range::<Vec<u8>, _>(range) {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                let (stored, value) = guard.into_inner().map_err(engine)?;
+                let (token, key) = split_data_key(&stored)?;
+                out.push(Entry {
+                    token,
+                    key: key.to_vec(),
+                    value: value.to_vec(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        check_len("meta name", name.len(), MAX_KEY_LEN)?;
+        Ok(self
+            .meta
+            .get(name.as_bytes())
+            .map_err(engine)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn meta_put(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        check_len("meta name", name.len(), MAX_KEY_LEN)?;
+        check_len("value", value.len(), MAX_VALUE_LEN)?;
+        self.meta.insert(name.as_bytes(), value).map_err(engine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synced_writes_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = FjallStore::open(dir.path()).unwrap();
+            s.put(1, b"a", b"1").unwrap();
+            s.put(u64::MAX, b"z", b"2").unwrap();
+            s.delete(1, b"a").unwrap();
+            s.put(2, b"b", b"3").unwrap();
+            s.meta_put("ring", b"epoch-7").unwrap();
+            s.sync().unwrap();
+        }
+        let s = FjallStore::open(dir.path()).unwrap();
+        assert_eq!(s.get(1, b"a").unwrap(), None);
+        assert_eq!(s.get(2, b"b").unwrap(), Some(b"3".to_vec()));
+        assert_eq!(s.meta_get("ring").unwrap(), Some(b"epoch-7".to_vec()));
+        let all: Vec<_> = s
+            .scan(0, 0, None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.token)
+            .collect();
+        assert_eq!(all, [2, u64::MAX]);
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = FjallStore::open(dir.path()).unwrap();
+        let err = FjallStore::open(dir.path()).unwrap_err();
+        match &err {
+            StoreError::Locked { path } => assert_eq!(path, dir.path()),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        assert!(err
+            .to_string()
+            .contains("is in use by another ringkv process"));
+        drop(first);
+        // Released with the store.
+        assert!(FjallStore::open(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn open_reports_an_unusable_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let err = FjallStore::open(&file).unwrap_err();
+        assert!(matches!(err, StoreError::Io { .. }), "{err}");
+    }
+}

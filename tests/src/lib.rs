@@ -1,0 +1,288 @@
+//! Test harness: real `ringctl serve` processes on loopback, stopped by the harness itself.
+//!
+//! Every process a test starts is owned by a [`NodeProc`], which kills and reaps it on drop, so
+//! a failing test never leaves a node behind.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use ringkv::net::{init_cluster, issue_node, TlsMaterial};
+use ringkv::proto::MemberRow;
+use ringkv::{Api, Client};
+
+/// The `ringctl` binary of this workspace, built on first use if `cargo test` did not.
+pub fn ringctl_bin() -> Result<PathBuf> {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(bin) = BIN.get() {
+        return Ok(bin.clone());
+    }
+    // Test executables live in target/<profile>/deps; binaries one level up.
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test executable has no target directory")?;
+    let bin = profile_dir.join("ringctl");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "ringctl"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .context("building ringctl")?;
+        if !status.success() || !bin.exists() {
+            bail!("could not build ringctl at {}", bin.display());
+        }
+    }
+    Ok(BIN.get_or_init(|| bin).clone())
+}
+
+/// A loopback UDP port free right now.
+pub fn free_port() -> Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One `ringctl serve` process; killed and reaped on drop.
+pub struct NodeProc {
+    /// Node name.
+    pub name: String,
+    /// Its QUIC address.
+    pub addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    /// The operating-system process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGKILL: the node gets no chance to say goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait up to `within` for a graceful exit; true if it exited by itself.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let pid = c.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    /// Wait up to `within` for the process to exit on its own; its output if it did.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<Output> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            match self.child.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(_))) => {
+                    return self.child.take().and_then(|c| c.wait_with_output().ok())
+                }
+                Some(Ok(None)) => std::thread::sleep(Duration::from_millis(50)),
+                _ => return None,
+            }
+        }
+        None
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A cluster of `ringctl serve` processes in a temporary directory.
+pub struct Cluster {
+    /// Working directory: certificates, data directories, logs.
+    pub dir: tempfile::TempDir,
+    /// Nodes in start order (index 0 is the seed).
+    pub nodes: Vec<NodeProc>,
+}
+
+impl Cluster {
+    /// Certificates for `names`, nobody started yet.
+    pub fn prepare(names: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let certs = dir.path().join("certs");
+        init_cluster(&certs)?;
+        for name in names {
+            issue_node(&certs, name, &[[127, 0, 0, 1].into()], &[])?;
+        }
+        Ok(Self {
+            dir,
+            nodes: Vec::new(),
+        })
+    }
+
+    /// `n` nodes n1..nN joined through n1, all seeing each other alive.
+    pub fn start(n: usize) -> Result<Self> {
+        let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut cluster = Self::prepare(&refs)?;
+        for name in &names {
+            let seeds: Vec<SocketAddr> =
+                cluster.nodes.first().map(|s| s.addr).into_iter().collect();
+            let node = cluster.spawn(name, free_port()?, &seeds, &[])?;
+            cluster.nodes.push(node);
+        }
+        cluster.wait_alive(n, Duration::from_secs(20))?;
+        Ok(cluster)
+    }
+
+    /// The certificate directory.
+    pub fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// Start `ringctl serve` for `name` on `port` with its data in the cluster directory.
+    pub fn spawn(
+        &self,
+        name: &str,
+        port: u16,
+        seeds: &[SocketAddr],
+        extra: &[&str],
+    ) -> Result<NodeProc> {
+        self.spawn_with_certs(name, port, seeds, &self.certs(), extra)
+    }
+
+    /// Like [`Cluster::spawn`], with another certificate directory.
+    pub fn spawn_with_certs(
+        &self,
+        name: &str,
+        port: u16,
+        seeds: &[SocketAddr],
+        certs: &Path,
+        extra: &[&str],
+    ) -> Result<NodeProc> {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log")))?;
+        let mut cmd = Command::new(ringctl_bin()?);
+        cmd.arg("serve")
+            .args(["--name", name, "--listen", &addr.to_string()])
+            .arg("--data")
+            .arg(self.dir.path().join(name))
+            .arg("--certs")
+            .arg(certs)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for seed in seeds {
+            cmd.args(["--seed", &seed.to_string()]);
+        }
+        let child = cmd.spawn().context("starting ringctl serve")?;
+        Ok(NodeProc {
+            name: name.into(),
+            addr,
+            child: Some(child),
+        })
+    }
+
+    /// What node `name` has logged so far.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// A library client of node `i`, with the cluster's client certificate.
+    pub fn client(&self, i: usize) -> Result<Client> {
+        let tls = TlsMaterial::load_client(&self.certs())?;
+        // The client's endpoint belongs to the harness runtime.
+        let _in_runtime = runtime().enter();
+        Ok(Client::connect(self.nodes[i].addr, &tls)?)
+    }
+
+    /// Run `ringctl ARGS` against node `i`.
+    pub fn ringctl(&self, i: usize, args: &[&str]) -> Result<Output> {
+        Ok(Command::new(ringctl_bin()?)
+            .arg("--node")
+            .arg(self.nodes[i].addr.to_string())
+            .arg("--certs")
+            .arg(self.certs())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?)
+    }
+
+    /// Wait until every running node sees `n` members alive.
+    pub fn wait_alive(&self, n: usize, within: Duration) -> Result<()> {
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].child.is_some())
+            .collect();
+        for i in running {
+            self.wait_members(i, within, |rows| {
+                rows.iter().filter(|m| m.state == "alive").count() == n
+            })
+            .with_context(|| format!("{} never saw {n} members alive", self.nodes[i].name))?;
+        }
+        Ok(())
+    }
+
+    /// Poll node `i`'s membership until `pred` holds or `within` passes.
+    pub fn wait_members(
+        &self,
+        i: usize,
+        within: Duration,
+        pred: impl Fn(&[MemberRow]) -> bool,
+    ) -> Result<Vec<MemberRow>> {
+        let client = self.client(i)?;
+        let deadline = Instant::now() + within;
+        let mut last = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(rows) = block_on(client.members()) {
+                if pred(&rows) {
+                    return Ok(rows);
+                }
+                last = rows;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!(
+            "membership of {} did not converge: {last:?}",
+            self.nodes[i].name
+        )
+    }
+}
+
+/// The harness's tokio runtime (tests are plain `#[test]`s, possibly on several threads).
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("test runtime: {e}"))
+    })
+}
+
+/// Run a future on the harness runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    runtime().block_on(f)
+}
