@@ -68,6 +68,20 @@ pub struct CoreConfig {
     pub request_timeout: Duration,
     /// Largest clock step a remote timestamp may be ahead of ours and still be trusted.
     pub max_clock_drift: Duration,
+    /// Deliberate bugs, so tests can prove the simulator's checker catches them. Never set
+    /// outside tests.
+    #[doc(hidden)]
+    pub sabotage: Sabotage,
+}
+
+/// Bugs a test may switch on to check that the checker notices them.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sabotage {
+    /// Answer a write after the first acknowledgement, whatever W is.
+    pub ack_after_one: bool,
+    /// Answer a read with the first replica's record instead of merging all replies.
+    pub skip_read_merge: bool,
 }
 
 impl Default for CoreConfig {
@@ -80,6 +94,7 @@ impl Default for CoreConfig {
             limits: Limits::default(),
             request_timeout: Duration::from_secs(5),
             max_clock_drift: Duration::from_secs(60),
+            sabotage: Sabotage::default(),
         }
     }
 }

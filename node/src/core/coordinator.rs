@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use crate::config::Sabotage;
 use crate::hlc::Timestamp;
 use crate::proto::{
     ClientError, ClientResponse, PeerReply, PeerRequest, ReadResult, Value, WriteResult,
@@ -105,6 +106,7 @@ pub struct Coordinator {
     next_op: u64,
     next_call: u64,
     policy: ConflictPolicy,
+    sabotage: Sabotage,
 }
 
 /// What a write is.
@@ -123,13 +125,14 @@ pub struct WriteSpec {
 
 impl Coordinator {
     /// A coordinator with no request in flight.
-    pub fn new(policy: ConflictPolicy) -> Self {
+    pub fn new(policy: ConflictPolicy, sabotage: Sabotage) -> Self {
         Self {
             ops: HashMap::new(),
             calls: HashMap::new(),
             next_op: 0,
             next_call: 0,
             policy,
+            sabotage,
         }
     }
 
@@ -157,8 +160,9 @@ impl Coordinator {
             record: None,
         };
         let id = self.insert(client, targets, kind);
-        self.call_leader(id, out);
+        // A quorum that cannot be met fails before any replica is written.
         self.settle(id, out);
+        self.call_leader(id, out);
         id
     }
 
@@ -178,11 +182,10 @@ impl Coordinator {
             records: Vec::new(),
         };
         let id = self.insert(client, targets, kind);
-        let idle: Vec<usize> = self.idle_targets(id);
-        for idx in idle {
+        self.settle(id, out);
+        for idx in self.idle_targets(id) {
             self.call(id, idx, req.clone(), out);
         }
-        self.settle(id, out);
         id
     }
 
@@ -329,6 +332,7 @@ impl Coordinator {
             matches!(s, TargetState::Pending(_) | TargetState::Idle)
         });
         let (needed, done) = match &op.kind {
+            Kind::Write { w, .. } if self.sabotage.ack_after_one => (*w, ok >= 1),
             Kind::Write { w, .. } => (*w, ok >= *w),
             Kind::Read { r, .. } => (*r, ok >= *r),
         };
@@ -358,9 +362,14 @@ impl Coordinator {
                 acked: ok,
             }),
             Kind::Read { records, .. } => {
+                let merge_from = if self.sabotage.skip_read_merge {
+                    records.len()
+                } else {
+                    1
+                };
                 let merged = records
                     .iter()
-                    .skip(1)
+                    .skip(merge_from)
                     .fold(records.first().cloned().unwrap_or_default(), |acc, r| {
                         acc.sync(r)
                     });
@@ -412,5 +421,197 @@ fn failure(op: &Op, why: &str) -> ClientError {
         replicas: u8::try_from(op.targets.len()).unwrap_or(u8::MAX),
         ok: u8::try_from(count(op, |s| *s == TargetState::Ok)).unwrap_or(u8::MAX),
         detail: format!("{why}; {}", detail.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::{DvvSet, Sibling};
+
+    fn addr(i: u8) -> Option<SocketAddr> {
+        Some(SocketAddr::from(([127, 0, 0, i], 7000)))
+    }
+
+    fn targets(down: &[&str]) -> Vec<Target> {
+        ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let a = if down.contains(n) {
+                    None
+                } else {
+                    addr(i as u8 + 1)
+                };
+                Target::new((*n).into(), a)
+            })
+            .collect()
+    }
+
+    fn record(value: &[u8], actor: &str) -> Record {
+        let sib = Sibling {
+            value: Some(value.to_vec()),
+            ts: Timestamp::default(),
+            origin: actor.into(),
+        };
+        DvvSet::update(&DvvSet::new(sib), &DvvSet::default(), actor)
+    }
+
+    fn spec(w: usize) -> WriteSpec {
+        WriteSpec {
+            key: b"k".to_vec(),
+            value: Some(b"v".to_vec()),
+            context: None,
+            ts: Timestamp::default(),
+            w,
+        }
+    }
+
+    fn calls(out: &[Action]) -> Vec<(CallId, SocketAddr, PeerRequest)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Call { call, to, req } => Some((*call, *to, req.clone())),
+                Action::Reply { .. } => None,
+            })
+            .collect()
+    }
+
+    fn reply(out: &[Action]) -> Option<&Result<ClientResponse, ClientError>> {
+        out.iter().find_map(|a| match a {
+            Action::Reply { result, .. } => Some(result),
+            Action::Call { .. } => None,
+        })
+    }
+
+    #[test]
+    fn write_goes_to_the_leader_then_fans_out_and_answers_at_w() {
+        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
+        let mut out = Vec::new();
+        c.write(ClientId(1), targets(&[]), spec(2), &mut out);
+        let first = calls(&out);
+        assert_eq!(first.len(), 1, "only the leader is called first");
+        assert!(matches!(first[0].2, PeerRequest::Write { .. }));
+        assert_eq!(first[0].1, addr(1).unwrap());
+
+        let mut out = Vec::new();
+        c.on_reply(
+            first[0].0,
+            Ok(PeerReply::Written(record(b"v", "a"))),
+            &mut out,
+        );
+        let fan = calls(&out);
+        assert_eq!(fan.len(), 2);
+        assert!(fan
+            .iter()
+            .all(|(_, _, r)| matches!(r, PeerRequest::Replicate { .. })));
+        assert!(reply(&out).is_none(), "one ack is not W=2");
+
+        let mut out = Vec::new();
+        c.on_reply(fan[0].0, Ok(PeerReply::Replicated), &mut out);
+        match reply(&out) {
+            Some(Ok(ClientResponse::Written(w))) => assert_eq!(w.acked, 2),
+            other => panic!("expected a write at W=2, got {other:?}"),
+        }
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_failed_leader_hands_the_write_to_the_next_replica() {
+        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
+        let mut out = Vec::new();
+        c.write(ClientId(1), targets(&[]), spec(2), &mut out);
+        let first = calls(&out);
+        let mut out = Vec::new();
+        c.on_reply(first[0].0, Err("connection lost".into()), &mut out);
+        let next = calls(&out);
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].1, addr(2).unwrap());
+        assert!(matches!(next[0].2, PeerRequest::Write { .. }));
+    }
+
+    #[test]
+    fn an_impossible_quorum_fails_at_once_naming_the_down_replica() {
+        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
+        let mut out = Vec::new();
+        c.write(ClientId(1), targets(&["c"]), spec(3), &mut out);
+        match reply(&out) {
+            Some(Err(ClientError::QuorumFailed {
+                needed, ok, detail, ..
+            })) => {
+                assert_eq!((*needed, *ok), (3, 0));
+                assert!(detail.contains("c: down"), "{detail}");
+            }
+            other => panic!("expected QuorumFailed, got {other:?}"),
+        }
+        assert!(calls(&out).is_empty());
+    }
+
+    #[test]
+    fn a_write_with_one_replica_down_still_meets_w2() {
+        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
+        let mut out = Vec::new();
+        c.write(ClientId(1), targets(&["b"]), spec(2), &mut out);
+        let first = calls(&out);
+        let mut out = Vec::new();
+        c.on_reply(
+            first[0].0,
+            Ok(PeerReply::Written(record(b"v", "a"))),
+            &mut out,
+        );
+        let fan = calls(&out);
+        assert_eq!(fan.len(), 1, "the down replica is not called");
+        let mut out = Vec::new();
+        c.on_reply(fan[0].0, Ok(PeerReply::Replicated), &mut out);
+        assert!(matches!(reply(&out), Some(Ok(ClientResponse::Written(_)))));
+    }
+
+    #[test]
+    fn a_read_merges_siblings_from_r_replicas() {
+        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
+        let mut out = Vec::new();
+        c.read(ClientId(7), targets(&[]), b"k".to_vec(), 2, &mut out);
+        let asked = calls(&out);
+        assert_eq!(asked.len(), 3, "every live replica is asked");
+        let mut out = Vec::new();
+        c.on_reply(
+            asked[0].0,
+            Ok(PeerReply::Read(Some(record(b"x", "a")))),
+            &mut out,
+        );
+        assert!(reply(&out).is_none());
+        c.on_reply(
+            asked[1].0,
+            Ok(PeerReply::Read(Some(record(b"y", "b")))),
+            &mut out,
+        );
+        match reply(&out) {
+            Some(Ok(ClientResponse::Got(r))) => {
+                let mut values: Vec<&[u8]> = r.values.iter().map(|v| v.data.as_slice()).collect();
+                values.sort();
+                assert_eq!(values, vec![b"x".as_slice(), b"y".as_slice()]);
+                assert_eq!(r.context.0.get("a"), 1);
+                assert_eq!(r.context.0.get("b"), 1);
+            }
+            other => panic!("expected a merged read, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_deadline_answers_with_what_is_known() {
+        let mut c = Coordinator::new(ConflictPolicy::Lww, Sabotage::default());
+        let mut out = Vec::new();
+        let op = c.read(ClientId(7), targets(&[]), b"k".to_vec(), 2, &mut out);
+        let mut out = Vec::new();
+        c.on_deadline(op, &mut out);
+        match reply(&out) {
+            Some(Err(ClientError::QuorumFailed { detail, .. })) => {
+                assert!(
+                    detail.contains("timed out") && detail.contains("a: no answer"),
+                    "{detail}"
+                )
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert_eq!(c.in_flight(), 0);
     }
 }

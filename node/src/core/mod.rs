@@ -149,7 +149,7 @@ impl NodeCore {
         };
         let max_drift = u64::try_from(config.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
         let mut core = Self {
-            coordinator: Coordinator::new(config.conflict_policy),
+            coordinator: Coordinator::new(config.conflict_policy, config.sabotage),
             hlc: Hlc::new(max_drift),
             ring: Ring::empty(ring_config),
             addrs: BTreeMap::new(),

@@ -139,3 +139,92 @@ fn check_token(sent: u64, key: &[u8]) -> Result<(), ReplicaError> {
         Err(ReplicaError::WrongToken { sent, expected })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::version::{live_values, Context};
+
+    fn write(
+        store: &MemoryStore,
+        hlc: &mut Hlc,
+        policy: ConflictPolicy,
+        value: &[u8],
+        context: Option<VersionVector>,
+    ) -> PeerReply {
+        let mut replica = Replica {
+            me: "a",
+            store,
+            hlc,
+            policy,
+        };
+        let req = PeerRequest::Write {
+            token: ringkv_ring::token(b"k"),
+            key: b"k".to_vec(),
+            value: Some(value.to_vec()),
+            context,
+            ts: Timestamp::default(),
+        };
+        replica.handle(1_000, req).0
+    }
+
+    fn values(reply: &PeerReply) -> Vec<Vec<u8>> {
+        match reply {
+            PeerReply::Written(r) => live_values(r)
+                .iter()
+                .filter_map(|s| s.value.clone())
+                .collect(),
+            other => panic!("expected a written record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn blind_writes_become_siblings_and_a_write_with_context_replaces_them() {
+        let store = MemoryStore::new();
+        let mut hlc = Hlc::new(60_000);
+        write(&store, &mut hlc, ConflictPolicy::Siblings, b"x", None);
+        let second = write(&store, &mut hlc, ConflictPolicy::Siblings, b"y", None);
+        assert_eq!(values(&second).len(), 2);
+        let PeerReply::Written(seen) = second else {
+            unreachable!()
+        };
+        let ctx = Context(seen.join());
+        let third = write(
+            &store,
+            &mut hlc,
+            ConflictPolicy::Siblings,
+            b"z",
+            Some(ctx.0),
+        );
+        assert_eq!(values(&third), vec![b"z".to_vec()]);
+    }
+
+    #[test]
+    fn lww_keeps_only_the_newest_write() {
+        let store = MemoryStore::new();
+        let mut hlc = Hlc::new(60_000);
+        write(&store, &mut hlc, ConflictPolicy::Lww, b"x", None);
+        let second = write(&store, &mut hlc, ConflictPolicy::Lww, b"y", None);
+        assert_eq!(values(&second), vec![b"y".to_vec()]);
+    }
+
+    #[test]
+    fn a_token_that_does_not_match_the_key_is_refused() {
+        let store = MemoryStore::new();
+        let mut hlc = Hlc::new(60_000);
+        let mut replica = Replica {
+            me: "a",
+            store: &store,
+            hlc: &mut hlc,
+            policy: ConflictPolicy::Lww,
+        };
+        let req = PeerRequest::Read {
+            token: ringkv_ring::token(b"k").wrapping_add(1),
+            key: b"k".to_vec(),
+        };
+        let (reply, wrote) = replica.handle(0, req);
+        assert!(matches!(reply, PeerReply::Failed(e) if e.contains("token")));
+        assert!(!wrote);
+    }
+}
