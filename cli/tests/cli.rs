@@ -143,7 +143,8 @@ fn certs_issue_with_a_bad_ip_is_a_usage_error() {
         "10.0.0",
     ]);
     assert_eq!(run.code, Some(2));
-    assert!(run.stderr.contains("--ip"), "{}", run.stderr);
+    let line = run.failed_with_one_error_line();
+    assert!(line.contains("--ip"), "{line}");
 }
 
 #[test]
@@ -255,7 +256,32 @@ fn zero_quorums_are_rejected_before_anything_runs() {
     ] {
         let run = ringctl(args);
         assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
-        assert!(run.stderr.contains("'0'"), "{args:?}: {}", run.stderr);
+        let line = run.failed_with_one_error_line();
+        assert!(line.contains("'0'"), "{args:?}: {line}");
+    }
+}
+
+#[test]
+fn missing_required_flags_are_named_on_one_line() {
+    let run = ringctl(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(run.code, Some(2));
+    let line = run.failed_with_one_error_line();
+    assert!(line.contains("--data"), "{line}");
+}
+
+#[test]
+fn help_still_prints_in_full() {
+    let run = ringctl(&["serve", "--help"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    for flag in [
+        "--data",
+        "--listen",
+        "--seed",
+        "--durability",
+        "--conflict",
+        "--max-value",
+    ] {
+        assert!(run.stdout.contains(flag), "{flag} missing from help");
     }
 }
 
@@ -272,6 +298,7 @@ fn malformed_flags_are_usage_errors() {
     ] {
         let run = ringctl(args);
         assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
-        assert!(run.stderr.contains(mentions), "{args:?}: {}", run.stderr);
+        let line = run.failed_with_one_error_line();
+        assert!(line.contains(mentions), "{args:?}: {line}");
     }
 }
