@@ -10,7 +10,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::commit::{self, Pending, ResponseTo};
 use super::wall_ms;
-use crate::core::{CallId, ClientId, Effect, InboundId, Input, NodeCore, Timer};
+use ringkv_gossip::MemberEvent;
+
+use crate::core::{status_name, CallId, ClientId, Effect, InboundId, Input, NodeCore, Timer};
 use crate::net::{Inbound, InboundEvent, Responder, Transport};
 use crate::proto::{
     self, ClientError, ClientRequest, ClientResponse, PeerReply, Request, Response,
@@ -215,7 +217,7 @@ impl Shell {
                         let _ = internal.send(Internal::Timer(timer));
                     });
                 }
-                Effect::Member(event) => tracing::info!(name = %self.name, "membership: {event:?}"),
+                Effect::Member(event) => log_member_event(&event),
             }
         }
     }
@@ -227,6 +229,35 @@ impl Shell {
                 reply: Ok(reply),
             }),
             ResponseTo::Remote(r) => respond(r, &Response::Peer(reply)),
+        }
+    }
+}
+
+/// Say what membership did in an operator's words.
+fn log_member_event(event: &MemberEvent) {
+    use tracing::{info, warn};
+    match event {
+        MemberEvent::Up(id) => info!("node {} at {} is up", id.name, id.addr),
+        MemberEvent::Down(id) => warn!("node {} at {} is down", id.name, id.addr),
+        MemberEvent::StatusChanged(id, status) => {
+            info!("node {} is now {}", id.name, status_name(*status))
+        }
+        MemberEvent::Joined => info!("joined the cluster"),
+        MemberEvent::Idle => warn!("lost contact with every peer; announcing to the seeds again"),
+        // Once at first, then every tenth round, so a long wait does not flood the log.
+        MemberEvent::SeedsSilent { seeds, attempts } if *attempts == 1 || attempts % 10 == 0 => {
+            let seeds: Vec<String> = seeds.iter().map(ToString::to_string).collect();
+            warn!(
+                "no answer from seed(s) {} after {attempts} attempt(s); still trying",
+                seeds.join(", ")
+            )
+        }
+        MemberEvent::SeedsSilent { .. } => {}
+        MemberEvent::Rejoined(id) => {
+            warn!("the cluster had declared this node down; rejoined as {id:?}")
+        }
+        MemberEvent::Defunct => {
+            warn!("the cluster declared this node down and it cannot rejoin: restart it")
         }
     }
 }
