@@ -130,6 +130,10 @@ pub struct NodeCore {
     store: Arc<dyn Store>,
     hlc: Hlc,
     coordinator: Coordinator,
+    /// The actor of the dots this node makes. Under `Sync` durability a dot is on disk before
+    /// anyone else sees it, so the node name is enough. Under `Buffered` a crash can forget a
+    /// dot others already hold; a fresh actor per start keeps the next dot from reusing it.
+    actor: String,
 }
 
 impl NodeCore {
@@ -142,6 +146,10 @@ impl NodeCore {
         store: Arc<dyn Store>,
         rng_seed: u64,
     ) -> Result<Self, GossipError> {
+        let actor = match config.durability {
+            Durability::Sync => me.name.clone(),
+            Durability::Buffered => format!("{}@{}", me.name, me.bump),
+        };
         let membership = Membership::new(me, seeds, gossip, rng_seed)?;
         let ring_config = RingConfig {
             vnodes: config.vnodes,
@@ -149,6 +157,7 @@ impl NodeCore {
         };
         let max_drift = u64::try_from(config.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
         let mut core = Self {
+            actor,
             coordinator: Coordinator::new(config.conflict_policy, config.sabotage),
             hlc: Hlc::new(max_drift),
             ring: Ring::empty(ring_config),
@@ -184,7 +193,7 @@ impl NodeCore {
             Input::Client { id, req } => self.client(now_ms, id, req, &mut out),
             Input::PeerRequest { id, req, .. } => {
                 let mut replica = Replica {
-                    me: &self.membership.me().name,
+                    me: &self.actor,
                     store: self.store.as_ref(),
                     hlc: &mut self.hlc,
                     policy: self.config.conflict_policy,

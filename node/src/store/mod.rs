@@ -236,7 +236,7 @@ fn scan_ranges(start: u64, end: u64, after: Option<&(u64, Vec<u8>)>) -> Vec<KeyR
             Some((token, key)) if !resumed => {
                 if !(lo..=hi).contains(token) {
                     // `after` is in a later segment (or outside the range): skip this one.
-                    //continue;
+                    continue;
                 }
                 resumed = true;
                 let mut stored = token.to_be_bytes().to_vec();

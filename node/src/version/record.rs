@@ -12,7 +12,9 @@ use crate::hlc::Timestamp;
 pub struct Sibling {
     /// The value; `None` is a tombstone (a delete that still carries causal history).
     pub value: Option<Vec<u8>>,
-    /// When it was written, by the hybrid logical clock of `origin`.
+    /// When it was written, stamped by `origin`'s hybrid logical clock as it made the dot, so
+    /// an actor's newer dots carry larger timestamps: last-writer-wins relies on that (see
+    /// [`DvvSet::lww`]).
     pub ts: Timestamp,
     /// The node that made the dot; breaks last-writer-wins ties between equal timestamps.
     pub origin: Actor,
