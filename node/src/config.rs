@@ -14,6 +14,9 @@ pub struct Limits {
     pub max_value: usize,
     /// Client requests a node coordinates at once; beyond this a request is refused as overloaded.
     pub max_in_flight: usize,
+    /// Concurrent versions one key may hold under the `siblings` policy; a blind write beyond
+    /// this is refused until a client resolves them (a write carrying the read's context).
+    pub max_siblings: usize,
 }
 
 impl Default for Limits {
@@ -22,6 +25,7 @@ impl Default for Limits {
             max_key: 4 * 1024,
             max_value: 4 * 1024 * 1024,
             max_in_flight: 4096,
+            max_siblings: 100,
         }
     }
 }

@@ -197,6 +197,7 @@ impl NodeCore {
                     store: self.store.as_ref(),
                     hlc: &mut self.hlc,
                     policy: self.config.conflict_policy,
+                    max_siblings: self.config.limits.max_siblings,
                 };
                 let (reply, wrote) = replica.handle(now_ms, req);
                 let sync = wrote && self.config.durability == Durability::Sync;

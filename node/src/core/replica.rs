@@ -28,6 +28,14 @@ pub enum ReplicaError {
         /// Token of the key.
         expected: u64,
     },
+    /// A write would leave more concurrent versions than allowed.
+    #[error("key would have {count} siblings, over the limit of {max}: read it and write with its context to resolve them")]
+    TooManySiblings {
+        /// Siblings the write would leave.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// What a replica needs to serve requests.
@@ -40,6 +48,8 @@ pub struct Replica<'a> {
     pub hlc: &'a mut Hlc,
     /// Cluster conflict policy.
     pub policy: ConflictPolicy,
+    /// Most siblings a write may leave on a key.
+    pub max_siblings: usize,
 }
 
 impl Replica<'_> {
@@ -107,6 +117,12 @@ impl Replica<'_> {
         };
         let local = load(self.store, token, key)?.unwrap_or_default();
         let record = apply_policy(&DvvSet::update(&new, &local, self.me), self.policy);
+        if record.size() > self.max_siblings {
+            return Err(ReplicaError::TooManySiblings {
+                count: record.size(),
+                max: self.max_siblings,
+            });
+        }
         self.store.put(token, key, &encode_record(&record)?)?;
         Ok(record)
     }
@@ -158,6 +174,7 @@ mod tests {
             store,
             hlc,
             policy,
+            max_siblings: 3,
         };
         let req = PeerRequest::Write {
             token: ringkv_ring::token(b"k"),
@@ -201,6 +218,32 @@ mod tests {
     }
 
     #[test]
+    fn a_blind_write_over_the_sibling_limit_is_refused_and_a_resolving_write_is_not() {
+        let store = MemoryStore::new();
+        let mut hlc = Hlc::new(60_000);
+        for v in [b"1", b"2", b"3"] {
+            write(&store, &mut hlc, ConflictPolicy::Siblings, v, None);
+        }
+        let over = write(&store, &mut hlc, ConflictPolicy::Siblings, b"4", None);
+        assert!(
+            matches!(&over, PeerReply::Failed(e) if e.contains("siblings")),
+            "{over:?}"
+        );
+        let stored = load(&store, ringkv_ring::token(b"k"), b"k")
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.size(), 3, "the refused write left nothing behind");
+        let resolved = write(
+            &store,
+            &mut hlc,
+            ConflictPolicy::Siblings,
+            b"r",
+            Some(stored.join()),
+        );
+        assert_eq!(values(&resolved), vec![b"r".to_vec()]);
+    }
+
+    #[test]
     fn lww_keeps_only_the_newest_write() {
         let store = MemoryStore::new();
         let mut hlc = Hlc::new(60_000);
@@ -218,6 +261,7 @@ mod tests {
             store: &store,
             hlc: &mut hlc,
             policy: ConflictPolicy::Lww,
+            max_siblings: 3,
         };
         let req = PeerRequest::Read {
             token: ringkv_ring::token(b"k").wrapping_add(1),
