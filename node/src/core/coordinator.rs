@@ -67,8 +67,13 @@ enum Kind {
         record: Option<Record>,
     },
     Read {
+        key: Vec<u8>,
+        token: u64,
         r: usize,
-        records: Vec<Record>,
+        /// What each replica that answered holds, by target index.
+        replies: Vec<(usize, Option<Record>)>,
+        /// The client has its answer; the op lives on only to repair stale replicas.
+        answered: bool,
     },
 }
 
@@ -176,10 +181,16 @@ impl Coordinator {
         out: &mut Vec<Action>,
     ) -> OpId {
         let token = ringkv_ring::token(&key);
-        let req = PeerRequest::Read { token, key };
+        let req = PeerRequest::Read {
+            token,
+            key: key.clone(),
+        };
         let kind = Kind::Read {
+            key,
+            token,
             r,
-            records: Vec::new(),
+            replies: Vec::new(),
+            answered: false,
         };
         let id = self.insert(client, targets, kind);
         self.settle(id, out);
@@ -210,8 +221,8 @@ impl Coordinator {
                 TargetState::Ok
             }
             (Kind::Write { .. }, Ok(PeerReply::Replicated)) => TargetState::Ok,
-            (Kind::Read { records, .. }, Ok(PeerReply::Read(r))) => {
-                records.extend(r);
+            (Kind::Read { replies, .. }, Ok(PeerReply::Read(r))) => {
+                replies.push((idx, r));
                 TargetState::Ok
             }
             (kind, Ok(PeerReply::Failed(e)) | Err(e)) => {
@@ -231,14 +242,19 @@ impl Coordinator {
         self.settle(id, out);
     }
 
-    /// The request's deadline passed: answer with what it has.
+    /// The request's deadline passed: answer with what it has (or, for a read already
+    /// answered, repair the replicas that did answer).
     pub fn on_deadline(&mut self, id: OpId, out: &mut Vec<Action>) {
         if let Some(op) = self.ops.remove(&id) {
             self.forget_calls(id);
-            out.push(Action::Reply {
-                id: op.client,
-                result: Err(failure(&op, "timed out")),
-            });
+            if matches!(op.kind, Kind::Read { answered: true, .. }) {
+                self.repair(&op, out);
+            } else {
+                out.push(Action::Reply {
+                    id: op.client,
+                    result: Err(failure(&op, "timed out")),
+                });
+            }
         }
     }
 
@@ -324,76 +340,129 @@ impl Coordinator {
         }
     }
 
-    /// Answer the client once the quorum is met or can no longer be.
+    /// Answer the client once the quorum is met or can no longer be; a read stays until every
+    /// replica answered, then repairs the stale ones (read repair).
     fn settle(&mut self, id: OpId, out: &mut Vec<Action>) {
-        let Some(op) = self.ops.get(&id) else { return };
+        let (policy, sabotage) = (self.policy, self.sabotage);
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
         let ok = count(op, |s| *s == TargetState::Ok);
         let open = count(op, |s| {
             matches!(s, TargetState::Pending(_) | TargetState::Idle)
         });
-        let (needed, done) = match &op.kind {
-            Kind::Write { w, .. } if self.sabotage.ack_after_one => (*w, ok >= 1),
-            Kind::Write { w, .. } => (*w, ok >= *w),
-            Kind::Read { r, .. } => (*r, ok >= *r),
+        let (needed, done, answered) = match &op.kind {
+            Kind::Write { w, .. } if sabotage.ack_after_one => (*w, ok >= 1, false),
+            Kind::Write { w, .. } => (*w, ok >= *w, false),
+            Kind::Read { r, answered, .. } => (*r, ok >= *r, *answered),
         };
+        if answered {
+            if open == 0 {
+                if let Some(op) = self.ops.remove(&id) {
+                    self.repair(&op, out);
+                }
+            }
+            return;
+        }
         if !done && ok + open >= needed {
             return;
         }
-        let Some(op) = self.ops.remove(&id) else {
-            return;
-        };
-        self.forget_calls(id);
         let result = if done {
-            Ok(self.success(&op, ok))
+            Ok(success(op, ok, policy, sabotage))
         } else {
-            Err(failure(&op, "not enough replicas answered"))
+            Err(failure(op, "not enough replicas answered"))
         };
         out.push(Action::Reply {
             id: op.client,
             result,
         });
+        match &mut op.kind {
+            Kind::Read { answered, .. } if done && open > 0 => *answered = true,
+            _ => {
+                if let Some(op) = self.ops.remove(&id) {
+                    self.forget_calls(id);
+                    if done && matches!(op.kind, Kind::Read { .. }) {
+                        self.repair(&op, out);
+                    }
+                }
+            }
+        }
     }
 
-    fn success(&self, op: &Op, ok: usize) -> ClientResponse {
-        let ok = u8::try_from(ok).unwrap_or(u8::MAX);
-        match &op.kind {
-            Kind::Write { record, .. } => ClientResponse::Written(WriteResult {
-                context: Context(record.as_ref().map(Record::join).unwrap_or_default()),
-                acked: ok,
-            }),
-            Kind::Read { records, .. } => {
-                let merge_from = if self.sabotage.skip_read_merge {
-                    records.len()
-                } else {
-                    1
+    /// Send the merged record to every replica that answered with something older.
+    fn repair(&mut self, op: &Op, out: &mut Vec<Action>) {
+        let Kind::Read {
+            key,
+            token,
+            replies,
+            ..
+        } = &op.kind
+        else {
+            return;
+        };
+        let merged = merge(replies.iter().filter_map(|(_, r)| r.as_ref()), self.policy);
+        if merged.size() == 0 {
+            return;
+        }
+        for (idx, held) in replies {
+            let stale = held.as_ref() != Some(&merged);
+            if let (true, Some(to)) = (stale, op.targets.get(*idx).and_then(|t| t.addr)) {
+                // Nobody waits for this answer: the call id is not registered.
+                self.next_call += 1;
+                let req = PeerRequest::Replicate {
+                    token: *token,
+                    key: key.clone(),
+                    record: merged.clone(),
                 };
-                let merged = records
-                    .iter()
-                    .skip(merge_from)
-                    .fold(records.first().cloned().unwrap_or_default(), |acc, r| {
-                        acc.sync(r)
-                    });
-                let merged = apply_policy(&merged, self.policy);
-                let values = live_values(&merged)
-                    .into_iter()
-                    .filter_map(|s| {
-                        s.value.as_ref().map(|data| Value {
-                            data: data.clone(),
-                            ts: s.ts,
-                        })
-                    })
-                    .collect();
-                ClientResponse::Got(ReadResult {
-                    values,
-                    context: Context(merged.join()),
-                    replied: ok,
-                })
+                out.push(Action::Call {
+                    call: CallId(self.next_call),
+                    to,
+                    req,
+                });
             }
         }
     }
 
     fn forget_calls(&mut self, id: OpId) {
         self.calls.retain(|_, (op, _)| *op != id);
+    }
+}
+
+/// Every record merged, then the conflict policy applied.
+fn merge<'a>(records: impl Iterator<Item = &'a Record>, policy: ConflictPolicy) -> Record {
+    let merged = records.fold(Record::default(), |acc, r| acc.sync(r));
+    apply_policy(&merged, policy)
+}
+
+fn success(op: &Op, ok: usize, policy: ConflictPolicy, sabotage: Sabotage) -> ClientResponse {
+    let ok = u8::try_from(ok).unwrap_or(u8::MAX);
+    match &op.kind {
+        Kind::Write { record, .. } => ClientResponse::Written(WriteResult {
+            context: Context(record.as_ref().map(Record::join).unwrap_or_default()),
+            acked: ok,
+        }),
+        Kind::Read { replies, .. } => {
+            let records = replies.iter().filter_map(|(_, r)| r.as_ref());
+            let merged = if sabotage.skip_read_merge {
+                merge(records.take(1), policy)
+            } else {
+                merge(records, policy)
+            };
+            let values = live_values(&merged)
+                .into_iter()
+                .filter_map(|s| {
+                    s.value.as_ref().map(|data| Value {
+                        data: data.clone(),
+                        ts: s.ts,
+                    })
+                })
+                .collect();
+            ClientResponse::Got(ReadResult {
+                values,
+                context: Context(merged.join()),
+                replied: ok,
+            })
+        }
     }
 }
 
@@ -594,6 +663,28 @@ mod tests {
             }
             other => panic!("expected a merged read, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn after_every_reply_a_read_repairs_exactly_the_stale_replicas() {
+        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
+        let mut out = Vec::new();
+        c.read(ClientId(7), targets(&[]), b"k".to_vec(), 2, &mut out);
+        let asked = calls(&out);
+        let full = record(b"x", "a");
+        let mut out = Vec::new();
+        c.on_reply(asked[0].0, Ok(PeerReply::Read(Some(full.clone()))), &mut out);
+        c.on_reply(asked[1].0, Ok(PeerReply::Read(Some(full.clone()))), &mut out);
+        assert!(reply(&out).is_some(), "answered at R=2");
+        assert!(calls(&out).is_empty(), "no repair before every replica answered");
+        assert_eq!(c.in_flight(), 1, "the read waits for the last replica");
+        let mut out = Vec::new();
+        c.on_reply(asked[2].0, Ok(PeerReply::Read(None)), &mut out);
+        let repairs = calls(&out);
+        assert_eq!(repairs.len(), 1, "only the replica without the key is repaired");
+        assert_eq!(repairs[0].1, addr(3).unwrap());
+        assert!(matches!(&repairs[0].2, PeerRequest::Replicate { record, .. } if *record == full));
+        assert_eq!(c.in_flight(), 0);
     }
 
     #[test]
