@@ -3,10 +3,12 @@
 //! Every process a test starts is owned by a [`NodeProc`], which kills and reaps it on drop, so
 //! a failing test never leaves a node behind.
 
+
+use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
@@ -38,6 +40,90 @@ pub fn ringctl_bin() -> Result<PathBuf> {
         }
     }
     Ok(BIN.get_or_init(|| bin).clone())
+}
+
+/// Bound on one `ringctl` client command: far above its own `--timeout`, only a guard
+/// against a hang.
+pub const RINGCTL_HANG_LIMIT: Duration = Duration::from_secs(60);
+
+/// Serialises the tests that start clusters within one test binary: a few nodes already
+/// keep two cores busy, and failure detection must not starve behind another cluster.
+/// A test that panicked while holding it does not poison the others.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Run `ringctl --node ADDR --certs CERTS ARGS` and collect its exit status and output,
+/// killing it if it runs past [`RINGCTL_HANG_LIMIT`].
+pub fn ringctl_at(node: SocketAddr, certs: &Path, args: &[&str]) -> Result<Output> {
+    let mut child = Command::new(ringctl_bin()?)
+        .arg("--node")
+        .arg(node.to_string())
+        .arg("--certs")
+        .arg(certs)
+        .args(args)
+        // The caller's environment must not steer the client or add log lines to stderr.
+        .env_remove("RINGKV_NODE")
+        .env_remove("RINGKV_CERTS")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting ringctl")?;
+    // Drain both pipes while waiting, so a chatty command cannot block on a full pipe.
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = Instant::now() + RINGCTL_HANG_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("ringctl {args:?} still running after {RINGCTL_HANG_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut out);
+        }
+        out
+    })
+}
+
+/// A library client of the node at `node`, with the client certificate in `certs`.
+pub fn client_at(node: SocketAddr, certs: &Path) -> Result<Client> {
+    let tls = TlsMaterial::load_client(certs)?;
+    // The client's endpoint belongs to the harness runtime.
+    let _in_runtime = runtime().enter();
+    Ok(Client::connect(node, &tls)?)
+}
+
+/// Poll `check` every 100 ms until it gives `Some` or `within` passes.
+pub fn poll<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A loopback UDP port free right now.
@@ -117,6 +203,25 @@ impl Drop for NodeProc {
     }
 }
 
+/// How to start one `ringctl serve`; see [`Cluster::launch`].
+#[derive(Clone, Debug)]
+pub struct Serve<'a> {
+    /// Node name (`--name`).
+    pub name: &'a str,
+    /// Loopback port of its QUIC endpoint.
+    pub port: u16,
+    /// Nodes to join through.
+    pub seeds: &'a [SocketAddr],
+    /// Certificate directory (`--certs`).
+    pub certs: PathBuf,
+    /// Data directory (`--data`).
+    pub data: PathBuf,
+    /// Name of its log file in the cluster directory (without `.log`).
+    pub log: &'a str,
+    /// Further flags.
+    pub extra: &'a [&'a str],
+}
+
 /// A cluster of `ringctl serve` processes in a temporary directory.
 pub struct Cluster {
     /// Working directory: certificates, data directories, logs.
@@ -180,54 +285,89 @@ impl Cluster {
         certs: &Path,
         extra: &[&str],
     ) -> Result<NodeProc> {
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log")))?;
+        self.launch(&Serve {
+            name,
+            port,
+            seeds,
+            certs: certs.to_path_buf(),
+            data: self.data_dir(name),
+            log: name,
+            extra,
+        })
+    }
+
+    /// The data directory [`Cluster::spawn`] gives node `name`.
+    pub fn data_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Start `ringctl serve` exactly as `spec` says. Its stderr (the node's log) is appended
+    /// to `<log>.log` in the cluster directory, so a restarted node's log keeps its past.
+    pub fn launch(&self, spec: &Serve<'_>) -> Result<NodeProc> {
+        let addr: SocketAddr = ([127, 0, 0, 1], spec.port).into();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(spec.log))?;
         let mut cmd = Command::new(ringctl_bin()?);
         cmd.arg("serve")
-            .args(["--name", name, "--listen", &addr.to_string()])
+            .args(["--name", spec.name, "--listen", &addr.to_string()])
             .arg("--data")
-            .arg(self.dir.path().join(name))
+            .arg(&spec.data)
             .arg("--certs")
-            .arg(certs)
-            .args(extra)
+            .arg(&spec.certs)
+            .args(spec.extra)
+            .env_remove("RINGKV_NODE")
+            .env_remove("RINGKV_CERTS")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        for seed in seeds {
+        for seed in spec.seeds {
             cmd.args(["--seed", &seed.to_string()]);
         }
         let child = cmd.spawn().context("starting ringctl serve")?;
         Ok(NodeProc {
-            name: name.into(),
+            name: spec.name.into(),
             addr,
             child: Some(child),
         })
     }
 
+    /// Replace node `i` (already killed or stopped) by a fresh process with the same name,
+    /// port and data directory, joining through `seeds`.
+    pub fn restart(&mut self, i: usize, seeds: &[SocketAddr]) -> Result<()> {
+        self.nodes[i].kill();
+        let (name, port) = (self.nodes[i].name.clone(), self.nodes[i].addr.port());
+        self.nodes[i] = self.spawn(&name, port, seeds, &[])?;
+        Ok(())
+    }
+
+    fn log_path(&self, log: &str) -> PathBuf {
+        self.dir.path().join(format!("{log}.log"))
+    }
+
+    /// Poll the log `name` until it holds `needle` or `within` passes; the whole log if it did.
+    pub fn wait_log(&self, name: &str, needle: &str, within: Duration) -> Option<String> {
+        poll(within, || {
+            Some(self.log(name)).filter(|l| l.contains(needle))
+        })
+    }
+
     /// What node `name` has logged so far.
     pub fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
     }
 
     /// A library client of node `i`, with the cluster's client certificate.
     pub fn client(&self, i: usize) -> Result<Client> {
-        let tls = TlsMaterial::load_client(&self.certs())?;
-        // The client's endpoint belongs to the harness runtime.
-        let _in_runtime = runtime().enter();
-        Ok(Client::connect(self.nodes[i].addr, &tls)?)
+        client_at(self.nodes[i].addr, &self.certs())
     }
 
-    /// Run `ringctl ARGS` against node `i`.
+    /// Run `ringctl ARGS` against node `i` with the cluster's client certificate (bounded by
+    /// [`RINGCTL_HANG_LIMIT`]).
     pub fn ringctl(&self, i: usize, args: &[&str]) -> Result<Output> {
-        Ok(Command::new(ringctl_bin()?)
-            .arg("--node")
-            .arg(self.nodes[i].addr.to_string())
-            .arg("--certs")
-            .arg(self.certs())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()?)
+        ringctl_at(self.nodes[i].addr, &self.certs(), args)
     }
 
     /// Wait until every running node sees `n` members alive.
@@ -251,10 +391,22 @@ impl Cluster {
         within: Duration,
         pred: impl Fn(&[MemberRow]) -> bool,
     ) -> Result<Vec<MemberRow>> {
+        self.wait_members_until(i, Instant::now() + within, pred)
+    }
+
+    /// Like [`Cluster::wait_members`], up to a deadline shared by several waits (one clock
+    /// for "every survivor within 5 s", not 5 s each). At least one poll is made.
+    pub fn wait_members_until(
+        &self,
+        i: usize,
+        deadline: Instant,
+        pred: impl Fn(&[MemberRow]) -> bool,
+    ) -> Result<Vec<MemberRow>> {
         let client = self.client(i)?;
-        let deadline = Instant::now() + within;
         let mut last = Vec::new();
-        while Instant::now() < deadline {
+        let mut first = true;
+        while first || Instant::now() < deadline {
+            first = false;
             if let Ok(rows) = block_on(client.members()) {
                 if pred(&rows) {
                     return Ok(rows);

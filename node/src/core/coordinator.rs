@@ -673,15 +673,30 @@ mod tests {
         let asked = calls(&out);
         let full = record(b"x", "a");
         let mut out = Vec::new();
-        c.on_reply(asked[0].0, Ok(PeerReply::Read(Some(full.clone()))), &mut out);
-        c.on_reply(asked[1].0, Ok(PeerReply::Read(Some(full.clone()))), &mut out);
+        c.on_reply(
+            asked[0].0,
+            Ok(PeerReply::Read(Some(full.clone()))),
+            &mut out,
+        );
+        c.on_reply(
+            asked[1].0,
+            Ok(PeerReply::Read(Some(full.clone()))),
+            &mut out,
+        );
         assert!(reply(&out).is_some(), "answered at R=2");
-        assert!(calls(&out).is_empty(), "no repair before every replica answered");
+        assert!(
+            calls(&out).is_empty(),
+            "no repair before every replica answered"
+        );
         assert_eq!(c.in_flight(), 1, "the read waits for the last replica");
         let mut out = Vec::new();
         c.on_reply(asked[2].0, Ok(PeerReply::Read(None)), &mut out);
         let repairs = calls(&out);
-        assert_eq!(repairs.len(), 1, "only the replica without the key is repaired");
+        assert_eq!(
+            repairs.len(),
+            1,
+            "only the replica without the key is repaired"
+        );
         assert_eq!(repairs[0].1, addr(3).unwrap());
         assert!(matches!(&repairs[0].2, PeerRequest::Replicate { record, .. } if *record == full));
         assert_eq!(c.in_flight(), 0);

@@ -12,11 +12,11 @@ use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream, VarInt};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::timeout;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::config::TransportConfig;
 use super::frame::{codes, read_frame, write_frame, FrameError};
-use super::stats::{bump, Counters};
+use super::stats::{bump, bump_and_sample, Counters};
 
 /// The queue of what peers sent this node, returned by [`Transport::bind`](super::Transport::bind).
 pub struct Inbound {
@@ -173,8 +173,11 @@ async fn serve_connection(incoming: Incoming, _live: LiveConnection, serving: Se
             conn
         }
         Ok(Err(e)) => {
-            bump(&serving.stats.handshakes_refused);
-            debug!(peer = %from, error = %e, "handshake refused");
+            if bump_and_sample(&serving.stats.handshakes_refused) {
+                warn!(peer = %from, error = %e, "refused a connection at the TLS handshake (sampled: first, then every 100th)");
+            } else {
+                debug!(peer = %from, error = %e, "handshake refused");
+            }
             return;
         }
         Err(_) => {

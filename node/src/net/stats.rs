@@ -49,6 +49,13 @@ pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Count one more and say whether this one should be logged: the first, then every 100th,
+/// so an operator sees a refused peer without a hostile one flooding the log.
+pub(crate) fn bump_and_sample(counter: &AtomicU64) -> bool {
+    let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+    n == 1 || n.is_multiple_of(100)
+}
+
 impl Counters {
     pub(crate) fn snapshot(&self) -> TransportStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);

@@ -12,7 +12,7 @@ use quinn::{Connection, Endpoint};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::config::TransportConfig;
 use super::error::{TimeoutPhase, TransportError};
@@ -365,7 +365,11 @@ async fn dial_task(inner: Arc<Inner>, to: SocketAddr, tx: watch::Sender<Option<D
                 conns.insert(to, Slot::Ready(conn.clone()));
             }
             Err(e) => {
-                debug!(peer = %to, error = ?e, "dial failed");
+                if let DialFailure::Handshake(reason) = e {
+                    warn!(peer = %to, "cannot connect: TLS handshake failed: {reason}");
+                } else {
+                    debug!(peer = %to, error = ?e, "dial failed");
+                }
                 if matches!(conns.get(&to), Some(Slot::Dialing(_))) {
                     conns.remove(&to);
                 }

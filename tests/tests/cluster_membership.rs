@@ -1,0 +1,81 @@
+//! Joining: real `ringctl serve` processes find each other through one seed.
+
+use std::time::Duration;
+
+use ringkv::Api;
+use ringkv_tests::{block_on, serial, Cluster};
+
+/// Bound on a fresh cluster converging on a loaded two-core machine (not a speed check).
+const CONVERGE: Duration = Duration::from_secs(30);
+
+#[test]
+fn four_nodes_join_through_one_seed_and_all_see_each_other_alive() {
+    let _serial = serial();
+    let names = ["n1", "n2", "n3", "n4"];
+    let mut cluster = Cluster::prepare(&names).unwrap();
+    let seed_port = ringkv_tests::free_port().unwrap();
+    let seed = cluster.spawn("n1", seed_port, &[], &[]).unwrap();
+    let seed_addr = seed.addr;
+    cluster.nodes.push(seed);
+    for name in &names[1..] {
+        let port = ringkv_tests::free_port().unwrap();
+        // Only the seed's address is given: the others must be learnt through gossip.
+        let node = cluster.spawn(name, port, &[seed_addr], &[]).unwrap();
+        cluster.nodes.push(node);
+    }
+    cluster.wait_alive(names.len(), CONVERGE).unwrap();
+
+    let expected: Vec<(String, String)> = cluster
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.addr.to_string()))
+        .collect();
+    for i in 0..cluster.nodes.len() {
+        let rows = block_on(cluster.client(i).unwrap().members()).unwrap();
+        let mut seen: Vec<(String, String)> = rows
+            .iter()
+            .filter(|r| r.state == "alive")
+            .map(|r| (r.name.clone(), r.addr.clone()))
+            .collect();
+        seen.sort();
+        assert_eq!(seen, expected, "as seen by {}", cluster.nodes[i].name);
+        assert!(
+            rows.iter().all(|r| r.status == "up"),
+            "{} reports a member not up: {rows:?}",
+            cluster.nodes[i].name
+        );
+    }
+    for node in &mut cluster.nodes {
+        assert!(node.is_running(), "{} exited", node.name);
+    }
+}
+
+#[test]
+fn a_node_stopped_with_sigterm_leaves_gracefully_and_drops_out_of_the_ring() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3).unwrap();
+    let pid = cluster.nodes[2].pid().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let exited = cluster.nodes[2].wait_exit(CONVERGE);
+    let log = cluster.log("n3");
+    let status = exited
+        .unwrap_or_else(|| panic!("n3 ignored SIGTERM: {log}"))
+        .status;
+    assert!(status.success(), "n3 exited with {status}: {log}");
+
+    for i in 0..2 {
+        let left = |rows: &[ringkv::proto::MemberRow]| {
+            rows.iter()
+                .any(|r| r.name == "n3" && r.state == "down" && r.status == "leaving")
+        };
+        cluster.wait_members(i, CONVERGE, left).unwrap();
+        let ring = block_on(cluster.client(i).unwrap().ring()).unwrap();
+        let mut names: Vec<&str> = ring.nodes.iter().map(|(n, _, _)| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["n1", "n2"], "ring of n{}", i + 1);
+    }
+}
