@@ -11,6 +11,7 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod hlc;
+pub mod merkle;
 pub mod net;
 pub mod node;
 pub mod proto;
