@@ -255,10 +255,27 @@ impl Membership {
         }
     }
 
-    /// Gives a member that just came up our status, unless it is the default and never set.
+    /// Gives a member that just came up our status (unless it is the default and never set)
+    /// and the records of members that left, which it may have missed while cut off.
     fn share_status_with(&mut self, member: &NodeId) {
-        if self.status_version > 0 && !self.left {
+        if self.left {
+            return;
+        }
+        let leaving = self.board.leaving_records();
+        for data in &leaving {
+            if let Err(error) = self.foca.add_broadcast(data) {
+                tracing::warn!(%error, "cannot queue a leaving member's status");
+            }
+        }
+        if self.status_version > 0 {
             self.publish_status(Some(member));
+        } else if !leaving.is_empty() {
+            self.board.set_only_to(Some(member.clone()));
+            let sent = self.foca.broadcast(&mut self.runtime);
+            self.board.set_only_to(None);
+            if let Err(error) = sent {
+                tracing::warn!(%error, "cannot send leaving members' status");
+            }
         }
     }
 

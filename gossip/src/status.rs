@@ -153,6 +153,18 @@ impl StatusBoard {
         self.lock().only_to = member;
     }
 
+    /// Encoded records of members that announced they are leaving: re-sent to a member that
+    /// comes up, since it may have missed the leave while cut off and would otherwise keep a
+    /// departed node in its ring.
+    pub(crate) fn leaving_records(&self) -> Vec<Vec<u8>> {
+        self.lock()
+            .records
+            .values()
+            .filter(|r| r.status == NodeStatus::Leaving)
+            .filter_map(|r| r.encode().ok())
+            .collect()
+    }
+
     /// Forgets records whose name no member in `known` carries.
     pub(crate) fn retain_names<'a>(&self, known: impl Iterator<Item = &'a str>) {
         let known: std::collections::BTreeSet<&str> = known.collect();
@@ -181,6 +193,10 @@ impl StatusTable {
             return None;
         }
         let previous = self.records.get(&update.id.name);
+        if !from_peer && previous.is_some_and(|p| p.rank() == update.rank()) {
+            // A record we hold, re-added by us for a member that may have missed it.
+            return Some(key);
+        }
         if previous.is_some_and(|p| p.rank() >= update.rank()) {
             return None;
         }

@@ -192,6 +192,10 @@ impl NodeCore {
         match input {
             Input::Client { id, req } => self.client(now_ms, id, req, &mut out),
             Input::PeerRequest { id, req, .. } => {
+                // Under `Sync` nothing unsynced may leave a replica, reads included: a dot a
+                // client saw and a crash then erased could be issued again to another write.
+                let must_sync = self.config.durability == Durability::Sync;
+                let is_read = matches!(req, PeerRequest::Read { .. });
                 let mut replica = Replica {
                     me: &self.actor,
                     store: self.store.as_ref(),
@@ -200,7 +204,7 @@ impl NodeCore {
                     max_siblings: self.config.limits.max_siblings,
                 };
                 let (reply, wrote) = replica.handle(now_ms, req);
-                let sync = wrote && self.config.durability == Durability::Sync;
+                let sync = must_sync && (wrote || is_read);
                 out.push(Effect::Respond { id, reply, sync });
             }
             Input::PeerReply { call, reply } => {
