@@ -32,6 +32,7 @@
 
 mod config;
 mod diff;
+mod lists;
 mod node;
 mod placement;
 mod range;

@@ -49,7 +49,7 @@ pub(crate) struct Placement {
 
 /// Places `vnodes` tokens per node; `nodes` must be sorted by name and free of duplicates.
 ///
-/// When two vnodes hash to the same token (about one chance in 10^8 for 256k vnodes) the
+/// When two vnodes hash to the same token (about 2 chances in 10^9 for 256k vnodes) the
 /// first in (name, index) order keeps it; hashring's stable sort keeps insertion order.
 pub(crate) fn place(nodes: &[RingNode], vnodes: u32) -> Placement {
     let total = nodes.len().saturating_mul(vnodes as usize);
@@ -146,6 +146,11 @@ impl<'a> Walker<'a> {
             zone_target,
             budget,
         }
+    }
+
+    /// Length of every list this walker fills: `min(N, members holding a vnode)`.
+    pub(crate) fn list_len(&self) -> usize {
+        self.want
     }
 
     /// Writes the preference list of the range ending at vnode position `pos` into `out`.

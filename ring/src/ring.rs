@@ -1,11 +1,14 @@
 //! The ring: members, vnode ranges and their precomputed preference lists.
 
 use crate::config::RingConfig;
+use crate::lists::PreferenceLists;
 use crate::node::RingNode;
-use crate::placement::{place, Walker};
-use crate::range::TokenRange;
+use crate::placement::place;
+use crate::range::{span, TokenRange};
 use crate::token::{token, Token, TOKEN_SPACE};
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::OnceLock;
 
 /// A consistent-hash ring: a pure function of the set of members and the [`RingConfig`].
 ///
@@ -26,13 +29,16 @@ use std::collections::BTreeMap;
 /// assert_eq!(replicas.len(), 3);
 /// assert!(replicas.iter().all(|name| ring.contains(name)));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Ring {
     config: RingConfig,
     nodes: Vec<RingNode>,
-    /// `ranges[i].end`, kept apart so the binary search touches 8 bytes per probe.
+    /// End token of every range, ascending: the vnode tokens.
     ends: Vec<Token>,
-    ranges: Vec<TokenRange>,
+    lists: PreferenceLists,
+    /// [`Ring::ranges`], materialized on first use: it costs about N + 1 allocations per
+    /// range, which lookups and diffs never need.
+    ranges: OnceLock<Vec<TokenRange>>,
 }
 
 impl Ring {
@@ -49,28 +55,14 @@ impl Ring {
             by_name.insert(node.name.clone(), node);
         }
         let nodes: Vec<RingNode> = by_name.into_values().collect();
-
         let placement = place(&nodes, config.vnodes);
-        let walker = Walker::new(&placement, &nodes, config.replicas);
-        let tokens = &placement.tokens;
-        let mut ranges = Vec::with_capacity(tokens.len());
-        let mut picked = Vec::with_capacity(config.replicas);
-        let mut start = tokens.last().copied().unwrap_or_default();
-        for (pos, &end) in tokens.iter().enumerate() {
-            walker.fill(pos, &mut picked);
-            let preference_list = picked.iter().map(|&n| nodes[n].name.clone()).collect();
-            ranges.push(TokenRange {
-                start,
-                end,
-                preference_list,
-            });
-            start = end;
-        }
+        let lists = PreferenceLists::build(&placement, &nodes, config.replicas);
         Ring {
             config,
             nodes,
             ends: placement.tokens,
-            ranges,
+            lists,
+            ranges: OnceLock::new(),
         }
     }
 
@@ -126,8 +118,8 @@ impl Ring {
 
     /// Replicas of the range holding `token`, coordinator first.
     pub fn preference_list_for(&self, token: Token) -> &[String] {
-        match self.range_for(token) {
-            Some(range) => &range.preference_list,
+        match self.range_index(token) {
+            Some(index) => self.lists.get(index),
             None => &[],
         }
     }
@@ -141,15 +133,37 @@ impl Ring {
         Some(if i == self.ends.len() { 0 } else { i })
     }
 
-    /// The range holding `token`; `None` when the ring is empty.
-    pub fn range_for(&self, token: Token) -> Option<&TokenRange> {
-        self.range_index(token).map(|i| &self.ranges[i])
+    /// Bounds `(start, end]` of range `index`, without materializing [`Ring::ranges`].
+    pub fn range_bounds(&self, index: usize) -> Option<(Token, Token)> {
+        let end = *self.ends.get(index)?;
+        let before = index.checked_sub(1).unwrap_or(self.ends.len() - 1);
+        Some((self.ends[before], end))
+    }
+
+    /// Preference list of range `index` (empty when out of bounds), without materializing
+    /// [`Ring::ranges`].
+    pub fn preference_list_at(&self, index: usize) -> &[String] {
+        self.lists.get(index)
     }
 
     /// All ranges, sorted by end token; together they cover the `u64` space exactly once.
     /// The first range is the one that wraps past `u64::MAX`.
+    ///
+    /// Built on first call and cached: about as costly as building the ring, so hot paths
+    /// should prefer [`Ring::range_bounds`] and [`Ring::preference_list_at`].
     pub fn ranges(&self) -> &[TokenRange] {
-        &self.ranges
+        self.ranges.get_or_init(|| {
+            (0..self.ends.len())
+                .filter_map(|i| {
+                    let (start, end) = self.range_bounds(i)?;
+                    Some(TokenRange {
+                        start,
+                        end,
+                        preference_list: self.lists.get(i).to_vec(),
+                    })
+                })
+                .collect()
+        })
     }
 
     /// End tokens of all ranges, ascending: the ring's cut points.
@@ -181,10 +195,13 @@ impl Ring {
             .iter()
             .map(|node| (node.name.as_str(), 0))
             .collect();
-        for range in &self.ranges {
-            for name in range.preference_list.iter().take(depth) {
+        for index in 0..self.ends.len() {
+            let Some((start, end)) = self.range_bounds(index) else {
+                continue;
+            };
+            for name in self.lists.get(index).iter().take(depth) {
                 if let Some(held) = tokens.get_mut(name.as_str()) {
-                    *held += range.len();
+                    *held += span(start, end);
                 }
             }
         }
@@ -192,6 +209,30 @@ impl Ring {
             .into_iter()
             .map(|(name, held)| (name.to_owned(), held as f64 / TOKEN_SPACE as f64))
             .collect()
+    }
+}
+
+/// Rings are equal when they have the same configuration, members, ranges and lists;
+/// whether [`Ring::ranges`] was materialized does not matter.
+impl PartialEq for Ring {
+    fn eq(&self, other: &Ring) -> bool {
+        self.config == other.config
+            && self.nodes == other.nodes
+            && self.ends == other.ends
+            && (0..self.ends.len()).all(|i| self.lists.get(i) == other.lists.get(i))
+    }
+}
+
+impl Eq for Ring {}
+
+/// A summary: a ring holds hundreds of thousands of ranges.
+impl fmt::Debug for Ring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ring")
+            .field("config", &self.config)
+            .field("nodes", &self.nodes)
+            .field("vnodes", &self.ends.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -277,10 +318,27 @@ mod tests {
     }
 
     #[test]
+    fn materialized_ranges_match_the_cheap_accessors_and_do_not_affect_equality() {
+        let fresh = Ring::new(zoned(&[2, 3, 2]), config(16, 3));
+        let used = fresh.clone();
+        let ranges = used.ranges();
+        assert_eq!(ranges.len(), used.vnode_count());
+        for (i, range) in ranges.iter().enumerate() {
+            assert_eq!(used.range_bounds(i), Some((range.start, range.end)));
+            assert_eq!(used.preference_list_at(i), range.preference_list.as_slice());
+        }
+        assert_eq!(used.range_bounds(ranges.len()), None);
+        assert!(used.preference_list_at(ranges.len()).is_empty());
+        assert_eq!(fresh, used);
+        assert_ne!(fresh, fresh.without_node("z0-0"));
+        assert!(format!("{fresh:?}").contains("vnodes: 112"));
+    }
+
+    #[test]
     fn key_lookup_goes_to_the_range_of_its_token() {
         let ring = Ring::new(plain(4), config(16, 2));
         for key in [&b"a"[..], b"user:1", b"user:2", b""] {
-            let range = ring.range_for(token(key)).unwrap();
+            let range = &ring.ranges()[ring.range_index(token(key)).unwrap()];
             assert!(range.contains(token(key)));
             assert_eq!(ring.preference_list(key), range.preference_list.as_slice());
         }
