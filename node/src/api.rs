@@ -1,6 +1,9 @@
 //! The operations a [`Node`](crate::Node) and a [`Client`](crate::Client) both offer.
 
-use crate::proto::{ClientRequest, ClientResponse, MemberRow, ReadResult, RingInfo, WriteResult};
+use crate::proto::{
+    ClientRequest, ClientResponse, InspectResult, MemberRow, ReadResult, RepairProgress, RingInfo,
+    StatusReport, WriteResult,
+};
 use crate::version::Context;
 use crate::Error;
 
@@ -87,6 +90,31 @@ pub trait Api {
     async fn ring(&self) -> Result<RingInfo, Error> {
         match self.request(ClientRequest::Ring).await? {
             ClientResponse::Ring(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// What this one node holds for `key`, without asking any other replica.
+    async fn inspect(&self, key: Vec<u8>) -> Result<InspectResult, Error> {
+        match self.request(ClientRequest::Inspect { key }).await? {
+            ClientResponse::Inspect(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The node's anti-entropy state: per range, the last exchange and keys repaired.
+    async fn status(&self) -> Result<StatusReport, Error> {
+        match self.request(ClientRequest::Status).await? {
+            ClientResponse::Status(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Start an anti-entropy round over every range the node replicates (or report on the
+    /// one running); poll [`Api::status`] for progress.
+    async fn repair(&self) -> Result<RepairProgress, Error> {
+        match self.request(ClientRequest::Repair).await? {
+            ClientResponse::Repair(r) => Ok(r),
             other => Err(unexpected(other)),
         }
     }

@@ -72,6 +72,8 @@ pub struct CoreConfig {
     pub request_timeout: Duration,
     /// Largest clock step a remote timestamp may be ahead of ours and still be trusted.
     pub max_clock_drift: Duration,
+    /// Merkle-tree anti-entropy.
+    pub anti_entropy: AeConfig,
     /// Deliberate bugs, so tests can prove the simulator's checker catches them. Never set
     /// outside tests.
     #[doc(hidden)]
@@ -98,7 +100,35 @@ impl Default for CoreConfig {
             limits: Limits::default(),
             request_timeout: Duration::from_secs(5),
             max_clock_drift: Duration::from_secs(60),
+            anti_entropy: AeConfig::default(),
             sabotage: Sabotage::default(),
+        }
+    }
+}
+
+/// Anti-entropy settings.
+#[derive(Clone, Debug)]
+pub struct AeConfig {
+    /// Time between two sweep steps (one range exchange each).
+    pub interval: Duration,
+    /// Merkle tree depth per range (`2^depth` leaves).
+    pub depth: u8,
+    /// Bytes per second exchanges and repairs may send.
+    pub bytes_per_sec: u64,
+    /// Bounds on one exchange's messages.
+    pub limits: crate::merkle::ExchangeLimits,
+    /// An exchange taking longer is abandoned.
+    pub session_timeout: Duration,
+}
+
+impl Default for AeConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_millis(200),
+            depth: 8,
+            bytes_per_sec: 4 * 1024 * 1024,
+            limits: crate::merkle::ExchangeLimits::default(),
+            session_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::hlc::Timestamp;
+use crate::merkle::ExchangeMsg;
 use crate::version::{Context, Record, VersionVector};
 
 /// A request on a stream: from a client, or from another node.
@@ -66,6 +67,16 @@ pub enum ClientRequest {
     Members,
     /// The ring as this node computes it.
     Ring,
+    /// What this node alone holds for a key, without coordinating (the operator's view of
+    /// one replica).
+    Inspect {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// Anti-entropy state of this node's ranges.
+    Status,
+    /// Start an anti-entropy round over every range this node replicates, now.
+    Repair,
 }
 
 /// A successful answer to a [`ClientRequest`].
@@ -79,6 +90,77 @@ pub enum ClientResponse {
     Members(Vec<MemberRow>),
     /// Share of the key space per node.
     Ring(RingInfo),
+    /// One replica's record for a key.
+    Inspect(InspectResult),
+    /// Anti-entropy state.
+    Status(StatusReport),
+    /// A repair round started (or one already running continues).
+    Repair(RepairProgress),
+}
+
+/// What one node holds for a key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectResult {
+    /// The node answering.
+    pub node: String,
+    /// Whether this node is in the key's preference list.
+    pub replica: bool,
+    /// The key's token.
+    pub token: u64,
+    /// Every sibling, tombstones included (`data: None`).
+    pub siblings: Vec<InspectSibling>,
+    /// The stored version vector.
+    pub context: Context,
+}
+
+/// One stored version, as `ringctl inspect` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectSibling {
+    /// The value, `None` for a tombstone.
+    pub data: Option<Vec<u8>>,
+    /// When it was written.
+    pub ts: Timestamp,
+    /// The node that made its dot.
+    pub origin: String,
+}
+
+/// Anti-entropy state of one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The node answering.
+    pub node: String,
+    /// Per range this node replicates.
+    pub ranges: Vec<RangeStatus>,
+    /// Progress of the current repair round.
+    pub repair: RepairProgress,
+    /// Exchanges completed since start.
+    pub exchanges: u64,
+    /// Exchanges that failed (peer gone, ring changed, bad message).
+    pub exchange_failures: u64,
+}
+
+/// Anti-entropy state of one range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeStatus {
+    /// Range start (exclusive).
+    pub start: u64,
+    /// Range end (inclusive).
+    pub end: u64,
+    /// Wall-clock milliseconds of the last completed exchange, if any.
+    pub last_exchange_ms: Option<u64>,
+    /// Keys this node sent to a peer replica of this range to repair it.
+    pub keys_repaired: u64,
+}
+
+/// How far a repair round is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairProgress {
+    /// Exchanges the round holds.
+    pub total: u64,
+    /// Exchanges done (completed or failed).
+    pub done: u64,
+    /// Whether a round is running.
+    pub running: bool,
 }
 
 /// The outcome of a read.
@@ -228,6 +310,17 @@ pub enum PeerRequest {
         /// The key.
         key: Vec<u8>,
     },
+    /// One step of a Merkle-tree exchange for the range `(start, end]`.
+    Exchange {
+        /// The initiator's session id.
+        session: u64,
+        /// Range start (exclusive).
+        start: u64,
+        /// Range end (inclusive).
+        end: u64,
+        /// The step.
+        msg: ExchangeMsg,
+    },
 }
 
 /// A replica's answer to a [`PeerRequest`].
@@ -239,6 +332,8 @@ pub enum PeerReply {
     Replicated,
     /// What the replica holds, if anything.
     Read(Option<Record>),
+    /// The responder's next exchange step; `None` once it has nothing more to say.
+    Exchange(Option<ExchangeMsg>),
     /// The replica could not do it.
     Failed(String),
 }

@@ -4,6 +4,7 @@
 //! returns [`Effect`]s. It never reads a clock, opens a socket or spawns a task, so the tokio
 //! shell and the deterministic simulator drive the very same logic.
 
+mod antientropy;
 mod coordinator;
 mod replica;
 
@@ -19,15 +20,18 @@ use ringkv_gossip::{
 };
 use ringkv_ring::{Ring, RingConfig, RingNode};
 
+pub use antientropy::AE_CALL_BIT;
 pub use coordinator::{CallId, ClientId, OpId};
-pub use replica::{load, Replica, ReplicaError};
+pub use replica::{load, Change, Replica, ReplicaError};
 
 use crate::config::CoreConfig;
 use crate::hlc::Hlc;
 use crate::proto::{
-    ClientError, ClientRequest, ClientResponse, MemberRow, PeerReply, PeerRequest, RingInfo,
+    ClientError, ClientRequest, ClientResponse, InspectResult, InspectSibling, MemberRow,
+    PeerReply, PeerRequest, RingInfo,
 };
 use crate::store::{Durability, Store};
+use antientropy::{AntiEntropy, Ctx};
 use coordinator::{Action, Coordinator, Target, WriteSpec};
 
 /// Identifies a request from a peer; its response carries the same id.
@@ -73,6 +77,10 @@ pub enum Timer {
     Gossip(GossipTimer),
     /// A client request's deadline.
     Deadline(OpId),
+    /// The anti-entropy sweep's next step.
+    AntiEntropy,
+    /// An anti-entropy exchange held back by the I/O budget may go on.
+    AntiEntropyStep,
 }
 
 /// Something the node must do.
@@ -103,6 +111,17 @@ pub enum Effect {
         /// The request.
         req: PeerRequest,
     },
+    /// Send a replica a record to merge, nobody waiting for the answer (anti-entropy's
+    /// repairs). Under `Durability::Sync` only after the store is synced, so nothing a crash
+    /// could erase leaves the node.
+    Push {
+        /// The replica's address.
+        to: SocketAddr,
+        /// The request (a `Replicate`).
+        req: PeerRequest,
+        /// Sync the store first.
+        sync: bool,
+    },
     /// Send a gossip datagram.
     Datagram {
         /// Destination.
@@ -130,6 +149,7 @@ pub struct NodeCore {
     store: Arc<dyn Store>,
     hlc: Hlc,
     coordinator: Coordinator,
+    ae: AntiEntropy,
     /// The actor of the dots this node makes. Under `Sync` durability a dot is on disk before
     /// anyone else sees it, so the node name is enough. Under `Buffered` a crash can forget a
     /// dot others already hold; a fresh actor per start keeps the next dot from reusing it.
@@ -157,6 +177,7 @@ impl NodeCore {
         };
         let max_drift = u64::try_from(config.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
         let mut core = Self {
+            ae: AntiEntropy::new(config.anti_entropy.clone()),
             actor,
             coordinator: Coordinator::new(config.conflict_policy, config.sabotage),
             hlc: Hlc::new(max_drift),
@@ -175,6 +196,10 @@ impl NodeCore {
         let mut out = Vec::new();
         let outputs = self.membership.start();
         self.gossip(outputs, &mut out);
+        out.push(Effect::Schedule {
+            after: self.ae.interval(),
+            timer: Timer::AntiEntropy,
+        });
         out
     }
 
@@ -191,6 +216,39 @@ impl NodeCore {
         let mut out = Vec::new();
         match input {
             Input::Client { id, req } => self.client(now_ms, id, req, &mut out),
+            Input::PeerRequest {
+                id,
+                from,
+                req:
+                    PeerRequest::Exchange {
+                        session,
+                        start,
+                        end,
+                        msg,
+                    },
+            } => {
+                let mut effects = Vec::new();
+                let reply = self.ae.on_request(
+                    &ae_ctx(
+                        &self.membership,
+                        &self.ring,
+                        &self.store,
+                        &self.addrs,
+                        now_ms,
+                    ),
+                    &from,
+                    session,
+                    (start, end),
+                    msg,
+                    &mut effects,
+                );
+                self.pushes(effects, &mut out);
+                out.push(Effect::Respond {
+                    id,
+                    reply,
+                    sync: false,
+                });
+            }
             Input::PeerRequest { id, req, .. } => {
                 // Under `Sync` nothing unsynced may leave a replica, reads included: a dot a
                 // client saw and a crash then erased could be issued again to another write.
@@ -202,10 +260,26 @@ impl NodeCore {
                     hlc: &mut self.hlc,
                     policy: self.config.conflict_policy,
                     max_siblings: self.config.limits.max_siblings,
+                    changes: Vec::new(),
                 };
                 let (reply, wrote) = replica.handle(now_ms, req);
+                for change in &replica.changes {
+                    self.ae.on_change(&self.ring, change);
+                }
                 let sync = must_sync && (wrote || is_read);
                 out.push(Effect::Respond { id, reply, sync });
+            }
+            Input::PeerReply { call, reply } if call.0 & AE_CALL_BIT != 0 => {
+                let mut effects = Vec::new();
+                let ctx = ae_ctx(
+                    &self.membership,
+                    &self.ring,
+                    &self.store,
+                    &self.addrs,
+                    now_ms,
+                );
+                self.ae.on_reply(&ctx, call, reply, &mut effects);
+                self.pushes(effects, &mut out);
             }
             Input::PeerReply { call, reply } => {
                 let mut actions = Vec::new();
@@ -224,6 +298,34 @@ impl NodeCore {
             Input::Timer(Timer::Gossip(t)) => {
                 let outputs = self.membership.handle_timer(t);
                 self.gossip(outputs, &mut out);
+            }
+            Input::Timer(Timer::AntiEntropy) => {
+                let mut effects = Vec::new();
+                let ctx = ae_ctx(
+                    &self.membership,
+                    &self.ring,
+                    &self.store,
+                    &self.addrs,
+                    now_ms,
+                );
+                self.ae.on_tick(&ctx, &mut effects);
+                self.pushes(effects, &mut out);
+                out.push(Effect::Schedule {
+                    after: self.ae.interval(),
+                    timer: Timer::AntiEntropy,
+                });
+            }
+            Input::Timer(Timer::AntiEntropyStep) => {
+                let mut effects = Vec::new();
+                let ctx = ae_ctx(
+                    &self.membership,
+                    &self.ring,
+                    &self.store,
+                    &self.addrs,
+                    now_ms,
+                );
+                self.ae.on_step(&ctx, &mut effects);
+                self.pushes(effects, &mut out);
             }
             Input::Timer(Timer::Deadline(op)) => {
                 let mut actions = Vec::new();
@@ -286,6 +388,32 @@ impl NodeCore {
                 let info = self.ring_info();
                 return reply(out, id, Ok(ClientResponse::Ring(info)));
             }
+            ClientRequest::Inspect { key } => {
+                let result = self.inspect(key);
+                return reply(out, id, result.map(ClientResponse::Inspect));
+            }
+            ClientRequest::Status => {
+                let ctx = ae_ctx(
+                    &self.membership,
+                    &self.ring,
+                    &self.store,
+                    &self.addrs,
+                    now_ms,
+                );
+                let status = self.ae.status(&ctx);
+                return reply(out, id, Ok(ClientResponse::Status(status)));
+            }
+            ClientRequest::Repair => {
+                let ctx = ae_ctx(
+                    &self.membership,
+                    &self.ring,
+                    &self.store,
+                    &self.addrs,
+                    now_ms,
+                );
+                let progress = self.ae.repair(&ctx);
+                return reply(out, id, Ok(ClientResponse::Repair(progress)));
+            }
             ClientRequest::Get { key, r } => DataOp::Read { key, r },
             ClientRequest::Put {
                 key,
@@ -340,6 +468,37 @@ impl NodeCore {
         });
     }
 
+    /// What this node alone holds for a key.
+    fn inspect(&self, key: Vec<u8>) -> Result<InspectResult, ClientError> {
+        let max = self.config.limits.max_key;
+        if key.is_empty() || key.len() > max {
+            return Err(ClientError::BadKey {
+                size: key.len(),
+                max,
+            });
+        }
+        let token = ringkv_ring::token(&key);
+        let record = load(self.store.as_ref(), token, &key)
+            .map_err(|e| ClientError::Unavailable(e.to_string()))?
+            .unwrap_or_default();
+        let me = &self.membership.me().name;
+        Ok(InspectResult {
+            node: me.clone(),
+            replica: self.ring.preference_list(&key).contains(me),
+            token,
+            siblings: record
+                .values()
+                .into_iter()
+                .map(|s| InspectSibling {
+                    data: s.value.clone(),
+                    ts: s.ts,
+                    origin: s.origin.clone(),
+                })
+                .collect(),
+            context: crate::version::Context(record.join()),
+        })
+    }
+
     /// Check a data request against the limits before any replica is bothered.
     fn admit(&self, op: &DataOp) -> Result<(), ClientError> {
         let limits = &self.config.limits;
@@ -391,6 +550,15 @@ impl NodeCore {
                 Target::new(name.clone(), addr)
             })
             .collect()
+    }
+
+    /// Anti-entropy's effects, its pushes marked for sync under `Durability::Sync`.
+    fn pushes(&self, effects: Vec<Effect>, out: &mut Vec<Effect>) {
+        let sync = self.config.durability == Durability::Sync;
+        out.extend(effects.into_iter().map(|e| match e {
+            Effect::Push { to, req, .. } => Effect::Push { to, req, sync },
+            other => other,
+        }));
     }
 
     fn act(&mut self, actions: Vec<Action>, out: &mut Vec<Effect>) {
@@ -450,6 +618,7 @@ impl NodeCore {
         nodes.sort();
         if nodes.as_slice() != self.ring.nodes() {
             self.ring = Ring::new(nodes, self.ring.config());
+            self.ae.reset();
         }
         self.addrs = addrs;
     }
@@ -471,6 +640,24 @@ impl NodeCore {
                 })
                 .collect(),
         }
+    }
+}
+
+/// Anti-entropy's view of the node for one step.
+fn ae_ctx<'a>(
+    membership: &'a Membership,
+    ring: &'a Ring,
+    store: &'a Arc<dyn Store>,
+    addrs: &'a BTreeMap<String, SocketAddr>,
+    now_ms: u64,
+) -> Ctx<'a> {
+    Ctx {
+        me: &membership.me().name,
+        ring,
+        store: store.as_ref(),
+        membership,
+        addrs,
+        now_ms,
     }
 }
 

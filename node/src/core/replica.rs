@@ -4,6 +4,7 @@
 //! buffered writes, so the simulator runs them as they are.
 
 use crate::hlc::{Hlc, Timestamp};
+use crate::merkle::{item_hash, Hash};
 use crate::proto::{PeerReply, PeerRequest};
 use crate::store::{Store, StoreError};
 use crate::version::{
@@ -50,6 +51,19 @@ pub struct Replica<'a> {
     pub policy: ConflictPolicy,
     /// Most siblings a write may leave on a key.
     pub max_siblings: usize,
+    /// Every key this replica changed, for the Merkle trees to follow.
+    pub changes: Vec<Change>,
+}
+
+/// A key whose stored record changed: the Merkle tree of its range swaps `old` for `new`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The key's token.
+    pub token: u64,
+    /// Item hash of what was stored before, if anything.
+    pub old: Option<Hash>,
+    /// Item hash of what is stored now.
+    pub new: Hash,
 }
 
 impl Replica<'_> {
@@ -86,6 +100,9 @@ impl Replica<'_> {
                 check_token(token, &key)?;
                 Ok(PeerReply::Read(load(self.store, token, &key)?))
             }
+            PeerRequest::Exchange { .. } => Ok(PeerReply::Failed(
+                "an exchange is not a replica request".into(),
+            )),
         }
     }
 
@@ -115,26 +132,47 @@ impl Replica<'_> {
             Some(ctx) => DvvSet::new_with_context(ctx, sibling),
             None => DvvSet::new(sibling),
         };
-        let local = load(self.store, token, key)?.unwrap_or_default();
-        let record = apply_policy(&DvvSet::update(&new, &local, self.me), self.policy);
+        let local = load(self.store, token, key)?;
+        let base = local.clone().unwrap_or_default();
+        let record = apply_policy(&DvvSet::update(&new, &base, self.me), self.policy);
         if record.size() > self.max_siblings {
             return Err(ReplicaError::TooManySiblings {
                 count: record.size(),
                 max: self.max_siblings,
             });
         }
-        self.store.put(token, key, &encode_record(&record)?)?;
+        self.persist(token, key, local.as_ref(), &record)?;
         Ok(record)
     }
 
     /// Merge a record made elsewhere into ours.
-    fn merge(&mut self, token: u64, key: &[u8], incoming: &Record) -> Result<(), ReplicaError> {
-        let merged = match load(self.store, token, key)? {
+    pub fn merge(&mut self, token: u64, key: &[u8], incoming: &Record) -> Result<(), ReplicaError> {
+        let local = load(self.store, token, key)?;
+        let merged = match &local {
             Some(local) => local.sync(incoming),
             None => incoming.clone(),
         };
         let merged = apply_policy(&merged, self.policy);
-        self.store.put(token, key, &encode_record(&merged)?)?;
+        if local.as_ref() != Some(&merged) {
+            self.persist(token, key, local.as_ref(), &merged)?;
+        }
+        Ok(())
+    }
+
+    /// Write a key's new record and note the change for the Merkle trees.
+    fn persist(
+        &mut self,
+        token: u64,
+        key: &[u8],
+        old: Option<&Record>,
+        new: &Record,
+    ) -> Result<(), ReplicaError> {
+        self.store.put(token, key, &encode_record(new)?)?;
+        self.changes.push(Change {
+            token,
+            old: old.map(|r| item_hash(key, r)),
+            new: item_hash(key, new),
+        });
         Ok(())
     }
 }
@@ -175,6 +213,7 @@ mod tests {
             hlc,
             policy,
             max_siblings: 3,
+            changes: Vec::new(),
         };
         let req = PeerRequest::Write {
             token: ringkv_ring::token(b"k"),
@@ -262,6 +301,7 @@ mod tests {
             hlc: &mut hlc,
             policy: ConflictPolicy::Lww,
             max_siblings: 3,
+            changes: Vec::new(),
         };
         let req = PeerRequest::Read {
             token: ringkv_ring::token(b"k").wrapping_add(1),

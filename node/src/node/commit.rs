@@ -1,13 +1,14 @@
 //! Group commit: replica responses that promise durability wait here until one `sync` covers
 //! every write made before it, so many writes share one fsync.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use super::shell::{respond, Internal};
 use crate::core::CallId;
-use crate::net::Responder;
+use crate::net::{Responder, Transport};
 use crate::proto::{PeerReply, Response};
 use crate::store::Store;
 
@@ -22,15 +23,27 @@ pub(super) enum ResponseTo {
     Remote(Responder),
 }
 
-/// A response waiting for the store to be synced.
-pub(super) struct Pending {
-    pub(super) to: ResponseTo,
-    pub(super) reply: PeerReply,
+/// Something waiting for the store to be synced.
+pub(super) enum Pending {
+    /// A replica's response.
+    Respond { to: ResponseTo, reply: PeerReply },
+    /// A repair record for a peer (an encoded request frame); nobody waits for its answer.
+    Push { to: SocketAddr, frame: Vec<u8> },
+}
+
+/// Send a repair record; its answer only matters for the log.
+pub(super) fn push(transport: Transport, to: SocketAddr, frame: Vec<u8>) {
+    tokio::spawn(async move {
+        if let Err(e) = transport.call(to, &frame).await {
+            tracing::debug!(peer = %to, "repair not delivered: {e}");
+        }
+    });
 }
 
 /// Start the committer; it stops when every sender is gone.
 pub(super) fn spawn(
     store: Arc<dyn Store>,
+    transport: Transport,
     internal: mpsc::UnboundedSender<Internal>,
 ) -> mpsc::UnboundedSender<Pending> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
@@ -53,11 +66,17 @@ pub(super) fn spawn(
                 tracing::error!("{e}");
             }
             for p in batch {
-                let reply = match &synced {
-                    Ok(()) => p.reply,
-                    Err(e) => PeerReply::Failed(e.clone()),
+                let (to, reply) = match (p, &synced) {
+                    (Pending::Push { to, frame }, Ok(())) => {
+                        push(transport.clone(), to, frame);
+                        continue;
+                    }
+                    // A repair that could not be made durable is not sent; the next round retries.
+                    (Pending::Push { .. }, Err(_)) => continue,
+                    (Pending::Respond { to, reply }, Ok(())) => (to, reply),
+                    (Pending::Respond { to, .. }, Err(e)) => (to, PeerReply::Failed(e.clone())),
                 };
-                match p.to {
+                match to {
                     ResponseTo::Local(call) => {
                         let _ = internal.send(Internal::CallDone(call, Ok(reply)));
                     }

@@ -69,7 +69,7 @@ pub(super) async fn run(
     mut commands: mpsc::Receiver<Command>,
 ) {
     let (internal, mut internal_rx) = mpsc::unbounded_channel();
-    let commits = commit::spawn(store.clone(), internal.clone());
+    let commits = commit::spawn(store.clone(), transport.clone(), internal.clone());
     let mut shell = Shell {
         me: core.me().addr,
         name: core.me().name.clone(),
@@ -180,10 +180,10 @@ impl Shell {
                     };
                     if sync {
                         // Group commit: the committer syncs once for every response queued.
-                        if let Err(mpsc::error::SendError(p)) =
-                            self.commits.send(Pending { to, reply })
+                        if let Err(mpsc::error::SendError(Pending::Respond { to, .. })) =
+                            self.commits.send(Pending::Respond { to, reply })
                         {
-                            self.deliver(p.to, PeerReply::Failed("store is closing".into()));
+                            self.deliver(to, PeerReply::Failed("store is closing".into()));
                         }
                     } else {
                         self.deliver(to, reply);
@@ -208,6 +208,24 @@ impl Shell {
                         };
                         let _ = internal.send(Internal::CallDone(call, reply));
                     });
+                }
+                Effect::Push { to, req, sync } => {
+                    let frame = match proto::encode(&Request::Peer {
+                        from: self.name.clone(),
+                        req,
+                    }) {
+                        Ok(frame) => frame,
+                        Err(e) => {
+                            tracing::warn!("could not encode a repair: {e}");
+                            continue;
+                        }
+                    };
+                    if sync {
+                        // Only synced data leaves the node: the committer sends it after a sync.
+                        let _ = self.commits.send(Pending::Push { to, frame });
+                    } else {
+                        commit::push(self.transport.clone(), to, frame);
+                    }
                 }
                 Effect::Datagram { to, data } => self.transport.send_datagram(to, data),
                 Effect::Schedule { after, timer } => {

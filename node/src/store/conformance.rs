@@ -7,19 +7,19 @@ use proptest::prelude::*;
 use super::*;
 
 /// A store under test and whatever must outlive it.
-struct Fixture {
-    store: Box<dyn Store>,
+pub(super) struct Fixture {
+    pub(super) store: Box<dyn Store>,
     _dir: Option<tempfile::TempDir>,
 }
 
-fn memory() -> Fixture {
+pub(super) fn memory() -> Fixture {
     Fixture {
         store: Box::new(MemoryStore::new()),
         _dir: None,
     }
 }
 
-fn fjall() -> Fixture {
+pub(super) fn fjall() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     Fixture {
         store: Box::new(FjallStore::open(dir.path()).unwrap()),

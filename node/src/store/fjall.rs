@@ -1,27 +1,35 @@
 //! The durable store on fjall (an LSM-tree engine).
 //!
 //! Directory layout: `<dir>/LOCK` (held exclusively while the store is open) and `<dir>/db/`
-//! (fjall's files), with one fjall keyspace per kind of data: `data`, `meta`.
+//! (fjall's files), with one fjall keyspace per kind of data: `data`, `meta`, `hints`.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
+use super::hints::{
+    decode_hint, hint_key, hint_value, owner_range, record_len, split_hint_key, HintTallies,
+};
 use super::{
-    check_len, data_key, scan_ranges, split_data_key, Entry, Store, StoreError, MAX_KEY_LEN,
-    MAX_VALUE_LEN,
+    check_len, data_key, scan_ranges, split_data_key, Entry, Hint, HintOwner, Store, StoreError,
+    MAX_KEY_LEN, MAX_VALUE_LEN,
 };
 
 const LOCK_FILE: &str = "LOCK";
 const DB_DIR: &str = "db";
 const DATA_KEYSPACE: &str = "data";
 const META_KEYSPACE: &str = "meta";
+const HINTS_KEYSPACE: &str = "hints";
 
 /// A [`Store`] on disk, in one data directory that only one process may open at a time.
 ///
 /// Each write goes to fjall's journal in the operating system's buffers (no fsync);
 /// [`sync`](Store::sync) fsyncs the journal, making every earlier write durable.
+///
+/// Hint counts per owner are kept in memory and rebuilt at [`open`](Self::open) by one scan
+/// of the stored hints (O(hints stored), bounded by the caller's hint storage limit).
 ///
 /// ```
 /// use ringkv::store::{FjallStore, Store};
@@ -37,6 +45,10 @@ pub struct FjallStore {
     db: Database,
     data: Keyspace,
     meta: Keyspace,
+    hints: Keyspace,
+    /// Per-owner counts of `hints`. Held across each hint write's read-then-write, so
+    /// concurrent writes of one hint cannot miscount.
+    tallies: Mutex<HintTallies>,
     dir: PathBuf,
     /// Held (locked) for the store's lifetime; declared last so it is released only after
     /// the database above has shut down.
@@ -57,7 +69,8 @@ impl FjallStore {
     /// # Errors
     /// [`StoreError::Locked`] if another process (or another `FjallStore` in this one) has
     /// `dir` open; [`StoreError::Io`] if the directory or lock file cannot be created;
-    /// [`StoreError::Engine`] if fjall cannot open or recover its files.
+    /// [`StoreError::Engine`] if fjall cannot open or recover its files;
+    /// [`StoreError::Corrupt`] if a stored hint does not follow the hint layout.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -93,11 +106,17 @@ impl FjallStore {
         let meta = db
             .keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)
             .map_err(engine)?;
+        let hints = db
+            .keyspace(HINTS_KEYSPACE, KeyspaceCreateOptions::default)
+            .map_err(engine)?;
+        let tallies = count_hints(&hints)?;
         tracing::debug!(dir = %dir.display(), "opened fjall store");
         Ok(FjallStore {
             db,
             data,
             meta,
+            hints,
+            tallies: Mutex::new(tallies),
             dir: dir.to_path_buf(),
             _lock: lock,
         })
@@ -108,6 +127,31 @@ impl FjallStore {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    fn tallies(&self) -> MutexGuard<'_, HintTallies> {
+        // Nothing that updates the tallies can panic half-way, so a poisoned lock still
+        // holds consistent counts.
+        self.tallies.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The record bytes of the stored hint under `stored`, if there is one.
+    fn stored_hint_len(&self, stored: &[u8]) -> Result<Option<u64>, StoreError> {
+        match self.hints.size_of(stored).map_err(engine)? {
+            Some(len) => record_len(len as usize).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The per-owner tallies of every stored hint: one scan, checking the layout as it goes.
+fn count_hints(hints: &Keyspace) -> Result<HintTallies, StoreError> {
+    let mut tallies = HintTallies::default();
+    for guard in hints.iter() {
+        let (stored, value) = guard.into_inner().map_err(engine)?;
+        let (owner, _, _) = split_hint_key(&stored)?;
+        tallies.add(owner, record_len(value.len())?);
+    }
+    Ok(tallies)
 }
 
 fn engine(e: ::fjall::Error) -> StoreError {
@@ -174,6 +218,57 @@ impl Store for FjallStore {
         check_len("value", value.len(), MAX_VALUE_LEN)?;
         self.meta.insert(name.as_bytes(), value).map_err(engine)
     }
+
+    fn hint_get(&self, owner: &str, token: u64, key: &[u8]) -> Result<Option<Hint>, StoreError> {
+        let stored = hint_key(owner, token, key)?;
+        match self.hints.get(&stored).map_err(engine)? {
+            Some(value) => decode_hint(&stored, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn hint_put(&self, hint: &Hint) -> Result<(), StoreError> {
+        let stored = hint_key(&hint.owner, hint.token, &hint.key)?;
+        let value = hint_value(hint.stored_ms, &hint.value)?;
+        let mut tallies = self.tallies();
+        let replaced = self.stored_hint_len(&stored)?;
+        self.hints.insert(stored, value).map_err(engine)?;
+        if let Some(old) = replaced {
+            tallies.remove(&hint.owner, old);
+        }
+        tallies.add(&hint.owner, hint.value.len() as u64);
+        Ok(())
+    }
+
+    fn hint_delete(&self, owner: &str, token: u64, key: &[u8]) -> Result<(), StoreError> {
+        let stored = hint_key(owner, token, key)?;
+        let mut tallies = self.tallies();
+        // Deleting nothing writes nothing (no tombstone).
+        if let Some(old) = self.stored_hint_len(&stored)? {
+            self.hints.remove(stored).map_err(engine)?;
+            tallies.remove(owner, old);
+        }
+        Ok(())
+    }
+
+    fn hint_scan(
+        &self,
+        owner: &str,
+        after: Option<(u64, Vec<u8>)>,
+        limit: usize,
+    ) -> Result<Vec<Hint>, StoreError> {
+        let range = owner_range(owner, after.as_ref())?;
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for guard in self.hints.range::<Vec<u8>, _>(range).take(limit) {
+            let (stored, value) = guard.into_inner().map_err(engine)?;
+            out.push(decode_hint(&stored, &value)?);
+        }
+        Ok(out)
+    }
+
+    fn hint_owners(&self, limit: usize) -> Result<Vec<HintOwner>, StoreError> {
+        Ok(self.tallies().list(limit))
+    }
 }
 
 #[cfg(test)]
@@ -203,6 +298,88 @@ mod tests {
             .map(|e| e.token)
             .collect();
         assert_eq!(all, [2, u64::MAX]);
+    }
+
+    fn hint(owner: &str, token: u64, key: &str, value: &str) -> Hint {
+        Hint {
+            owner: owner.into(),
+            token,
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            stored_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn synced_hints_and_their_tallies_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = FjallStore::open(dir.path()).unwrap();
+            s.hint_put(&hint("n1", 9, "b", "12345")).unwrap();
+            s.hint_put(&hint("n1", 2, "a", "x")).unwrap();
+            s.hint_put(&hint("n2", 2, "a", "yy")).unwrap();
+            s.hint_put(&hint("n3", 1, "z", "gone")).unwrap();
+            s.hint_delete("n3", 1, b"z").unwrap();
+            s.put(2, b"a", b"data").unwrap();
+            s.sync().unwrap();
+        }
+        let s = FjallStore::open(dir.path()).unwrap();
+        assert_eq!(
+            s.hint_scan("n1", None, 10).unwrap(),
+            [hint("n1", 2, "a", "x"), hint("n1", 9, "b", "12345")]
+        );
+        assert_eq!(
+            s.hint_owners(10).unwrap(),
+            [
+                HintOwner {
+                    owner: "n1".into(),
+                    count: 2,
+                    bytes: 6
+                },
+                HintOwner {
+                    owner: "n2".into(),
+                    count: 1,
+                    bytes: 2
+                },
+            ]
+        );
+        assert_eq!(s.get(2, b"a").unwrap(), Some(b"data".to_vec()));
+        assert_eq!(s.hint_get("n3", 1, b"z").unwrap(), None);
+    }
+
+    #[test]
+    fn garbage_in_the_hints_keyspace_is_corrupt_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = FjallStore::open(dir.path()).unwrap();
+            // A hint value shorter than its stamp, under a well-formed key.
+            let short = hint_key("n1", 1, b"k").unwrap();
+            s.hints.insert(short, &b"1234567"[..]).unwrap();
+            for err in [
+                s.hint_get("n1", 1, b"k").unwrap_err(),
+                s.hint_scan("n1", None, 10).unwrap_err(),
+                s.hint_put(&hint("n1", 1, "k", "v")).unwrap_err(),
+                s.hint_delete("n1", 1, b"k").unwrap_err(),
+            ] {
+                assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+            }
+            s.sync().unwrap();
+        }
+        let err = FjallStore::open(dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("shorter than its 8-byte stamp"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = FjallStore::open(dir.path()).unwrap();
+            // A key that is not in the layout (owner length 0).
+            s.hints.insert(&b"\x00junk"[..], &[0u8; 8][..]).unwrap();
+            s.sync().unwrap();
+        }
+        let err = FjallStore::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     }
 
     #[test]

@@ -3,9 +3,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
+use super::hints::{
+    decode_hint, hint_key, hint_value, owner_range, record_len, split_hint_key, HintTallies,
+};
 use super::{
-    check_len, data_key, scan_ranges, split_data_key, Entry, Store, StoreError, MAX_KEY_LEN,
-    MAX_VALUE_LEN,
+    check_len, data_key, scan_ranges, split_data_key, Entry, Hint, HintOwner, Store, StoreError,
+    MAX_KEY_LEN, MAX_VALUE_LEN,
 };
 
 /// Which map a key lives in.
@@ -13,12 +16,18 @@ use super::{
 enum Space {
     Data,
     Meta,
+    Hints,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     data: BTreeMap<Vec<u8>, Vec<u8>>,
     meta: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Stored hint keys and values, encoded as [`FjallStore`](super::FjallStore) stores them
+    /// so both engines order them alike.
+    hints: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Counts and bytes of `hints` per owner, kept in step by [`set`](Self::set).
+    tallies: HintTallies,
     /// For every key written since the last sync, its value at that sync: what a crash
     /// restores.
     undo: HashMap<(Space, Vec<u8>), Option<Vec<u8>>>,
@@ -29,16 +38,39 @@ impl Inner {
         match space {
             Space::Data => &mut self.data,
             Space::Meta => &mut self.meta,
+            Space::Hints => &mut self.hints,
         }
     }
 
+    /// Writes (or with `None` removes) `key`, recording its synced value for a crash.
     fn write(&mut self, space: Space, key: Vec<u8>, value: Option<Vec<u8>>) {
         let before = self.map(space).get(&key).cloned();
         self.undo.entry((space, key.clone())).or_insert(before);
-        match value {
-            Some(v) => self.map(space).insert(key, v),
+        self.set(space, key, value);
+    }
+
+    /// Writes (or with `None` removes) `key`, keeping the hint tallies in step.
+    fn set(&mut self, space: Space, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let new_len = value.as_ref().map(Vec::len);
+        let old = match value {
+            Some(v) => self.map(space).insert(key.clone(), v),
             None => self.map(space).remove(&key),
         };
+        if space != Space::Hints {
+            return;
+        }
+        // This store encoded every hint key and value itself, so they always decode; the
+        // fallbacks only keep a broken invariant from panicking.
+        let Ok((owner, _, _)) = split_hint_key(&key) else {
+            return;
+        };
+        if let Some(old) = old {
+            self.tallies
+                .remove(owner, record_len(old.len()).unwrap_or_default());
+        }
+        if let Some(len) = new_len {
+            self.tallies.add(owner, record_len(len).unwrap_or_default());
+        }
     }
 }
 
@@ -72,15 +104,13 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Simulates power loss: every write since the last successful sync is undone.
+    /// Simulates power loss: every write since the last successful sync (data, meta and
+    /// hints) is undone.
     pub fn crash(&self) {
         let mut inner = self.lock();
         let undo = std::mem::take(&mut inner.undo);
         for ((space, key), before) in undo {
-            match before {
-                Some(v) => inner.map(space).insert(key, v),
-                None => inner.map(space).remove(&key),
-            };
+            inner.set(space, key, before);
         }
     }
 
@@ -157,6 +187,51 @@ impl Store for MemoryStore {
             .write(Space::Meta, name.as_bytes().to_vec(), Some(value.to_vec()));
         Ok(())
     }
+
+    fn hint_get(&self, owner: &str, token: u64, key: &[u8]) -> Result<Option<Hint>, StoreError> {
+        let stored = hint_key(owner, token, key)?;
+        match self.lock().hints.get(&stored) {
+            Some(value) => decode_hint(&stored, value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn hint_put(&self, hint: &Hint) -> Result<(), StoreError> {
+        let stored = hint_key(&hint.owner, hint.token, &hint.key)?;
+        let value = hint_value(hint.stored_ms, &hint.value)?;
+        self.lock().write(Space::Hints, stored, Some(value));
+        Ok(())
+    }
+
+    fn hint_delete(&self, owner: &str, token: u64, key: &[u8]) -> Result<(), StoreError> {
+        let stored = hint_key(owner, token, key)?;
+        let mut inner = self.lock();
+        // Deleting nothing writes nothing: no undo entry, no tally change.
+        if inner.hints.contains_key(&stored) {
+            inner.write(Space::Hints, stored, None);
+        }
+        Ok(())
+    }
+
+    fn hint_scan(
+        &self,
+        owner: &str,
+        after: Option<(u64, Vec<u8>)>,
+        limit: usize,
+    ) -> Result<Vec<Hint>, StoreError> {
+        let range = owner_range(owner, after.as_ref())?;
+        let inner = self.lock();
+        inner
+            .hints
+            .range(range)
+            .take(limit)
+            .map(|(k, v)| decode_hint(k, v))
+            .collect()
+    }
+
+    fn hint_owners(&self, limit: usize) -> Result<Vec<HintOwner>, StoreError> {
+        Ok(self.lock().tallies.list(limit))
+    }
 }
 
 #[cfg(test)]
@@ -191,6 +266,51 @@ mod tests {
         assert_eq!(s.get(5, b"e").unwrap(), None);
         assert_eq!(s.meta_get("epoch").unwrap(), Some(b"1".to_vec()));
         assert_eq!(s.scan(0, 0, None, 100).unwrap().len(), 3);
+        assert_eq!(s.unsynced_keys(), 0);
+    }
+
+    fn hint(owner: &str, key: &str, value: &str) -> Hint {
+        Hint {
+            owner: owner.into(),
+            token: 7,
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            stored_ms: 1,
+        }
+    }
+
+    #[test]
+    fn crash_forgets_unsynced_hints_and_their_tallies() {
+        let s = MemoryStore::new();
+        s.hint_put(&hint("n1", "kept", "1")).unwrap();
+        s.hint_put(&hint("n1", "gone", "22")).unwrap();
+        s.sync().unwrap();
+
+        s.hint_put(&hint("n1", "kept", "replaced")).unwrap();
+        s.hint_delete("n1", 7, b"gone").unwrap();
+        s.hint_put(&hint("n2", "new", "333")).unwrap();
+        s.hint_delete("n2", 7, b"never-written").unwrap();
+        assert_eq!(s.unsynced_keys(), 3);
+        assert_eq!(s.hint_owners(10).unwrap().len(), 2);
+
+        s.crash();
+        assert_eq!(
+            s.hint_get("n1", 7, b"kept").unwrap(),
+            Some(hint("n1", "kept", "1"))
+        );
+        assert_eq!(
+            s.hint_get("n1", 7, b"gone").unwrap(),
+            Some(hint("n1", "gone", "22"))
+        );
+        assert_eq!(s.hint_get("n2", 7, b"new").unwrap(), None);
+        assert_eq!(
+            s.hint_owners(10).unwrap(),
+            [HintOwner {
+                owner: "n1".into(),
+                count: 2,
+                bytes: 3
+            }]
+        );
         assert_eq!(s.unsynced_keys(), 0);
     }
 

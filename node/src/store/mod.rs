@@ -3,17 +3,21 @@
 //!
 //! Data keys are laid out as `token (u64 big-endian) ‖ user key`, so the keys of one ring
 //! range `(start, end]` are one contiguous scan (what anti-entropy and handoff need). Small
-//! named metadata values live apart from the data.
+//! named metadata values live apart from the data, and so do [`Hint`]s (records kept for
+//! a replica that was down, until they can be handed off to it).
 //!
 //! Writes are visible at once and durable after the next [`Store::sync`]; the caller decides
 //! when to sync (after every batch for [`Durability::Sync`], never for
 //! [`Durability::Buffered`]), which lets one fsync cover many writes (group commit).
 
 mod fjall;
+mod hints;
 mod memory;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod hint_conformance;
 
 use std::fmt;
 use std::ops::Bound;
@@ -21,13 +25,16 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 pub use self::fjall::FjallStore;
+pub use self::hints::{Hint, HintOwner, MAX_OWNER_LEN};
 pub use self::memory::MemoryStore;
 
-/// The longest user key a store accepts (the engine's 65535-byte key limit minus the token).
-pub const MAX_KEY_LEN: usize = u16::MAX as usize - TOKEN_LEN;
+/// The longest user key a store accepts: the engine's 65535-byte key limit minus the token
+/// and the longest hint owner prefix, so that every key a store holds can also be hinted.
+pub const MAX_KEY_LEN: usize = u16::MAX as usize - TOKEN_LEN - hints::MAX_OWNER_PREFIX_LEN;
 
-/// The longest value a store accepts (the engine's limit).
-pub const MAX_VALUE_LEN: usize = u32::MAX as usize;
+/// The longest value a store accepts: the engine's limit minus a hint's `stored_ms` stamp, so
+/// that every value a store holds can also be hinted.
+pub const MAX_VALUE_LEN: usize = u32::MAX as usize - hints::STAMP_LEN;
 
 /// Bytes of the token prefix of every data key.
 const TOKEN_LEN: usize = 8;
@@ -52,6 +59,12 @@ pub enum StoreError {
     /// Stored bytes that this code never writes.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// A hint owner (node) name that is empty or longer than [`MAX_OWNER_LEN`] bytes.
+    #[error("hint owner name is {len} bytes: expected 1 to {MAX_OWNER_LEN}")]
+    HintOwner {
+        /// The name's length in bytes.
+        len: usize,
+    },
     /// A key or value over the engine's limits.
     #[error("{what} is {len} bytes, over the limit of {max}")]
     TooLarge {
@@ -180,6 +193,51 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError::TooLarge`], engine or I/O failures.
     fn meta_put(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// The hint for `owner` under `key` (whose token is `token`), if any.
+    ///
+    /// # Errors
+    /// [`StoreError::HintOwner`], [`StoreError::TooLarge`] over [`MAX_KEY_LEN`],
+    /// [`StoreError::Corrupt`] for a malformed stored hint, engine or I/O failures.
+    fn hint_get(&self, owner: &str, token: u64, key: &[u8]) -> Result<Option<Hint>, StoreError>;
+
+    /// Stores `hint`, replacing any hint for the same (owner, token, key): visible at once,
+    /// durable after the next [`sync`](Self::sync). Hints live apart from data and meta.
+    ///
+    /// # Errors
+    /// [`StoreError::HintOwner`], [`StoreError::TooLarge`] over [`MAX_KEY_LEN`] /
+    /// [`MAX_VALUE_LEN`], [`StoreError::Corrupt`] if the hint it replaces is malformed,
+    /// engine or I/O failures.
+    fn hint_put(&self, hint: &Hint) -> Result<(), StoreError>;
+
+    /// Removes the hint for `owner` under `key` (once delivered or expired); removing a hint
+    /// that is not there is not an error.
+    ///
+    /// # Errors
+    /// As [`hint_put`](Self::hint_put).
+    fn hint_delete(&self, owner: &str, token: u64, key: &[u8]) -> Result<(), StoreError>;
+
+    /// Hints for `owner` in (token, key) order, strictly after `after`, at most `limit` of
+    /// them: one contiguous read, so handoff can page through an owner's hints.
+    ///
+    /// # Errors
+    /// [`StoreError::HintOwner`], [`StoreError::TooLarge`] for an `after` key over
+    /// [`MAX_KEY_LEN`], [`StoreError::Corrupt`] for a malformed stored hint, engine or I/O
+    /// failures.
+    fn hint_scan(
+        &self,
+        owner: &str,
+        after: Option<(u64, Vec<u8>)>,
+        limit: usize,
+    ) -> Result<Vec<Hint>, StoreError>;
+
+    /// At most `limit` owners that have hints, in byte order of their names, each with how
+    /// many hints it has and their total record bytes. Served from counters kept in memory:
+    /// O(owners listed), whatever the number of hints.
+    ///
+    /// # Errors
+    /// Engine failures (none for the engines here, which keep the counters in memory).
+    fn hint_owners(&self, limit: usize) -> Result<Vec<HintOwner>, StoreError>;
 }
 
 /// The stored data key: `token (big-endian) ‖ key`.
