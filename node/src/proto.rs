@@ -137,6 +137,23 @@ pub struct StatusReport {
     pub exchanges: u64,
     /// Exchanges that failed (peer gone, ring changed, bad message).
     pub exchange_failures: u64,
+    /// Hints this node holds for replicas that were down, per intended owner.
+    pub hints: Vec<HintsPending>,
+    /// Hints delivered to their owner since start.
+    pub hints_delivered: u64,
+    /// Hints dropped since start (storage full, too old, owner gone): anti-entropy repairs those.
+    pub hints_dropped: u64,
+}
+
+/// Hints waiting for one owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HintsPending {
+    /// The replica they are meant for.
+    pub owner: String,
+    /// How many.
+    pub count: u64,
+    /// Their record bytes.
+    pub bytes: u64,
 }
 
 /// Anti-entropy state of one range.

@@ -334,6 +334,7 @@ impl AntiEntropy {
             repair: self.progress.clone(),
             exchanges: self.exchanges,
             exchange_failures: self.failures,
+            ..StatusReport::default()
         }
     }
 
