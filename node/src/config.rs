@@ -74,6 +74,8 @@ pub struct CoreConfig {
     pub max_clock_drift: Duration,
     /// Merkle-tree anti-entropy.
     pub anti_entropy: AeConfig,
+    /// Sloppy quorum and hinted handoff.
+    pub hints: HintConfig,
     /// Deliberate bugs, so tests can prove the simulator's checker catches them. Never set
     /// outside tests.
     #[doc(hidden)]
@@ -101,6 +103,7 @@ impl Default for CoreConfig {
             request_timeout: Duration::from_secs(5),
             max_clock_drift: Duration::from_secs(60),
             anti_entropy: AeConfig::default(),
+            hints: HintConfig::default(),
             sabotage: Sabotage::default(),
         }
     }
@@ -129,6 +132,34 @@ impl Default for AeConfig {
             bytes_per_sec: 4 * 1024 * 1024,
             limits: crate::merkle::ExchangeLimits::default(),
             session_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Sloppy quorum and hinted handoff settings.
+#[derive(Clone, Debug)]
+pub struct HintConfig {
+    /// Write to fallback nodes, with a hint, when preference-list replicas are down, and count
+    /// their acknowledgements toward W. `false` is a strict quorum: only the preference list.
+    pub sloppy_quorum: bool,
+    /// Most bytes of hints a node keeps; beyond, a hint is refused (and counted).
+    pub max_bytes: u64,
+    /// Hints older than this are dropped (and counted); anti-entropy repairs what they held.
+    pub max_age: Duration,
+    /// Time between delivery rounds.
+    pub deliver_interval: Duration,
+    /// Most deliveries in flight per owner (throttle).
+    pub batch: usize,
+}
+
+impl Default for HintConfig {
+    fn default() -> Self {
+        Self {
+            sloppy_quorum: true,
+            max_bytes: 256 * 1024 * 1024,
+            max_age: Duration::from_secs(3 * 3600),
+            deliver_interval: Duration::from_secs(1),
+            batch: 64,
         }
     }
 }

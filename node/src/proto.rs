@@ -320,6 +320,17 @@ pub enum PeerRequest {
         /// The record made by the first replica.
         record: Record,
     },
+    /// Keep this record as a hint for `owner`, a replica that is down, and deliver it later.
+    Hint {
+        /// The replica the record is meant for.
+        owner: String,
+        /// The key's token.
+        token: u64,
+        /// The key.
+        key: Vec<u8>,
+        /// The record made by the first replica.
+        record: Record,
+    },
     /// Send what you hold for this key.
     Read {
         /// The key's token.

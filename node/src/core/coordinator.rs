@@ -34,6 +34,8 @@ pub struct Target {
     pub name: String,
     /// Where to reach it; `None` when membership says it is down or unknown.
     pub addr: Option<SocketAddr>,
+    /// For a fallback standing in for a down replica: that replica (sloppy quorum).
+    pub hint_for: Option<String>,
     state: TargetState,
 }
 
@@ -44,7 +46,22 @@ impl Target {
             Some(_) => TargetState::Idle,
             None => TargetState::Failed("down".into()),
         };
-        Self { name, addr, state }
+        Self {
+            name,
+            addr,
+            hint_for: None,
+            state,
+        }
+    }
+
+    /// A live node outside the preference list that keeps the write as a hint for `owner`.
+    pub fn fallback(name: String, addr: SocketAddr, owner: String) -> Self {
+        Self {
+            name,
+            addr: Some(addr),
+            hint_for: Some(owner),
+            state: TargetState::Idle,
+        }
     }
 }
 
@@ -313,7 +330,13 @@ impl Coordinator {
             context: context.clone(),
             ts: *ts,
         };
-        if let Some(idx) = self.idle_targets(id).first().copied() {
+        // Only a replica of the preference list makes the write's dot; fallbacks keep hints.
+        let leader = self.idle_targets(id).into_iter().find(|&i| {
+            self.ops
+                .get(&id)
+                .is_some_and(|op| op.targets[i].hint_for.is_none())
+        });
+        if let Some(idx) = leader {
             self.call(id, idx, req, out);
         }
     }
@@ -330,13 +353,28 @@ impl Coordinator {
         else {
             return;
         };
-        let req = PeerRequest::Replicate {
-            token: *token,
-            key: key.clone(),
-            record: record.clone(),
-        };
-        for idx in self.idle_targets(id) {
-            self.call(id, idx, req.clone(), out);
+        let reqs: Vec<(usize, PeerRequest)> = self
+            .idle_targets(id)
+            .into_iter()
+            .map(|idx| {
+                let req = match &op.targets[idx].hint_for {
+                    Some(owner) => PeerRequest::Hint {
+                        owner: owner.clone(),
+                        token: *token,
+                        key: key.clone(),
+                        record: record.clone(),
+                    },
+                    None => PeerRequest::Replicate {
+                        token: *token,
+                        key: key.clone(),
+                        record: record.clone(),
+                    },
+                };
+                (idx, req)
+            })
+            .collect();
+        for (idx, req) in reqs {
+            self.call(id, idx, req, out);
         }
     }
 
@@ -351,6 +389,13 @@ impl Coordinator {
         let open = count(op, |s| {
             matches!(s, TargetState::Pending(_) | TargetState::Idle)
         });
+        // Before the write's dot exists only a preference-list replica can lead it.
+        let leaderless = matches!(op.kind, Kind::Write { record: None, .. })
+            && !op.targets.iter().any(|t| {
+                t.hint_for.is_none()
+                    && matches!(t.state, TargetState::Pending(_) | TargetState::Idle)
+            });
+        let open = if leaderless { 0 } else { open };
         let (needed, done, answered) = match &op.kind {
             Kind::Write { w, .. } if sabotage.ack_after_one => (*w, ok >= 1, false),
             Kind::Write { w, .. } => (*w, ok >= *w, false),
@@ -632,6 +677,52 @@ mod tests {
         let mut out = Vec::new();
         c.on_reply(fan[0].0, Ok(PeerReply::Replicated), &mut out);
         assert!(matches!(reply(&out), Some(Ok(ClientResponse::Written(_)))));
+    }
+
+    #[test]
+    fn a_fallback_keeps_a_hint_for_a_down_replica_and_counts_toward_w() {
+        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
+        let mut t = targets(&["c"]);
+        t.push(Target::fallback("d".into(), addr(4).unwrap(), "c".into()));
+        let mut out = Vec::new();
+        c.write(ClientId(1), t, spec(3), &mut out);
+        let first = calls(&out);
+        assert_eq!(first[0].1, addr(1).unwrap(), "a real replica leads");
+        let mut out = Vec::new();
+        c.on_reply(
+            first[0].0,
+            Ok(PeerReply::Written(record(b"v", "a"))),
+            &mut out,
+        );
+        let fan = calls(&out);
+        assert_eq!(fan.len(), 2);
+        let hint = fan
+            .iter()
+            .find(|(_, to, _)| *to == addr(4).unwrap())
+            .unwrap();
+        assert!(matches!(&hint.2, PeerRequest::Hint { owner, .. } if owner == "c"));
+        let mut out = Vec::new();
+        for (call, _, _) in &fan {
+            c.on_reply(*call, Ok(PeerReply::Replicated), &mut out);
+        }
+        match reply(&out) {
+            Some(Ok(ClientResponse::Written(w))) => assert_eq!(w.acked, 3),
+            other => panic!("expected W=3 met with the hint, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_fallback_never_leads_a_write() {
+        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
+        let mut t = targets(&["a", "b", "c"]);
+        t.push(Target::fallback("d".into(), addr(4).unwrap(), "a".into()));
+        let mut out = Vec::new();
+        c.write(ClientId(1), t, spec(1), &mut out);
+        assert!(calls(&out).is_empty());
+        assert!(matches!(
+            reply(&out),
+            Some(Err(ClientError::QuorumFailed { .. }))
+        ));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod antientropy;
 mod coordinator;
+mod hints;
 mod replica;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use ringkv_ring::{Ring, RingConfig, RingNode};
 
 pub use antientropy::AE_CALL_BIT;
 pub use coordinator::{CallId, ClientId, OpId};
+pub use hints::HINT_CALL_BIT;
 pub use replica::{load, Change, Replica, ReplicaError};
 
 use crate::config::CoreConfig;
@@ -33,6 +35,7 @@ use crate::proto::{
 use crate::store::{Durability, Store};
 use antientropy::{AntiEntropy, Ctx};
 use coordinator::{Action, Coordinator, Target, WriteSpec};
+use hints::Hints;
 
 /// Identifies a request from a peer; its response carries the same id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,6 +84,8 @@ pub enum Timer {
     AntiEntropy,
     /// An anti-entropy exchange held back by the I/O budget may go on.
     AntiEntropyStep,
+    /// Deliver hints to owners that are back.
+    Hints,
 }
 
 /// Something the node must do.
@@ -150,6 +155,7 @@ pub struct NodeCore {
     hlc: Hlc,
     coordinator: Coordinator,
     ae: AntiEntropy,
+    hints: Hints,
     /// The actor of the dots this node makes. Under `Sync` durability a dot is on disk before
     /// anyone else sees it, so the node name is enough. Under `Buffered` a crash can forget a
     /// dot others already hold; a fresh actor per start keeps the next dot from reusing it.
@@ -178,6 +184,7 @@ impl NodeCore {
         let max_drift = u64::try_from(config.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
         let mut core = Self {
             ae: AntiEntropy::new(config.anti_entropy.clone()),
+            hints: Hints::new(config.hints.clone()),
             actor,
             coordinator: Coordinator::new(config.conflict_policy, config.sabotage),
             hlc: Hlc::new(max_drift),
@@ -199,6 +206,10 @@ impl NodeCore {
         out.push(Effect::Schedule {
             after: self.ae.interval(),
             timer: Timer::AntiEntropy,
+        });
+        out.push(Effect::Schedule {
+            after: self.hints.interval(),
+            timer: Timer::Hints,
         });
         out
     }
@@ -249,6 +260,23 @@ impl NodeCore {
                     sync: false,
                 });
             }
+            Input::PeerRequest {
+                id,
+                req:
+                    PeerRequest::Hint {
+                        owner,
+                        token,
+                        key,
+                        record,
+                    },
+                ..
+            } => {
+                let store = self.store.as_ref();
+                let reply = self.hints.keep(store, &owner, token, &key, &record, now_ms);
+                let sync = self.config.durability == Durability::Sync
+                    && matches!(reply, PeerReply::Replicated);
+                out.push(Effect::Respond { id, reply, sync });
+            }
             Input::PeerRequest { id, req, .. } => {
                 // Under `Sync` nothing unsynced may leave a replica, reads included: a dot a
                 // client saw and a crash then erased could be issued again to another write.
@@ -280,6 +308,9 @@ impl NodeCore {
                 );
                 self.ae.on_reply(&ctx, call, reply, &mut effects);
                 self.pushes(effects, &mut out);
+            }
+            Input::PeerReply { call, reply } if call.0 & HINT_CALL_BIT != 0 => {
+                self.hints.on_reply(self.store.as_ref(), call, reply);
             }
             Input::PeerReply { call, reply } => {
                 let mut actions = Vec::new();
@@ -326,6 +357,20 @@ impl NodeCore {
                 );
                 self.ae.on_step(&ctx, &mut effects);
                 self.pushes(effects, &mut out);
+            }
+            Input::Timer(Timer::Hints) => {
+                let ctx = hints::Ctx {
+                    store: self.store.as_ref(),
+                    ring: &self.ring,
+                    membership: &self.membership,
+                    addrs: &self.addrs,
+                    now_ms,
+                };
+                self.hints.on_tick(&ctx, &mut out);
+                out.push(Effect::Schedule {
+                    after: self.hints.interval(),
+                    timer: Timer::Hints,
+                });
             }
             Input::Timer(Timer::Deadline(op)) => {
                 let mut actions = Vec::new();
@@ -400,7 +445,9 @@ impl NodeCore {
                     &self.addrs,
                     now_ms,
                 );
-                let status = self.ae.status(&ctx);
+                let mut status = self.ae.status(&ctx);
+                (status.hints, status.hints_delivered, status.hints_dropped) =
+                    self.hints.report(self.store.as_ref());
                 return reply(out, id, Ok(ClientResponse::Status(status)));
             }
             ClientRequest::Repair => {
@@ -440,7 +487,7 @@ impl NodeCore {
         let q = self.config.quorum;
         let op_id = match op {
             DataOp::Read { key, r } => {
-                let targets = self.targets(&key);
+                let targets = self.targets(&key, false);
                 let r = r.map_or(q.r, usize::from);
                 self.coordinator.read(id, targets, key, r, &mut actions)
             }
@@ -450,7 +497,7 @@ impl NodeCore {
                 context,
                 w,
             } => {
-                let targets = self.targets(&key);
+                let targets = self.targets(&key, true);
                 let spec = WriteSpec {
                     key,
                     value,
@@ -535,21 +582,39 @@ impl NodeCore {
     }
 
     /// The key's preference list, this node first when it is a replica (it leads the write
-    /// without a network hop), unreachable replicas without an address.
-    fn targets(&self, key: &[u8]) -> Vec<Target> {
+    /// without a network hop), unreachable replicas without an address. For a write under
+    /// sloppy quorum, each unreachable replica gets a live fallback past the list that keeps
+    /// a hint for it.
+    fn targets(&self, key: &[u8], write: bool) -> Vec<Target> {
         let me = &self.membership.me().name;
-        let mut names: Vec<&String> = self.ring.preference_list(key).iter().collect();
+        let live = |name: &str| name == me || self.membership.is_alive(name);
+        let list = self.ring.preference_list(key);
+        let mut names: Vec<&String> = list.iter().collect();
         if let Some(pos) = names.iter().position(|n| *n == me) {
             names[..=pos].rotate_right(1);
         }
-        names
+        let mut targets: Vec<Target> = names
             .into_iter()
             .map(|name| {
-                let reachable = name == me || self.membership.is_alive(name);
-                let addr = self.addrs.get(name).copied().filter(|_| reachable);
+                let addr = self.addrs.get(name).copied().filter(|_| live(name));
                 Target::new(name.clone(), addr)
             })
-            .collect()
+            .collect();
+        if write && self.hints.sloppy() {
+            let down: Vec<String> = targets
+                .iter()
+                .filter(|t| t.addr.is_none())
+                .map(|t| t.name.clone())
+                .collect();
+            let token = ringkv_ring::token(key);
+            let stand_ins = hints::fallbacks(&self.ring, token, list, live, down.len());
+            for (owner, name) in down.into_iter().zip(stand_ins) {
+                if let Some(addr) = self.addrs.get(&name).copied() {
+                    targets.push(Target::fallback(name, addr, owner));
+                }
+            }
+        }
+        targets
     }
 
     /// Anti-entropy's effects, its pushes marked for sync under `Durability::Sync`.

@@ -100,7 +100,7 @@ impl Replica<'_> {
                 check_token(token, &key)?;
                 Ok(PeerReply::Read(load(self.store, token, &key)?))
             }
-            PeerRequest::Exchange { .. } => Ok(PeerReply::Failed(
+            PeerRequest::Exchange { .. } | PeerRequest::Hint { .. } => Ok(PeerReply::Failed(
                 "an exchange is not a replica request".into(),
             )),
         }

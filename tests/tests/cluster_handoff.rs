@@ -1,0 +1,82 @@
+//! Hinted handoff across real processes: a replica killed with SIGKILL misses writes, and
+//! once restarted receives them from the fallbacks that kept hints for it.
+
+use std::time::Duration;
+
+use ringkv::{Api, WriteOptions};
+use ringkv_tests::{block_on, poll, serial, Cluster};
+
+#[test]
+fn writes_a_killed_replica_missed_reach_it_within_30_s() {
+    let _one_cluster = serial();
+    let mut cluster = Cluster::start(4).unwrap();
+    let seed = cluster.nodes[0].addr;
+    cluster.nodes[3].kill();
+    cluster
+        .wait_members(0, Duration::from_secs(10), |rows| {
+            rows.iter().any(|m| m.name == "n4" && m.state == "down")
+        })
+        .unwrap();
+
+    let client = cluster.client(0).unwrap();
+    let keys: Vec<Vec<u8>> = (0..1000)
+        .map(|i| format!("handoff-{i}").into_bytes())
+        .collect();
+    block_on(async {
+        let mut writers = tokio::task::JoinSet::new();
+        for chunk in keys.chunks(125) {
+            let (client, chunk) = (client.clone(), chunk.to_vec());
+            writers.spawn(async move {
+                for k in chunk {
+                    let opts = WriteOptions {
+                        w: Some(2),
+                        ..Default::default()
+                    };
+                    client.put(k, b"v".to_vec(), opts).await.unwrap();
+                }
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.unwrap();
+        }
+    });
+    let held: u64 = (0..3)
+        .map(|i| block_on(cluster.client(i).unwrap().status()).unwrap())
+        .flat_map(|s| s.hints)
+        .filter(|h| h.owner == "n4")
+        .map(|h| h.count)
+        .sum();
+    assert!(held > 0, "fallbacks keep hints for n4 while it is down");
+
+    cluster.restart(3, &[seed]).unwrap();
+    cluster.wait_alive(4, Duration::from_secs(20)).unwrap();
+    let n4 = cluster.client(3).unwrap();
+    let mine: Vec<Vec<u8>> = keys
+        .iter()
+        .filter(|k| block_on(n4.inspect(k.to_vec())).unwrap().replica)
+        .cloned()
+        .collect();
+    assert!(
+        mine.len() > 500,
+        "n4 replicates about 3/4 of the keys, got {}",
+        mine.len()
+    );
+    let missing = || {
+        mine.iter()
+            .filter(|k| {
+                block_on(n4.inspect(k.to_vec()))
+                    .unwrap()
+                    .siblings
+                    .is_empty()
+            })
+            .count()
+    };
+    let before = missing();
+    assert!(before > 0, "n4 missed the writes made while it was down");
+    let converged = poll(Duration::from_secs(30), || (missing() == 0).then_some(()));
+    assert!(
+        converged.is_some(),
+        "still missing on n4 after 30 s: {}",
+        missing()
+    );
+}
