@@ -143,6 +143,8 @@ pub struct StatusReport {
     pub hints_delivered: u64,
     /// Hints dropped since start (storage full, too old, owner gone): anti-entropy repairs those.
     pub hints_dropped: u64,
+    /// Keys handed to new owners since start (ownership transfer) and dropped here.
+    pub keys_handed_off: u64,
 }
 
 /// Hints waiting for one owner.
@@ -330,6 +332,11 @@ pub enum PeerRequest {
         key: Vec<u8>,
         /// The record made by the first replica.
         record: Record,
+    },
+    /// Take over these keys: this node replicates their range now (ownership transfer).
+    Handoff {
+        /// (token, key, record) of each key.
+        entries: Vec<(u64, Vec<u8>, Record)>,
     },
     /// Send what you hold for this key.
     Read {

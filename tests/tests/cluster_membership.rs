@@ -39,11 +39,10 @@ fn four_nodes_join_through_one_seed_and_all_see_each_other_alive() {
             .collect();
         seen.sort();
         assert_eq!(seen, expected, "as seen by {}", cluster.nodes[i].name);
-        assert!(
-            rows.iter().all(|r| r.status == "up"),
-            "{} reports a member not up: {rows:?}",
-            cluster.nodes[i].name
-        );
+        // A joiner is `joining` until its first anti-entropy round pulled its ranges.
+        cluster
+            .wait_members(i, CONVERGE, |rows| rows.iter().all(|r| r.status == "up"))
+            .unwrap_or_else(|e| panic!("{}: members never all up: {e}", cluster.nodes[i].name));
     }
     for node in &mut cluster.nodes {
         assert!(node.is_running(), "{} exited", node.name);

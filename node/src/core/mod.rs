@@ -8,6 +8,7 @@ mod antientropy;
 mod coordinator;
 mod hints;
 mod replica;
+mod transfer;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ pub use antientropy::AE_CALL_BIT;
 pub use coordinator::{CallId, ClientId, OpId};
 pub use hints::HINT_CALL_BIT;
 pub use replica::{load, Change, Replica, ReplicaError};
+pub use transfer::TRANSFER_CALL_BIT;
 
 use crate::config::CoreConfig;
 use crate::hlc::Hlc;
@@ -36,6 +38,7 @@ use crate::store::{Durability, Store};
 use antientropy::{AntiEntropy, Ctx};
 use coordinator::{Action, Coordinator, Target, WriteSpec};
 use hints::Hints;
+use transfer::Transfer;
 
 /// Identifies a request from a peer; its response carries the same id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -86,6 +89,8 @@ pub enum Timer {
     AntiEntropyStep,
     /// Deliver hints to owners that are back.
     Hints,
+    /// Hand data of ranges this node no longer replicates to their replicas.
+    Transfer,
 }
 
 /// Something the node must do.
@@ -156,6 +161,9 @@ pub struct NodeCore {
     coordinator: Coordinator,
     ae: AntiEntropy,
     hints: Hints,
+    transfer: Transfer,
+    /// Joining: set `Up` once the first anti-entropy round after joining is done.
+    joining: Joining,
     /// The actor of the dots this node makes. Under `Sync` durability a dot is on disk before
     /// anyone else sees it, so the node name is enough. Under `Buffered` a crash can forget a
     /// dot others already hold; a fresh actor per start keeps the next dot from reusing it.
@@ -176,6 +184,7 @@ impl NodeCore {
             Durability::Sync => me.name.clone(),
             Durability::Buffered => format!("{}@{}", me.name, me.bump),
         };
+        let seeded = !seeds.is_empty();
         let membership = Membership::new(me, seeds, gossip, rng_seed)?;
         let ring_config = RingConfig {
             vnodes: config.vnodes,
@@ -185,6 +194,12 @@ impl NodeCore {
         let mut core = Self {
             ae: AntiEntropy::new(config.anti_entropy.clone()),
             hints: Hints::new(config.hints.clone()),
+            transfer: Transfer::default(),
+            joining: if seeded {
+                Joining::WaitingForPeers
+            } else {
+                Joining::Done
+            },
             actor,
             coordinator: Coordinator::new(config.conflict_policy, config.sabotage),
             hlc: Hlc::new(max_drift),
@@ -203,9 +218,17 @@ impl NodeCore {
         let mut out = Vec::new();
         let outputs = self.membership.start();
         self.gossip(outputs, &mut out);
+        if self.joining != Joining::Done {
+            let outputs = self.membership.set_status(NodeStatus::Joining);
+            self.gossip(outputs, &mut out);
+        }
         out.push(Effect::Schedule {
             after: self.ae.interval(),
             timer: Timer::AntiEntropy,
+        });
+        out.push(Effect::Schedule {
+            after: TRANSFER_INTERVAL,
+            timer: Timer::Transfer,
         });
         out.push(Effect::Schedule {
             after: self.hints.interval(),
@@ -214,7 +237,22 @@ impl NodeCore {
         out
     }
 
-    /// Leave the cluster gracefully: peers see this node leaving, then gone.
+    /// Start leaving: announce `Leaving`, which takes this node out of every ring, so its
+    /// data flows to the ranges' remaining replicas (see [`NodeCore::handed_off`]).
+    pub fn begin_leave(&mut self) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let outputs = self.membership.set_status(NodeStatus::Leaving);
+        self.gossip(outputs, &mut out);
+        self.rebuild_ring();
+        out
+    }
+
+    /// Whether a leaving node has handed every key to the ranges' new replicas.
+    pub fn handed_off(&self) -> bool {
+        self.ring.is_empty() || self.transfer.is_idle(&self.ring)
+    }
+
+    /// Leave the cluster: peers see this node gone at once rather than by failure detection.
     pub fn leave(&mut self) -> Vec<Effect> {
         let mut out = Vec::new();
         let outputs = self.membership.leave();
@@ -309,6 +347,18 @@ impl NodeCore {
                 self.ae.on_reply(&ctx, call, reply, &mut effects);
                 self.pushes(effects, &mut out);
             }
+            Input::PeerReply { call, reply } if call.0 & TRANSFER_CALL_BIT != 0 => {
+                let ctx = transfer::Ctx {
+                    me: &self.membership.me().name,
+                    ring: &self.ring,
+                    store: self.store.as_ref(),
+                    membership: &self.membership,
+                    addrs: &self.addrs,
+                };
+                let mut effects = Vec::new();
+                self.transfer.on_reply(&ctx, call, reply, &mut effects);
+                out.extend(effects);
+            }
             Input::PeerReply { call, reply } if call.0 & HINT_CALL_BIT != 0 => {
                 self.hints.on_reply(self.store.as_ref(), call, reply);
             }
@@ -341,6 +391,7 @@ impl NodeCore {
                 );
                 self.ae.on_tick(&ctx, &mut effects);
                 self.pushes(effects, &mut out);
+                self.advance_joining(now_ms, &mut out);
                 out.push(Effect::Schedule {
                     after: self.ae.interval(),
                     timer: Timer::AntiEntropy,
@@ -357,6 +408,22 @@ impl NodeCore {
                 );
                 self.ae.on_step(&ctx, &mut effects);
                 self.pushes(effects, &mut out);
+            }
+            Input::Timer(Timer::Transfer) => {
+                let ctx = transfer::Ctx {
+                    me: &self.membership.me().name,
+                    ring: &self.ring,
+                    store: self.store.as_ref(),
+                    membership: &self.membership,
+                    addrs: &self.addrs,
+                };
+                let mut effects = Vec::new();
+                self.transfer.on_tick(&ctx, &mut effects);
+                out.extend(effects);
+                out.push(Effect::Schedule {
+                    after: TRANSFER_INTERVAL,
+                    timer: Timer::Transfer,
+                });
             }
             Input::Timer(Timer::Hints) => {
                 let ctx = hints::Ctx {
@@ -448,6 +515,7 @@ impl NodeCore {
                 let mut status = self.ae.status(&ctx);
                 (status.hints, status.hints_delivered, status.hints_dropped) =
                     self.hints.report(self.store.as_ref());
+                status.keys_handed_off = self.transfer.moved();
                 return reply(out, id, Ok(ClientResponse::Status(status)));
             }
             ClientRequest::Repair => {
@@ -617,6 +685,48 @@ impl NodeCore {
         targets
     }
 
+    /// A joining node pulls its ranges with one anti-entropy round once it has peers, then
+    /// announces itself `Up`.
+    fn advance_joining(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+        match self.joining {
+            Joining::Done => {}
+            Joining::WaitingForPeers => {
+                let has_peers = self
+                    .membership
+                    .members()
+                    .iter()
+                    .any(|m| m.state != MemberState::Down);
+                if has_peers {
+                    let ctx = ae_ctx(
+                        &self.membership,
+                        &self.ring,
+                        &self.store,
+                        &self.addrs,
+                        now_ms,
+                    );
+                    self.ae.repair(&ctx);
+                    self.joining = Joining::Pulling;
+                }
+            }
+            Joining::Pulling => {
+                let ctx = ae_ctx(
+                    &self.membership,
+                    &self.ring,
+                    &self.store,
+                    &self.addrs,
+                    now_ms,
+                );
+                if !self.ae.status(&ctx).repair.running {
+                    self.joining = Joining::Done;
+                    if self.membership.status() == NodeStatus::Joining {
+                        let outputs = self.membership.set_status(NodeStatus::Up);
+                        self.gossip(outputs, out);
+                    }
+                }
+            }
+        }
+    }
+
     /// Anti-entropy's effects, its pushes marked for sync under `Durability::Sync`.
     fn pushes(&self, effects: Vec<Effect>, out: &mut Vec<Effect>) {
         let sync = self.config.durability == Durability::Sync;
@@ -661,19 +771,25 @@ impl NodeCore {
         }
     }
 
-    /// The ring holds this node and every known member that did not leave: a node that
-    /// crashed keeps its place (its replicas are expected back), one that left does not.
+    /// The ring holds every known member that is not leaving: a node that crashed keeps its
+    /// place (its replicas are expected back), one leaving or gone gracefully does not. A
+    /// leaving node drops itself too, so its data flows to the remaining replicas.
     fn rebuild_ring(&mut self) {
         let me = self.membership.me().clone();
         let mut addrs = BTreeMap::from([(me.name.clone(), me.addr)]);
-        let mut nodes = vec![RingNode {
-            name: me.name.clone(),
-            zone: me.zone.clone(),
-        }];
+        let mut nodes = Vec::new();
+        if self.membership.status() != NodeStatus::Leaving {
+            nodes.push(RingNode {
+                name: me.name.clone(),
+                zone: me.zone.clone(),
+            });
+        }
         for m in self.membership.members() {
-            let left = m.state == MemberState::Down && m.status == NodeStatus::Leaving;
-            if !left && m.id.name != me.name {
-                addrs.insert(m.id.name.clone(), m.id.addr);
+            if m.id.name == me.name {
+                continue;
+            }
+            addrs.insert(m.id.name.clone(), m.id.addr);
+            if m.status != NodeStatus::Leaving {
                 nodes.push(RingNode {
                     name: m.id.name,
                     zone: m.id.zone,
@@ -684,6 +800,7 @@ impl NodeCore {
         if nodes.as_slice() != self.ring.nodes() {
             self.ring = Ring::new(nodes, self.ring.config());
             self.ae.reset();
+            self.transfer.reset();
         }
         self.addrs = addrs;
     }
@@ -728,6 +845,20 @@ fn ae_ctx<'a>(
 
 fn reply(out: &mut Vec<Effect>, id: ClientId, result: Result<ClientResponse, ClientError>) {
     out.push(Effect::Reply { id, result });
+}
+
+/// How often ownership transfer looks for data to move.
+const TRANSFER_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Where a starting node is on its way to `Up`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Joining {
+    /// Announced `Joining`, no peer yet.
+    WaitingForPeers,
+    /// Pulling its ranges with an anti-entropy round.
+    Pulling,
+    /// `Up` (or started alone, a new cluster).
+    Done,
 }
 
 /// A data request, once admin requests are answered.

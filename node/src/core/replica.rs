@@ -100,6 +100,13 @@ impl Replica<'_> {
                 check_token(token, &key)?;
                 Ok(PeerReply::Read(load(self.store, token, &key)?))
             }
+            PeerRequest::Handoff { entries } => {
+                for (token, key, record) in &entries {
+                    check_token(*token, key)?;
+                    self.merge(*token, key, record)?;
+                }
+                Ok(PeerReply::Replicated)
+            }
             PeerRequest::Exchange { .. } | PeerRequest::Hint { .. } => Ok(PeerReply::Failed(
                 "an exchange is not a replica request".into(),
             )),

@@ -6,7 +6,7 @@ mod shell;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ringkv_gossip::{GossipConfig, NodeId};
 use tokio::sync::{mpsc, oneshot};
@@ -194,10 +194,17 @@ impl Node {
         self.addr
     }
 
-    /// Leave the cluster gracefully, sync the store and stop.
-    pub async fn shutdown(mut self) -> Result<(), Error> {
+    /// Leave the cluster gracefully: hand every key to the ranges' remaining replicas
+    /// (waiting at most a minute), tell the peers, sync the store and stop.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        self.shutdown_within(Duration::from_secs(60)).await
+    }
+
+    /// Like [`Node::shutdown`], waiting at most `within` for the handoff; what is not handed
+    /// off by then stays on disk here and anti-entropy repairs the other replicas.
+    pub async fn shutdown_within(mut self, within: Duration) -> Result<(), Error> {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Command::Shutdown(done)).await.is_ok() {
+        if self.tx.send(Command::Shutdown(done, within)).await.is_ok() {
             let _ = wait.await;
         }
         if let Some(task) = self.task.take() {

@@ -29,8 +29,8 @@ pub(super) enum Command {
         ClientRequest,
         oneshot::Sender<Result<ClientResponse, ClientError>>,
     ),
-    /// Leave the cluster and stop.
-    Shutdown(oneshot::Sender<()>),
+    /// Hand data off (waiting at most the given time), leave the cluster and stop.
+    Shutdown(oneshot::Sender<()>, Duration),
 }
 
 /// Inputs produced by tasks the shell spawned (timers, calls, group commits).
@@ -85,14 +85,37 @@ pub(super) async fn run(
     };
     let effects = shell.core.start();
     shell.apply(effects);
+    // While leaving: who waits for the end, and when to stop waiting for the handoff.
+    let mut leaving: Option<(Option<oneshot::Sender<()>>, tokio::time::Instant)> = None;
+    let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
     let done = loop {
+        if let Some((_, deadline)) = &leaving {
+            if shell.core.handed_off() || tokio::time::Instant::now() >= *deadline {
+                if !shell.core.handed_off() {
+                    tracing::warn!(
+                        "leaving before every range was handed off; anti-entropy will finish it"
+                    );
+                }
+                break leaving.and_then(|(done, _)| done);
+            }
+        }
+        let wake = leaving.as_ref().map_or(far, |(_, d)| *d);
         tokio::select! {
             cmd = commands.recv() => match cmd {
                 Some(Command::Request(req, reply)) => {
                     let id = shell.client_id(ClientTo::Local(reply));
                     shell.input(Input::Client { id, req });
                 }
-                Some(Command::Shutdown(done)) => break Some(done),
+                Some(Command::Shutdown(done, within)) if leaving.is_none() => {
+                    tracing::info!(name = %shell.name, "leaving: handing data to the remaining replicas");
+                    let effects = shell.core.begin_leave();
+                    shell.apply(effects);
+                    leaving = Some((Some(done), tokio::time::Instant::now() + within));
+                }
+                Some(Command::Shutdown(done, _)) => {
+                    // Already leaving: the first caller is told when it ends.
+                    drop(done);
+                }
                 None => break None,
             },
             event = inbound.recv() => match event {
@@ -103,6 +126,7 @@ pub(super) async fn run(
                 Internal::Timer(t) => shell.input(Input::Timer(t)),
                 Internal::CallDone(call, reply) => shell.input(Input::PeerReply { call, reply }),
             },
+            _ = tokio::time::sleep_until(wake) => {}
         }
     };
     let effects = shell.core.leave();

@@ -1,0 +1,201 @@
+//! Ownership transfer: data this node holds for ranges it no longer replicates (a node
+//! joined and took them over, or this node is leaving) goes to the range's current
+//! replicas, page by page, and is dropped here only after every one of them confirmed it.
+//!
+//! Stateless across ring changes: each pass looks at the store and the current ring, so a
+//! ring that changes again mid-transfer just redirects what is left.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+
+use ringkv_gossip::Membership;
+use ringkv_ring::Ring;
+
+use super::coordinator::CallId;
+use super::Effect;
+use crate::proto::{PeerReply, PeerRequest};
+use crate::store::Store;
+use crate::version::decode_record;
+
+/// Call ids of transfers carry this bit, so replies find their way back here.
+pub const TRANSFER_CALL_BIT: u64 = 1 << 61;
+/// Keys per page.
+const PAGE: usize = 256;
+/// Record bytes per page (a frame must stay well under the transport's limit).
+const PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Ranges looked at per tick when nothing is moving.
+const RANGES_PER_TICK: usize = 64;
+
+/// What a transfer needs of the node for one step.
+pub struct Ctx<'a> {
+    /// This node's name.
+    pub me: &'a str,
+    /// The current ring.
+    pub ring: &'a Ring,
+    /// The node's store.
+    pub store: &'a dyn Store,
+    /// Membership, for liveness.
+    pub membership: &'a Membership,
+    /// Addresses of ring members.
+    pub addrs: &'a BTreeMap<String, SocketAddr>,
+}
+
+/// One page on its way to a range's replicas.
+struct Page {
+    range: usize,
+    /// (token, key, stored bytes as sent): a key changed meanwhile is kept.
+    entries: Vec<(u64, Vec<u8>, Vec<u8>)>,
+    awaiting: HashSet<CallId>,
+    failed: bool,
+}
+
+/// The node's ownership-transfer state.
+#[derive(Default)]
+pub struct Transfer {
+    cursor: usize,
+    page: Option<Page>,
+    next_call: u64,
+    /// Ranges in a row found with nothing to move; a whole ring's worth means done.
+    clean: usize,
+    moved: u64,
+}
+
+impl Transfer {
+    /// The ring changed: look at every range again.
+    pub fn reset(&mut self) {
+        self.clean = 0;
+    }
+
+    /// Whether the last full pass over the ring found nothing to move.
+    pub fn is_idle(&self, ring: &Ring) -> bool {
+        self.page.is_none() && self.clean >= ring.vnode_count()
+    }
+
+    /// Keys handed to their new owners since start.
+    pub fn moved(&self) -> u64 {
+        self.moved
+    }
+
+    /// Look for data outside this node's ranges and send the next page of it.
+    pub fn on_tick(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Effect>) {
+        let n = ctx.ring.vnode_count();
+        if self.page.is_some() || n == 0 {
+            return;
+        }
+        for _ in 0..RANGES_PER_TICK.min(n) {
+            let idx = self.cursor % n;
+            match self.try_range(ctx, idx, out) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => tracing::warn!("ownership transfer of range {idx}: {e}"),
+            }
+            self.cursor = self.cursor.wrapping_add(1);
+            self.clean = self.clean.saturating_add(1);
+        }
+    }
+
+    /// Send range `idx`'s next page if this node holds data there it does not replicate.
+    fn try_range(
+        &mut self,
+        ctx: &Ctx<'_>,
+        idx: usize,
+        out: &mut Vec<Effect>,
+    ) -> Result<bool, String> {
+        let owners = ctx.ring.preference_list_at(idx);
+        if owners.iter().any(|o| o == ctx.me) {
+            return Ok(false);
+        }
+        let Some((start, end)) = ctx.ring.range_bounds(idx) else {
+            return Ok(false);
+        };
+        let entries = ctx
+            .store
+            .scan(start, end, None, PAGE)
+            .map_err(|e| e.to_string())?;
+        if entries.is_empty() {
+            return Ok(false);
+        }
+        // Every current replica must be there to confirm, or the data stays here for now.
+        let targets: Option<Vec<SocketAddr>> = owners
+            .iter()
+            .map(|o| {
+                ctx.addrs
+                    .get(o)
+                    .copied()
+                    .filter(|_| ctx.membership.is_alive(o))
+            })
+            .collect();
+        let Some(targets) = targets.filter(|t| !t.is_empty()) else {
+            return Ok(false);
+        };
+        let mut records = Vec::new();
+        let mut sent = Vec::new();
+        let mut bytes = 0;
+        for e in entries {
+            if bytes > 0 && bytes + e.value.len() > PAGE_BYTES {
+                break;
+            }
+            bytes += e.value.len();
+            let record = decode_record(&e.value).map_err(|err| err.to_string())?;
+            records.push((e.token, e.key.clone(), record));
+            sent.push((e.token, e.key, e.value));
+        }
+        let mut awaiting = HashSet::new();
+        for to in targets {
+            self.next_call = self.next_call.wrapping_add(1) & ((TRANSFER_CALL_BIT) - 1);
+            let call = CallId(self.next_call | TRANSFER_CALL_BIT);
+            awaiting.insert(call);
+            let req = PeerRequest::Handoff {
+                entries: records.clone(),
+            };
+            out.push(Effect::Call { call, to, req });
+        }
+        self.clean = 0;
+        self.page = Some(Page {
+            range: idx,
+            entries: sent,
+            awaiting,
+            failed: false,
+        });
+        Ok(true)
+    }
+
+    /// A replica answered a page; once all did, the page's keys are dropped here.
+    pub fn on_reply(
+        &mut self,
+        ctx: &Ctx<'_>,
+        call: CallId,
+        reply: Result<PeerReply, String>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(page) = self.page.as_mut().filter(|p| p.awaiting.contains(&call)) else {
+            return;
+        };
+        page.awaiting.remove(&call);
+        if !matches!(reply, Ok(PeerReply::Replicated)) {
+            tracing::debug!("ownership transfer page refused: {reply:?}");
+            page.failed = true;
+        }
+        if !page.awaiting.is_empty() {
+            return;
+        }
+        let Some(page) = self.page.take() else { return };
+        if page.failed {
+            self.cursor = self.cursor.wrapping_add(1);
+            return;
+        }
+        for (token, key, sent) in &page.entries {
+            // A write that landed after the page went out stays until the next pass.
+            let unchanged = matches!(ctx.store.get(*token, key), Ok(Some(v)) if v == *sent);
+            if unchanged {
+                match ctx.store.delete(*token, key) {
+                    Ok(()) => self.moved += 1,
+                    Err(e) => tracing::warn!("cannot drop a transferred key: {e}"),
+                }
+            }
+        }
+        // Same range again: it may hold more pages.
+        self.cursor = page.range;
+        self.on_tick(ctx, out);
+    }
+}
