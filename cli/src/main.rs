@@ -1,5 +1,6 @@
 //! `ringctl`: the one ringkv binary. It serves a node, talks to a cluster (put, get, del,
-//! members, ring), makes certificates, runs a local multi-process cluster and benchmarks.
+//! members, ring), inspects and repairs one node's replicas (inspect, status, repair), makes
+//! certificates, runs a local multi-process cluster and benchmarks.
 //!
 //! The binary is thin: every command is a few calls into the `ringkv` library plus argument
 //! parsing and output. Errors end as one `error: ...` line on stderr and a non-zero status.
@@ -8,10 +9,13 @@ mod args;
 mod bench;
 mod certs;
 mod cluster;
+mod inspect;
 mod ops;
 mod output;
+mod repair;
 mod serve;
 mod signal;
+mod status;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -69,6 +73,12 @@ enum Command {
     Members,
     /// Show each node's share of the key space.
     Ring,
+    /// Show what one node alone holds for a key (every sibling, tombstones included).
+    Inspect(inspect::InspectArgs),
+    /// Show a node's anti-entropy state: exchanges, repair round, keys repaired, ranges.
+    Status(status::StatusArgs),
+    /// Run an anti-entropy round on a node now and follow it to the end.
+    Repair(repair::RepairArgs),
     /// Make the cluster's certificates.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
@@ -139,6 +149,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Del(a) => ops::del(&g, a).await,
         Command::Members => ops::members(&g).await,
         Command::Ring => ops::ring(&g).await,
+        Command::Inspect(a) => inspect::run(&g, a).await,
+        Command::Status(a) => status::run(&g, a).await,
+        Command::Repair(a) => repair::run(&g, a).await,
         Command::Certs(c) => certs::run(&g, c),
         Command::Cluster(c) => cluster::run(&g, c).await,
         Command::Bench(a) => bench::run(&g, a).await,

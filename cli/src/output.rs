@@ -2,6 +2,7 @@
 //! writes to stdout that never panic on a closed pipe.
 
 use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -67,6 +68,61 @@ fn one_line(message: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A stored value on one line of text: lossy UTF-8, with control characters (line breaks,
+/// escapes) shown escaped so one value never spans or repaints several lines.
+pub fn one_line_value(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for c in String::from_utf8_lossy(bytes).chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A ring token as 16 hex digits, so tokens line up and sort as text.
+pub fn token_hex(token: u64) -> String {
+    format!("{token:016x}")
+}
+
+/// How long before `now_ms` the time `then_ms` was (both Unix-epoch milliseconds), in its
+/// largest whole unit: `3s ago`, `5m ago`, `2h ago`, `4d ago`. A time after `now_ms` (the
+/// node's clock runs ahead of this machine's) reads `0s ago`.
+pub fn age(now_ms: u64, then_ms: u64) -> String {
+    let secs = now_ms.saturating_sub(then_ms) / 1000;
+    match secs {
+        s if s < 120 => format!("{s}s ago"),
+        s if s < 120 * 60 => format!("{}m ago", s / 60),
+        s if s < 48 * 3600 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86_400),
+    }
+}
+
+/// This machine's wall clock in Unix-epoch milliseconds (0 if it is set before 1970).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `label: value` lines with the values aligned, ending with a newline.
+pub fn fields(rows: &[(&str, String)]) -> String {
+    let width = rows
+        .iter()
+        .map(|(label, _)| label.chars().count())
+        .max()
+        .unwrap_or(0);
+    rows.iter()
+        .map(|(label, value)| {
+            let pad = width - label.chars().count();
+            let line = format!("{label}:{}  {value}", " ".repeat(pad));
+            format!("{}\n", line.trim_end())
+        })
+        .collect()
 }
 
 /// A stored value as JSON: a string when it is UTF-8, else hex with `"hex": true`.
@@ -202,5 +258,42 @@ mod tests {
     fn error_messages_fold_to_one_line() {
         assert_eq!(one_line("a\n  b\n\nc"), "a b c");
         assert_eq!(one_line("single"), "single");
+    }
+
+    #[test]
+    fn values_print_on_one_line_with_controls_escaped() {
+        assert_eq!(one_line_value(b"plain value"), "plain value");
+        assert_eq!(one_line_value(b"two\nlines\t!"), "two\\nlines\\t!");
+        assert_eq!(one_line_value(b"\x1b[2J"), "\\u{1b}[2J");
+        assert_eq!(one_line_value(b"caf\xc3\xa9 \xff"), "caf\u{e9} \u{fffd}");
+    }
+
+    #[test]
+    fn tokens_are_sixteen_hex_digits() {
+        assert_eq!(token_hex(0), "0000000000000000");
+        assert_eq!(token_hex(0xab), "00000000000000ab");
+        assert_eq!(token_hex(u64::MAX), "ffffffffffffffff");
+    }
+
+    #[test]
+    fn ages_use_the_largest_whole_unit() {
+        let now = 10_000_000_000;
+        assert_eq!(age(now, now), "0s ago");
+        assert_eq!(age(now, now - 3_400), "3s ago");
+        assert_eq!(age(now, now - 119_999), "119s ago");
+        assert_eq!(age(now, now - 120_000), "2m ago");
+        assert_eq!(age(now, now - 90 * 60_000), "90m ago");
+        assert_eq!(age(now, now - 3 * 3_600_000), "3h ago");
+        assert_eq!(age(now, now - 5 * 86_400_000), "5d ago");
+        // The node's clock ahead of ours: no negative ages.
+        assert_eq!(age(now, now + 5_000), "0s ago");
+    }
+
+    #[test]
+    fn fields_align_values_after_their_labels() {
+        let text = fields(&[("node", "n1".into()), ("keys repaired", "42".into())]);
+        assert_eq!(text, "node:           n1\nkeys repaired:  42\n");
+        assert_eq!(fields(&[]), "");
+        assert_eq!(fields(&[("empty", String::new())]), "empty:\n");
     }
 }

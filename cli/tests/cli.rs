@@ -228,6 +228,9 @@ fn client_commands_name_a_missing_certs_dir() {
         &["put", "k", "v"],
         &["members"],
         &["ring"],
+        &["inspect", "k"],
+        &["status"],
+        &["repair"],
     ] {
         let mut all = args.to_vec();
         all.extend(["--certs", path(&missing)]);
@@ -300,5 +303,72 @@ fn malformed_flags_are_usage_errors() {
         assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
         let line = run.failed_with_one_error_line();
         assert!(line.contains(mentions), "{args:?}: {line}");
+    }
+}
+
+#[test]
+fn inspect_status_and_repair_check_their_arguments() {
+    for (args, mentions) in [
+        (&["inspect"][..], "<KEY>"),
+        (&["inspect", "a", "b"], "'b'"),
+        (&["status", "--ranges=yes"], "--ranges"),
+        (&["status", "k"], "'k'"),
+        (&["repair", "--within", "forever"], "--within"),
+        (&["repair", "--within", "0s"], "--within"),
+        (&["repair", "--within", "25h"], "--within"),
+        (&["repair", "--no-wait=1"], "--no-wait"),
+    ] {
+        let run = ringctl(args);
+        assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+        let line = run.failed_with_one_error_line();
+        assert!(line.contains(mentions), "{args:?}: {line}");
+    }
+}
+
+#[test]
+fn help_of_inspect_status_and_repair_names_their_flags() {
+    for (command, flags) in [
+        ("inspect", &["<KEY>", "--node"][..]),
+        ("status", &["--ranges", "--node"]),
+        ("repair", &["--no-wait", "--within", "--node"]),
+    ] {
+        let run = ringctl(&[command, "--help"]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        for flag in flags {
+            assert!(
+                run.stdout.contains(flag),
+                "{flag} missing from {command} help"
+            );
+        }
+    }
+}
+
+#[test]
+fn admin_commands_against_a_silent_address_fail_with_one_line_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    init_certs(tmp.path());
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let node = format!("127.0.0.1:{port}");
+    for command in ["repair", "status", "inspect"] {
+        let mut args = vec![command];
+        if command == "inspect" {
+            args.push("k");
+        }
+        args.extend([
+            "--node",
+            &node,
+            "--certs",
+            path(tmp.path()),
+            "--timeout",
+            "1s",
+        ]);
+        let run = ringctl(&args);
+        let line = run.failed_with_one_error_line();
+        assert!(line.contains(&node), "{command}: {line}");
+        assert!(run.stdout.is_empty(), "{command}: {}", run.stdout);
     }
 }

@@ -175,6 +175,18 @@ impl Membership {
         out
     }
 
+    /// Re-sends our current status record (same version) to the cluster. Broadcasts are only
+    /// piggybacked a bounded number of times, so a member can miss one; calling this now and
+    /// then makes every member's view of our status converge.
+    pub fn refresh_status(&mut self) -> Vec<GossipOutput> {
+        let mut out = std::mem::take(&mut self.carried);
+        if self.status_version > 0 && !self.left {
+            self.publish_status(None);
+        }
+        self.drain_into(&mut out);
+        out
+    }
+
     /// Leaves the cluster gracefully: broadcasts status `Leaving`, then tells a few members
     /// that we are down. Afterwards the membership stays quiet; build a new one with a
     /// higher bump to come back.

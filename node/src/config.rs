@@ -76,6 +76,10 @@ pub struct CoreConfig {
     pub anti_entropy: AeConfig,
     /// Sloppy quorum and hinted handoff.
     pub hints: HintConfig,
+    /// A tombstone is removed only when every replica holds it and it is this old. Must
+    /// exceed `hints.max_age`, so no hint can carry a deleted value back after its tombstone
+    /// is gone.
+    pub tombstone_grace: Duration,
     /// Deliberate bugs, so tests can prove the simulator's checker catches them. Never set
     /// outside tests.
     #[doc(hidden)]
@@ -104,6 +108,7 @@ impl Default for CoreConfig {
             max_clock_drift: Duration::from_secs(60),
             anti_entropy: AeConfig::default(),
             hints: HintConfig::default(),
+            tombstone_grace: Duration::from_secs(24 * 3600),
             sabotage: Sabotage::default(),
         }
     }

@@ -145,6 +145,8 @@ pub struct StatusReport {
     pub hints_dropped: u64,
     /// Keys handed to new owners since start (ownership transfer) and dropped here.
     pub keys_handed_off: u64,
+    /// Tombstones removed since start (every replica held them, grace period passed).
+    pub tombstones_reaped: u64,
 }
 
 /// Hints waiting for one owner.

@@ -3,6 +3,7 @@
 //! Every process a test starts is owned by a [`NodeProc`], which kills and reaps it on drop, so
 //! a failing test never leaves a node behind.
 
+pub mod sim;
 
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};

@@ -144,7 +144,7 @@ impl AntiEntropy {
             return;
         };
         if let Some(tree) = self.trees.get_mut(&idx) {
-            if let Err(e) = tree.update(change.token, change.old, Some(change.new)) {
+            if let Err(e) = tree.update(change.token, change.old, change.new) {
                 tracing::warn!("merkle tree of range {idx} out of step, rebuilding: {e}");
                 self.trees.remove(&idx);
             }
@@ -153,10 +153,33 @@ impl AntiEntropy {
 
     /// Queue an exchange with every other replica of every range this node replicates.
     pub fn repair(&mut self, ctx: &Ctx<'_>) -> RepairProgress {
+        self.start_round(ctx, false)
+    }
+
+    /// A joiner's pull: every range it replicates, each with one live peer (rotating), which
+    /// is enough to receive what it lacks.
+    pub fn pull(&mut self, ctx: &Ctx<'_>) -> RepairProgress {
+        self.start_round(ctx, true)
+    }
+
+    fn start_round(&mut self, ctx: &Ctx<'_>, one_peer: bool) -> RepairProgress {
         if !self.progress.running {
             self.round = self
                 .my_ranges(ctx)
-                .flat_map(|(idx, peers)| peers.into_iter().map(move |p| (idx, p)))
+                .flat_map(|(idx, peers)| {
+                    let take = if one_peer { 1 } else { peers.len() };
+                    let skip = if one_peer {
+                        idx % peers.len().max(1)
+                    } else {
+                        0
+                    };
+                    peers
+                        .into_iter()
+                        .cycle()
+                        .skip(skip)
+                        .take(take)
+                        .map(move |p| (idx, p))
+                })
                 .collect();
             self.progress = RepairProgress {
                 total: self.round.len() as u64,

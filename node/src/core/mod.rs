@@ -6,6 +6,7 @@
 
 mod antientropy;
 mod coordinator;
+mod gc;
 mod hints;
 mod replica;
 mod transfer;
@@ -24,6 +25,7 @@ use ringkv_ring::{Ring, RingConfig, RingNode};
 
 pub use antientropy::AE_CALL_BIT;
 pub use coordinator::{CallId, ClientId, OpId};
+pub use gc::GC_CALL_BIT;
 pub use hints::HINT_CALL_BIT;
 pub use replica::{load, Change, Replica, ReplicaError};
 pub use transfer::TRANSFER_CALL_BIT;
@@ -37,6 +39,7 @@ use crate::proto::{
 use crate::store::{Durability, Store};
 use antientropy::{AntiEntropy, Ctx};
 use coordinator::{Action, Coordinator, Target, WriteSpec};
+use gc::Gc;
 use hints::Hints;
 use transfer::Transfer;
 
@@ -91,6 +94,10 @@ pub enum Timer {
     Hints,
     /// Hand data of ranges this node no longer replicates to their replicas.
     Transfer,
+    /// Look at the next tombstone that may be removed.
+    Gc,
+    /// Re-send this node's status, in case a member missed its broadcast.
+    StatusRefresh,
 }
 
 /// Something the node must do.
@@ -162,6 +169,7 @@ pub struct NodeCore {
     ae: AntiEntropy,
     hints: Hints,
     transfer: Transfer,
+    gc: Gc,
     /// Joining: set `Up` once the first anti-entropy round after joining is done.
     joining: Joining,
     /// The actor of the dots this node makes. Under `Sync` durability a dot is on disk before
@@ -195,6 +203,7 @@ impl NodeCore {
             ae: AntiEntropy::new(config.anti_entropy.clone()),
             hints: Hints::new(config.hints.clone()),
             transfer: Transfer::default(),
+            gc: Gc::new(u64::try_from(config.tombstone_grace.as_millis()).unwrap_or(u64::MAX)),
             joining: if seeded {
                 Joining::WaitingForPeers
             } else {
@@ -233,6 +242,14 @@ impl NodeCore {
         out.push(Effect::Schedule {
             after: self.hints.interval(),
             timer: Timer::Hints,
+        });
+        out.push(Effect::Schedule {
+            after: GC_INTERVAL,
+            timer: Timer::Gc,
+        });
+        out.push(Effect::Schedule {
+            after: STATUS_REFRESH,
+            timer: Timer::StatusRefresh,
         });
         out
     }
@@ -347,6 +364,17 @@ impl NodeCore {
                 self.ae.on_reply(&ctx, call, reply, &mut effects);
                 self.pushes(effects, &mut out);
             }
+            Input::PeerReply { call, reply } if call.0 & GC_CALL_BIT != 0 => {
+                let ctx = gc_ctx(
+                    &self.membership,
+                    &self.ring,
+                    &self.store,
+                    &self.addrs,
+                    now_ms,
+                );
+                self.gc.on_reply(&ctx, call, reply);
+                self.gc_changes();
+            }
             Input::PeerReply { call, reply } if call.0 & TRANSFER_CALL_BIT != 0 => {
                 let ctx = transfer::Ctx {
                     me: &self.membership.me().name,
@@ -391,7 +419,6 @@ impl NodeCore {
                 );
                 self.ae.on_tick(&ctx, &mut effects);
                 self.pushes(effects, &mut out);
-                self.advance_joining(now_ms, &mut out);
                 out.push(Effect::Schedule {
                     after: self.ae.interval(),
                     timer: Timer::AntiEntropy,
@@ -409,6 +436,29 @@ impl NodeCore {
                 self.ae.on_step(&ctx, &mut effects);
                 self.pushes(effects, &mut out);
             }
+            Input::Timer(Timer::StatusRefresh) => {
+                let outputs = self.membership.refresh_status();
+                self.gossip(outputs, &mut out);
+                out.push(Effect::Schedule {
+                    after: STATUS_REFRESH,
+                    timer: Timer::StatusRefresh,
+                });
+            }
+            Input::Timer(Timer::Gc) => {
+                let ctx = gc_ctx(
+                    &self.membership,
+                    &self.ring,
+                    &self.store,
+                    &self.addrs,
+                    now_ms,
+                );
+                self.gc.on_tick(&ctx, &mut out);
+                self.gc_changes();
+                out.push(Effect::Schedule {
+                    after: GC_INTERVAL,
+                    timer: Timer::Gc,
+                });
+            }
             Input::Timer(Timer::Transfer) => {
                 let ctx = transfer::Ctx {
                     me: &self.membership.me().name,
@@ -420,6 +470,7 @@ impl NodeCore {
                 let mut effects = Vec::new();
                 self.transfer.on_tick(&ctx, &mut effects);
                 out.extend(effects);
+                self.advance_joining(now_ms, &mut out);
                 out.push(Effect::Schedule {
                     after: TRANSFER_INTERVAL,
                     timer: Timer::Transfer,
@@ -516,6 +567,7 @@ impl NodeCore {
                 (status.hints, status.hints_delivered, status.hints_dropped) =
                     self.hints.report(self.store.as_ref());
                 status.keys_handed_off = self.transfer.moved();
+                status.tombstones_reaped = self.gc.reaped();
                 return reply(out, id, Ok(ClientResponse::Status(status)));
             }
             ClientRequest::Repair => {
@@ -685,6 +737,13 @@ impl NodeCore {
         targets
     }
 
+    /// Keep the Merkle trees in step with tombstones the collector removed.
+    fn gc_changes(&mut self) {
+        for change in self.gc.take_changes() {
+            self.ae.on_change(&self.ring, &change);
+        }
+    }
+
     /// A joining node pulls its ranges with one anti-entropy round once it has peers, then
     /// announces itself `Up`.
     fn advance_joining(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
@@ -704,11 +763,11 @@ impl NodeCore {
                         &self.addrs,
                         now_ms,
                     );
-                    self.ae.repair(&ctx);
-                    self.joining = Joining::Pulling;
+                    self.ae.pull(&ctx);
+                    self.joining = Joining::Pulling { since_ms: now_ms };
                 }
             }
-            Joining::Pulling => {
+            Joining::Pulling { since_ms } => {
                 let ctx = ae_ctx(
                     &self.membership,
                     &self.ring,
@@ -716,7 +775,9 @@ impl NodeCore {
                     &self.addrs,
                     now_ms,
                 );
-                if !self.ae.status(&ctx).repair.running {
+                // The sweep goes on finishing what a slow pull left; `Up` is not held hostage.
+                let overdue = now_ms.saturating_sub(since_ms) > JOIN_PULL_LIMIT_MS;
+                if !self.ae.status(&ctx).repair.running || overdue {
                     self.joining = Joining::Done;
                     if self.membership.status() == NodeStatus::Joining {
                         let outputs = self.membership.set_status(NodeStatus::Up);
@@ -801,6 +862,7 @@ impl NodeCore {
             self.ring = Ring::new(nodes, self.ring.config());
             self.ae.reset();
             self.transfer.reset();
+            self.gc.reset();
         }
         self.addrs = addrs;
     }
@@ -822,6 +884,24 @@ impl NodeCore {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The tombstone collector's view of the node for one step.
+fn gc_ctx<'a>(
+    membership: &'a Membership,
+    ring: &'a Ring,
+    store: &'a Arc<dyn Store>,
+    addrs: &'a BTreeMap<String, SocketAddr>,
+    now_ms: u64,
+) -> gc::Ctx<'a> {
+    gc::Ctx {
+        me: &membership.me().name,
+        ring,
+        store: store.as_ref(),
+        membership,
+        addrs,
+        now_ms,
     }
 }
 
@@ -847,16 +927,25 @@ fn reply(out: &mut Vec<Effect>, id: ClientId, result: Result<ClientResponse, Cli
     out.push(Effect::Reply { id, result });
 }
 
+/// How often a node re-sends its status record.
+const STATUS_REFRESH: Duration = Duration::from_secs(5);
+
+/// How often the tombstone collector takes its next step.
+const GC_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How often ownership transfer looks for data to move.
 const TRANSFER_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Longest a joiner stays `Joining` while it pulls its ranges.
+const JOIN_PULL_LIMIT_MS: u64 = 15_000;
 
 /// Where a starting node is on its way to `Up`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Joining {
     /// Announced `Joining`, no peer yet.
     WaitingForPeers,
-    /// Pulling its ranges with an anti-entropy round.
-    Pulling,
+    /// Pulling its ranges with an anti-entropy round, since this time.
+    Pulling { since_ms: u64 },
     /// `Up` (or started alone, a new cluster).
     Done,
 }

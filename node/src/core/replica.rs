@@ -62,8 +62,8 @@ pub struct Change {
     pub token: u64,
     /// Item hash of what was stored before, if anything.
     pub old: Option<Hash>,
-    /// Item hash of what is stored now.
-    pub new: Hash,
+    /// Item hash of what is stored now; `None` once the key is gone (a reaped tombstone).
+    pub new: Option<Hash>,
 }
 
 impl Replica<'_> {
@@ -178,7 +178,7 @@ impl Replica<'_> {
         self.changes.push(Change {
             token,
             old: old.map(|r| item_hash(key, r)),
-            new: item_hash(key, new),
+            new: Some(item_hash(key, new)),
         });
         Ok(())
     }

@@ -106,6 +106,12 @@ impl NodeBuilder {
                 q.n, q.r, q.w
             )));
         }
+        if self.core.tombstone_grace <= self.core.hints.max_age {
+            return Err(Error::Config(format!(
+                "tombstone grace ({:?}) must exceed the hint age limit ({:?}), or a late hint could bring a deleted value back",
+                self.core.tombstone_grace, self.core.hints.max_age
+            )));
+        }
         let store: Arc<dyn Store> = match &self.data_dir {
             Some(dir) => Arc::new(FjallStore::open(dir)?),
             None => Arc::new(MemoryStore::new()),

@@ -1,0 +1,217 @@
+//! `ringctl inspect KEY`: what the one node named by `--node` holds for a key, tombstones
+//! included, without coordinating with the key's other replicas. It is the operator's view of
+//! a single replica: a replica that lacks a key the cluster has is what repair fixes.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use ringkv::hlc::Timestamp;
+use ringkv::proto::InspectResult;
+use ringkv::Api;
+use serde::Serialize;
+
+use crate::ops;
+use crate::output::{self, JsonBytes, OutputFormat, Table};
+use crate::Global;
+
+/// `ringctl inspect KEY`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The key (UTF-8).
+    pub key: String,
+}
+
+/// `ringctl inspect`: exit status 1 and `not held by NODE` on stderr when the node holds no
+/// version of the key (not even a tombstone).
+pub async fn run(g: &Global, a: InspectArgs) -> anyhow::Result<ExitCode> {
+    let client = ops::connect(g).await?;
+    let held = client
+        .inspect(a.key.clone().into_bytes())
+        .await
+        .with_context(|| format!("inspect {:?} on {}", a.key, client.node()))?;
+    match g.output {
+        OutputFormat::Text => output::emit(&inspect_text(&held, output::now_ms()))?,
+        OutputFormat::Json => output::emit_json(&InspectJson::new(&a.key, &held))?,
+    }
+    if held.siblings.is_empty() {
+        output::note(&format!("not held by {}", held.node));
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The node, whether it replicates the key, the token; then, when it holds the key, one line
+/// per sibling and the context token. Ages are counted from `now_ms`.
+fn inspect_text(held: &InspectResult, now_ms: u64) -> String {
+    let replica = if held.replica {
+        "yes".to_owned()
+    } else {
+        "no (not in the key's preference list)".to_owned()
+    };
+    let mut head = vec![
+        ("node", held.node.clone()),
+        ("replica", replica),
+        ("token", output::token_hex(held.token)),
+    ];
+    if held.siblings.is_empty() {
+        return output::fields(&head);
+    }
+    head.push(("siblings", held.siblings.len().to_string()));
+    let mut table = Table::new(&["VALUE", "WRITTEN", "ORIGIN"]);
+    for s in &held.siblings {
+        let value = match &s.data {
+            Some(data) => output::one_line_value(data),
+            None => "(tombstone)".to_owned(),
+        };
+        table.row(vec![
+            value,
+            format!("{} ({})", s.ts, output::age(now_ms, s.ts.millis)),
+            s.origin.clone(),
+        ]);
+    }
+    let context = output::fields(&[("context", held.context.to_token())]);
+    format!("{}{}{context}", output::fields(&head), table.render())
+}
+
+#[derive(Debug, Serialize)]
+struct InspectJson<'a> {
+    key: &'a str,
+    node: &'a str,
+    replica: bool,
+    token: u64,
+    siblings: Vec<SiblingJson<'a>>,
+    context: String,
+}
+
+/// One sibling: `value` (with `hex` when not UTF-8) is `null` for a tombstone.
+#[derive(Debug, Serialize)]
+struct SiblingJson<'a> {
+    value: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    hex: bool,
+    tombstone: bool,
+    ts: Timestamp,
+    origin: &'a str,
+}
+
+impl<'a> InspectJson<'a> {
+    fn new(key: &'a str, held: &'a InspectResult) -> Self {
+        InspectJson {
+            key,
+            node: &held.node,
+            replica: held.replica,
+            token: held.token,
+            siblings: held
+                .siblings
+                .iter()
+                .map(|s| {
+                    let bytes = s.data.as_deref().map(JsonBytes::new);
+                    SiblingJson {
+                        hex: bytes.as_ref().is_some_and(|b| b.hex),
+                        value: bytes.map(|b| b.value),
+                        tombstone: s.data.is_none(),
+                        ts: s.ts,
+                        origin: &s.origin,
+                    }
+                })
+                .collect(),
+            context: held.context.to_token(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringkv::proto::InspectSibling;
+    use ringkv::version::Context;
+
+    const NOW: u64 = 1_700_000_010_000;
+
+    fn sibling(data: Option<&[u8]>, millis: u64, origin: &str) -> InspectSibling {
+        InspectSibling {
+            data: data.map(<[u8]>::to_vec),
+            ts: Timestamp { millis, logical: 2 },
+            origin: origin.into(),
+        }
+    }
+
+    fn held(siblings: Vec<InspectSibling>, replica: bool) -> InspectResult {
+        InspectResult {
+            node: "n2".into(),
+            replica,
+            token: 0xbeef,
+            siblings,
+            context: Context::default(),
+        }
+    }
+
+    #[test]
+    fn text_lists_each_sibling_with_its_time_and_origin_then_the_context() {
+        let h = held(
+            vec![
+                sibling(Some(b"hello\nworld"), NOW - 3_000, "n1"),
+                sibling(None, NOW - 600_000, "n3"),
+            ],
+            true,
+        );
+        let text = inspect_text(&h, NOW);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "node:      n2");
+        assert_eq!(lines[1], "replica:   yes");
+        assert_eq!(lines[2], "token:     000000000000beef");
+        assert_eq!(lines[3], "siblings:  2");
+        assert!(lines[4].starts_with("VALUE") && lines[4].ends_with("ORIGIN"));
+        assert!(lines[5].starts_with("hello\\nworld "), "{}", lines[5]);
+        assert!(lines[5].contains(&format!("{}.2 (3s ago)", NOW - 3_000)));
+        assert!(lines[5].ends_with(" n1"));
+        assert!(lines[6].starts_with("(tombstone) "), "{}", lines[6]);
+        assert!(lines[6].contains("(10m ago)") && lines[6].ends_with(" n3"));
+        assert_eq!(
+            lines[7],
+            format!("context:  {}", Context::default().to_token())
+        );
+        assert_eq!(lines.len(), 8);
+    }
+
+    #[test]
+    fn text_of_a_key_not_held_says_only_who_answered_and_whether_it_should_hold_it() {
+        let text = inspect_text(&held(Vec::new(), false), NOW);
+        assert_eq!(
+            text,
+            "node:     n2\n\
+             replica:  no (not in the key's preference list)\n\
+             token:    000000000000beef\n"
+        );
+    }
+
+    #[test]
+    fn json_marks_tombstones_and_hex_values() {
+        let h = held(
+            vec![
+                sibling(Some(b"v"), 7, "n1"),
+                sibling(Some(&[0xff]), 8, "n2"),
+                sibling(None, 9, "n3"),
+            ],
+            true,
+        );
+        let json = serde_json::to_value(InspectJson::new("k", &h)).unwrap();
+        assert_eq!(json["key"], "k");
+        assert_eq!(json["node"], "n2");
+        assert_eq!(json["replica"], true);
+        assert_eq!(json["token"], 0xbeef);
+        assert_eq!(json["context"], Context::default().to_token());
+        let s = &json["siblings"];
+        assert_eq!(s[0]["value"], "v");
+        assert!(s[0].get("hex").is_none());
+        assert_eq!(s[0]["tombstone"], false);
+        assert_eq!(s[0]["ts"]["millis"], 7);
+        assert_eq!(s[0]["origin"], "n1");
+        assert_eq!(s[1]["value"], "ff");
+        assert_eq!(s[1]["hex"], true);
+        assert!(s[2]["value"].is_null());
+        assert_eq!(s[2]["tombstone"], true);
+        assert_eq!(s[2]["origin"], "n3");
+    }
+}

@@ -1,0 +1,254 @@
+//! Tombstone garbage collection: a delete's tombstone is removed only once every replica of
+//! its range holds exactly that tombstone (or has already removed it) and the grace period
+//! has passed, so a replica that was away cannot bring the deleted value back.
+//!
+//! Each replica decides for itself, one key at a time, by asking the others what they hold.
+//! The grace period must outlast anything that could still carry the old value to a replica:
+//! hints (`HintConfig::max_age`) and ownership transfers.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+
+use ringkv_gossip::Membership;
+use ringkv_ring::Ring;
+
+use super::coordinator::CallId;
+use super::replica::Change;
+use super::Effect;
+use crate::merkle::item_hash;
+use crate::proto::{PeerReply, PeerRequest};
+use crate::store::Store;
+use crate::version::{decode_record, Record};
+
+/// Call ids of GC checks carry this bit, so replies find their way back here.
+pub const GC_CALL_BIT: u64 = 1 << 60;
+/// Keys read per scan page.
+const PAGE: usize = 256;
+/// Most ranges looked at in one tick.
+const RANGES_PER_TICK: usize = 64;
+
+/// What GC needs of the node for one step.
+pub struct Ctx<'a> {
+    /// This node's name.
+    pub me: &'a str,
+    /// The current ring.
+    pub ring: &'a Ring,
+    /// The node's store.
+    pub store: &'a dyn Store,
+    /// Membership, for liveness.
+    pub membership: &'a Membership,
+    /// Addresses of ring members.
+    pub addrs: &'a BTreeMap<String, SocketAddr>,
+    /// Wall-clock milliseconds.
+    pub now_ms: u64,
+}
+
+/// A tombstone whose removal waits for the other replicas' answers.
+struct Check {
+    token: u64,
+    key: Vec<u8>,
+    /// The stored bytes when checked: a key changed meanwhile is kept.
+    stored: Vec<u8>,
+    record: Record,
+    awaiting: HashSet<CallId>,
+    agreed: bool,
+}
+
+/// The node's tombstone collector.
+pub struct Gc {
+    grace_ms: u64,
+    cursor: usize,
+    /// Resume point inside the current range.
+    after: Option<(u64, Vec<u8>)>,
+    queue: VecDeque<(u64, Vec<u8>, Vec<u8>, Record)>,
+    check: Option<Check>,
+    next_call: u64,
+    reaped: u64,
+    /// Keys removed since the core last looked, for the Merkle trees.
+    changes: Vec<Change>,
+}
+
+impl Gc {
+    /// A collector removing tombstones older than `grace_ms`.
+    pub fn new(grace_ms: u64) -> Self {
+        Self {
+            grace_ms,
+            cursor: 0,
+            after: None,
+            queue: VecDeque::new(),
+            check: None,
+            next_call: 0,
+            reaped: 0,
+            changes: Vec::new(),
+        }
+    }
+
+    /// Keys removed since the last call.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Tombstones removed since start.
+    pub fn reaped(&self) -> u64 {
+        self.reaped
+    }
+
+    /// The ring changed: forget the candidates, the replicas asked may not be the replicas.
+    pub fn reset(&mut self) {
+        self.queue.clear();
+        self.check = None;
+        self.after = None;
+    }
+
+    /// Check the next candidate, or find more.
+    pub fn on_tick(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Effect>) {
+        if self.check.is_some() {
+            return;
+        }
+        // Empty ranges cost one seek each: look at several per tick until something turns up.
+        for _ in 0..RANGES_PER_TICK {
+            if !self.queue.is_empty() {
+                break;
+            }
+            if let Err(e) = self.scan(ctx) {
+                tracing::warn!("tombstone scan: {e}");
+                break;
+            }
+        }
+        while let Some((token, key, stored, record)) = self.queue.pop_front() {
+            if self.ask(ctx, token, key, stored, record, out) {
+                return;
+            }
+        }
+    }
+
+    /// The next page of this node's ranges, keeping tombstones past their grace period.
+    fn scan(&mut self, ctx: &Ctx<'_>) -> Result<(), String> {
+        let n = ctx.ring.vnode_count();
+        if n == 0 {
+            return Ok(());
+        }
+        let idx = self.cursor % n;
+        let (start, end) = ctx.ring.range_bounds(idx).ok_or("no such range")?;
+        let mine = ctx.ring.preference_list_at(idx).iter().any(|x| x == ctx.me);
+        let page = if mine {
+            ctx.store
+                .scan(start, end, self.after.take(), PAGE)
+                .map_err(|e| e.to_string())?
+        } else {
+            Vec::new()
+        };
+        if page.len() < PAGE {
+            self.cursor = self.cursor.wrapping_add(1);
+            self.after = None;
+        } else {
+            self.after = page.last().map(|e| (e.token, e.key.clone()));
+        }
+        for e in page {
+            let record = decode_record(&e.value).map_err(|err| err.to_string())?;
+            if self.expired(&record, ctx.now_ms) {
+                self.queue.push_back((e.token, e.key, e.value, record));
+            }
+        }
+        Ok(())
+    }
+
+    /// Only tombstones, the newest older than the grace period.
+    fn expired(&self, record: &Record, now_ms: u64) -> bool {
+        let values = record.values();
+        !values.is_empty()
+            && values.iter().all(|s| s.value.is_none())
+            && values
+                .iter()
+                .map(|s| s.ts.millis)
+                .max()
+                .is_some_and(|newest| newest.saturating_add(self.grace_ms) <= now_ms)
+    }
+
+    /// Ask every other replica what it holds; false when one is unreachable (try later).
+    fn ask(
+        &mut self,
+        ctx: &Ctx<'_>,
+        token: u64,
+        key: Vec<u8>,
+        stored: Vec<u8>,
+        record: Record,
+        out: &mut Vec<Effect>,
+    ) -> bool {
+        let replicas = ctx.ring.preference_list_for(token);
+        let mut targets = Vec::new();
+        for name in replicas.iter().filter(|n| *n != ctx.me) {
+            match ctx
+                .addrs
+                .get(name)
+                .filter(|_| ctx.membership.is_alive(name))
+            {
+                Some(addr) => targets.push(*addr),
+                None => return false,
+            }
+        }
+        let mut awaiting = HashSet::new();
+        for to in targets {
+            self.next_call = self.next_call.wrapping_add(1) & (GC_CALL_BIT - 1);
+            let call = CallId(self.next_call | GC_CALL_BIT);
+            awaiting.insert(call);
+            let req = PeerRequest::Read {
+                token,
+                key: key.clone(),
+            };
+            out.push(Effect::Call { call, to, req });
+        }
+        let check = Check {
+            token,
+            key,
+            stored,
+            record,
+            awaiting,
+            agreed: true,
+        };
+        if check.awaiting.is_empty() {
+            self.decide(ctx, check);
+        } else {
+            self.check = Some(check);
+        }
+        true
+    }
+
+    /// A replica said what it holds; once all did, remove the tombstone if they agree.
+    pub fn on_reply(&mut self, ctx: &Ctx<'_>, call: CallId, reply: Result<PeerReply, String>) {
+        let Some(check) = self.check.as_mut().filter(|c| c.awaiting.contains(&call)) else {
+            return;
+        };
+        check.awaiting.remove(&call);
+        let same = match reply {
+            Ok(PeerReply::Read(None)) => true,
+            Ok(PeerReply::Read(Some(theirs))) => theirs == check.record,
+            _ => false,
+        };
+        check.agreed &= same;
+        if check.awaiting.is_empty() {
+            if let Some(check) = self.check.take() {
+                self.decide(ctx, check);
+            }
+        }
+    }
+
+    fn decide(&mut self, ctx: &Ctx<'_>, check: Check) {
+        let unchanged =
+            matches!(ctx.store.get(check.token, &check.key), Ok(Some(v)) if v == check.stored);
+        if !check.agreed || !unchanged {
+            return;
+        }
+        match ctx.store.delete(check.token, &check.key) {
+            Ok(()) => {
+                self.reaped += 1;
+                self.changes.push(Change {
+                    token: check.token,
+                    old: Some(item_hash(&check.key, &check.record)),
+                    new: None,
+                });
+            }
+            Err(e) => tracing::warn!("cannot remove a tombstone: {e}"),
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Long runs of the deterministic simulator, and replays of one seed.
+//!
+//! ```text
+//! cargo run --release -p ringkv-tests --bin sim -- --seeds 100000
+//! cargo run --release -p ringkv-tests --bin sim -- --seed 42 --schedule '1-3:crash:0' --trace 200
+//! cargo run --release -p ringkv-tests --bin sim -- --scale 10,100,1000
+//! ```
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+use ringkv::store::Durability;
+use ringkv::version::ConflictPolicy;
+use ringkv_gossip::GossipConfig;
+use ringkv_tests::sim::config::{FaultKinds, SimConfig};
+use ringkv_tests::sim::faults::Schedule;
+use ringkv_tests::sim::run::{run, RunReport};
+use ringkv_tests::sim::scale::{scale, ScaleLimits};
+use ringkv_tests::sim::shrink::{replay_command, shrink};
+
+/// Runs many seeds of the ringkv cluster simulator, or replays one.
+#[derive(Parser, Debug)]
+#[command(name = "sim")]
+struct Args {
+    /// How many seeds to run.
+    #[arg(long, default_value_t = 1000)]
+    seeds: u64,
+    /// First seed of the batch.
+    #[arg(long, default_value_t = 0)]
+    start: u64,
+    /// Run this one seed only (a replay).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Fault kinds that may strike (comma list of crash, partition, one-way, pause, clock,
+    /// join, leave, loss, dup, call-loss; or all, none).
+    #[arg(long)]
+    faults: Option<String>,
+    /// An explicit fault schedule (with --seed), as printed by a failing run.
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Initial cluster size range, like 3-6.
+    #[arg(long, default_value = "3-9")]
+    nodes: String,
+    /// Conflict policy (lww or siblings); drawn per seed when absent.
+    #[arg(long)]
+    policy: Option<ConflictPolicy>,
+    /// Replica durability (sync or buffered).
+    #[arg(long, default_value = "sync")]
+    durability: Durability,
+    /// Operations per run.
+    #[arg(long)]
+    ops: Option<usize>,
+    /// Concurrent clients per run.
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Distinct keys per run.
+    #[arg(long)]
+    keys: Option<usize>,
+    /// Most fault episodes per run.
+    #[arg(long)]
+    max_faults: Option<usize>,
+    /// Simulated seconds of workload (and faults) per run.
+    #[arg(long)]
+    workload_secs: Option<u64>,
+    /// Break the core on purpose: ack-after-one or skip-read-merge.
+    #[arg(long)]
+    sabotage: Vec<String>,
+    /// Check replica convergence even when replicas missed writes (fails without
+    /// anti-entropy, expected until it lands).
+    #[arg(long)]
+    anti_entropy: bool,
+    /// Do not check that reads repair the replicas they read (for a core without it).
+    #[arg(long)]
+    no_read_repair: bool,
+    /// Print the last N events of the run (with --seed), or of each failure.
+    #[arg(long, default_value_t = 60)]
+    trace: usize,
+    /// Most runs spent shrinking one failure (0: do not shrink).
+    #[arg(long, default_value_t = 40)]
+    shrink_runs: usize,
+    /// Stop after this many failing seeds.
+    #[arg(long, default_value_t = 10)]
+    max_failures: usize,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Scale mode: membership alone for these cluster sizes (comma list), then exit.
+    #[arg(long)]
+    scale: Option<String>,
+    /// Gossip max_transmissions in scale mode (default: the LAN setting).
+    #[arg(long)]
+    max_transmissions: Option<u8>,
+}
+
+fn main() {
+    let args = Args::parse();
+    match main_with(args) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("sim: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn main_with(args: Args) -> Result<bool> {
+    if let Some(sizes) = &args.scale {
+        return scale_mode(sizes, &args);
+    }
+    let config = config_from(&args)?;
+    if let Some(seed) = args.seed {
+        let schedule = match &args.schedule {
+            Some(s) => Some(s.parse::<Schedule>()?),
+            None => None,
+        };
+        return Ok(replay(seed, &config, schedule.as_ref()));
+    }
+    if args.schedule.is_some() {
+        bail!("--schedule needs --seed");
+    }
+    Ok(batch(&config, &args))
+}
+
+fn config_from(args: &Args) -> Result<SimConfig> {
+    let mut config = SimConfig::default();
+    let (lo, hi) = args
+        .nodes
+        .split_once('-')
+        .map_or((args.nodes.as_str(), args.nodes.as_str()), |p| p);
+    let lo: usize = lo.parse().context("--nodes takes a range like 3-6")?;
+    let hi: usize = hi.parse().context("--nodes takes a range like 3-6")?;
+    if !(3..=9).contains(&lo) || !(lo..=9).contains(&hi) {
+        bail!("--nodes must lie within 3-9");
+    }
+    config.nodes = (lo, hi);
+    config.policy = args.policy;
+    config.durability = args.durability;
+    if let Some(f) = &args.faults {
+        config.faults = f.parse::<FaultKinds>()?;
+    }
+    let bounded = |name: &str, v: usize, max: usize| {
+        if (1..=max).contains(&v) {
+            Ok(v)
+        } else {
+            bail!("--{name} must be within 1..={max}")
+        }
+    };
+    if let Some(v) = args.ops {
+        config.ops = bounded("ops", v, 100_000)?;
+    }
+    if let Some(v) = args.clients {
+        config.clients = bounded("clients", v, 64)?;
+    }
+    if let Some(v) = args.keys {
+        config.keys = bounded("keys", v, 10_000)?;
+    }
+    if let Some(v) = args.max_faults {
+        config.max_faults = bounded("max-faults", v, 64)?;
+    }
+    if let Some(v) = args.workload_secs {
+        let secs = bounded(
+            "workload-secs",
+            usize::try_from(v).unwrap_or(usize::MAX),
+            3_600,
+        )?;
+        config.workload = Duration::from_secs(secs as u64);
+    }
+    for s in &args.sabotage {
+        match s.as_str() {
+            "ack-after-one" => config.sabotage.ack_after_one = true,
+            "skip-read-merge" => config.sabotage.skip_read_merge = true,
+            other => bail!("unknown sabotage {other:?} (ack-after-one, skip-read-merge)"),
+        }
+    }
+    config.capabilities.anti_entropy = args.anti_entropy;
+    config.capabilities.read_repair = !args.no_read_repair;
+    config.trace_tail = args.trace.clamp(1, 100_000);
+    Ok(config)
+}
+
+fn replay(seed: u64, config: &SimConfig, schedule: Option<&Schedule>) -> bool {
+    let started = Instant::now();
+    let report = run(seed, config, schedule);
+    println!(
+        "seed {seed}: {} nodes, {} policy, schedule {}",
+        report.nodes, report.policy, report.schedule
+    );
+    if !report.trace_tail.is_empty() {
+        println!("last events:\n{}", report.trace_tail);
+    }
+    summary_line(&report, started.elapsed());
+    for v in &report.violations {
+        println!("VIOLATION {v}");
+    }
+    report.passed()
+}
+
+fn summary_line(report: &RunReport, took: Duration) {
+    println!(
+        "trace hash {:016x}, {} events, {:.1} s simulated, {} ops, clean={}, {:.2} s wall",
+        report.trace_hash,
+        report.events,
+        report.sim_us as f64 / 1e6,
+        report.ops,
+        report.clean,
+        took.as_secs_f64()
+    );
+}
+
+struct Failure {
+    report: RunReport,
+    shrunk: Option<RunReport>,
+    shrink_runs: usize,
+}
+
+fn batch(config: &SimConfig, args: &Args) -> bool {
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 64);
+    let next = AtomicU64::new(0);
+    let failures_seen = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<Result<u64, Box<Failure>>>();
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    let mut done = 0u64;
+    println!(
+        "running {} seeds from {} on {threads} threads, faults: {}",
+        args.seeds, args.start, config.faults
+    );
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (next, stop, failures_seen) = (&next, &stop, &failures_seen);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= args.seeds || stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let seed = args.start.wrapping_add(i);
+                let report = run(seed, config, None);
+                let message = if report.passed() {
+                    Ok(seed)
+                } else {
+                    let seen = failures_seen.fetch_add(1, Ordering::Relaxed) + 1;
+                    if seen >= args.max_failures as u64 {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    let (shrunk, shrink_runs) = if args.shrink_runs > 0 {
+                        let s = shrink(config, &report, args.shrink_runs);
+                        (Some(s.report), s.runs)
+                    } else {
+                        (None, 0)
+                    };
+                    Err(Box::new(Failure {
+                        report,
+                        shrunk,
+                        shrink_runs,
+                    }))
+                };
+                if tx.send(message).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut last_progress = Instant::now();
+        for message in rx {
+            done += 1;
+            if let Err(failure) = message {
+                print_failure(config, &failure);
+                failures.push(failure.report.seed);
+            }
+            if last_progress.elapsed() >= Duration::from_secs(10) {
+                last_progress = Instant::now();
+                let rate = done as f64 / started.elapsed().as_secs_f64();
+                println!("{done} seeds, {rate:.1} seeds/s, {} failed", failures.len());
+            }
+        }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    failures.sort_unstable();
+    println!(
+        "{done} seeds in {secs:.1} s ({:.1} seeds/s), {} failed{}",
+        done as f64 / secs.max(1e-9),
+        failures.len(),
+        if failures.is_empty() {
+            String::new()
+        } else {
+            format!(": {failures:?}")
+        }
+    );
+    failures.is_empty()
+}
+
+fn print_failure(config: &SimConfig, failure: &Failure) {
+    let r = &failure.report;
+    println!(
+        "FAIL seed {} ({} nodes, {} policy)",
+        r.seed, r.nodes, r.policy
+    );
+    for v in &r.violations {
+        println!("  {v}");
+    }
+    println!("  schedule: {}", r.schedule);
+    let smallest = failure.shrunk.as_ref().unwrap_or(r);
+    if failure.shrunk.is_some() {
+        println!(
+            "  smallest failing schedule ({} shrink runs): {}",
+            failure.shrink_runs, smallest.schedule
+        );
+        if let Some(v) = smallest.violations.first() {
+            println!("  which fails with {v}");
+        }
+    }
+    println!(
+        "  replay: {}",
+        replay_command(r.seed, config, &smallest.schedule)
+    );
+    println!("  last events of that run:");
+    for line in smallest.trace_tail.lines() {
+        println!("    {line}");
+    }
+}
+
+fn scale_mode(sizes: &str, args: &Args) -> Result<bool> {
+    let mut gossip = GossipConfig::lan();
+    if let Some(t) = args.max_transmissions {
+        gossip.max_transmissions = t;
+    }
+    let seed = args.seed.unwrap_or(1);
+    println!("| nodes | all see all alive after (s) | pairs seen alive | datagrams/node/s | detection p50 / p99 / max (s) | detected by | wall (s) |");
+    println!("|---|---|---|---|---|---|---|");
+    for size in sizes.split(',') {
+        let nodes: usize = size
+            .trim()
+            .parse()
+            .context("--scale takes sizes like 10,100,1000")?;
+        if !(2..=5_000).contains(&nodes) {
+            bail!("scale sizes must lie within 2..=5000");
+        }
+        let started = Instant::now();
+        let r = scale(nodes, seed, gossip.clone(), ScaleLimits::default())?;
+        let secs = |us: Option<u64>| us.map_or("-".into(), |us| format!("{:.2}", us as f64 / 1e6));
+        println!(
+            "| {nodes} | {} | {:.2} % | {:.1} | {} / {} / {} | {}/{} | {:.1} |",
+            secs(r.formed_after_us),
+            r.known_alive * 100.0,
+            r.datagrams_per_node_per_sec,
+            secs(r.detection_quantile(0.5)),
+            secs(r.detection_quantile(0.99)),
+            secs(r.detection_quantile(1.0)),
+            r.detection_us.len(),
+            r.survivors,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(true)
+}
