@@ -20,6 +20,8 @@ use crate::Global;
 
 /// Bound on the graceful leave; a second signal cuts it short.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
+/// Longest a leaving node waits for its data to reach the remaining replicas.
+const HANDOFF_LIMIT: Duration = Duration::from_secs(10);
 
 /// Largest `--max-key`: keys travel in every frame and index entry.
 pub const MAX_KEY_LIMIT: u64 = 64 * 1024;
@@ -29,6 +31,15 @@ pub const MAX_KEY_LIMIT: u64 = 64 * 1024;
 pub const MAX_VALUE_LIMIT: u64 = 4 * 1024 * 1024;
 
 /// `ringctl serve`.
+/// What a node does when told to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnSignal {
+    /// Hand data off and leave the cluster.
+    Leave,
+    /// Stop in place.
+    Stop,
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Directory of the node's data (created if missing; one node per directory).
@@ -49,6 +60,11 @@ pub struct ServeArgs {
     /// Zone (rack, availability zone): replicas of a key prefer distinct zones.
     #[arg(long)]
     pub zone: Option<String>,
+    /// What SIGTERM/Ctrl-C does: `leave` hands the node's data to the remaining replicas and
+    /// leaves the cluster (decommission); `stop` just stops (restart, upgrade: the data stays,
+    /// peers keep hints until the node is back).
+    #[arg(long, value_enum, default_value_t = OnSignal::Leave)]
+    pub on_signal: OnSignal,
     /// Replicas per key (must be the same on every node).
     #[arg(long = "n", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..))]
     pub n: u8,
@@ -173,9 +189,20 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
     ))?;
 
     let sig = signals.recv().await?;
-    tracing::info!(signal = sig, "leaving the cluster");
+    type Stopping =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ringkv::Error>> + Send>>;
+    let stopping: Stopping = match a.on_signal {
+        OnSignal::Leave => {
+            tracing::info!(signal = sig, "leaving the cluster");
+            Box::pin(node.shutdown_within(HANDOFF_LIMIT))
+        }
+        OnSignal::Stop => {
+            tracing::info!(signal = sig, "stopping (staying in the cluster)");
+            Box::pin(node.stop())
+        }
+    };
     tokio::select! {
-        left = tokio::time::timeout(SHUTDOWN_LIMIT, node.shutdown()) => match left {
+        left = tokio::time::timeout(SHUTDOWN_LIMIT, stopping) => match left {
             Ok(result) => result.with_context(|| format!("node {name:?} did not stop cleanly"))?,
             Err(_) => bail!("node {name:?} did not finish leaving within {SHUTDOWN_LIMIT:?}"),
         },

@@ -163,7 +163,7 @@ impl Default for HintConfig {
             sloppy_quorum: true,
             max_bytes: 256 * 1024 * 1024,
             max_age: Duration::from_secs(3 * 3600),
-            deliver_interval: Duration::from_secs(1),
+            deliver_interval: Duration::from_millis(100),
             batch: 64,
         }
     }

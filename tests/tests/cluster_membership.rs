@@ -78,3 +78,45 @@ fn a_node_stopped_with_sigterm_leaves_gracefully_and_drops_out_of_the_ring() {
         assert_eq!(names, ["n1", "n2"], "ring of n{}", i + 1);
     }
 }
+
+#[test]
+fn a_node_stopped_in_place_stays_in_the_ring_and_keeps_its_data() {
+    let _one_cluster = serial();
+    let mut cluster = Cluster::prepare(&["n1", "n2", "n3"]).unwrap();
+    let mut seeds = Vec::new();
+    for name in ["n1", "n2", "n3"] {
+        let port = ringkv_tests::free_port().unwrap();
+        let node = cluster
+            .spawn(name, port, &seeds, &["--on-signal", "stop"])
+            .unwrap();
+        seeds = vec![cluster.nodes.first().map_or(node.addr, |n| n.addr)];
+        cluster.nodes.push(node);
+    }
+    cluster.wait_alive(3, CONVERGE).unwrap();
+    let client = cluster.client(0).unwrap();
+    let all = ringkv::WriteOptions {
+        w: Some(3),
+        ..Default::default()
+    };
+    block_on(client.put(b"stays".to_vec(), b"here".to_vec(), all)).unwrap();
+
+    assert!(cluster.nodes[2].terminate(CONVERGE), "n3 ignored SIGTERM");
+    for i in 0..2 {
+        let down = |rows: &[ringkv::proto::MemberRow]| {
+            rows.iter()
+                .any(|r| r.name == "n3" && r.state == "down" && r.status != "leaving")
+        };
+        cluster.wait_members(i, CONVERGE, down).unwrap();
+        let ring = block_on(cluster.client(i).unwrap().ring()).unwrap();
+        assert_eq!(
+            ring.nodes.len(),
+            3,
+            "n3 keeps its place in the ring of n{}",
+            i + 1
+        );
+    }
+    cluster.restart(2, &[cluster.nodes[0].addr]).unwrap();
+    cluster.wait_alive(3, CONVERGE).unwrap();
+    let held = block_on(cluster.client(2).unwrap().inspect(b"stays".to_vec())).unwrap();
+    assert_eq!(held.siblings.len(), 1, "n3's data stayed on its disk");
+}

@@ -90,6 +90,8 @@ impl NodeProcess {
             .args(["--n", &quorum.n.to_string()])
             .args(["--r", &quorum.r.to_string()])
             .args(["--w", &quorum.w.to_string()])
+            // A dev cluster stopped with Ctrl-C keeps its data in place for the next `up`.
+            .args(["--on-signal", "stop"])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

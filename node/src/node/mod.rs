@@ -206,6 +206,19 @@ impl Node {
         self.shutdown_within(Duration::from_secs(60)).await
     }
 
+    /// Stop without leaving the cluster (a restart, an upgrade): the data stays here, peers
+    /// see the node down and keep hints for it until it is back.
+    pub async fn stop(mut self) -> Result<(), Error> {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Command::Stop(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+
     /// Like [`Node::shutdown`], waiting at most `within` for the handoff; what is not handed
     /// off by then stays on disk here and anti-entropy repairs the other replicas.
     pub async fn shutdown_within(mut self, within: Duration) -> Result<(), Error> {

@@ -31,6 +31,8 @@ pub(super) enum Command {
     ),
     /// Hand data off (waiting at most the given time), leave the cluster and stop.
     Shutdown(oneshot::Sender<()>, Duration),
+    /// Stop without leaving: peers see the node down and keep hints for it.
+    Stop(oneshot::Sender<()>),
 }
 
 /// Inputs produced by tasks the shell spawned (timers, calls, group commits).
@@ -88,6 +90,7 @@ pub(super) async fn run(
     // While leaving: who waits for the end, and when to stop waiting for the handoff.
     let mut leaving: Option<(Option<oneshot::Sender<()>>, tokio::time::Instant)> = None;
     let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let mut leave = true;
     let done = loop {
         if let Some((_, deadline)) = &leaving {
             if shell.core.handed_off() || tokio::time::Instant::now() >= *deadline {
@@ -116,6 +119,10 @@ pub(super) async fn run(
                     // Already leaving: the first caller is told when it ends.
                     drop(done);
                 }
+                Some(Command::Stop(done)) => {
+                    leave = false;
+                    break Some(done);
+                }
                 None => break None,
             },
             event = inbound.recv() => match event {
@@ -129,9 +136,11 @@ pub(super) async fn run(
             _ = tokio::time::sleep_until(wake) => {}
         }
     };
-    let effects = shell.core.leave();
-    shell.apply(effects);
-    tokio::time::sleep(LEAVE_GRACE).await;
+    if leave {
+        let effects = shell.core.leave();
+        shell.apply(effects);
+        tokio::time::sleep(LEAVE_GRACE).await;
+    }
     if let Err(e) = tokio::task::spawn_blocking(move || store.sync()).await {
         tracing::warn!("final sync did not run: {e}");
     }
