@@ -131,11 +131,15 @@ impl StatusBoard {
     /// The status `id` announced for this very identity; `None` if it announced none
     /// (records of an earlier bump do not count).
     pub(crate) fn status_of(&self, id: &NodeId) -> Option<NodeStatus> {
-        self.lock()
-            .records
-            .get(&id.name)
-            .filter(|record| record.id.bump == id.bump)
-            .map(|record| record.status)
+        let table = self.lock();
+        let record = table.records.get(&id.name)?;
+        if record.id.bump == id.bump {
+            return Some(record.status);
+        }
+        // A later incarnation of the same node left: the one we know is gone as well (a
+        // member that never saw the rejoin must still drop the node from its ring).
+        (record.id.bump > id.bump && record.status == NodeStatus::Leaving)
+            .then_some(NodeStatus::Leaving)
     }
 
     /// Effective status changes seen since the last call.

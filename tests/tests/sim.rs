@@ -285,7 +285,6 @@ fn regression_seed_296_leave_during_a_partition() {
 /// members never saw; the `Leaving` record of the new bump does not remove the old one
 /// from their ring.
 #[test]
-#[ignore = "core bug: a leave under a bump a member never saw keeps the node in its ring"]
 fn regression_seed_2733_leave_after_rejoin_during_one_way_partition() {
     let config = SimConfig {
         faults: FaultKinds::all(),

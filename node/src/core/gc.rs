@@ -13,12 +13,14 @@ use ringkv_gossip::Membership;
 use ringkv_ring::Ring;
 
 use super::coordinator::CallId;
-use super::replica::Change;
 use super::Effect;
 use crate::merkle::item_hash;
 use crate::proto::{PeerReply, PeerRequest};
 use crate::store::Store;
 use crate::version::{decode_record, Record};
+
+/// A tombstone to drop: (token, key, stored bytes it must still hold, its item hash).
+pub type Drop = (u64, Vec<u8>, Vec<u8>, crate::merkle::Hash);
 
 /// Call ids of GC checks carry this bit, so replies find their way back here.
 pub const GC_CALL_BIT: u64 = 1 << 60;
@@ -64,8 +66,9 @@ pub struct Gc {
     check: Option<Check>,
     next_call: u64,
     reaped: u64,
-    /// Keys removed since the core last looked, for the Merkle trees.
-    changes: Vec<Change>,
+    /// Tombstones every replica agreed on: (token, key, stored bytes, item hash), for the
+    /// core to drop if unchanged.
+    drops: Vec<Drop>,
 }
 
 impl Gc {
@@ -79,13 +82,18 @@ impl Gc {
             check: None,
             next_call: 0,
             reaped: 0,
-            changes: Vec::new(),
+            drops: Vec::new(),
         }
     }
 
-    /// Keys removed since the last call.
-    pub fn take_changes(&mut self) -> Vec<Change> {
-        std::mem::take(&mut self.changes)
+    /// Tombstones ready to drop since the last call.
+    pub fn take_drops(&mut self) -> Vec<Drop> {
+        std::mem::take(&mut self.drops)
+    }
+
+    /// Count tombstones the core dropped.
+    pub fn count_reaped(&mut self, n: u64) {
+        self.reaped += n;
     }
 
     /// Tombstones removed since start.
@@ -207,7 +215,7 @@ impl Gc {
             agreed: true,
         };
         if check.awaiting.is_empty() {
-            self.decide(ctx, check);
+            self.decide(check);
         } else {
             self.check = Some(check);
         }
@@ -215,7 +223,7 @@ impl Gc {
     }
 
     /// A replica said what it holds; once all did, remove the tombstone if they agree.
-    pub fn on_reply(&mut self, ctx: &Ctx<'_>, call: CallId, reply: Result<PeerReply, String>) {
+    pub fn on_reply(&mut self, call: CallId, reply: Result<PeerReply, String>) {
         let Some(check) = self.check.as_mut().filter(|c| c.awaiting.contains(&call)) else {
             return;
         };
@@ -228,27 +236,16 @@ impl Gc {
         check.agreed &= same;
         if check.awaiting.is_empty() {
             if let Some(check) = self.check.take() {
-                self.decide(ctx, check);
+                self.decide(check);
             }
         }
     }
 
-    fn decide(&mut self, ctx: &Ctx<'_>, check: Check) {
-        let unchanged =
-            matches!(ctx.store.get(check.token, &check.key), Ok(Some(v)) if v == check.stored);
-        if !check.agreed || !unchanged {
-            return;
-        }
-        match ctx.store.delete(check.token, &check.key) {
-            Ok(()) => {
-                self.reaped += 1;
-                self.changes.push(Change {
-                    token: check.token,
-                    old: Some(item_hash(&check.key, &check.record)),
-                    new: None,
-                });
-            }
-            Err(e) => tracing::warn!("cannot remove a tombstone: {e}"),
+    fn decide(&mut self, check: Check) {
+        if check.agreed {
+            let hash = item_hash(&check.key, &check.record);
+            self.drops
+                .push((check.token, check.key, check.stored, hash));
         }
     }
 }

@@ -4,6 +4,7 @@
 //! returns [`Effect`]s. It never reads a clock, opens a socket or spawns a task, so the tokio
 //! shell and the deterministic simulator drive the very same logic.
 
+mod actor;
 mod antientropy;
 mod coordinator;
 mod gc;
@@ -18,8 +19,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ringkv_gossip::{
-    GossipConfig, GossipError, GossipOutput, GossipTimer, MemberEvent, MemberState, Membership,
-    NodeId, NodeStatus,
+    GossipConfig, GossipOutput, GossipTimer, MemberEvent, MemberState, Membership, NodeId,
+    NodeStatus,
 };
 use ringkv_ring::{Ring, RingConfig, RingNode};
 
@@ -172,10 +173,8 @@ pub struct NodeCore {
     gc: Gc,
     /// Joining: set `Up` once the first anti-entropy round after joining is done.
     joining: Joining,
-    /// The actor of the dots this node makes. Under `Sync` durability a dot is on disk before
-    /// anyone else sees it, so the node name is enough. Under `Buffered` a crash can forget a
-    /// dot others already hold; a fresh actor per start keeps the next dot from reusing it.
-    actor: String,
+    /// The actor of the dots this node makes (see [`actor`]).
+    actor: actor::Actor,
 }
 
 impl NodeCore {
@@ -187,11 +186,14 @@ impl NodeCore {
         gossip: GossipConfig,
         store: Arc<dyn Store>,
         rng_seed: u64,
-    ) -> Result<Self, GossipError> {
-        let actor = match config.durability {
+    ) -> Result<Self, crate::Error> {
+        // Under `Sync` a dot is on disk before anyone sees it, so the name is enough; under
+        // `Buffered` a crash can forget one, so every start takes a fresh actor.
+        let base = match config.durability {
             Durability::Sync => me.name.clone(),
             Durability::Buffered => format!("{}@{}", me.name, me.bump),
         };
+        let actor = actor::Actor::load(base, store.as_ref())?;
         let seeded = !seeds.is_empty();
         let membership = Membership::new(me, seeds, gossip, rng_seed)?;
         let ring_config = RingConfig {
@@ -282,6 +284,18 @@ impl NodeCore {
         let mut out = Vec::new();
         match input {
             Input::Client { id, req } => self.client(now_ms, id, req, &mut out),
+            // A leaving node takes no new data: what it accepted after its last handoff pass
+            // would leave with it.
+            Input::PeerRequest { id, req, .. }
+                if self.membership.status() == NodeStatus::Leaving
+                    && !matches!(req, PeerRequest::Read { .. } | PeerRequest::Exchange { .. }) =>
+            {
+                out.push(Effect::Respond {
+                    id,
+                    reply: PeerReply::Failed("this node is leaving the cluster".into()),
+                    sync: false,
+                });
+            }
             Input::PeerRequest {
                 id,
                 from,
@@ -337,8 +351,19 @@ impl NodeCore {
                 // client saw and a crash then erased could be issued again to another write.
                 let must_sync = self.config.durability == Durability::Sync;
                 let is_read = matches!(req, PeerRequest::Read { .. });
+                if matches!(req, PeerRequest::Write { .. }) {
+                    if let Err(e) = self.actor.before_dot(self.store.as_ref()) {
+                        let reply = PeerReply::Failed(format!("cannot record the actor: {e}"));
+                        out.push(Effect::Respond {
+                            id,
+                            reply,
+                            sync: false,
+                        });
+                        return out;
+                    }
+                }
                 let mut replica = Replica {
-                    me: &self.actor,
+                    me: self.actor.name(),
                     store: self.store.as_ref(),
                     hlc: &mut self.hlc,
                     policy: self.config.conflict_policy,
@@ -365,27 +390,24 @@ impl NodeCore {
                 self.pushes(effects, &mut out);
             }
             Input::PeerReply { call, reply } if call.0 & GC_CALL_BIT != 0 => {
-                let ctx = gc_ctx(
-                    &self.membership,
-                    &self.ring,
-                    &self.store,
-                    &self.addrs,
-                    now_ms,
-                );
-                self.gc.on_reply(&ctx, call, reply);
-                self.gc_changes();
+                self.gc.on_reply(call, reply);
+                self.drop_reaped();
             }
             Input::PeerReply { call, reply } if call.0 & TRANSFER_CALL_BIT != 0 => {
-                let ctx = transfer::Ctx {
-                    me: &self.membership.me().name,
-                    ring: &self.ring,
-                    store: self.store.as_ref(),
-                    membership: &self.membership,
-                    addrs: &self.addrs,
-                };
-                let mut effects = Vec::new();
-                self.transfer.on_reply(&ctx, call, reply, &mut effects);
-                out.extend(effects);
+                self.transfer.on_reply(call, reply);
+                let drops = self.transfer.take_drops();
+                if !drops.is_empty() {
+                    let moved = self.drop_keys(&drops).into_iter().filter(|d| *d).count();
+                    self.transfer.count_moved(moved as u64);
+                    let ctx = transfer::Ctx {
+                        me: &self.membership.me().name,
+                        ring: &self.ring,
+                        store: self.store.as_ref(),
+                        membership: &self.membership,
+                        addrs: &self.addrs,
+                    };
+                    self.transfer.on_tick(&ctx, &mut out);
+                }
             }
             Input::PeerReply { call, reply } if call.0 & HINT_CALL_BIT != 0 => {
                 self.hints.on_reply(self.store.as_ref(), call, reply);
@@ -453,7 +475,7 @@ impl NodeCore {
                     now_ms,
                 );
                 self.gc.on_tick(&ctx, &mut out);
-                self.gc_changes();
+                self.drop_reaped();
                 out.push(Effect::Schedule {
                     after: GC_INTERVAL,
                     timer: Timer::Gc,
@@ -737,11 +759,52 @@ impl NodeCore {
         targets
     }
 
-    /// Keep the Merkle trees in step with tombstones the collector removed.
-    fn gc_changes(&mut self) {
-        for change in self.gc.take_changes() {
-            self.ae.on_change(&self.ring, &change);
+    /// Remove the tombstones the collector cleared, keeping the Merkle trees in step.
+    fn drop_reaped(&mut self) {
+        let drops = self.gc.take_drops();
+        let keys: Vec<(u64, Vec<u8>, Vec<u8>)> = drops
+            .iter()
+            .map(|(t, k, v, _)| (*t, k.clone(), v.clone()))
+            .collect();
+        let dropped = self.drop_keys(&keys);
+        self.gc
+            .count_reaped(dropped.iter().filter(|d| **d).count() as u64);
+        for ((token, _, _, hash), gone) in drops.into_iter().zip(dropped) {
+            if gone {
+                let change = Change {
+                    token,
+                    old: Some(hash),
+                    new: None,
+                };
+                self.ae.on_change(&self.ring, &change);
+            }
         }
+    }
+
+    /// Delete keys that still hold the given bytes, marking the actor first (a dropped key
+    /// must not let a later dot be reused). Says which were deleted.
+    fn drop_keys(&mut self, keys: &[(u64, Vec<u8>, Vec<u8>)]) -> Vec<bool> {
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let store = self.store.as_ref();
+        if let Err(e) = self.actor.before_drop(store) {
+            tracing::warn!("keeping keys: cannot mark the actor: {e}");
+            return vec![false; keys.len()];
+        }
+        keys.iter()
+            .map(|(token, key, expected)| {
+                let unchanged = matches!(store.get(*token, key), Ok(Some(v)) if v == *expected);
+                unchanged
+                    && match store.delete(*token, key) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!("cannot drop a key: {e}");
+                            false
+                        }
+                    }
+            })
+            .collect()
     }
 
     /// A joining node pulls its ranges with one anti-entropy round once it has peers, then

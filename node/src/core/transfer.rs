@@ -58,6 +58,8 @@ pub struct Transfer {
     /// Ranges in a row found with nothing to move; a whole ring's worth means done.
     clean: usize,
     moved: u64,
+    /// Keys every replica confirmed, for the core to drop if unchanged.
+    drops: Vec<(u64, Vec<u8>, Vec<u8>)>,
 }
 
 impl Transfer {
@@ -69,6 +71,17 @@ impl Transfer {
     /// Whether the last full pass over the ring found nothing to move.
     pub fn is_idle(&self, ring: &Ring) -> bool {
         self.page.is_none() && self.clean >= ring.vnode_count()
+    }
+
+    /// Keys confirmed by every new replica: (token, key, bytes as sent). The core drops each
+    /// one still holding those bytes (a write that landed meanwhile stays for the next pass).
+    pub fn take_drops(&mut self) -> Vec<(u64, Vec<u8>, Vec<u8>)> {
+        std::mem::take(&mut self.drops)
+    }
+
+    /// Count keys the core dropped.
+    pub fn count_moved(&mut self, n: u64) {
+        self.moved += n;
     }
 
     /// Keys handed to their new owners since start.
@@ -160,14 +173,8 @@ impl Transfer {
         Ok(true)
     }
 
-    /// A replica answered a page; once all did, the page's keys are dropped here.
-    pub fn on_reply(
-        &mut self,
-        ctx: &Ctx<'_>,
-        call: CallId,
-        reply: Result<PeerReply, String>,
-        out: &mut Vec<Effect>,
-    ) {
+    /// A replica answered a page; once all did, the page's keys are ready to drop here.
+    pub fn on_reply(&mut self, call: CallId, reply: Result<PeerReply, String>) {
         let Some(page) = self.page.as_mut().filter(|p| p.awaiting.contains(&call)) else {
             return;
         };
@@ -184,18 +191,9 @@ impl Transfer {
             self.cursor = self.cursor.wrapping_add(1);
             return;
         }
-        for (token, key, sent) in &page.entries {
-            // A write that landed after the page went out stays until the next pass.
-            let unchanged = matches!(ctx.store.get(*token, key), Ok(Some(v)) if v == *sent);
-            if unchanged {
-                match ctx.store.delete(*token, key) {
-                    Ok(()) => self.moved += 1,
-                    Err(e) => tracing::warn!("cannot drop a transferred key: {e}"),
-                }
-            }
-        }
-        // Same range again: it may hold more pages.
+        // The core drops them (after marking its actor) and calls `on_tick` to go on with
+        // the same range: it may hold more pages.
+        self.drops = page.entries;
         self.cursor = page.range;
-        self.on_tick(ctx, out);
     }
 }

@@ -68,10 +68,10 @@ struct Args {
     /// Break the core on purpose: ack-after-one or skip-read-merge.
     #[arg(long)]
     sabotage: Vec<String>,
-    /// Check replica convergence even when replicas missed writes (fails without
-    /// anti-entropy, expected until it lands).
+    /// Do not check that replicas converge after the faults heal (for a core without
+    /// anti-entropy).
     #[arg(long)]
-    anti_entropy: bool,
+    no_anti_entropy: bool,
     /// Do not check that reads repair the replicas they read (for a core without it).
     #[arg(long)]
     no_read_repair: bool,
@@ -176,7 +176,7 @@ fn config_from(args: &Args) -> Result<SimConfig> {
             other => bail!("unknown sabotage {other:?} (ack-after-one, skip-read-merge)"),
         }
     }
-    config.capabilities.anti_entropy = args.anti_entropy;
+    config.capabilities.anti_entropy = !args.no_anti_entropy;
     config.capabilities.read_repair = !args.no_read_repair;
     config.trace_tail = args.trace.clamp(1, 100_000);
     Ok(config)

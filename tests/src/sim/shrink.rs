@@ -95,8 +95,8 @@ pub fn config_flags(config: &SimConfig) -> Vec<String> {
     if config.sabotage.skip_read_merge {
         flags.push("--sabotage skip-read-merge".into());
     }
-    if config.capabilities.anti_entropy {
-        flags.push("--anti-entropy".into());
+    if !config.capabilities.anti_entropy {
+        flags.push("--no-anti-entropy".into());
     }
     if !config.capabilities.read_repair {
         flags.push("--no-read-repair".into());
@@ -117,14 +117,14 @@ mod tests {
             ..SimConfig::default()
         };
         config.sabotage.skip_read_merge = true;
-        config.capabilities.anti_entropy = true;
+        config.capabilities.anti_entropy = false;
         let cmd = replay_command(5, &config, &Schedule::none());
         assert!(cmd.contains("--seed 5 --schedule 'none'"), "{cmd}");
         for flag in [
             "--policy lww",
             "--ops 99",
             "--sabotage skip-read-merge",
-            "--anti-entropy",
+            "--no-anti-entropy",
         ] {
             assert!(cmd.contains(flag), "{cmd} lacks {flag}");
         }

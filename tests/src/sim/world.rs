@@ -48,6 +48,9 @@ pub enum SimError {
     /// A node's identity or gossip settings were refused.
     #[error("cannot start a node: {0}")]
     Gossip(#[from] GossipError),
+    /// The node core refused to start.
+    #[error("cannot start a node: {0}")]
+    Core(#[from] ringkv::Error),
     /// The run needed more events than its bound.
     #[error("event budget of {0} exhausted")]
     EventBudget(u64),
