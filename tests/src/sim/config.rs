@@ -94,13 +94,9 @@ impl FaultKinds {
         FaultKind::ALL.iter().fold(Self::none(), |s, k| s.with(*k))
     }
 
-    /// What `--faults` defaults to: every kind known not to trip a core bug still open.
-    ///
-    /// `leave` is left out: a node that leaves while some members cannot hear it stays in
-    /// their ring for good (its `Leaving` status never reaches them), so the rings diverge.
-    /// Put it back once that is fixed.
+    /// What `--faults` defaults to: every kind.
     pub fn default_set() -> Self {
-        Self::all().without(FaultKind::Leave)
+        Self::all()
     }
 
     /// The same set plus `kind`.
