@@ -72,8 +72,8 @@ pub fn written_keys(history: &crate::sim::history::History) -> BTreeSet<usize> {
         .collect()
 }
 
-/// Reports every key in `keys` whose replicas (by the ring of the first running node) hold
-/// different records.
+/// Reports every key in `keys` whose replicas (by the ring of the first running node, nodes
+/// that left excepted) hold different records.
 fn check(name: &'static str, world: &World, keys: BTreeSet<usize>, out: &mut Vec<Violation>) {
     let Some(ring) = world
         .nodes()
@@ -89,7 +89,13 @@ fn check(name: &'static str, world: &World, keys: BTreeSet<usize>, out: &mut Vec
         let token = ringkv_ring::token(&k);
         let mut seen: Vec<(String, Option<Record>)> = Vec::new();
         for name in ring.preference_list(&k) {
-            let Some(node) = world.nodes().iter().find(|n| &n.name == name) else {
+            // A node that left is gone for good; if the ring still holds it (nobody heard it
+            // leave) it is a dead replica, not one that should converge.
+            let Some(node) = world
+                .nodes()
+                .iter()
+                .find(|n| &n.name == name && n.state != NodeState::Left)
+            else {
                 continue;
             };
             match load(node.store.as_ref(), token, &k) {
