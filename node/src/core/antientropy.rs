@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ringkv_gossip::Membership;
 use ringkv_ring::Ring;
 
 use super::coordinator::CallId;
@@ -31,28 +30,8 @@ const INBOUND_IDLE_MS: u64 = 60_000;
 /// Most responder sessions kept at once.
 const MAX_INBOUND: usize = 64;
 
-/// What anti-entropy needs of the node for one step.
-pub struct Ctx<'a> {
-    /// This node's name.
-    pub me: &'a str,
-    /// The current ring.
-    pub ring: &'a Ring,
-    /// The node's store.
-    pub store: &'a dyn Store,
-    /// Membership, for liveness.
-    pub membership: &'a Membership,
-    /// Addresses of ring members.
-    pub addrs: &'a BTreeMap<String, SocketAddr>,
-    /// Wall-clock milliseconds.
-    pub now_ms: u64,
-}
-
-impl Ctx<'_> {
-    fn peer_addr(&self, name: &str) -> Option<SocketAddr> {
-        let live = name != self.me && self.membership.is_alive(name);
-        self.addrs.get(name).copied().filter(|_| live)
-    }
-}
+/// What this mechanism sees of the node for one step.
+pub type Ctx<'a> = super::View<'a>;
 
 struct Outbound {
     session: u64,

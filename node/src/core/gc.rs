@@ -6,17 +6,12 @@
 //! The grace period must outlast anything that could still carry the old value to a replica:
 //! hints (`HintConfig::max_age`) and ownership transfers.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::net::SocketAddr;
-
-use ringkv_gossip::Membership;
-use ringkv_ring::Ring;
+use std::collections::{HashSet, VecDeque};
 
 use super::coordinator::CallId;
 use super::Effect;
 use crate::merkle::item_hash;
 use crate::proto::{PeerReply, PeerRequest};
-use crate::store::Store;
 use crate::version::{decode_record, Record};
 
 /// A tombstone to drop: (token, key, stored bytes it must still hold, its item hash).
@@ -29,21 +24,8 @@ const PAGE: usize = 256;
 /// Most ranges looked at in one tick.
 const RANGES_PER_TICK: usize = 64;
 
-/// What GC needs of the node for one step.
-pub struct Ctx<'a> {
-    /// This node's name.
-    pub me: &'a str,
-    /// The current ring.
-    pub ring: &'a Ring,
-    /// The node's store.
-    pub store: &'a dyn Store,
-    /// Membership, for liveness.
-    pub membership: &'a Membership,
-    /// Addresses of ring members.
-    pub addrs: &'a BTreeMap<String, SocketAddr>,
-    /// Wall-clock milliseconds.
-    pub now_ms: u64,
-}
+/// What this mechanism sees of the node for one step.
+pub type Ctx<'a> = super::View<'a>;
 
 /// A tombstone whose removal waits for the other replicas' answers.
 struct Check {

@@ -6,10 +6,9 @@
 //! arrived meanwhile). Storage is bounded in bytes and age; what is refused or expires is
 //! counted and left to anti-entropy.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
-use ringkv_gossip::Membership;
 use ringkv_ring::Ring;
 
 use super::coordinator::CallId;
@@ -33,19 +32,8 @@ struct Delivery {
     value: Vec<u8>,
 }
 
-/// What hinted handoff needs of the node for one step.
-pub struct Ctx<'a> {
-    /// The node's store.
-    pub store: &'a dyn Store,
-    /// The current ring.
-    pub ring: &'a Ring,
-    /// Membership, for liveness.
-    pub membership: &'a Membership,
-    /// Addresses of ring members.
-    pub addrs: &'a BTreeMap<String, SocketAddr>,
-    /// Wall-clock milliseconds.
-    pub now_ms: u64,
-}
+/// What this mechanism sees of the node for one step.
+pub type Ctx<'a> = super::View<'a>;
 
 /// The node's hinted-handoff state.
 pub struct Hints {

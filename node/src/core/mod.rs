@@ -38,7 +38,7 @@ use crate::proto::{
     PeerReply, PeerRequest, RingInfo,
 };
 use crate::store::{Durability, Store};
-use antientropy::{AntiEntropy, Ctx};
+use antientropy::AntiEntropy;
 use coordinator::{Action, Coordinator, Target, WriteSpec};
 use gc::Gc;
 use hints::Hints;
@@ -309,7 +309,7 @@ impl NodeCore {
             } => {
                 let mut effects = Vec::new();
                 let reply = self.ae.on_request(
-                    &ae_ctx(
+                    &view(
                         &self.membership,
                         &self.ring,
                         &self.store,
@@ -379,7 +379,7 @@ impl NodeCore {
             }
             Input::PeerReply { call, reply } if call.0 & AE_CALL_BIT != 0 => {
                 let mut effects = Vec::new();
-                let ctx = ae_ctx(
+                let ctx = view(
                     &self.membership,
                     &self.ring,
                     &self.store,
@@ -399,13 +399,13 @@ impl NodeCore {
                 if !drops.is_empty() {
                     let moved = self.drop_keys(&drops).into_iter().filter(|d| *d).count();
                     self.transfer.count_moved(moved as u64);
-                    let ctx = transfer::Ctx {
-                        me: &self.membership.me().name,
-                        ring: &self.ring,
-                        store: self.store.as_ref(),
-                        membership: &self.membership,
-                        addrs: &self.addrs,
-                    };
+                    let ctx = view(
+                        &self.membership,
+                        &self.ring,
+                        &self.store,
+                        &self.addrs,
+                        now_ms,
+                    );
                     self.transfer.on_tick(&ctx, &mut out);
                 }
             }
@@ -432,7 +432,7 @@ impl NodeCore {
             }
             Input::Timer(Timer::AntiEntropy) => {
                 let mut effects = Vec::new();
-                let ctx = ae_ctx(
+                let ctx = view(
                     &self.membership,
                     &self.ring,
                     &self.store,
@@ -448,7 +448,7 @@ impl NodeCore {
             }
             Input::Timer(Timer::AntiEntropyStep) => {
                 let mut effects = Vec::new();
-                let ctx = ae_ctx(
+                let ctx = view(
                     &self.membership,
                     &self.ring,
                     &self.store,
@@ -467,7 +467,7 @@ impl NodeCore {
                 });
             }
             Input::Timer(Timer::Gc) => {
-                let ctx = gc_ctx(
+                let ctx = view(
                     &self.membership,
                     &self.ring,
                     &self.store,
@@ -482,13 +482,13 @@ impl NodeCore {
                 });
             }
             Input::Timer(Timer::Transfer) => {
-                let ctx = transfer::Ctx {
-                    me: &self.membership.me().name,
-                    ring: &self.ring,
-                    store: self.store.as_ref(),
-                    membership: &self.membership,
-                    addrs: &self.addrs,
-                };
+                let ctx = view(
+                    &self.membership,
+                    &self.ring,
+                    &self.store,
+                    &self.addrs,
+                    now_ms,
+                );
                 let mut effects = Vec::new();
                 self.transfer.on_tick(&ctx, &mut effects);
                 out.extend(effects);
@@ -499,13 +499,13 @@ impl NodeCore {
                 });
             }
             Input::Timer(Timer::Hints) => {
-                let ctx = hints::Ctx {
-                    store: self.store.as_ref(),
-                    ring: &self.ring,
-                    membership: &self.membership,
-                    addrs: &self.addrs,
+                let ctx = view(
+                    &self.membership,
+                    &self.ring,
+                    &self.store,
+                    &self.addrs,
                     now_ms,
-                };
+                );
                 self.hints.on_tick(&ctx, &mut out);
                 out.push(Effect::Schedule {
                     after: self.hints.interval(),
@@ -578,7 +578,7 @@ impl NodeCore {
                 return reply(out, id, result.map(ClientResponse::Inspect));
             }
             ClientRequest::Status => {
-                let ctx = ae_ctx(
+                let ctx = view(
                     &self.membership,
                     &self.ring,
                     &self.store,
@@ -593,7 +593,7 @@ impl NodeCore {
                 return reply(out, id, Ok(ClientResponse::Status(status)));
             }
             ClientRequest::Repair => {
-                let ctx = ae_ctx(
+                let ctx = view(
                     &self.membership,
                     &self.ring,
                     &self.store,
@@ -819,7 +819,7 @@ impl NodeCore {
                     .iter()
                     .any(|m| m.state != MemberState::Down);
                 if has_peers {
-                    let ctx = ae_ctx(
+                    let ctx = view(
                         &self.membership,
                         &self.ring,
                         &self.store,
@@ -831,7 +831,7 @@ impl NodeCore {
                 }
             }
             Joining::Pulling { since_ms } => {
-                let ctx = ae_ctx(
+                let ctx = view(
                     &self.membership,
                     &self.ring,
                     &self.store,
@@ -950,33 +950,40 @@ impl NodeCore {
     }
 }
 
-/// The tombstone collector's view of the node for one step.
-fn gc_ctx<'a>(
-    membership: &'a Membership,
-    ring: &'a Ring,
-    store: &'a Arc<dyn Store>,
-    addrs: &'a BTreeMap<String, SocketAddr>,
-    now_ms: u64,
-) -> gc::Ctx<'a> {
-    gc::Ctx {
-        me: &membership.me().name,
-        ring,
-        store: store.as_ref(),
-        membership,
-        addrs,
-        now_ms,
+/// What the background mechanisms (anti-entropy, hints, transfer, GC) see of the node for
+/// one step.
+pub struct View<'a> {
+    /// This node's name.
+    pub me: &'a str,
+    /// The current ring.
+    pub ring: &'a Ring,
+    /// The node's store.
+    pub store: &'a dyn Store,
+    /// Membership, for liveness.
+    pub membership: &'a Membership,
+    /// Addresses of ring members.
+    pub addrs: &'a BTreeMap<String, SocketAddr>,
+    /// Wall-clock milliseconds.
+    pub now_ms: u64,
+}
+
+impl View<'_> {
+    /// The address of `name` if it is another node and alive.
+    pub fn peer_addr(&self, name: &str) -> Option<SocketAddr> {
+        let live = name != self.me && self.membership.is_alive(name);
+        self.addrs.get(name).copied().filter(|_| live)
     }
 }
 
-/// Anti-entropy's view of the node for one step.
-fn ae_ctx<'a>(
+/// The node as the background mechanisms see it for one step.
+fn view<'a>(
     membership: &'a Membership,
     ring: &'a Ring,
     store: &'a Arc<dyn Store>,
     addrs: &'a BTreeMap<String, SocketAddr>,
     now_ms: u64,
-) -> Ctx<'a> {
-    Ctx {
+) -> View<'a> {
+    View {
         me: &membership.me().name,
         ring,
         store: store.as_ref(),

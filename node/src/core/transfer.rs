@@ -5,16 +5,14 @@
 //! Stateless across ring changes: each pass looks at the store and the current ring, so a
 //! ring that changes again mid-transfer just redirects what is left.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use ringkv_gossip::Membership;
 use ringkv_ring::Ring;
 
 use super::coordinator::CallId;
 use super::Effect;
 use crate::proto::{PeerReply, PeerRequest};
-use crate::store::Store;
 use crate::version::decode_record;
 
 /// Call ids of transfers carry this bit, so replies find their way back here.
@@ -26,19 +24,8 @@ const PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Ranges looked at per tick when nothing is moving.
 const RANGES_PER_TICK: usize = 64;
 
-/// What a transfer needs of the node for one step.
-pub struct Ctx<'a> {
-    /// This node's name.
-    pub me: &'a str,
-    /// The current ring.
-    pub ring: &'a Ring,
-    /// The node's store.
-    pub store: &'a dyn Store,
-    /// Membership, for liveness.
-    pub membership: &'a Membership,
-    /// Addresses of ring members.
-    pub addrs: &'a BTreeMap<String, SocketAddr>,
-}
+/// What this mechanism sees of the node for one step.
+pub type Ctx<'a> = super::View<'a>;
 
 /// One page on its way to a range's replicas.
 struct Page {
