@@ -158,6 +158,25 @@ pub enum Effect {
     Member(MemberEvent),
 }
 
+/// The node as the background mechanisms see it for one step. A macro rather than a method:
+/// the mechanisms themselves are fields of the core, borrowed mutably alongside.
+macro_rules! view {
+    ($core:ident, $now_ms:expr) => {
+        view(
+            &$core.membership,
+            &$core.ring,
+            &$core.store,
+            &$core.addrs,
+            $now_ms,
+        )
+    };
+}
+
+/// Arm `timer` to fire after `after`.
+fn arm(out: &mut Vec<Effect>, after: Duration, timer: Timer) {
+    out.push(Effect::Schedule { after, timer });
+}
+
 /// The node's whole protocol state.
 pub struct NodeCore {
     config: CoreConfig,
@@ -233,26 +252,11 @@ impl NodeCore {
             let outputs = self.membership.set_status(NodeStatus::Joining);
             self.gossip(outputs, &mut out);
         }
-        out.push(Effect::Schedule {
-            after: self.ae.interval(),
-            timer: Timer::AntiEntropy,
-        });
-        out.push(Effect::Schedule {
-            after: TRANSFER_INTERVAL,
-            timer: Timer::Transfer,
-        });
-        out.push(Effect::Schedule {
-            after: self.hints.interval(),
-            timer: Timer::Hints,
-        });
-        out.push(Effect::Schedule {
-            after: GC_INTERVAL,
-            timer: Timer::Gc,
-        });
-        out.push(Effect::Schedule {
-            after: STATUS_REFRESH,
-            timer: Timer::StatusRefresh,
-        });
+        arm(&mut out, self.ae.interval(), Timer::AntiEntropy);
+        arm(&mut out, TRANSFER_INTERVAL, Timer::Transfer);
+        arm(&mut out, self.hints.interval(), Timer::Hints);
+        arm(&mut out, GC_INTERVAL, Timer::Gc);
+        arm(&mut out, STATUS_REFRESH, Timer::StatusRefresh);
         out
     }
 
@@ -309,13 +313,7 @@ impl NodeCore {
             } => {
                 let mut effects = Vec::new();
                 let reply = self.ae.on_request(
-                    &view(
-                        &self.membership,
-                        &self.ring,
-                        &self.store,
-                        &self.addrs,
-                        now_ms,
-                    ),
+                    &view!(self, now_ms),
                     &from,
                     session,
                     (start, end),
@@ -379,13 +377,7 @@ impl NodeCore {
             }
             Input::PeerReply { call, reply } if call.0 & AE_CALL_BIT != 0 => {
                 let mut effects = Vec::new();
-                let ctx = view(
-                    &self.membership,
-                    &self.ring,
-                    &self.store,
-                    &self.addrs,
-                    now_ms,
-                );
+                let ctx = view!(self, now_ms);
                 self.ae.on_reply(&ctx, call, reply, &mut effects);
                 self.pushes(effects, &mut out);
             }
@@ -399,13 +391,7 @@ impl NodeCore {
                 if !drops.is_empty() {
                     let moved = self.drop_keys(&drops).into_iter().filter(|d| *d).count();
                     self.transfer.count_moved(moved as u64);
-                    let ctx = view(
-                        &self.membership,
-                        &self.ring,
-                        &self.store,
-                        &self.addrs,
-                        now_ms,
-                    );
+                    let ctx = view!(self, now_ms);
                     self.transfer.on_tick(&ctx, &mut out);
                 }
             }
@@ -432,85 +418,40 @@ impl NodeCore {
             }
             Input::Timer(Timer::AntiEntropy) => {
                 let mut effects = Vec::new();
-                let ctx = view(
-                    &self.membership,
-                    &self.ring,
-                    &self.store,
-                    &self.addrs,
-                    now_ms,
-                );
+                let ctx = view!(self, now_ms);
                 self.ae.on_tick(&ctx, &mut effects);
                 self.pushes(effects, &mut out);
-                out.push(Effect::Schedule {
-                    after: self.ae.interval(),
-                    timer: Timer::AntiEntropy,
-                });
+                arm(&mut out, self.ae.interval(), Timer::AntiEntropy);
             }
             Input::Timer(Timer::AntiEntropyStep) => {
                 let mut effects = Vec::new();
-                let ctx = view(
-                    &self.membership,
-                    &self.ring,
-                    &self.store,
-                    &self.addrs,
-                    now_ms,
-                );
+                let ctx = view!(self, now_ms);
                 self.ae.on_step(&ctx, &mut effects);
                 self.pushes(effects, &mut out);
             }
             Input::Timer(Timer::StatusRefresh) => {
                 let outputs = self.membership.refresh_status();
                 self.gossip(outputs, &mut out);
-                out.push(Effect::Schedule {
-                    after: STATUS_REFRESH,
-                    timer: Timer::StatusRefresh,
-                });
+                arm(&mut out, STATUS_REFRESH, Timer::StatusRefresh);
             }
             Input::Timer(Timer::Gc) => {
-                let ctx = view(
-                    &self.membership,
-                    &self.ring,
-                    &self.store,
-                    &self.addrs,
-                    now_ms,
-                );
+                let ctx = view!(self, now_ms);
                 self.gc.on_tick(&ctx, &mut out);
                 self.drop_reaped();
-                out.push(Effect::Schedule {
-                    after: GC_INTERVAL,
-                    timer: Timer::Gc,
-                });
+                arm(&mut out, GC_INTERVAL, Timer::Gc);
             }
             Input::Timer(Timer::Transfer) => {
-                let ctx = view(
-                    &self.membership,
-                    &self.ring,
-                    &self.store,
-                    &self.addrs,
-                    now_ms,
-                );
+                let ctx = view!(self, now_ms);
                 let mut effects = Vec::new();
                 self.transfer.on_tick(&ctx, &mut effects);
                 out.extend(effects);
                 self.advance_joining(now_ms, &mut out);
-                out.push(Effect::Schedule {
-                    after: TRANSFER_INTERVAL,
-                    timer: Timer::Transfer,
-                });
+                arm(&mut out, TRANSFER_INTERVAL, Timer::Transfer);
             }
             Input::Timer(Timer::Hints) => {
-                let ctx = view(
-                    &self.membership,
-                    &self.ring,
-                    &self.store,
-                    &self.addrs,
-                    now_ms,
-                );
+                let ctx = view!(self, now_ms);
                 self.hints.on_tick(&ctx, &mut out);
-                out.push(Effect::Schedule {
-                    after: self.hints.interval(),
-                    timer: Timer::Hints,
-                });
+                arm(&mut out, self.hints.interval(), Timer::Hints);
             }
             Input::Timer(Timer::Deadline(op)) => {
                 let mut actions = Vec::new();
@@ -578,13 +519,7 @@ impl NodeCore {
                 return reply(out, id, result.map(ClientResponse::Inspect));
             }
             ClientRequest::Status => {
-                let ctx = view(
-                    &self.membership,
-                    &self.ring,
-                    &self.store,
-                    &self.addrs,
-                    now_ms,
-                );
+                let ctx = view!(self, now_ms);
                 let mut status = self.ae.status(&ctx);
                 (status.hints, status.hints_delivered, status.hints_dropped) =
                     self.hints.report(self.store.as_ref());
@@ -593,13 +528,7 @@ impl NodeCore {
                 return reply(out, id, Ok(ClientResponse::Status(status)));
             }
             ClientRequest::Repair => {
-                let ctx = view(
-                    &self.membership,
-                    &self.ring,
-                    &self.store,
-                    &self.addrs,
-                    now_ms,
-                );
+                let ctx = view!(self, now_ms);
                 let progress = self.ae.repair(&ctx);
                 return reply(out, id, Ok(ClientResponse::Repair(progress)));
             }
@@ -819,25 +748,13 @@ impl NodeCore {
                     .iter()
                     .any(|m| m.state != MemberState::Down);
                 if has_peers {
-                    let ctx = view(
-                        &self.membership,
-                        &self.ring,
-                        &self.store,
-                        &self.addrs,
-                        now_ms,
-                    );
+                    let ctx = view!(self, now_ms);
                     self.ae.pull(&ctx);
                     self.joining = Joining::Pulling { since_ms: now_ms };
                 }
             }
             Joining::Pulling { since_ms } => {
-                let ctx = view(
-                    &self.membership,
-                    &self.ring,
-                    &self.store,
-                    &self.addrs,
-                    now_ms,
-                );
+                let ctx = view!(self, now_ms);
                 // The sweep goes on finishing what a slow pull left; `Up` is not held hostage.
                 let overdue = now_ms.saturating_sub(since_ms) > JOIN_PULL_LIMIT_MS;
                 if !self.ae.status(&ctx).repair.running || overdue {
