@@ -347,6 +347,8 @@ pub enum PeerRequest {
         /// The key.
         key: Vec<u8>,
     },
+    /// A primary-mode replication message.
+    Repl(crate::core::replication::msg::ReplRequest),
     /// One step of a Merkle-tree exchange for the range `(start, end]`.
     Exchange {
         /// The initiator's session id.
@@ -371,6 +373,8 @@ pub enum PeerReply {
     Read(Option<Record>),
     /// The responder's next exchange step; `None` once it has nothing more to say.
     Exchange(Option<ExchangeMsg>),
+    /// The answer to a replication message.
+    Repl(crate::core::replication::msg::ReplReply),
     /// The replica could not do it.
     Failed(String),
 }

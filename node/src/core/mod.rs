@@ -10,6 +10,7 @@ mod coordinator;
 mod gc;
 mod hints;
 mod replica;
+pub mod replication;
 mod transfer;
 
 use std::collections::BTreeMap;

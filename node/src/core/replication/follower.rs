@@ -1,0 +1,300 @@
+//! The replica side: votes, appends, snapshot pages and collect requests from a shard's
+//! primary or candidates.
+
+use ringkv_ring::Ring;
+
+use super::msg::{Cursor, LogEntry, ReplReply, ReplRequest, SnapshotSpan};
+use super::{Ctx, ReplConfig, Role, Shard};
+use crate::store::{Store, StoreError};
+use crate::version::{decode_record, encode_record, Record};
+
+/// Keys a collect page or a snapshot page's clean-up reads at most.
+const PAGE_KEYS: usize = 256;
+/// Local keys a snapshot page may drop at most (a bound on one message's work).
+const MAX_DROPS: usize = 10_000;
+
+/// Serve one request for shard `id`; says whether the reply must wait for a sync.
+pub(super) fn handle(
+    st: &mut Shard,
+    config: &ReplConfig,
+    ctx: &Ctx<'_>,
+    id: &[String],
+    from: &str,
+    req: ReplRequest,
+) -> Result<(ReplReply, bool), StoreError> {
+    match req {
+        ReplRequest::Vote {
+            epoch,
+            log_epoch,
+            offset,
+            ..
+        } => vote(st, config, ctx, id, from, epoch, (log_epoch, offset)),
+        ReplRequest::Append {
+            epoch,
+            replid,
+            prev_replid,
+            prev_end,
+            from: at,
+            entries,
+            commit,
+            ..
+        } => {
+            if let Some(fenced) = follow(st, ctx, id, from, epoch)? {
+                return Ok((fenced, false));
+            }
+            st.commit = st.commit.max(commit);
+            let same = !replid.is_empty() && st.meta.replid == replid;
+            let inherited = !prev_replid.is_empty()
+                && st.meta.replid == prev_replid
+                && st.meta.offset <= prev_end;
+            let last = at + entries.len() as u64;
+            if !(same || inherited) || st.meta.offset < at || st.meta.offset > last {
+                return Ok((ReplReply::Behind(st.meta.position()), false));
+            }
+            let wrote = append(st, ctx.view.store, id, &replid, entries)?;
+            Ok((
+                ReplReply::Acked {
+                    offset: st.meta.offset,
+                },
+                wrote,
+            ))
+        }
+        ReplRequest::Snapshot {
+            epoch,
+            replid,
+            at,
+            at_epoch,
+            span,
+            items,
+            done,
+            ..
+        } => {
+            if let Some(fenced) = follow(st, ctx, id, from, epoch)? {
+                return Ok((fenced, false));
+            }
+            let store = ctx.view.store;
+            if !st.meta.replid.is_empty() {
+                // The first page: until the last one lands this node holds no usable log.
+                st.meta.replid.clear();
+                st.meta.offset = 0;
+                st.meta.log_epoch = 0;
+                st.backlog.clear();
+                st.meta.save(store, id)?;
+            }
+            replace_span(store, ctx.primary_key, &span, &items)?;
+            if done {
+                st.meta.replid = replid;
+                st.meta.offset = at;
+                st.meta.log_epoch = at_epoch;
+                st.meta.save(store, id)?;
+                st.full_syncs += 1;
+            }
+            let offset = st.meta.offset;
+            Ok((ReplReply::Acked { offset }, true))
+        }
+        ReplRequest::Flush { offset, .. } => Ok((ReplReply::Acked { offset }, true)),
+        ReplRequest::Collect { epoch, cursor, .. } => {
+            if let Some(fenced) = follow(st, ctx, id, from, epoch)? {
+                return Ok((fenced, false));
+            }
+            let (items, next) = collect(ctx.view.ring, ctx.view.store, ctx.primary_key, id, cursor)?;
+            Ok((ReplReply::Collected { items, next }, false))
+        }
+    }
+}
+
+/// Decide a vote. A voter gives at most one vote per epoch (it promises the epoch), never to
+/// a candidate whose log is behind its own, and not while it still hears a live primary.
+fn vote(
+    st: &mut Shard,
+    config: &ReplConfig,
+    ctx: &Ctx<'_>,
+    id: &[String],
+    from: &str,
+    epoch: u64,
+    candidate: (u64, u64),
+) -> Result<(ReplReply, bool), StoreError> {
+    let refuse = |st: &Shard, ahead: bool, reason: &str| {
+        Ok((
+            ReplReply::Refused {
+                promised: st.meta.promised,
+                ahead,
+                reason: reason.into(),
+            },
+            false,
+        ))
+    };
+    if epoch <= st.meta.promised {
+        return refuse(st, false, "epoch already promised");
+    }
+    if candidate < (st.meta.log_epoch, st.meta.offset) {
+        if matches!(st.role, Role::Replica) {
+            st.run_now = true;
+        }
+        return refuse(st, true, "the candidate's log is behind this replica's");
+    }
+    let lease = u64::try_from(config.lease.as_millis()).unwrap_or(u64::MAX);
+    let recent = ctx.now().saturating_sub(st.heard_ms) < lease;
+    match &st.role {
+        Role::Primary(leader) if leader.holds_lease(ctx.now(), lease, id.len()) => {
+            return refuse(st, false, "the primary still holds its lease");
+        }
+        Role::Replica if recent && st.primary.as_deref().is_some_and(|p| p != from) => {
+            return refuse(st, false, "the primary was heard within its lease");
+        }
+        _ => {}
+    }
+    st.meta.promised = epoch;
+    st.meta.save(ctx.view.store, id)?;
+    // A candidate's vote for itself keeps its candidacy.
+    let own = from == ctx.view.me && matches!(&st.role, Role::Candidate(c) if c.epoch == epoch);
+    if own {
+        return Ok((ReplReply::Granted, true));
+    }
+    st.step_down("a newer epoch was elected");
+    st.primary = None;
+    st.heard_ms = ctx.now();
+    Ok((ReplReply::Granted, true))
+}
+
+/// Take `from` as the primary of `epoch`, unless an epoch newer than that was promised (then
+/// the answer that fences the sender).
+fn follow(
+    st: &mut Shard,
+    ctx: &Ctx<'_>,
+    id: &[String],
+    from: &str,
+    epoch: u64,
+) -> Result<Option<ReplReply>, StoreError> {
+    if epoch < st.meta.promised {
+        return Ok(Some(ReplReply::Fenced {
+            promised: st.meta.promised,
+        }));
+    }
+    if epoch > st.meta.promised {
+        st.meta.promised = epoch;
+        st.meta.save(ctx.view.store, id)?;
+    }
+    if !matches!(st.role, Role::Replica) {
+        st.step_down("another node is primary of this epoch");
+    }
+    st.primary = Some(from.to_string());
+    st.heard_ms = ctx.now();
+    Ok(None)
+}
+
+/// Apply the entries past this node's offset; says whether anything was written.
+fn append(
+    st: &mut Shard,
+    store: &dyn Store,
+    id: &[String],
+    replid: &str,
+    entries: Vec<LogEntry>,
+) -> Result<bool, StoreError> {
+    let mut wrote = st.meta.replid != replid;
+    st.meta.replid = replid.to_string();
+    for e in entries {
+        if e.offset <= st.meta.offset {
+            continue;
+        }
+        if !e.key.is_empty() {
+            let bytes = encode_record(&e.record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            store.put(e.token, &e.key, &bytes)?;
+        }
+        st.meta.offset = e.offset;
+        st.meta.log_epoch = e.epoch;
+        st.backlog.push(e);
+        wrote = true;
+    }
+    if wrote {
+        st.meta.save(store, id)?;
+    }
+    Ok(wrote)
+}
+
+/// Make the primary-mode keys of a snapshot page's span exactly the page's items.
+fn replace_span(
+    store: &dyn Store,
+    primary_key: &dyn Fn(&[u8]) -> bool,
+    span: &SnapshotSpan,
+    items: &[(u64, Vec<u8>, Record)],
+) -> Result<(), StoreError> {
+    let keep: std::collections::HashSet<(u64, &[u8])> =
+        items.iter().map(|(t, k, _)| (*t, k.as_slice())).collect();
+    let mut after = span.after.clone();
+    let mut dropped = 0;
+    'scan: loop {
+        let page = store.scan(span.start, span.end, after.clone(), PAGE_KEYS)?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.token, last.key.clone()));
+        for e in &page {
+            let here = (e.token, e.key.clone());
+            if span.upto.as_ref().is_some_and(|u| ring_order(span.start, &here) > ring_order(span.start, u)) {
+                break 'scan;
+            }
+            if primary_key(&e.key) && !keep.contains(&(e.token, e.key.as_slice())) {
+                store.delete(e.token, &e.key)?;
+                dropped += 1;
+                if dropped >= MAX_DROPS {
+                    break 'scan;
+                }
+            }
+        }
+        if page.len() < PAGE_KEYS {
+            break;
+        }
+    }
+    for (token, key, record) in items {
+        let bytes = encode_record(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        store.put(*token, key, &bytes)?;
+    }
+    Ok(())
+}
+
+/// Position of a key in a scan starting after token `start` (the scan wraps past `u64::MAX`).
+fn ring_order(start: u64, (token, key): &(u64, Vec<u8>)) -> (u64, Vec<u8>) {
+    (token.wrapping_sub(start).wrapping_sub(1), key.clone())
+}
+
+/// The token ranges whose preference list is `shard`, in ring order.
+pub(super) fn shard_ranges(ring: &Ring, shard: &[String]) -> Vec<(u64, u64)> {
+    (0..ring.vnode_count())
+        .filter(|i| ring.preference_list_at(*i) == shard)
+        .filter_map(|i| ring.range_bounds(i))
+        .collect()
+}
+
+/// One page of the primary-mode keys this node holds in the shard's ranges.
+pub(super) fn collect(
+    ring: &Ring,
+    store: &dyn Store,
+    primary_key: &dyn Fn(&[u8]) -> bool,
+    shard: &[String],
+    mut cursor: Cursor,
+) -> Result<(Vec<(u64, Vec<u8>, Record)>, Option<Cursor>), StoreError> {
+    let ranges = shard_ranges(ring, shard);
+    let mut items = Vec::new();
+    while let Some(&(start, end)) = ranges.get(cursor.range as usize) {
+        let page = store.scan(start, end, cursor.after.take(), PAGE_KEYS)?;
+        let full = page.len() == PAGE_KEYS;
+        for e in page {
+            cursor.after = Some((e.token, e.key.clone()));
+            if primary_key(&e.key) {
+                let record = decode_record(&e.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                items.push((e.token, e.key, record));
+            }
+        }
+        if full {
+            return Ok((items, Some(cursor)));
+        }
+        cursor = Cursor {
+            range: cursor.range + 1,
+            after: None,
+        };
+        if items.len() >= PAGE_KEYS {
+            break;
+        }
+    }
+    let more = (cursor.range as usize) < ranges.len();
+    Ok((items, more.then_some(cursor)))
+}

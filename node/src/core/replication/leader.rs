@@ -1,0 +1,870 @@
+//! The primary side: order writes in the shard's log, stream them to every replica, resync
+//! replicas partially from the backlog or fully from a snapshot, and answer clients once the
+//! replicas they asked for hold their write.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::election::ms;
+use super::follower::shard_ranges;
+use super::msg::{Cursor, LogEntry, Position, ReplReply, ReplRequest, SnapshotSpan};
+use super::{majority, CallKind, Ctx, Replication, Role, Shard};
+use crate::core::coordinator::ClientId;
+use crate::core::replica::load;
+use crate::core::Effect;
+use crate::proto::{ClientError, ClientResponse, ReadResult, Value, WriteResult};
+use crate::store::StoreError;
+use crate::version::{decode_record, encode_record, live_values, Context, DvvSet, Record};
+
+/// Keys per snapshot page.
+const SNAPSHOT_PAGE: usize = 256;
+
+/// How far one replica is, as its primary sees it.
+#[derive(Debug)]
+pub(super) enum SyncState {
+    /// Not known yet: the next append is empty and asks where it stands.
+    Probe,
+    /// Following the log from `acked`.
+    Stream,
+    /// Collecting what the replica held before the shard had a primary.
+    Collect(Cursor),
+    /// A full resync standing for the log at `at`.
+    Snapshot {
+        /// Offset the snapshot stands for.
+        at: u64,
+        /// Epoch of that entry.
+        at_epoch: u64,
+        /// Index into the shard's token ranges.
+        range: usize,
+        /// The last key sent in that range.
+        after: Option<(u64, Vec<u8>)>,
+        /// Where the page in flight ends: the next cursor, `None` after the last page.
+        next: Option<(usize, Option<(u64, Vec<u8>)>)>,
+    },
+}
+
+/// One replica of a primary's shard.
+#[derive(Debug)]
+pub(super) struct Follower {
+    pub state: SyncState,
+    /// Offset the replica confirmed.
+    pub acked: u64,
+    /// When it last answered.
+    pub heard_ms: u64,
+    /// When the call it last answered was sent (the lease counts from there).
+    pub lease_ms: u64,
+    /// When the call in flight was sent, if one is.
+    pub in_flight: Option<u64>,
+    /// Latest heartbeat round it answered.
+    pub round: u64,
+    /// Round of the call in flight.
+    pub sent_round: u64,
+}
+
+/// A write waiting for its replicas.
+#[derive(Debug)]
+pub(super) struct Waiting {
+    pub offset: u64,
+    pub client: ClientId,
+    pub need: usize,
+    pub deadline_ms: u64,
+    pub result: WriteResult,
+}
+
+/// A linearizable read waiting for the primary to confirm it still leads.
+#[derive(Debug)]
+pub(super) struct PendingRead {
+    pub client: ClientId,
+    pub token: u64,
+    pub key: Vec<u8>,
+    /// The log offset when the read arrived: it must be committed first.
+    pub index: u64,
+    /// A heartbeat round sent after the read arrived.
+    pub round: u64,
+    pub deadline_ms: u64,
+}
+
+/// A shard's primary.
+#[derive(Debug)]
+pub(super) struct Leader {
+    pub epoch: u64,
+    pub followers: BTreeMap<String, Follower>,
+    pub waiting: VecDeque<Waiting>,
+    pub reads: Vec<PendingRead>,
+    /// The current heartbeat round.
+    pub round: u64,
+    /// This epoch's first entry.
+    pub barrier: u64,
+    /// Offset this node's store has synced.
+    pub durable: u64,
+    /// A flush of this node's store is in flight.
+    pub flushing: bool,
+    /// Replicas whose pre-primary keys were collected.
+    pub collected: BTreeSet<String>,
+}
+
+impl Leader {
+    pub fn new(epoch: u64, followers: Vec<String>, now_ms: u64) -> Self {
+        let followers = followers
+            .into_iter()
+            .map(|n| {
+                let f = Follower {
+                    state: SyncState::Probe,
+                    acked: 0,
+                    heard_ms: 0,
+                    // The votes just won count as the lease until the first answers.
+                    lease_ms: now_ms,
+                    in_flight: None,
+                    round: 0,
+                    sent_round: 0,
+                };
+                (n, f)
+            })
+            .collect();
+        Self {
+            epoch,
+            followers,
+            waiting: VecDeque::new(),
+            reads: Vec::new(),
+            round: 0,
+            barrier: u64::MAX,
+            durable: 0,
+            flushing: false,
+            collected: BTreeSet::new(),
+        }
+    }
+
+    /// Whether a majority of the shard (this node included) answered within `lease` ms.
+    pub fn holds_lease(&self, now: u64, lease: u64, n: usize) -> bool {
+        let fresh = self
+            .followers
+            .values()
+            .filter(|f| now.saturating_sub(f.lease_ms) < lease)
+            .count();
+        fresh + 1 >= majority(n)
+    }
+
+    /// Replicas following the log that answered within `timeout` ms.
+    pub fn online(&self, now: u64, timeout: u64) -> usize {
+        self.followers
+            .values()
+            .filter(|f| matches!(f.state, SyncState::Stream))
+            .filter(|f| now.saturating_sub(f.heard_ms) < timeout)
+            .count()
+    }
+
+    /// The offset a majority (this node's synced log included) holds.
+    pub fn commit(&self, n: usize) -> u64 {
+        let mut held: Vec<u64> = self.followers.values().map(|f| f.acked).collect();
+        held.push(self.durable);
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        held.get(majority(n) - 1).copied().unwrap_or(0)
+    }
+}
+
+impl Shard {
+    /// Stop leading or standing: clients waiting on this node are answered by the caller.
+    pub(super) fn step_down(&mut self, reason: &str) {
+        let old = std::mem::replace(&mut self.role, Role::Replica);
+        if let Role::Primary(mut leader) = old {
+            tracing::info!("stepping down as primary: {reason}");
+            let err = || ClientError::Unavailable(format!("{reason}; retry"));
+            let waiting: Vec<ClientId> = leader.waiting.drain(..).map(|w| w.client).collect();
+            let reads: Vec<ClientId> = leader.reads.drain(..).map(|r| r.client).collect();
+            self.abandoned
+                .extend(waiting.into_iter().chain(reads).map(|c| (c, err())));
+        }
+    }
+}
+
+impl Replication {
+    /// Whether this node may take a write for `key` now; why not otherwise.
+    pub fn admit_write(&mut self, ctx: &Ctx<'_>, key: &[u8], need: usize) -> Result<(), ClientError> {
+        let id = Self::shard_of(ctx.view.ring, key);
+        let config = self.config.clone();
+        let st = self.shard(ctx, &id)?;
+        match &st.role {
+            Role::Primary(leader) => {
+                let now = ctx.now();
+                if !leader.holds_lease(now, ms(config.lease), id.len()) {
+                    return Err(ClientError::Unavailable(
+                        "this primary has not heard a majority of its replicas within its lease; retry".into(),
+                    ));
+                }
+                let online = leader.online(now, ms(config.replica_timeout));
+                if online < need {
+                    return Err(ClientError::Unavailable(format!(
+                        "NOREPLICAS not enough good replicas to write: {need} needed, {online} online"
+                    )));
+                }
+                if leader.waiting.len() >= config.max_waiting {
+                    return Err(ClientError::Overloaded {
+                        in_flight: leader.waiting.len(),
+                    });
+                }
+                Ok(())
+            }
+            Role::Candidate(_) => Err(ClientError::Unavailable(
+                "electing a primary for the key's range; retry".into(),
+            )),
+            Role::Replica => {
+                let id2 = id.clone();
+                // Asked as the first live replica: stand now rather than after the timeout.
+                let mut out = Vec::new();
+                self.run(ctx, &id2, &mut out);
+                self.pending_effects.extend(out);
+                Err(ClientError::Unavailable(
+                    "electing a primary for the key's range; retry".into(),
+                ))
+            }
+        }
+    }
+
+    /// A write this primary stored (`record`, already in the store): log it and answer `client`
+    /// once `need` replicas hold it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn logged_write(
+        &mut self,
+        ctx: &Ctx<'_>,
+        client: ClientId,
+        token: u64,
+        key: Vec<u8>,
+        record: Record,
+        need: usize,
+        deadline_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let id = Self::shard_of(ctx.view.ring, &key);
+        let result = WriteResult {
+            context: Context(record.join()),
+            acked: 0,
+        };
+        match self.log_local(ctx, &id, token, key, Some(record), out) {
+            Ok(offset) => {
+                if let Some(Role::Primary(leader)) = self.shards.get_mut(&id).map(|s| &mut s.role) {
+                    leader.waiting.push_back(Waiting {
+                        offset,
+                        client,
+                        need,
+                        deadline_ms,
+                        result,
+                    });
+                }
+                self.pump(ctx, &id, out);
+                self.settle(ctx, &id, out);
+            }
+            Err(e) => out.push(Effect::Reply {
+                id: client,
+                result: Err(ClientError::Unavailable(format!("cannot log the write: {e}"))),
+            }),
+        }
+    }
+
+    /// Read `key` as the primary: at once, or (linearizable) once a majority confirmed this
+    /// node still leads and everything logged before the read is committed.
+    pub fn primary_read(
+        &mut self,
+        ctx: &Ctx<'_>,
+        client: ClientId,
+        key: Vec<u8>,
+        deadline_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let id = Self::shard_of(ctx.view.ring, &key);
+        let token = ringkv_ring::token(&key);
+        let Some(Shard {
+            role: Role::Primary(leader),
+            meta,
+            ..
+        }) = self.shards.get_mut(&id)
+        else {
+            out.push(Effect::Reply {
+                id: client,
+                result: Err(ClientError::Unavailable("not the primary; retry".into())),
+            });
+            return;
+        };
+        leader.round += 1;
+        leader.reads.push(PendingRead {
+            client,
+            token,
+            key,
+            index: meta.offset,
+            round: leader.round,
+            deadline_ms,
+        });
+        self.pump(ctx, &id, out);
+        self.settle(ctx, &id, out);
+    }
+
+    /// Append an entry to this primary's log (`record: None` is an empty entry).
+    pub(super) fn log_local(
+        &mut self,
+        ctx: &Ctx<'_>,
+        id: &[String],
+        token: u64,
+        key: Vec<u8>,
+        record: Option<Record>,
+        out: &mut Vec<Effect>,
+    ) -> Result<u64, StoreError> {
+        let Some(st) = self.shards.get_mut(id) else {
+            return Err(StoreError::Corrupt("no such shard".into()));
+        };
+        let Role::Primary(leader) = &mut st.role else {
+            return Err(StoreError::Corrupt("not the primary".into()));
+        };
+        let offset = st.meta.offset + 1;
+        let entry = LogEntry {
+            offset,
+            epoch: leader.epoch,
+            token,
+            key,
+            record: record.unwrap_or_else(DvvSet::empty),
+        };
+        st.meta.offset = offset;
+        st.meta.log_epoch = leader.epoch;
+        st.meta.save(ctx.view.store, id)?;
+        if leader.barrier == u64::MAX {
+            leader.barrier = offset;
+        }
+        st.backlog.push(entry);
+        self.flush(ctx, id, out);
+        Ok(offset)
+    }
+
+    /// Have this node's store synced up to its log's head (a call to itself, answered after
+    /// the group commit).
+    fn flush(&mut self, ctx: &Ctx<'_>, id: &[String], out: &mut Vec<Effect>) {
+        let me = ctx.view.me;
+        let Some(st) = self.shards.get_mut(id) else {
+            return;
+        };
+        let offset = st.meta.offset;
+        let Role::Primary(leader) = &mut st.role else {
+            return;
+        };
+        if leader.flushing || leader.durable >= offset {
+            return;
+        }
+        let Some(to) = ctx.view.addrs.get(me).copied() else {
+            return;
+        };
+        leader.flushing = true;
+        let epoch = leader.epoch;
+        let call = self.call(id, me, CallKind::Flush { epoch, offset });
+        out.push(Effect::Call {
+            call,
+            to,
+            req: crate::proto::PeerRequest::Repl(ReplRequest::Flush {
+                shard: id.to_vec(),
+                offset,
+            }),
+        });
+    }
+
+    /// This node's store synced the log up to `offset`.
+    pub(super) fn on_flushed(&mut self, ctx: &Ctx<'_>, id: &[String], epoch: u64, offset: u64, ok: bool, out: &mut Vec<Effect>) {
+        if let Some(Role::Primary(leader)) = self.shards.get_mut(id).map(|s| &mut s.role) {
+            if leader.epoch == epoch {
+                leader.flushing = false;
+                if ok {
+                    leader.durable = leader.durable.max(offset);
+                }
+            }
+        }
+        self.flush(ctx, id, out);
+        self.settle(ctx, id, out);
+    }
+
+    /// Heartbeats and deadlines of a shard this node leads.
+    pub(super) fn lead(&mut self, ctx: &Ctx<'_>, id: &[String], out: &mut Vec<Effect>) {
+        let now = ctx.now();
+        if let Some(Role::Primary(leader)) = self.shards.get_mut(id).map(|s| &mut s.role) {
+            let n = id.len();
+            let late: Vec<Waiting> = {
+                let (late, keep): (Vec<_>, Vec<_>) =
+                    leader.waiting.drain(..).partition(|w| now >= w.deadline_ms);
+                leader.waiting = keep.into();
+                late
+            };
+            for w in late {
+                let ok = leader.followers.values().filter(|f| f.acked >= w.offset).count();
+                out.push(Effect::Reply {
+                    id: w.client,
+                    result: Err(ClientError::QuorumFailed {
+                        op: "write".into(),
+                        needed: u8::try_from(w.need).unwrap_or(u8::MAX),
+                        replicas: u8::try_from(n).unwrap_or(u8::MAX),
+                        ok: u8::try_from(ok).unwrap_or(u8::MAX),
+                        detail: "the primary logged it; replicas did not confirm in time, so it may or may not survive a failover".into(),
+                    }),
+                });
+            }
+            let (late, keep): (Vec<_>, Vec<_>) = leader.reads.drain(..).partition(|r| now >= r.deadline_ms);
+            leader.reads = keep;
+            for r in late {
+                out.push(Effect::Reply {
+                    id: r.client,
+                    result: Err(ClientError::Unavailable(
+                        "the primary could not confirm it still leads in time; retry".into(),
+                    )),
+                });
+            }
+        }
+        self.flush(ctx, id, out);
+        self.pump(ctx, id, out);
+    }
+
+    /// Send each idle replica what it needs next: a probe, entries, a heartbeat, a snapshot
+    /// page or a collect request.
+    pub(super) fn pump(&mut self, ctx: &Ctx<'_>, id: &[String], out: &mut Vec<Effect>) {
+        let now = ctx.now();
+        let beat = ms(self.config.beat_interval);
+        let (max_entries, max_bytes) = (self.config.max_batch_entries, self.config.max_batch_bytes);
+        let Some(Shard {
+            meta,
+            backlog,
+            role: Role::Primary(leader),
+            ..
+        }) = self.shards.get_mut(id)
+        else {
+            return;
+        };
+        let mut sends = Vec::new();
+        let commit = leader.commit(id.len());
+        for (name, f) in &mut leader.followers {
+            if f.in_flight.is_some() || ctx.view.peer_addr(name).is_none() {
+                continue;
+            }
+            if matches!(f.state, SyncState::Stream) && !backlog.covers(f.acked, meta.offset) {
+                f.state = snapshot_start(meta);
+            }
+            let req = match &f.state {
+                SyncState::Probe => Some(append(meta, leader.epoch, meta.offset, Vec::new(), commit, id)),
+                SyncState::Stream => {
+                    let due = f.acked < meta.offset
+                        || f.round < leader.round
+                        || now.saturating_sub(f.lease_ms) >= beat;
+                    due.then(|| {
+                        let entries = backlog.since(f.acked, max_entries, max_bytes);
+                        append(meta, leader.epoch, f.acked, entries, commit, id)
+                    })
+                }
+                SyncState::Collect(cursor) => Some(ReplRequest::Collect {
+                    shard: id.to_vec(),
+                    epoch: leader.epoch,
+                    cursor: cursor.clone(),
+                }),
+                SyncState::Snapshot { .. } => {
+                    match snapshot_page(ctx, meta, leader.epoch, &mut f.state, id) {
+                        Ok(req) => Some(req),
+                        Err(e) => {
+                            tracing::warn!("cannot read a snapshot page: {e}");
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(req) = req {
+                f.in_flight = Some(now);
+                f.sent_round = leader.round;
+                let kind = match req {
+                    ReplRequest::Collect { .. } => CallKind::Collect { epoch: leader.epoch },
+                    ReplRequest::Snapshot { .. } => CallKind::Snapshot { epoch: leader.epoch },
+                    _ => CallKind::Append {
+                        epoch: leader.epoch,
+                        round: leader.round,
+                    },
+                };
+                sends.push((name.clone(), kind, req));
+            }
+        }
+        for (peer, kind, req) in sends {
+            if !self.send(ctx, id, &peer, kind, req, out) {
+                if let Some(f) = self.follower(id, &peer) {
+                    f.in_flight = None;
+                }
+            }
+        }
+    }
+
+    fn follower(&mut self, id: &[String], peer: &str) -> Option<&mut Follower> {
+        match &mut self.shards.get_mut(id)?.role {
+            Role::Primary(leader) => leader.followers.get_mut(peer),
+            _ => None,
+        }
+    }
+
+    /// An append (or probe, or heartbeat) was answered.
+    pub(super) fn on_append_reply(
+        &mut self,
+        ctx: &Ctx<'_>,
+        id: &[String],
+        peer: &str,
+        epoch: u64,
+        round: u64,
+        reply: Result<ReplReply, String>,
+        out: &mut Vec<Effect>,
+    ) {
+        let now = ctx.now();
+        let Some(st) = self.shards.get_mut(id) else {
+            return;
+        };
+        let Role::Primary(leader) = &mut st.role else {
+            return;
+        };
+        if leader.epoch != epoch {
+            return;
+        }
+        let Some(f) = leader.followers.get_mut(peer) else {
+            return;
+        };
+        let sent = f.in_flight.take().unwrap_or(now);
+        match reply {
+            Ok(ReplReply::Acked { offset }) => {
+                f.acked = offset;
+                f.heard_ms = now;
+                f.lease_ms = sent;
+                f.round = f.round.max(round);
+                if !matches!(f.state, SyncState::Stream) {
+                    f.state = SyncState::Stream;
+                }
+            }
+            Ok(ReplReply::Behind(pos)) => {
+                f.heard_ms = now;
+                f.lease_ms = sent;
+                f.round = f.round.max(round);
+                f.state = resync(&st.meta, &st.backlog, &pos, &leader.collected, peer);
+                match f.state {
+                    SyncState::Stream => {
+                        f.acked = pos.offset;
+                        st.partial_syncs += 1;
+                    }
+                    SyncState::Collect(_) => {
+                        leader.collected.insert(peer.to_string());
+                    }
+                    _ => {}
+                }
+            }
+            Ok(ReplReply::Fenced { promised }) => {
+                self.deposed(ctx, id, promised);
+                return self.drain_abandoned(id, out);
+            }
+            Ok(other) => {
+                tracing::debug!("unexpected append answer {other:?}");
+                f.state = SyncState::Probe;
+            }
+            Err(e) => {
+                tracing::debug!("append to {peer} failed: {e}");
+                f.state = SyncState::Probe;
+            }
+        }
+        self.settle(ctx, id, out);
+        self.pump(ctx, id, out);
+    }
+
+    /// A snapshot page or collect request was answered.
+    pub(super) fn on_sync_reply(
+        &mut self,
+        ctx: &Ctx<'_>,
+        id: &[String],
+        peer: &str,
+        epoch: u64,
+        reply: Result<ReplReply, String>,
+        out: &mut Vec<Effect>,
+    ) {
+        let now = ctx.now();
+        let mut merges = Vec::new();
+        {
+            let Some(st) = self.shards.get_mut(id) else {
+                return;
+            };
+            let Role::Primary(leader) = &mut st.role else {
+                return;
+            };
+            if leader.epoch != epoch {
+                return;
+            }
+            let Some(f) = leader.followers.get_mut(peer) else {
+                return;
+            };
+            let sent = f.in_flight.take().unwrap_or(now);
+            match (reply, &mut f.state) {
+                (
+                    Ok(ReplReply::Acked { offset }),
+                    SyncState::Snapshot {
+                        at,
+                        range,
+                        after,
+                        next,
+                        ..
+                    },
+                ) => {
+                    f.heard_ms = now;
+                    f.lease_ms = sent;
+                    match next.take() {
+                        Some((r, a)) => {
+                            *range = r;
+                            *after = a;
+                        }
+                        None => {
+                            f.acked = offset.max(*at);
+                            f.state = SyncState::Stream;
+                            st.full_syncs += 1;
+                        }
+                    }
+                }
+                (Ok(ReplReply::Collected { items, next }), SyncState::Collect(_)) => {
+                    f.heard_ms = now;
+                    f.lease_ms = sent;
+                    merges = items;
+                    f.state = match next {
+                        Some(cursor) => SyncState::Collect(cursor),
+                        None => snapshot_start(&st.meta),
+                    };
+                }
+                (Ok(ReplReply::Fenced { promised }), _) => {
+                    self.deposed(ctx, id, promised);
+                    return self.drain_abandoned(id, out);
+                }
+                (other, _) => {
+                    tracing::debug!("resync of {peer} interrupted: {other:?}");
+                    f.state = SyncState::Probe;
+                }
+            }
+        }
+        for (token, key, theirs) in merges {
+            if let Err(e) = self.merge_collected(ctx, id, token, key, &theirs, out) {
+                tracing::warn!("cannot merge a collected key: {e}");
+            }
+        }
+        self.settle(ctx, id, out);
+        self.pump(ctx, id, out);
+    }
+
+    /// Fold a key a replica held before primary mode into the log, so nothing written in
+    /// quorum mode is lost by the switch.
+    fn merge_collected(
+        &mut self,
+        ctx: &Ctx<'_>,
+        id: &[String],
+        token: u64,
+        key: Vec<u8>,
+        theirs: &Record,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), StoreError> {
+        let store = ctx.view.store;
+        let ours = load(store, token, &key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let merged = match &ours {
+            Some(o) => o.sync(theirs),
+            None => theirs.clone(),
+        };
+        if ours.as_ref() == Some(&merged) {
+            return Ok(());
+        }
+        let bytes = encode_record(&merged).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        store.put(token, &key, &bytes)?;
+        self.log_local(ctx, id, token, key, Some(merged), out)?;
+        Ok(())
+    }
+
+    /// A replica promised a newer epoch: this node is no longer primary.
+    fn deposed(&mut self, ctx: &Ctx<'_>, id: &[String], promised: u64) {
+        if let Some(st) = self.shards.get_mut(id) {
+            st.meta.promised = st.meta.promised.max(promised);
+            if let Err(e) = st.meta.save(ctx.view.store, id) {
+                tracing::warn!("cannot record a promised epoch: {e}");
+            }
+            st.step_down("a newer primary was elected");
+            st.primary = None;
+            st.heard_ms = ctx.now();
+        }
+    }
+
+    /// Answer the writes and reads whose replicas are in.
+    pub(super) fn settle(&mut self, ctx: &Ctx<'_>, id: &[String], out: &mut Vec<Effect>) {
+        let n = id.len();
+        let Some(st) = self.shards.get_mut(id) else {
+            return;
+        };
+        let Role::Primary(leader) = &mut st.role else {
+            return;
+        };
+        let commit = leader.commit(n);
+        st.commit = commit;
+        while let Some(w) = leader.waiting.front() {
+            let acks = leader.followers.values().filter(|f| f.acked >= w.offset).count();
+            if leader.durable < w.offset || acks < w.need {
+                // Later writes wait behind it: answers go out in log order.
+                break;
+            }
+            if let Some(mut w) = leader.waiting.pop_front() {
+                w.result.acked = u8::try_from(acks + 1).unwrap_or(u8::MAX);
+                out.push(Effect::Reply {
+                    id: w.client,
+                    result: Ok(ClientResponse::Written(w.result)),
+                });
+            }
+        }
+        let confirmed = |round: u64| {
+            leader.followers.values().filter(|f| f.round >= round).count() + 1 >= majority(n)
+        };
+        let ready: Vec<usize> = (0..leader.reads.len())
+            .filter(|&i| {
+                let r = &leader.reads[i];
+                confirmed(r.round) && commit >= r.index.max(leader.barrier)
+            })
+            .collect();
+        for i in ready.into_iter().rev() {
+            let r = leader.reads.swap_remove(i);
+            let result = load(ctx.view.store, r.token, &r.key)
+                .map(|rec| ClientResponse::Got(read_result(rec, n)))
+                .map_err(|e| ClientError::Unavailable(e.to_string()));
+            out.push(Effect::Reply {
+                id: r.client,
+                result,
+            });
+        }
+    }
+
+    /// Move clients a stepped-down primary left to `out`.
+    pub(super) fn drain_abandoned(&mut self, id: &[String], out: &mut Vec<Effect>) {
+        if let Some(st) = self.shards.get_mut(id) {
+            for (id, e) in st.abandoned.drain(..) {
+                out.push(Effect::Reply { id, result: Err(e) });
+            }
+        }
+    }
+}
+
+/// The read answer for a stored record.
+pub(super) fn read_result(record: Option<Record>, replied: usize) -> ReadResult {
+    let Some(record) = record else {
+        return ReadResult {
+            replied: u8::try_from(replied).unwrap_or(u8::MAX),
+            ..ReadResult::default()
+        };
+    };
+    ReadResult {
+        values: live_values(&record)
+            .into_iter()
+            .filter_map(|s| {
+                s.value.clone().map(|data| Value { data, ts: s.ts })
+            })
+            .collect(),
+        context: Context(record.join()),
+        replied: u8::try_from(replied).unwrap_or(u8::MAX),
+    }
+}
+
+fn append(
+    meta: &super::ShardMeta,
+    epoch: u64,
+    from: u64,
+    entries: Vec<LogEntry>,
+    commit: u64,
+    id: &[String],
+) -> ReplRequest {
+    ReplRequest::Append {
+        shard: id.to_vec(),
+        epoch,
+        replid: meta.replid.clone(),
+        prev_replid: meta.prev_replid.clone(),
+        prev_end: meta.prev_end,
+        from,
+        entries,
+        commit,
+    }
+}
+
+/// What a replica at `pos` needs: the log from there, its old keys first, or a snapshot.
+fn resync(
+    meta: &super::ShardMeta,
+    backlog: &super::Backlog,
+    pos: &Position,
+    collected: &BTreeSet<String>,
+    peer: &str,
+) -> SyncState {
+    if meta.continues(pos) && backlog.covers(pos.offset, meta.offset) {
+        SyncState::Stream
+    } else if pos.replid.is_empty() && !collected.contains(peer) {
+        SyncState::Collect(Cursor::default())
+    } else {
+        snapshot_start(meta)
+    }
+}
+
+fn snapshot_start(meta: &super::ShardMeta) -> SyncState {
+    SyncState::Snapshot {
+        at: meta.offset,
+        at_epoch: meta.log_epoch,
+        range: 0,
+        after: None,
+        next: None,
+    }
+}
+
+/// The snapshot page at a follower's cursor.
+fn snapshot_page(
+    ctx: &Ctx<'_>,
+    meta: &super::ShardMeta,
+    epoch: u64,
+    state: &mut SyncState,
+    id: &[String],
+) -> Result<ReplRequest, StoreError> {
+    let SyncState::Snapshot {
+        at,
+        at_epoch,
+        range,
+        after,
+        next,
+    } = state
+    else {
+        return Err(StoreError::Corrupt("not a snapshot".into()));
+    };
+    let ranges = shard_ranges(ctx.view.ring, id);
+    let (items, span, done) = match ranges.get(*range) {
+        Some(&(start, end)) => {
+            let page = ctx.view.store.scan(start, end, after.clone(), SNAPSHOT_PAGE)?;
+            let full = page.len() == SNAPSHOT_PAGE;
+            let upto = if full {
+                page.last().map(|e| (e.token, e.key.clone()))
+            } else {
+                None
+            };
+            let mut items = Vec::new();
+            for e in page {
+                if (ctx.primary_key)(&e.key) {
+                    let record = decode_record(&e.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    items.push((e.token, e.key, record));
+                }
+            }
+            let done = !full && *range + 1 >= ranges.len();
+            *next = match (&upto, done) {
+                (Some(u), _) => Some((*range, Some(u.clone()))),
+                (None, false) => Some((*range + 1, None)),
+                (None, true) => None,
+            };
+            let span = SnapshotSpan {
+                start,
+                end,
+                after: after.clone(),
+                upto,
+            };
+            (items, span, done)
+        }
+        None => {
+            *next = None;
+            (Vec::new(), SnapshotSpan::default(), true)
+        }
+    };
+    Ok(ReplRequest::Snapshot {
+        shard: id.to_vec(),
+        epoch,
+        replid: meta.replid.clone(),
+        at: *at,
+        at_epoch: *at_epoch,
+        span,
+        items,
+        done,
+    })
+}

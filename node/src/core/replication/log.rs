@@ -1,0 +1,228 @@
+//! What a node keeps of a shard's log: its durable position and an in-memory backlog.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::msg::{LogEntry, Position};
+use crate::store::{Store, StoreError};
+
+/// A shard's replication state that must survive a restart, kept in the store's metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMeta {
+    /// The newest epoch this node voted in or followed: it refuses anything older.
+    pub promised: u64,
+    /// Epoch of the last entry applied (compared in elections).
+    pub log_epoch: u64,
+    /// Offset of the last entry applied.
+    pub offset: u64,
+    /// Lineage of the log held; empty before the node followed any primary, or while a full
+    /// resync is half done.
+    pub replid: String,
+    /// The lineage this one continued, and where it ended (PSYNC2).
+    pub prev_replid: String,
+    /// Last offset of `prev_replid`.
+    pub prev_end: u64,
+}
+
+impl ShardMeta {
+    /// The store metadata name of a shard.
+    fn name(shard: &[String]) -> String {
+        let mut h = blake3::Hasher::new();
+        for n in shard {
+            h.update(&(n.len() as u64).to_be_bytes());
+            h.update(n.as_bytes());
+        }
+        format!("repl-{}", &h.finalize().to_hex()[..32])
+    }
+
+    /// What the store holds for `shard`, or a fresh state.
+    pub fn load(store: &dyn Store, shard: &[String]) -> Result<Self, StoreError> {
+        Ok(store
+            .meta_get(&Self::name(shard))?
+            .and_then(|b| postcard::from_bytes(&b).ok())
+            .unwrap_or_default())
+    }
+
+    /// Write it (synced with the next group commit).
+    pub fn save(&self, store: &dyn Store, shard: &[String]) -> Result<(), StoreError> {
+        let bytes = postcard::to_stdvec(self).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        store.meta_put(&Self::name(shard), &bytes)
+    }
+
+    /// Where this node stands.
+    pub fn position(&self) -> Position {
+        Position {
+            replid: self.replid.clone(),
+            offset: self.offset,
+        }
+    }
+
+    /// Whether a node at `pos` holds a prefix of this log (so it can resync partially).
+    pub fn continues(&self, pos: &Position) -> bool {
+        !pos.replid.is_empty()
+            && ((pos.replid == self.replid && pos.offset <= self.offset)
+                || (pos.replid == self.prev_replid && pos.offset <= self.prev_end))
+    }
+}
+
+/// The most recent entries, bounded in bytes, for partial resyncs.
+#[derive(Debug)]
+pub struct Backlog {
+    entries: VecDeque<LogEntry>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl Backlog {
+    /// An empty backlog of at most `max_bytes`.
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            entries: VecDeque::new(),
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    /// Add the next entry, evicting the oldest past the bound. Entries must follow the last
+    /// one; anything else restarts the backlog at `entry`.
+    pub fn push(&mut self, entry: LogEntry) {
+        if self.last().is_some_and(|last| last + 1 != entry.offset) {
+            self.clear();
+        }
+        self.bytes += entry.weight();
+        self.entries.push_back(entry);
+        while self.bytes > self.max_bytes && self.entries.len() > 1 {
+            if let Some(old) = self.entries.pop_front() {
+                self.bytes -= old.weight();
+            }
+        }
+    }
+
+    /// Forget everything (the log was replaced by a snapshot).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Offset of the oldest entry held.
+    pub fn first(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.offset)
+    }
+
+    /// Offset of the newest entry held.
+    pub fn last(&self) -> Option<u64> {
+        self.entries.back().map(|e| e.offset)
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether a node at `offset` can be sent what follows from here (`head` is the log's
+    /// last offset).
+    pub fn covers(&self, offset: u64, head: u64) -> bool {
+        offset == head || self.first().is_some_and(|f| offset + 1 >= f && offset <= head)
+    }
+
+    /// Entries after `offset`, at most `max_entries` and about `max_bytes`.
+    pub fn since(&self, offset: u64, max_entries: usize, max_bytes: usize) -> Vec<LogEntry> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let Some(first) = self.first() else {
+            return out;
+        };
+        let skip = usize::try_from((offset + 1).saturating_sub(first)).unwrap_or(usize::MAX);
+        for e in self.entries.iter().skip(skip) {
+            if out.len() >= max_entries || (bytes > 0 && bytes + e.weight() > max_bytes) {
+                break;
+            }
+            bytes += e.weight();
+            out.push(e.clone());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Timestamp;
+    use crate::version::{DvvSet, Sibling};
+
+    fn entry(offset: u64, size: usize) -> LogEntry {
+        LogEntry {
+            offset,
+            epoch: 1,
+            token: 0,
+            key: b"k".to_vec(),
+            record: DvvSet::new(Sibling {
+                value: Some(vec![0; size]),
+                ts: Timestamp::default(),
+                origin: "n".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn backlog_evicts_oldest_past_its_bound_and_serves_what_it_holds() {
+        let w = entry(1, 100).weight();
+        let mut b = Backlog::new(w * 3);
+        for o in 1..=5 {
+            b.push(entry(o, 100));
+        }
+        assert_eq!((b.first(), b.last()), (Some(3), Some(5)));
+        assert!(b.covers(2, 5), "a node at 2 needs 3.. which is held");
+        assert!(!b.covers(1, 5), "a node at 1 needs 2, evicted");
+        assert!(b.covers(5, 5));
+        let got: Vec<u64> = b.since(3, 10, usize::MAX).iter().map(|e| e.offset).collect();
+        assert_eq!(got, vec![4, 5]);
+        assert_eq!(b.since(2, 1, usize::MAX).len(), 1, "bounded by count");
+        assert_eq!(b.since(2, 10, 1).len(), 1, "bounded by bytes, at least one");
+    }
+
+    #[test]
+    fn a_gap_restarts_the_backlog() {
+        let mut b = Backlog::new(1 << 20);
+        b.push(entry(1, 1));
+        b.push(entry(5, 1));
+        assert_eq!(b.first(), Some(5));
+    }
+
+    #[test]
+    fn positions_continue_this_log_or_the_one_before() {
+        let meta = ShardMeta {
+            replid: "b".into(),
+            offset: 10,
+            prev_replid: "a".into(),
+            prev_end: 6,
+            ..ShardMeta::default()
+        };
+        let at = |r: &str, o| Position {
+            replid: r.into(),
+            offset: o,
+        };
+        assert!(meta.continues(&at("b", 8)));
+        assert!(meta.continues(&at("a", 6)));
+        assert!(!meta.continues(&at("a", 7)), "past the old lineage's end: diverged");
+        assert!(!meta.continues(&at("b", 11)));
+        assert!(!meta.continues(&at("", 0)), "never followed: full resync");
+    }
+
+    #[test]
+    fn meta_round_trips_through_the_store() {
+        let store = crate::store::MemoryStore::new();
+        let shard = vec!["a".to_string(), "b".to_string()];
+        let meta = ShardMeta {
+            promised: 3,
+            offset: 9,
+            replid: "x".into(),
+            ..ShardMeta::default()
+        };
+        meta.save(&store, &shard).unwrap();
+        assert_eq!(ShardMeta::load(&store, &shard).unwrap(), meta);
+        let other = vec!["b".to_string(), "a".to_string()];
+        assert_eq!(ShardMeta::load(&store, &other).unwrap(), ShardMeta::default());
+    }
+}

@@ -1,0 +1,408 @@
+//! Primary mode: one primary per shard orders every write to keys under a primary prefix and
+//! streams them to the shard's other replicas (Redis replication; with `majority`, ZooKeeper's
+//! commit).
+//!
+//! A *shard* is an ordered preference list: every ring range with that list shares one log,
+//! one primary and one epoch, the way a Redis Cluster master serves many slots. The primary is
+//! the list's first live node, elected under a new epoch by a majority of the list; a voter
+//! refuses any candidate whose log is behind its own, so the elected primary holds every entry
+//! a majority held. Logs carry a replication id and offset; a replica that reconnects inside
+//! the primary's backlog resyncs partially, otherwise from a snapshot.
+//!
+//! Safety rests on epochs and majorities, never on clocks: a primary deposed by a newer epoch
+//! cannot get a majority to acknowledge anything. Clocks only time heartbeats, failover and the
+//! write lease that stops a cut-off primary within one lease period.
+
+mod election;
+mod follower;
+mod info;
+mod leader;
+mod log;
+pub mod msg;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ringkv_ring::Ring;
+
+use super::coordinator::{CallId, ClientId};
+use super::{Effect, View};
+use crate::proto::{ClientError, PeerReply, PeerRequest};
+use election::Candidacy;
+use leader::Leader;
+pub use info::{ReplicaInfo, ShardInfo};
+pub use log::{Backlog, ShardMeta};
+use msg::{ReplReply, ReplRequest};
+
+/// Call ids of replication calls carry this bit, so replies find their way back here.
+pub const REPL_CALL_BIT: u64 = 1 << 58;
+
+/// Timing and bounds of primary mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplConfig {
+    /// How often a primary heartbeats an idle replica.
+    pub beat_interval: Duration,
+    /// A primary that heard no majority for this long stops taking writes; a replica that heard
+    /// its primary this recently refuses to vote for another.
+    pub lease: Duration,
+    /// A replica that heard nothing from its primary this long (or membership says it is down)
+    /// stands for election, later by `stagger` per live node ahead of it in the shard.
+    pub failover_timeout: Duration,
+    /// Delay per rank between candidacies of the shard's replicas.
+    pub stagger: Duration,
+    /// A replica silent this long is shown `offline` and does not count for `sync-replicas`.
+    pub replica_timeout: Duration,
+    /// Backlog bytes per shard (Redis `repl-backlog-size`).
+    pub backlog_bytes: usize,
+    /// Most entries per append.
+    pub max_batch_entries: usize,
+    /// About the most bytes per append or snapshot page.
+    pub max_batch_bytes: usize,
+    /// Most writes waiting for replicas per shard.
+    pub max_waiting: usize,
+}
+
+impl Default for ReplConfig {
+    fn default() -> Self {
+        Self {
+            beat_interval: Duration::from_millis(200),
+            lease: Duration::from_millis(1000),
+            failover_timeout: Duration::from_millis(1000),
+            stagger: Duration::from_millis(300),
+            replica_timeout: Duration::from_millis(2000),
+            backlog_bytes: 1 << 20,
+            max_batch_entries: 256,
+            max_batch_bytes: 256 << 10,
+            max_waiting: 10_000,
+        }
+    }
+}
+
+/// What replication sees of the node for one step.
+pub struct Ctx<'a> {
+    /// The node.
+    pub view: View<'a>,
+    /// Whether a key falls under a primary prefix.
+    pub primary_key: &'a dyn Fn(&[u8]) -> bool,
+    /// Replies must wait for the store's sync (`Durability::Sync`).
+    pub durable: bool,
+}
+
+impl Ctx<'_> {
+    fn now(&self) -> u64 {
+        self.view.now_ms
+    }
+}
+
+/// A shard's role on this node.
+#[derive(Debug)]
+enum Role {
+    /// Following `primary` (when known) under `meta.promised`.
+    Replica,
+    /// Asking for votes.
+    Candidate(Candidacy),
+    /// Taking writes.
+    Primary(Box<Leader>),
+}
+
+/// One shard on this node.
+#[derive(Debug)]
+struct Shard {
+    meta: ShardMeta,
+    backlog: Backlog,
+    role: Role,
+    /// The primary of `meta.promised`, once heard from.
+    primary: Option<String>,
+    /// When the primary was last heard (or, before any, when this shard was first seen).
+    heard_ms: u64,
+    /// Offset a majority holds, as the primary last said.
+    commit: u64,
+    /// A voter whose log is ahead of a candidate runs itself, without waiting its turn.
+    run_now: bool,
+    /// Earliest time of the next candidacy (after a failed one).
+    retry_ms: u64,
+    /// Resyncs served or taken, for `info replication`.
+    partial_syncs: u64,
+    full_syncs: u64,
+    /// Clients left waiting by a primary that stepped down, to be answered.
+    abandoned: Vec<(ClientId, ClientError)>,
+}
+
+/// What a pending call was for.
+#[derive(Debug)]
+struct Call {
+    shard: Vec<String>,
+    peer: String,
+    kind: CallKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum CallKind {
+    Vote { epoch: u64 },
+    Append { epoch: u64, round: u64 },
+    Snapshot { epoch: u64 },
+    Collect { epoch: u64 },
+    Flush { epoch: u64, offset: u64 },
+}
+
+/// Where a primary-mode request should go.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// This node is (or is about to be) the shard's primary.
+    Local,
+    /// Another node is.
+    Forward(String, SocketAddr),
+}
+
+/// Every shard this node replicates in primary mode.
+pub struct Replication {
+    config: ReplConfig,
+    shards: BTreeMap<Vec<String>, Shard>,
+    calls: HashMap<CallId, Call>,
+    next_call: u64,
+    /// Effects made where no effect list was at hand, sent with the next step's.
+    pending_effects: Vec<Effect>,
+}
+
+impl Replication {
+    /// No shard yet: shards appear with their first primary-mode request or message.
+    pub fn new(config: ReplConfig) -> Self {
+        Self {
+            config,
+            shards: BTreeMap::new(),
+            calls: HashMap::new(),
+            next_call: 0,
+            pending_effects: Vec::new(),
+        }
+    }
+
+    /// The shard (ordered preference list) of a key.
+    pub fn shard_of(ring: &Ring, key: &[u8]) -> Vec<String> {
+        ring.preference_list(key).to_vec()
+    }
+
+    /// Where a request for `key` should go: the shard's primary when known and alive, else
+    /// its first live node (which stands for election when asked).
+    pub fn route(&mut self, ctx: &Ctx<'_>, key: &[u8]) -> Result<Route, ClientError> {
+        let shard = Self::shard_of(ctx.view.ring, key);
+        if shard.is_empty() {
+            return Err(ClientError::Unavailable("the ring is empty".into()));
+        }
+        let me = ctx.view.me;
+        let live = |n: &str| n == me || ctx.view.membership.is_alive(n);
+        let st = self.shard(ctx, &shard)?;
+        if matches!(st.role, Role::Primary(_)) {
+            return Ok(Route::Local);
+        }
+        let target = match st.primary.as_deref().filter(|p| live(p)) {
+            Some(p) => p.to_string(),
+            None => match shard.iter().find(|n| live(n)) {
+                Some(n) => n.clone(),
+                None => return Err(ClientError::Unavailable("no replica of the key is up".into())),
+            },
+        };
+        if target == me {
+            return Ok(Route::Local);
+        }
+        match ctx.view.addrs.get(&target) {
+            Some(addr) => Ok(Route::Forward(target, *addr)),
+            None => Err(ClientError::Unavailable(format!("no address for {target}"))),
+        }
+    }
+
+    /// The shard's state, loaded from the store the first time.
+    fn shard(&mut self, ctx: &Ctx<'_>, id: &[String]) -> Result<&mut Shard, ClientError> {
+        if !self.shards.contains_key(id) {
+            let meta = ShardMeta::load(ctx.view.store, id)
+                .map_err(|e| ClientError::Unavailable(format!("replication state: {e}")))?;
+            let shard = Shard {
+                meta,
+                backlog: Backlog::new(self.config.backlog_bytes),
+                role: Role::Replica,
+                primary: None,
+                heard_ms: ctx.now(),
+                commit: 0,
+                run_now: false,
+                retry_ms: 0,
+                partial_syncs: 0,
+                full_syncs: 0,
+                abandoned: Vec::new(),
+            };
+            self.shards.insert(id.to_vec(), shard);
+        }
+        self.shards
+            .get_mut(id)
+            .ok_or_else(|| ClientError::Unavailable("shard vanished".into()))
+    }
+
+    /// A request from another node of a shard.
+    pub fn on_request(
+        &mut self,
+        ctx: &Ctx<'_>,
+        from: &str,
+        req: ReplRequest,
+        out: &mut Vec<Effect>,
+    ) -> (PeerReply, bool) {
+        let shard = match &req {
+            ReplRequest::Vote { shard, .. }
+            | ReplRequest::Append { shard, .. }
+            | ReplRequest::Snapshot { shard, .. }
+            | ReplRequest::Collect { shard, .. }
+            | ReplRequest::Flush { shard, .. } => shard.clone(),
+        };
+        if !shard.iter().any(|n| n == ctx.view.me) || shard.len() > 16 {
+            let reason = "this node is not a replica of that shard".to_string();
+            return (PeerReply::Failed(reason), false);
+        }
+        let config = self.config.clone();
+        let st = match self.shard(ctx, &shard) {
+            Ok(st) => st,
+            Err(e) => return (PeerReply::Failed(e.to_string()), false),
+        };
+        let result = follower::handle(st, &config, ctx, &shard, from, req);
+        let run_now = st.run_now;
+        self.drain_abandoned(&shard, out);
+        if run_now {
+            self.maybe_run(ctx, &shard, out);
+        }
+        match result {
+            Ok((reply, sync)) => (PeerReply::Repl(reply), sync && ctx.durable),
+            Err(e) => (PeerReply::Failed(format!("replication: {e}")), false),
+        }
+    }
+
+    /// The answer to one of this mechanism's calls.
+    pub fn on_reply(
+        &mut self,
+        ctx: &Ctx<'_>,
+        call: CallId,
+        reply: Result<PeerReply, String>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(call) = self.calls.remove(&call) else {
+            return;
+        };
+        let reply = match reply {
+            Ok(PeerReply::Repl(r)) => Ok(r),
+            Ok(PeerReply::Failed(e)) | Err(e) => Err(e),
+            Ok(other) => Err(format!("unexpected reply {other:?}")),
+        };
+        let (id, peer) = (&call.shard, call.peer.as_str());
+        match call.kind {
+            CallKind::Vote { epoch } => self.on_vote(ctx, peer, id, epoch, reply, out),
+            CallKind::Append { epoch, round } => {
+                self.on_append_reply(ctx, id, peer, epoch, round, reply, out);
+            }
+            CallKind::Snapshot { epoch } | CallKind::Collect { epoch } => {
+                self.on_sync_reply(ctx, id, peer, epoch, reply, out);
+            }
+            CallKind::Flush { epoch, offset } => {
+                let ok = matches!(reply, Ok(ReplReply::Acked { .. }));
+                self.on_flushed(ctx, id, epoch, offset, ok, out);
+            }
+        }
+    }
+
+    /// Heartbeats, failovers, deadlines and leases: called every `tick`.
+    pub fn on_tick(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Effect>) {
+        out.append(&mut self.pending_effects);
+        let ids: Vec<Vec<String>> = self.shards.keys().cloned().collect();
+        for id in ids {
+            self.tick_shard(ctx, &id, out);
+        }
+    }
+
+    fn tick_shard(&mut self, ctx: &Ctx<'_>, id: &[String], out: &mut Vec<Effect>) {
+        let still_replica = id.iter().any(|n| n == ctx.view.me);
+        let Some(st) = self.shards.get_mut(id) else {
+            return;
+        };
+        if !still_replica {
+            // The ring moved on: this node no longer replicates the shard.
+            st.step_down("this node no longer replicates the key's range");
+            self.drain_abandoned(id, out);
+            self.shards.remove(id);
+            return;
+        }
+        if ctx.view.ring.vnode_count() > 0 && follower::shard_ranges(ctx.view.ring, id).is_empty() {
+            // No range has this preference list any more.
+            st.step_down("the key's range moved to other replicas");
+            self.drain_abandoned(id, out);
+            self.shards.remove(id);
+            return;
+        }
+        match &st.role {
+            Role::Primary(_) => self.lead(ctx, id, out),
+            Role::Candidate(c) if ctx.now() >= c.deadline_ms => self.give_up(ctx, id),
+            Role::Candidate(_) => {}
+            Role::Replica => self.maybe_run(ctx, id, out),
+        }
+    }
+
+    /// A fresh call id.
+    fn call(&mut self, shard: &[String], peer: &str, kind: CallKind) -> CallId {
+        self.next_call = (self.next_call + 1) & (REPL_CALL_BIT - 1);
+        let id = CallId(REPL_CALL_BIT | self.next_call);
+        self.calls.insert(
+            id,
+            Call {
+                shard: shard.to_vec(),
+                peer: peer.to_string(),
+                kind,
+            },
+        );
+        id
+    }
+
+    /// Send `req` to `peer` of `shard`; false when it has no live address.
+    fn send(
+        &mut self,
+        ctx: &Ctx<'_>,
+        shard: &[String],
+        peer: &str,
+        kind: CallKind,
+        req: ReplRequest,
+        out: &mut Vec<Effect>,
+    ) -> bool {
+        let Some(to) = ctx.view.peer_addr(peer) else {
+            return false;
+        };
+        let call = self.call(shard, peer, kind);
+        out.push(Effect::Call {
+            call,
+            to,
+            req: PeerRequest::Repl(req),
+        });
+        true
+    }
+
+    /// Effects made outside a step (an election started by a refused write).
+    pub fn take_effects(&mut self, out: &mut Vec<Effect>) {
+        out.append(&mut self.pending_effects);
+    }
+
+    /// Whether this node is the primary of `key`'s shard now.
+    pub fn is_primary(&self, ring: &Ring, key: &[u8]) -> bool {
+        self.shards
+            .get(ring.preference_list(key))
+            .is_some_and(|s| matches!(s.role, Role::Primary(_)))
+    }
+}
+
+/// Votes a shard of `n` replicas needs (its majority).
+pub fn majority(n: usize) -> usize {
+    n / 2 + 1
+}
+
+/// The replication id of a new lineage: unique per shard, epoch and node.
+fn new_replid(shard: &[String], epoch: u64, me: &str) -> String {
+    let mut h = blake3::Hasher::new();
+    for n in shard {
+        h.update(n.as_bytes());
+        h.update(&[0]);
+    }
+    h.update(&epoch.to_be_bytes());
+    h.update(me.as_bytes());
+    h.finalize().to_hex()[..40].to_string()
+}
