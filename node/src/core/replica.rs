@@ -107,9 +107,9 @@ impl Replica<'_> {
                 }
                 Ok(PeerReply::Replicated)
             }
-            PeerRequest::Exchange { .. } | PeerRequest::Hint { .. } => Ok(PeerReply::Failed(
-                "an exchange is not a replica request".into(),
-            )),
+            PeerRequest::Exchange { .. } | PeerRequest::Hint { .. } | PeerRequest::Table { .. } => {
+                Ok(PeerReply::Failed("not a replica request".into()))
+            }
         }
     }
 
