@@ -2,8 +2,9 @@
 
 use crate::proto::{
     ClientRequest, ClientResponse, InspectResult, MemberRow, ReadResult, RepairProgress, RingInfo,
-    StatusReport, WriteResult,
+    RuleRow, StatusReport, WriteResult,
 };
+use crate::table::Mode;
 use crate::version::Context;
 use crate::Error;
 
@@ -115,6 +116,23 @@ pub trait Api {
     async fn repair(&self) -> Result<RepairProgress, Error> {
         match self.request(ClientRequest::Repair).await? {
             ClientResponse::Repair(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Set the mode of the keys under `prefix` across the cluster (the node stamps the rule
+    /// and spreads it); answers the node's range table afterwards.
+    async fn range_set(&self, prefix: Vec<u8>, mode: Mode) -> Result<Vec<RuleRow>, Error> {
+        match self.request(ClientRequest::RangeSet { prefix, mode }).await? {
+            ClientResponse::RangeTable(rows) => Ok(rows),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The range table as the node holds it: which prefixes run in primary mode.
+    async fn range_list(&self) -> Result<Vec<RuleRow>, Error> {
+        match self.request(ClientRequest::RangeList).await? {
+            ClientResponse::RangeTable(rows) => Ok(rows),
             other => Err(unexpected(other)),
         }
     }

@@ -17,6 +17,9 @@ pub struct Limits {
     /// Concurrent versions one key may hold under the `siblings` policy; a blind write beyond
     /// this is refused until a client resolves them (a write carrying the read's context).
     pub max_siblings: usize,
+    /// Rules the range table may hold (primary-mode prefixes and the quorum rules that undo
+    /// them); a rule beyond is refused, and so is a peer's table that would pass it.
+    pub max_table_rules: usize,
 }
 
 impl Default for Limits {
@@ -26,6 +29,7 @@ impl Default for Limits {
             max_value: 4 * 1024 * 1024,
             max_in_flight: 4096,
             max_siblings: 100,
+            max_table_rules: 1024,
         }
     }
 }

@@ -19,6 +19,9 @@ pub enum Error {
     /// The data directory could not be used.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The range table could not be loaded or kept.
+    #[error(transparent)]
+    Table(#[from] crate::table::TableError),
     /// Membership could not start.
     #[error(transparent)]
     Gossip(#[from] ringkv_gossip::GossipError),

@@ -16,9 +16,14 @@ pub mod net;
 pub mod node;
 pub mod proto;
 pub mod store;
+pub mod table;
 pub mod version;
 
 pub use api::{Api, ReadOptions, WriteOptions};
 pub use client::Client;
 pub use error::Error;
 pub use node::{Node, NodeBuilder};
+pub use table::{
+    Mode, PrimaryOptions, RangeTable, ReadFrom, Rule, Stamp, SyncReplicas, TableError, TableLimits,
+    Topology,
+};

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hlc::Timestamp;
 use crate::merkle::ExchangeMsg;
+use crate::table::{Mode, RangeTable, Stamp};
 use crate::version::{Context, Record, VersionVector};
 
 /// A request on a stream: from a client, or from another node.
@@ -77,6 +78,15 @@ pub enum ClientRequest {
     Status,
     /// Start an anti-entropy round over every range this node replicates, now.
     Repair,
+    /// Set the mode of a key prefix in the cluster's range table; answered with the table.
+    RangeSet {
+        /// The prefix (bytes).
+        prefix: Vec<u8>,
+        /// Quorum, or primary mode with its options.
+        mode: Mode,
+    },
+    /// The range table as this node holds it.
+    RangeList,
 }
 
 /// A successful answer to a [`ClientRequest`].
@@ -96,6 +106,19 @@ pub enum ClientResponse {
     Status(StatusReport),
     /// A repair round started (or one already running continues).
     Repair(RepairProgress),
+    /// The node's range table, one row per prefix in prefix order.
+    RangeTable(Vec<RuleRow>),
+}
+
+/// One rule of the range table, as `ringctl range list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleRow {
+    /// The key prefix.
+    pub prefix: Vec<u8>,
+    /// Quorum, or primary mode with its options.
+    pub mode: Mode,
+    /// When and where the rule was set.
+    pub stamp: Stamp,
 }
 
 /// What one node holds for a key.
@@ -297,6 +320,9 @@ pub enum ClientError {
     /// The node is shutting down or cannot serve.
     #[error("node unavailable: {0}")]
     Unavailable(String),
+    /// A range table rule that breaks the table's bounds.
+    #[error("range rule refused: {0}")]
+    BadRange(String),
 }
 
 /// What a coordinator asks a replica.
@@ -360,6 +386,12 @@ pub enum PeerRequest {
         /// The step.
         msg: ExchangeMsg,
     },
+    /// Merge my range table into yours, and answer with yours if it still differs (one call
+    /// is a push and a pull).
+    Table {
+        /// The caller's whole table.
+        table: RangeTable,
+    },
 }
 
 /// A replica's answer to a [`PeerRequest`].
@@ -377,6 +409,9 @@ pub enum PeerReply {
     Repl(crate::core::replication::msg::ReplReply),
     /// The replica could not do it.
     Failed(String),
+    /// The responder's range table after merging the caller's, if it differs from the
+    /// caller's.
+    Table(Option<RangeTable>),
 }
 
 /// A frame could not be encoded or decoded.

@@ -11,6 +11,7 @@ mod gc;
 mod hints;
 mod replica;
 pub mod replication;
+mod table;
 mod transfer;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ pub use coordinator::{CallId, ClientId, OpId};
 pub use gc::GC_CALL_BIT;
 pub use hints::HINT_CALL_BIT;
 pub use replica::{load, Change, Replica, ReplicaError};
+pub use table::TABLE_CALL_BIT;
 pub use transfer::TRANSFER_CALL_BIT;
 
 use crate::config::CoreConfig;
@@ -39,10 +41,12 @@ use crate::proto::{
     PeerReply, PeerRequest, RingInfo,
 };
 use crate::store::{Durability, Store};
+use crate::table::{RangeTable, TableLimits};
 use antientropy::AntiEntropy;
 use coordinator::{Action, Coordinator, Target, WriteSpec};
 use gc::Gc;
 use hints::Hints;
+use table::{TableSync, TABLE_INTERVAL};
 use transfer::Transfer;
 
 /// Identifies a request from a peer; its response carries the same id.
@@ -100,6 +104,8 @@ pub enum Timer {
     Gc,
     /// Re-send this node's status, in case a member missed its broadcast.
     StatusRefresh,
+    /// Push-pull the range table with the next live peer.
+    Table,
 }
 
 /// Something the node must do.
@@ -191,6 +197,8 @@ pub struct NodeCore {
     hints: Hints,
     transfer: Transfer,
     gc: Gc,
+    /// The range table: which key prefixes run in primary mode.
+    table: TableSync,
     /// Joining: set `Up` once the first anti-entropy round after joining is done.
     joining: Joining,
     /// The actor of the dots this node makes (see [`actor`]).
@@ -214,6 +222,8 @@ impl NodeCore {
             Durability::Buffered => format!("{}@{}", me.name, me.bump),
         };
         let actor = actor::Actor::load(base, store.as_ref())?;
+        let durable = config.durability == Durability::Sync;
+        let table = TableSync::load(store.as_ref(), TableLimits::of(&config), durable)?;
         let seeded = !seeds.is_empty();
         let membership = Membership::new(me, seeds, gossip, rng_seed)?;
         let ring_config = RingConfig {
@@ -226,6 +236,7 @@ impl NodeCore {
             hints: Hints::new(config.hints.clone()),
             transfer: Transfer::default(),
             gc: Gc::new(u64::try_from(config.tombstone_grace.as_millis()).unwrap_or(u64::MAX)),
+            table,
             joining: if seeded {
                 Joining::WaitingForPeers
             } else {
@@ -258,6 +269,7 @@ impl NodeCore {
         arm(&mut out, self.hints.interval(), Timer::Hints);
         arm(&mut out, GC_INTERVAL, Timer::Gc);
         arm(&mut out, STATUS_REFRESH, Timer::StatusRefresh);
+        arm(&mut out, TABLE_INTERVAL, Timer::Table);
         out
     }
 
@@ -345,6 +357,18 @@ impl NodeCore {
                     && matches!(reply, PeerReply::Replicated);
                 out.push(Effect::Respond { id, reply, sync });
             }
+            Input::PeerRequest {
+                id,
+                from,
+                req: PeerRequest::Table { table },
+            } => {
+                let (reply, changed) = self.table.on_request(self.store.as_ref(), &from, &table);
+                let sync = changed && self.config.durability == Durability::Sync;
+                out.push(Effect::Respond { id, reply, sync });
+                if changed {
+                    self.table_changed();
+                }
+            }
             Input::PeerRequest { id, req, .. } => {
                 // Under `Sync` nothing unsynced may leave a replica, reads included: a dot a
                 // client saw and a crash then erased could be issued again to another write.
@@ -398,6 +422,11 @@ impl NodeCore {
             }
             Input::PeerReply { call, reply } if call.0 & HINT_CALL_BIT != 0 => {
                 self.hints.on_reply(self.store.as_ref(), call, reply);
+            }
+            Input::PeerReply { call, reply } if call.0 & TABLE_CALL_BIT != 0 => {
+                if self.table.on_reply(self.store.as_ref(), reply) {
+                    self.table_changed();
+                }
             }
             Input::PeerReply { call, reply } => {
                 let mut actions = Vec::new();
@@ -454,6 +483,11 @@ impl NodeCore {
                 self.hints.on_tick(&ctx, &mut out);
                 arm(&mut out, self.hints.interval(), Timer::Hints);
             }
+            Input::Timer(Timer::Table) => {
+                let ctx = view!(self, now_ms);
+                self.table.on_tick(&ctx, &mut out);
+                arm(&mut out, TABLE_INTERVAL, Timer::Table);
+            }
             Input::Timer(Timer::Deadline(op)) => {
                 let mut actions = Vec::new();
                 self.coordinator.on_deadline(op, &mut actions);
@@ -471,6 +505,11 @@ impl NodeCore {
     /// The ring as this node computes it now.
     pub fn ring(&self) -> &Ring {
         &self.ring
+    }
+
+    /// The range table as this node holds it.
+    pub fn table(&self) -> &RangeTable {
+        self.table.current()
     }
 
     /// Every node this node knows, itself first.
@@ -532,6 +571,18 @@ impl NodeCore {
                 let ctx = view!(self, now_ms);
                 let progress = self.ae.repair(&ctx);
                 return reply(out, id, Ok(ClientResponse::Repair(progress)));
+            }
+            ClientRequest::RangeSet { prefix, mode } => {
+                let ctx = view!(self, now_ms);
+                let result = self.table.set(&ctx, prefix, mode, out);
+                if result.is_ok() {
+                    self.table_changed();
+                }
+                return reply(out, id, result.map(ClientResponse::RangeTable));
+            }
+            ClientRequest::RangeList => {
+                let rows = self.table.current().rows();
+                return reply(out, id, Ok(ClientResponse::RangeTable(rows)));
             }
             ClientRequest::Get { key, r } => DataOp::Read { key, r },
             ClientRequest::Put {
@@ -687,6 +738,12 @@ impl NodeCore {
             }
         }
         targets
+    }
+
+    /// The range table changed (a rule set here, or a peer's table merged): the mechanisms
+    /// that depend on which prefixes run in primary mode react here.
+    fn table_changed(&mut self) {
+        // Nothing depends on the table yet.
     }
 
     /// Remove the tombstones the collector cleared, keeping the Merkle trees in step.

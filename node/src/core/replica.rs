@@ -107,7 +107,10 @@ impl Replica<'_> {
                 }
                 Ok(PeerReply::Replicated)
             }
-            PeerRequest::Exchange { .. } | PeerRequest::Hint { .. } | PeerRequest::Repl(_) => {
+            PeerRequest::Exchange { .. }
+            | PeerRequest::Hint { .. }
+            | PeerRequest::Table { .. }
+            | PeerRequest::Repl(_) => {
                 Ok(PeerReply::Failed("not a replica request".into()))
             }
         }
