@@ -84,6 +84,8 @@ pub struct CoreConfig {
     /// exceed `hints.max_age`, so no hint can carry a deleted value back after its tombstone
     /// is gone.
     pub tombstone_grace: Duration,
+    /// Primary mode: heartbeats, leases, failover and backlog.
+    pub replication: crate::core::replication::ReplConfig,
     /// Deliberate bugs, so tests can prove the simulator's checker catches them. Never set
     /// outside tests.
     #[doc(hidden)]
@@ -113,6 +115,7 @@ impl Default for CoreConfig {
             anti_entropy: AeConfig::default(),
             hints: HintConfig::default(),
             tombstone_grace: Duration::from_secs(24 * 3600),
+            replication: crate::core::replication::ReplConfig::default(),
             sabotage: Sabotage::default(),
         }
     }

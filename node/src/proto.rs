@@ -85,6 +85,14 @@ pub enum ClientRequest {
         /// Quorum, or primary mode with its options.
         mode: Mode,
     },
+    /// Serve the inner request here: never forward it to a key's primary (a replica refuses
+    /// a primary-mode write with [`ClientError::ReadOnly`], as a Redis replica does).
+    Direct(Box<ClientRequest>),
+    /// Replication state of the shards this node holds in primary mode (`INFO replication`).
+    Replication {
+        /// Only the shard holding this key (all when `None`).
+        key: Option<Vec<u8>>,
+    },
     /// The range table as this node holds it.
     RangeList,
 }
@@ -106,6 +114,8 @@ pub enum ClientResponse {
     Status(StatusReport),
     /// A repair round started (or one already running continues).
     Repair(RepairProgress),
+    /// Replication state per shard.
+    Replication(Vec<crate::core::replication::ShardInfo>),
     /// The node's range table, one row per prefix in prefix order.
     RangeTable(Vec<RuleRow>),
 }
@@ -317,6 +327,12 @@ pub enum ClientError {
     /// The causal context could not be used.
     #[error("bad context: {0}")]
     BadContext(String),
+    /// A primary-mode write reached a replica and the client asked it not to forward.
+    #[error("READONLY this node is a replica of the key's range, not its primary{}", primary.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())]
+    ReadOnly {
+        /// The primary, if known.
+        primary: Option<String>,
+    },
     /// The node is shutting down or cannot serve.
     #[error("node unavailable: {0}")]
     Unavailable(String),
@@ -373,6 +389,8 @@ pub enum PeerRequest {
         /// The key.
         key: Vec<u8>,
     },
+    /// A client request for a primary-mode key, forwarded to the key's primary.
+    Forward(ClientRequest),
     /// A primary-mode replication message.
     Repl(crate::core::replication::msg::ReplRequest),
     /// One step of a Merkle-tree exchange for the range `(start, end]`.
@@ -395,7 +413,7 @@ pub enum PeerRequest {
 }
 
 /// A replica's answer to a [`PeerRequest`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PeerReply {
     /// The record after the new dot was added.
     Written(Record),
@@ -405,6 +423,8 @@ pub enum PeerReply {
     Read(Option<Record>),
     /// The responder's next exchange step; `None` once it has nothing more to say.
     Exchange(Option<ExchangeMsg>),
+    /// The answer to a forwarded client request.
+    Forwarded(Result<ClientResponse, ClientError>),
     /// The answer to a replication message.
     Repl(crate::core::replication::msg::ReplReply),
     /// The replica could not do it.

@@ -32,6 +32,8 @@ pub use gc::GC_CALL_BIT;
 pub use hints::HINT_CALL_BIT;
 pub use replica::{load, Change, Replica, ReplicaError};
 pub use table::TABLE_CALL_BIT;
+pub use primary::FORWARD_CALL_BIT;
+pub use replication::REPL_CALL_BIT;
 pub use transfer::TRANSFER_CALL_BIT;
 
 use crate::config::CoreConfig;
@@ -104,6 +106,10 @@ pub enum Timer {
     Gc,
     /// Re-send this node's status, in case a member missed its broadcast.
     StatusRefresh,
+    /// Primary mode: heartbeats, elections, deadlines.
+    Replication,
+    /// A request forwarded to a key's primary is overdue.
+    Forward(CallId),
     /// Push-pull the range table with the next live peer.
     Table,
 }
@@ -169,7 +175,7 @@ pub enum Effect {
 /// the mechanisms themselves are fields of the core, borrowed mutably alongside.
 macro_rules! view {
     ($core:ident, $now_ms:expr) => {
-        view(
+        $crate::core::view(
             &$core.membership,
             &$core.ring,
             &$core.store,
@@ -178,6 +184,8 @@ macro_rules! view {
         )
     };
 }
+
+mod primary;
 
 /// Arm `timer` to fire after `after`.
 fn arm(out: &mut Vec<Effect>, after: Duration, timer: Timer) {
@@ -203,6 +211,10 @@ pub struct NodeCore {
     joining: Joining,
     /// The actor of the dots this node makes (see [`actor`]).
     actor: actor::Actor,
+    /// Primary mode's shards.
+    repl: replication::Replication,
+    /// Primary-mode requests forwarded to a primary, or from another node.
+    forwards: primary::Forwards,
 }
 
 impl NodeCore {
@@ -243,6 +255,8 @@ impl NodeCore {
                 Joining::Done
             },
             actor,
+            repl: replication::Replication::new(config.replication.clone()),
+            forwards: primary::Forwards::default(),
             coordinator: Coordinator::new(config.conflict_policy, config.sabotage),
             hlc: Hlc::new(max_drift),
             ring: Ring::empty(ring_config),
@@ -270,6 +284,7 @@ impl NodeCore {
         arm(&mut out, GC_INTERVAL, Timer::Gc);
         arm(&mut out, STATUS_REFRESH, Timer::StatusRefresh);
         arm(&mut out, TABLE_INTERVAL, Timer::Table);
+        arm(&mut out, REPL_TICK, Timer::Replication);
         out
     }
 
@@ -298,6 +313,12 @@ impl NodeCore {
 
     /// Handle one input at wall-clock time `now_ms`.
     pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Effect> {
+        let mut out = self.step(now_ms, input);
+        self.forwards.route_replies(&mut out);
+        out
+    }
+
+    fn step(&mut self, now_ms: u64, input: Input) -> Vec<Effect> {
         let mut out = Vec::new();
         match input {
             Input::Client { id, req } => self.client(now_ms, id, req, &mut out),
@@ -369,6 +390,38 @@ impl NodeCore {
                     self.table_changed();
                 }
             }
+            Input::PeerRequest {
+                id,
+                req: PeerRequest::Forward(req),
+                ..
+            } => {
+                let client = self.forwards.accept(id);
+                self.client(now_ms, client, ClientRequest::Direct(Box::new(req)), &mut out);
+            }
+            Input::PeerRequest {
+                id,
+                from,
+                req: PeerRequest::Repl(req),
+            } => {
+                let table = self.table.current();
+                let primary_key = |k: &[u8]| table.lookup(k).is_some();
+                let ctx = replication::Ctx {
+                    view: view!(self, now_ms),
+                    primary_key: &primary_key,
+                    durable: self.config.durability == Durability::Sync,
+                };
+                let (reply, sync) = self.repl.on_request(&ctx, &from, req, &mut out);
+                out.push(Effect::Respond { id, reply, sync });
+            }
+            Input::PeerRequest { id, req, .. } if self.quorum_write_refused(&req) => {
+                out.push(Effect::Respond {
+                    id,
+                    reply: PeerReply::Failed(
+                        "the key is under a primary prefix: its writes go through the primary".into(),
+                    ),
+                    sync: false,
+                });
+            }
             Input::PeerRequest { id, req, .. } => {
                 // Under `Sync` nothing unsynced may leave a replica, reads included: a dot a
                 // client saw and a crash then erased could be issued again to another write.
@@ -419,6 +472,19 @@ impl NodeCore {
                     let ctx = view!(self, now_ms);
                     self.transfer.on_tick(&ctx, &mut out);
                 }
+            }
+            Input::PeerReply { call, reply } if call.0 & REPL_CALL_BIT != 0 => {
+                let table = self.table.current();
+                let primary_key = |k: &[u8]| table.lookup(k).is_some();
+                let ctx = replication::Ctx {
+                    view: view!(self, now_ms),
+                    primary_key: &primary_key,
+                    durable: self.config.durability == Durability::Sync,
+                };
+                self.repl.on_reply(&ctx, call, reply, &mut out);
+            }
+            Input::PeerReply { call, reply } if call.0 & FORWARD_CALL_BIT != 0 => {
+                self.forwards.on_reply(call, reply, &mut out);
             }
             Input::PeerReply { call, reply } if call.0 & HINT_CALL_BIT != 0 => {
                 self.hints.on_reply(self.store.as_ref(), call, reply);
@@ -488,6 +554,18 @@ impl NodeCore {
                 self.table.on_tick(&ctx, &mut out);
                 arm(&mut out, TABLE_INTERVAL, Timer::Table);
             }
+            Input::Timer(Timer::Replication) => {
+                let table = self.table.current();
+                let primary_key = |k: &[u8]| table.lookup(k).is_some();
+                let ctx = replication::Ctx {
+                    view: view!(self, now_ms),
+                    primary_key: &primary_key,
+                    durable: self.config.durability == Durability::Sync,
+                };
+                self.repl.on_tick(&ctx, &mut out);
+                arm(&mut out, REPL_TICK, Timer::Replication);
+            }
+            Input::Timer(Timer::Forward(call)) => self.forwards.on_deadline(call, &mut out),
             Input::Timer(Timer::Deadline(op)) => {
                 let mut actions = Vec::new();
                 self.coordinator.on_deadline(op, &mut actions);
@@ -545,7 +623,43 @@ impl NodeCore {
     }
 
     fn client(&mut self, now_ms: u64, id: ClientId, req: ClientRequest, out: &mut Vec<Effect>) {
+        let (direct, req) = match req {
+            ClientRequest::Direct(inner) if !matches!(*inner, ClientRequest::Direct(_)) => {
+                (true, *inner)
+            }
+            ClientRequest::Direct(_) => {
+                let e = ClientError::Unavailable("a direct request cannot nest another".into());
+                return reply(out, id, Err(e));
+            }
+            other => (false, other),
+        };
+        let primary = match &req {
+            ClientRequest::Get { key, .. }
+            | ClientRequest::Put { key, .. }
+            | ClientRequest::Delete { key, .. } => self.table.current().lookup(key).cloned(),
+            _ => None,
+        };
+        if let Some(opts) = primary {
+            if let Err(e) = self.admit(&DataOp::of(&req)) {
+                return reply(out, id, Err(e));
+            }
+            return self.primary_op(now_ms, id, req, opts, direct, out);
+        }
         let op = match req {
+            ClientRequest::Direct(_) => return,
+            ClientRequest::Replication { key } => {
+                let table = self.table.current();
+                let primary_key = |k: &[u8]| table.lookup(k).is_some();
+                let ctx = replication::Ctx {
+                    view: view!(self, now_ms),
+                    primary_key: &primary_key,
+                    durable: self.config.durability == Durability::Sync,
+                };
+                let shard = key.map(|k| self.ring.preference_list(&k).to_vec());
+                let mut rows = self.repl.info(&ctx);
+                rows.retain(|r| shard.as_ref().is_none_or(|s| *s == r.shard));
+                return reply(out, id, Ok(ClientResponse::Replication(rows)));
+            }
             ClientRequest::Members => {
                 let rows = self.members();
                 return reply(out, id, Ok(ClientResponse::Members(rows)));
@@ -636,6 +750,18 @@ impl NodeCore {
             after: self.config.request_timeout,
             timer: Timer::Deadline(op_id),
         });
+    }
+
+    /// Whether a replica request is a quorum-path write to a key under a primary prefix: those
+    /// go through the key's primary only, so the log stays the key's one history.
+    fn quorum_write_refused(&self, req: &PeerRequest) -> bool {
+        let key = match req {
+            PeerRequest::Write { key, .. }
+            | PeerRequest::Replicate { key, .. }
+            | PeerRequest::Hint { key, .. } => key,
+            _ => return false,
+        };
+        self.table.current().lookup(key).is_some()
     }
 
     /// What this node alone holds for a key.
@@ -972,6 +1098,9 @@ fn reply(out: &mut Vec<Effect>, id: ClientId, result: Result<ClientResponse, Cli
     out.push(Effect::Reply { id, result });
 }
 
+/// How often primary mode checks heartbeats, elections and deadlines.
+const REPL_TICK: Duration = Duration::from_millis(50);
+
 /// How often a node re-sends its status record.
 const STATUS_REFRESH: Duration = Duration::from_secs(5);
 
@@ -996,6 +1125,7 @@ enum Joining {
 }
 
 /// A data request, once admin requests are answered.
+#[derive(Clone)]
 enum DataOp {
     Read {
         key: Vec<u8>,
@@ -1015,5 +1145,33 @@ pub fn status_name(status: NodeStatus) -> &'static str {
         NodeStatus::Joining => "joining",
         NodeStatus::Up => "up",
         NodeStatus::Leaving => "leaving",
+    }
+}
+
+impl DataOp {
+    /// The data operation of a `Get`, `Put` or `Delete` (an empty read for anything else, which
+    /// callers never pass).
+    fn of(req: &ClientRequest) -> Self {
+        match req {
+            ClientRequest::Get { key, r } => DataOp::Read { key: key.clone(), r: *r },
+            ClientRequest::Put {
+                key,
+                value,
+                context,
+                w,
+            } => DataOp::Write {
+                key: key.clone(),
+                value: Some(value.clone()),
+                context: context.clone(),
+                w: *w,
+            },
+            ClientRequest::Delete { key, context, w } => DataOp::Write {
+                key: key.clone(),
+                value: None,
+                context: context.clone(),
+                w: *w,
+            },
+            _ => DataOp::Read { key: Vec::new(), r: None },
+        }
     }
 }

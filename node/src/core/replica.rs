@@ -110,7 +110,8 @@ impl Replica<'_> {
             PeerRequest::Exchange { .. }
             | PeerRequest::Hint { .. }
             | PeerRequest::Table { .. }
-            | PeerRequest::Repl(_) => {
+            | PeerRequest::Repl(_)
+            | PeerRequest::Forward(_) => {
                 Ok(PeerReply::Failed("not a replica request".into()))
             }
         }

@@ -175,6 +175,6 @@ impl Replication {
 }
 
 /// Milliseconds of a duration, saturating.
-pub(super) fn ms(d: std::time::Duration) -> u64 {
+pub fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -737,7 +737,7 @@ impl Replication {
 }
 
 /// The read answer for a stored record.
-pub(super) fn read_result(record: Option<Record>, replied: usize) -> ReadResult {
+pub fn read_result(record: Option<Record>, replied: usize) -> ReadResult {
     let Some(record) = record else {
         return ReadResult {
             replied: u8::try_from(replied).unwrap_or(u8::MAX),

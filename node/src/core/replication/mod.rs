@@ -31,7 +31,9 @@ use super::{Effect, View};
 use crate::proto::{ClientError, PeerReply, PeerRequest};
 use election::Candidacy;
 use leader::Leader;
+pub use election::ms as millis;
 pub use info::{ReplicaInfo, ShardInfo};
+pub use leader::read_result;
 pub use log::{Backlog, ShardMeta};
 use msg::{ReplReply, ReplRequest};
 
