@@ -1,6 +1,6 @@
 //! `ringctl`: the one ringkv binary. It serves a node, talks to a cluster (put, get, del,
-//! members, ring), inspects and repairs one node's replicas (inspect, status, repair), makes
-//! certificates, runs a local multi-process cluster and benchmarks.
+//! members, ring), inspects and repairs one node's replicas (inspect, status, repair), manages
+//! the range table (range set/list), makes certificates, runs a local multi-process cluster and benchmarks.
 //!
 //! The binary is thin: every command is a few calls into the `ringkv` library plus argument
 //! parsing and output. Errors end as one `error: ...` line on stderr and a non-zero status.
@@ -12,6 +12,7 @@ mod cluster;
 mod inspect;
 mod ops;
 mod output;
+mod range;
 mod repair;
 mod serve;
 mod signal;
@@ -79,6 +80,9 @@ enum Command {
     Status(status::StatusArgs),
     /// Run an anti-entropy round on a node now and follow it to the end.
     Repair(repair::RepairArgs),
+    /// Choose which key prefixes run in primary mode (the cluster's range table).
+    #[command(subcommand)]
+    Range(range::RangeCommand),
     /// Make the cluster's certificates.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
@@ -90,7 +94,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse().and_then(Cli::checked) {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
@@ -140,6 +144,17 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
+impl Cli {
+    /// Checks across flags that clap cannot express, as usage errors.
+    fn checked(self) -> Result<Self, clap::Error> {
+        if let Command::Range(range::RangeCommand::Set(a)) = &self.command {
+            a.mode()
+                .map_err(|m| clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, m))?;
+        }
+        Ok(self)
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = cli.global;
     match cli.command {
@@ -152,6 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(a) => inspect::run(&g, a).await,
         Command::Status(a) => status::run(&g, a).await,
         Command::Repair(a) => repair::run(&g, a).await,
+        Command::Range(c) => range::run(&g, c).await,
         Command::Certs(c) => certs::run(&g, c),
         Command::Cluster(c) => cluster::run(&g, c).await,
         Command::Bench(a) => bench::run(&g, a).await,

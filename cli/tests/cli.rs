@@ -231,6 +231,8 @@ fn client_commands_name_a_missing_certs_dir() {
         &["inspect", "k"],
         &["status"],
         &["repair"],
+        &["range", "list"],
+        &["range", "set", "--prefix", "p", "--mode", "primary"],
     ] {
         let mut all = args.to_vec();
         all.extend(["--certs", path(&missing)]);
@@ -322,6 +324,73 @@ fn inspect_status_and_repair_check_their_arguments() {
         assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
         let line = run.failed_with_one_error_line();
         assert!(line.contains(mentions), "{args:?}: {line}");
+    }
+}
+
+#[test]
+fn range_set_checks_its_arguments_before_dialling() {
+    let set = ["range", "set", "--prefix", "p"];
+    for (extra, mentions) in [
+        (
+            &["--mode", "quorum", "--sync-replicas", "2"][..],
+            "--sync-replicas",
+        ),
+        (
+            &[
+                "--mode",
+                "quorum",
+                "--read-from",
+                "any",
+                "--topology",
+                "chain",
+            ],
+            "--read-from, --topology only apply to --mode primary",
+        ),
+        (&["--mode", "primary", "--sync-replicas", "0"], "none"),
+        (
+            &["--mode", "primary", "--sync-replicas", "all"],
+            "--sync-replicas",
+        ),
+        (
+            &["--mode", "primary", "--read-from", "nearest"],
+            "--read-from",
+        ),
+        (&["--mode", "primary", "--topology", "ring"], "--topology"),
+        (&["--mode", "master"], "--mode"),
+        (&[], "--mode"),
+    ] {
+        let args: Vec<&str> = set.iter().chain(extra).copied().collect();
+        let run = ringctl(&args);
+        assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+        let line = run.failed_with_one_error_line();
+        assert!(line.contains(mentions), "{args:?}: {line}");
+    }
+    let run = ringctl(&["range", "set", "--mode", "primary"]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.failed_with_one_error_line().contains("--prefix"));
+    let run = ringctl(&["range", "list", "extra"]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.failed_with_one_error_line().contains("'extra'"));
+}
+
+#[test]
+fn help_of_range_set_names_its_flags_and_values() {
+    let run = ringctl(&["range", "set", "--help"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    for flag in [
+        "--prefix",
+        "--mode",
+        "--sync-replicas",
+        "--read-from",
+        "--topology",
+        "majority",
+        "replica",
+        "chain",
+    ] {
+        assert!(
+            run.stdout.contains(flag),
+            "{flag} missing from range set help"
+        );
     }
 }
 

@@ -123,7 +123,10 @@ pub trait Api {
     /// Set the mode of the keys under `prefix` across the cluster (the node stamps the rule
     /// and spreads it); answers the node's range table afterwards.
     async fn range_set(&self, prefix: Vec<u8>, mode: Mode) -> Result<Vec<RuleRow>, Error> {
-        match self.request(ClientRequest::RangeSet { prefix, mode }).await? {
+        match self
+            .request(ClientRequest::RangeSet { prefix, mode })
+            .await?
+        {
             ClientResponse::RangeTable(rows) => Ok(rows),
             other => Err(unexpected(other)),
         }
