@@ -9,6 +9,7 @@ mod args;
 mod bench;
 mod certs;
 mod cluster;
+mod info;
 mod inspect;
 mod ops;
 mod output;
@@ -80,6 +81,9 @@ enum Command {
     Status(status::StatusArgs),
     /// Run an anti-entropy round on a node now and follow it to the end.
     Repair(repair::RepairArgs),
+    /// Show a node's primary-mode replication state.
+    #[command(subcommand)]
+    Info(info::InfoCommand),
     /// Choose which key prefixes run in primary mode (the cluster's range table).
     #[command(subcommand)]
     Range(range::RangeCommand),
@@ -168,6 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(a) => status::run(&g, a).await,
         Command::Repair(a) => repair::run(&g, a).await,
         Command::Range(c) => range::run(&g, c).await,
+        Command::Info(c) => info::run(&g, c).await,
         Command::Certs(c) => certs::run(&g, c),
         Command::Cluster(c) => cluster::run(&g, c).await,
         Command::Bench(a) => bench::run(&g, a).await,

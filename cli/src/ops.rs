@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use ringkv::hlc::Timestamp;
 use ringkv::net::{TlsMaterial, TransportConfig};
-use ringkv::proto::{MemberRow, ReadResult, RingInfo, WriteResult};
+use ringkv::proto::{ClientRequest, ClientResponse, MemberRow, ReadResult, RingInfo, WriteResult};
 use ringkv::version::Context;
 use ringkv::{Api, Client, ReadOptions, WriteOptions};
 use serde::Serialize;
@@ -35,6 +35,10 @@ pub struct PutArgs {
     /// Context token from an earlier `get`: the write replaces exactly what that read saw.
     #[arg(long, value_parser = args::context)]
     pub context: Option<Context>,
+    /// Primary mode: have this node serve the write itself, never forward it to the key's
+    /// primary (a replica answers READONLY, as a Redis replica does).
+    #[arg(long)]
+    pub direct: bool,
 }
 
 /// `ringctl get KEY`.
@@ -45,6 +49,10 @@ pub struct GetArgs {
     /// Replies to wait for (the node's default R when absent).
     #[arg(long = "r", value_parser = clap::value_parser!(u8).range(1..))]
     pub r: Option<u8>,
+    /// Primary mode: read this node's own copy (possibly behind the primary) instead of
+    /// forwarding to the key's primary.
+    #[arg(long)]
+    pub direct: bool,
 }
 
 /// `ringctl del KEY`.
@@ -112,10 +120,23 @@ pub async fn put(g: &Global, a: PutArgs) -> anyhow::Result<ExitCode> {
         w: a.w,
         context: a.context,
     };
-    let written = client
-        .put(a.key.clone().into_bytes(), a.value.into_bytes(), opts)
-        .await
-        .with_context(|| format!("put {:?} via {}", a.key, client.node()))?;
+    let (key, value) = (a.key.clone().into_bytes(), a.value.into_bytes());
+    let written = if a.direct {
+        let req = ClientRequest::Put {
+            key,
+            value,
+            context: opts.context,
+            w: opts.w,
+        };
+        match client.request(ClientRequest::Direct(Box::new(req))).await {
+            Ok(ClientResponse::Written(w)) => Ok(w),
+            Ok(other) => Err(ringkv::Error::Unexpected(format!("{other:?}"))),
+            Err(e) => Err(e),
+        }
+    } else {
+        client.put(key, value, opts).await
+    }
+    .with_context(|| format!("put {:?} via {}", a.key, client.node()))?;
     print_written(g.output, &a.key, &written)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -156,10 +177,18 @@ fn print_written(format: OutputFormat, key: &str, w: &WriteResult) -> anyhow::Re
 /// `ringctl get`: exit status 1 and `not found` on stderr when the key has no live value.
 pub async fn get(g: &Global, a: GetArgs) -> anyhow::Result<ExitCode> {
     let client = connect(g).await?;
-    let read = client
-        .get(a.key.clone().into_bytes(), ReadOptions { r: a.r })
-        .await
-        .with_context(|| format!("get {:?} via {}", a.key, client.node()))?;
+    let key = a.key.clone().into_bytes();
+    let read = if a.direct {
+        let req = ClientRequest::Get { key, r: a.r };
+        match client.request(ClientRequest::Direct(Box::new(req))).await {
+            Ok(ClientResponse::Got(r)) => Ok(r),
+            Ok(other) => Err(ringkv::Error::Unexpected(format!("{other:?}"))),
+            Err(e) => Err(e),
+        }
+    } else {
+        client.get(key, ReadOptions { r: a.r }).await
+    }
+    .with_context(|| format!("get {:?} via {}", a.key, client.node()))?;
     match g.output {
         OutputFormat::Text => output::emit(&read_text(&read))?,
         OutputFormat::Json => output::emit_json(&ReadJson::new(&a.key, &read))?,

@@ -1,5 +1,6 @@
 //! The operations a [`Node`](crate::Node) and a [`Client`](crate::Client) both offer.
 
+use crate::core::replication::ShardInfo;
 use crate::proto::{
     ClientRequest, ClientResponse, InspectResult, MemberRow, ReadResult, RepairProgress, RingInfo,
     RuleRow, StatusReport, WriteResult,
@@ -128,6 +129,15 @@ pub trait Api {
             .await?
         {
             ClientResponse::RangeTable(rows) => Ok(rows),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Replication state of the node's primary-mode shards (all, or the one holding `key`), as
+    /// Redis `INFO replication` shows a master's.
+    async fn replication(&self, key: Option<Vec<u8>>) -> Result<Vec<ShardInfo>, Error> {
+        match self.request(ClientRequest::Replication { key }).await? {
+            ClientResponse::Replication(rows) => Ok(rows),
             other => Err(unexpected(other)),
         }
     }

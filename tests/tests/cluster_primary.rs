@@ -1,0 +1,141 @@
+//! Primary mode across real processes: a prefix set to primary with majority sync is served by
+//! one primary per shard, other nodes forward to it, a replica refuses a direct write with
+//! READONLY, and after the primary is killed a replica takes over with every acknowledged
+//! write; the old primary comes back as a replica and resyncs.
+
+use std::time::Duration;
+
+use ringkv_tests::{poll, serial, Cluster};
+use serde_json::Value;
+
+/// Bound on a rule spreading, an election, or a failover.
+const WITHIN: Duration = Duration::from_secs(20);
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Run ringctl on node `i`: stdout on success, stderr on failure.
+fn run(cluster: &Cluster, i: usize, args: &[&str]) -> Result<String, String> {
+    let out = cluster.ringctl(i, args).map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+/// Put until it is acknowledged (an election may be under way).
+fn put(cluster: &Cluster, i: usize, key: &str, value: &str) {
+    let mut last = String::new();
+    let done = poll(WITHIN, || match run(cluster, i, &["put", key, value]) {
+        Ok(_) => Some(()),
+        Err(e) => {
+            last = e;
+            None
+        }
+    });
+    assert!(done.is_some(), "put {key}={value} via node {} never acknowledged: {last}", i + 1);
+}
+
+fn get(cluster: &Cluster, i: usize, key: &str) -> String {
+    let mut last = String::new();
+    poll(WITHIN, || match run(cluster, i, &["get", key]) {
+        Ok(out) => Some(out.trim().to_string()),
+        Err(e) => {
+            last = e;
+            None
+        }
+    })
+    .unwrap_or_else(|| panic!("get {key} via node {} failed: {last}", i + 1))
+}
+
+/// Node `i`'s view of the shard holding `key`.
+fn shard(cluster: &Cluster, i: usize, key: &str) -> Option<Value> {
+    let out = run(cluster, i, &["-o", "json", "info", "replication", "--key", key]).ok()?;
+    let doc: Value = serde_json::from_str(&out).ok()?;
+    doc.as_array()?.first().cloned()
+}
+
+fn index_of(cluster: &Cluster, name: &str) -> usize {
+    cluster
+        .nodes
+        .iter()
+        .position(|n| n.name == name)
+        .unwrap_or_else(|| panic!("no node {name}"))
+}
+
+#[test]
+fn a_primary_range_fails_over_without_losing_majority_writes() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3).unwrap();
+    let key = "acct:alice";
+    run(
+        &cluster,
+        0,
+        &["range", "set", "--prefix", "acct:", "--mode", "primary", "--sync-replicas", "majority"],
+    )
+    .unwrap();
+    for i in 0..3 {
+        poll(WITHIN, || {
+            run(&cluster, i, &["range", "list"]).ok().filter(|t| t.contains("acct:"))
+        })
+        .unwrap_or_else(|| panic!("node {} never learned the rule", i + 1));
+    }
+
+    // Written through a node that is not necessarily the primary: forwarded.
+    put(&cluster, 2, key, "1");
+    assert!(get(&cluster, 1, key).contains('1'));
+
+    // The primary and its replicas, as the primary reports them.
+    let owner = shard(&cluster, 0, key).expect("node 1 knows the shard");
+    let primary = owner["primary"].as_str().expect("a primary is known").to_string();
+    let p = index_of(&cluster, &primary);
+    let info = poll(WITHIN, || {
+        shard(&cluster, p, key).filter(|s| {
+            s["role"] == "primary"
+                && s["replicas"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().all(|r| r["state"] == "online"))
+        })
+    })
+    .expect("the primary shows both replicas online");
+    let epoch = info["epoch"].as_u64().unwrap();
+
+    // A replica asked to write without forwarding answers READONLY.
+    let replica = (0..3).find(|i| *i != p).unwrap();
+    let refused = run(&cluster, replica, &["put", "--direct", key, "x"]).unwrap_err();
+    assert!(refused.contains("READONLY"), "{refused}");
+
+    for v in 2..=5 {
+        put(&cluster, replica, key, &v.to_string());
+    }
+
+    // Kill the primary: a replica takes over under a newer epoch with every acknowledged write.
+    cluster.nodes[p].kill();
+    put(&cluster, replica, key, "6");
+    let read = get(&cluster, replica, key);
+    assert!(read.contains('6'), "{read}");
+    let survivor = shard(&cluster, replica, key).unwrap();
+    let new_primary = survivor["primary"].as_str().unwrap().to_string();
+    assert_ne!(new_primary, primary);
+    let np = index_of(&cluster, &new_primary);
+    let promoted = shard(&cluster, np, key).unwrap();
+    assert!(promoted["epoch"].as_u64().unwrap() > epoch, "{promoted}");
+
+    // The old primary returns as a replica and catches up.
+    let seed = cluster.nodes[np].addr;
+    cluster.restart(p, &[seed]).unwrap();
+    poll(WITHIN, || {
+        shard(&cluster, np, key).filter(|s| {
+            s["replicas"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["name"] == primary.as_str() && r["state"] == "online"))
+        })
+    })
+    .expect("the old primary follows the new one");
+    let back = poll(WITHIN, || {
+        run(&cluster, p, &["get", "--direct", key]).ok().filter(|t| t.contains('6'))
+    });
+    assert!(back.is_some(), "the old primary's copy caught up");
+}
