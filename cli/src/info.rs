@@ -69,7 +69,9 @@ fn text(rows: &[ShardInfo]) -> String {
             let _ = writeln!(s, "primary_last_heard_s:{:.1}", silent as f64 / 1000.0);
         }
         for (i, rep) in r.replicas.iter().enumerate() {
-            let lag = rep.lag_ms.map_or("-".into(), |l| format!("{:.1}", l as f64 / 1000.0));
+            let lag = rep
+                .lag_ms
+                .map_or("-".into(), |l| format!("{:.1}", l as f64 / 1000.0));
             let _ = writeln!(
                 s,
                 "replica{i}:name={},state={},offset={},lag={lag}",

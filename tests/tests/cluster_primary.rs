@@ -35,7 +35,11 @@ fn put(cluster: &Cluster, i: usize, key: &str, value: &str) {
             None
         }
     });
-    assert!(done.is_some(), "put {key}={value} via node {} never acknowledged: {last}", i + 1);
+    assert!(
+        done.is_some(),
+        "put {key}={value} via node {} never acknowledged: {last}",
+        i + 1
+    );
 }
 
 fn get(cluster: &Cluster, i: usize, key: &str) -> String {
@@ -52,7 +56,12 @@ fn get(cluster: &Cluster, i: usize, key: &str) -> String {
 
 /// Node `i`'s view of the shard holding `key`.
 fn shard(cluster: &Cluster, i: usize, key: &str) -> Option<Value> {
-    let out = run(cluster, i, &["-o", "json", "info", "replication", "--key", key]).ok()?;
+    let out = run(
+        cluster,
+        i,
+        &["-o", "json", "info", "replication", "--key", key],
+    )
+    .ok()?;
     let doc: Value = serde_json::from_str(&out).ok()?;
     doc.as_array()?.first().cloned()
 }
@@ -73,12 +82,23 @@ fn a_primary_range_fails_over_without_losing_majority_writes() {
     run(
         &cluster,
         0,
-        &["range", "set", "--prefix", "acct:", "--mode", "primary", "--sync-replicas", "majority"],
+        &[
+            "range",
+            "set",
+            "--prefix",
+            "acct:",
+            "--mode",
+            "primary",
+            "--sync-replicas",
+            "majority",
+        ],
     )
     .unwrap();
     for i in 0..3 {
         poll(WITHIN, || {
-            run(&cluster, i, &["range", "list"]).ok().filter(|t| t.contains("acct:"))
+            run(&cluster, i, &["range", "list"])
+                .ok()
+                .filter(|t| t.contains("acct:"))
         })
         .unwrap_or_else(|| panic!("node {} never learned the rule", i + 1));
     }
@@ -89,7 +109,10 @@ fn a_primary_range_fails_over_without_losing_majority_writes() {
 
     // The primary and its replicas, as the primary reports them.
     let owner = shard(&cluster, 0, key).expect("node 1 knows the shard");
-    let primary = owner["primary"].as_str().expect("a primary is known").to_string();
+    let primary = owner["primary"]
+        .as_str()
+        .expect("a primary is known")
+        .to_string();
     let p = index_of(&cluster, &primary);
     let info = poll(WITHIN, || {
         shard(&cluster, p, key).filter(|s| {
@@ -128,14 +151,17 @@ fn a_primary_range_fails_over_without_losing_majority_writes() {
     cluster.restart(p, &[seed]).unwrap();
     poll(WITHIN, || {
         shard(&cluster, np, key).filter(|s| {
-            s["replicas"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|r| r["name"] == primary.as_str() && r["state"] == "online"))
+            s["replicas"].as_array().is_some_and(|r| {
+                r.iter()
+                    .any(|r| r["name"] == primary.as_str() && r["state"] == "online")
+            })
         })
     })
     .expect("the old primary follows the new one");
     let back = poll(WITHIN, || {
-        run(&cluster, p, &["get", "--direct", key]).ok().filter(|t| t.contains('6'))
+        run(&cluster, p, &["get", "--direct", key])
+            .ok()
+            .filter(|t| t.contains('6'))
     });
     assert!(back.is_some(), "the old primary's copy caught up");
 }

@@ -30,10 +30,10 @@ pub use antientropy::AE_CALL_BIT;
 pub use coordinator::{CallId, ClientId, OpId};
 pub use gc::GC_CALL_BIT;
 pub use hints::HINT_CALL_BIT;
-pub use replica::{load, Change, Replica, ReplicaError};
-pub use table::TABLE_CALL_BIT;
 pub use primary::FORWARD_CALL_BIT;
+pub use replica::{load, Change, Replica, ReplicaError};
 pub use replication::REPL_CALL_BIT;
+pub use table::TABLE_CALL_BIT;
 pub use transfer::TRANSFER_CALL_BIT;
 
 use crate::config::CoreConfig;
@@ -396,7 +396,12 @@ impl NodeCore {
                 ..
             } => {
                 let client = self.forwards.accept(id);
-                self.client(now_ms, client, ClientRequest::Direct(Box::new(req)), &mut out);
+                self.client(
+                    now_ms,
+                    client,
+                    ClientRequest::Direct(Box::new(req)),
+                    &mut out,
+                );
             }
             Input::PeerRequest {
                 id,
@@ -417,7 +422,8 @@ impl NodeCore {
                 out.push(Effect::Respond {
                     id,
                     reply: PeerReply::Failed(
-                        "the key is under a primary prefix: its writes go through the primary".into(),
+                        "the key is under a primary prefix: its writes go through the primary"
+                            .into(),
                     ),
                     sync: false,
                 });
@@ -1153,7 +1159,10 @@ impl DataOp {
     /// callers never pass).
     fn of(req: &ClientRequest) -> Self {
         match req {
-            ClientRequest::Get { key, r } => DataOp::Read { key: key.clone(), r: *r },
+            ClientRequest::Get { key, r } => DataOp::Read {
+                key: key.clone(),
+                r: *r,
+            },
             ClientRequest::Put {
                 key,
                 value,
@@ -1171,7 +1180,10 @@ impl DataOp {
                 context: context.clone(),
                 w: *w,
             },
-            _ => DataOp::Read { key: Vec::new(), r: None },
+            _ => DataOp::Read {
+                key: Vec::new(),
+                r: None,
+            },
         }
     }
 }

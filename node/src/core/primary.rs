@@ -43,7 +43,8 @@ impl Forwards {
         for effect in out.iter_mut() {
             if let Effect::Reply { id, result } = effect {
                 if let Some(inbound) = self.inbound.remove(id) {
-                    let result = std::mem::replace(result, Err(ClientError::Unavailable(String::new())));
+                    let result =
+                        std::mem::replace(result, Err(ClientError::Unavailable(String::new())));
                     *effect = Effect::Respond {
                         id: inbound,
                         reply: PeerReply::Forwarded(result),
@@ -55,7 +56,12 @@ impl Forwards {
     }
 
     /// The primary answered (or the call failed).
-    pub fn on_reply(&mut self, call: CallId, reply: Result<PeerReply, String>, out: &mut Vec<Effect>) {
+    pub fn on_reply(
+        &mut self,
+        call: CallId,
+        reply: Result<PeerReply, String>,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(id) = self.out.remove(&call) else {
             return;
         };
@@ -64,7 +70,9 @@ impl Forwards {
             Ok(PeerReply::Failed(e)) | Err(e) => Err(ClientError::Unavailable(format!(
                 "the key's primary did not answer ({e}); retry"
             ))),
-            Ok(other) => Err(ClientError::Unavailable(format!("unexpected answer {other:?}"))),
+            Ok(other) => Err(ClientError::Unavailable(format!(
+                "unexpected answer {other:?}"
+            ))),
         };
         out.push(Effect::Reply { id, result });
     }
@@ -117,9 +125,7 @@ impl NodeCore {
         let read = matches!(req, ClientRequest::Get { .. });
         // A replica answers from its own copy when reads may be stale, or when the client asked
         // this node alone.
-        let serve_here = read
-            && replica_here
-            && (direct || opts.read_from != ReadFrom::Primary);
+        let serve_here = read && replica_here && (direct || opts.read_from != ReadFrom::Primary);
         if serve_here {
             let result = load(ctx.view.store, ringkv_ring::token(&key), &key)
                 .map(|rec| ClientResponse::Got(replication::read_result(rec, 1)))

@@ -111,9 +111,7 @@ impl Replica<'_> {
             | PeerRequest::Hint { .. }
             | PeerRequest::Table { .. }
             | PeerRequest::Repl(_)
-            | PeerRequest::Forward(_) => {
-                Ok(PeerReply::Failed("not a replica request".into()))
-            }
+            | PeerRequest::Forward(_) => Ok(PeerReply::Failed("not a replica request".into())),
         }
     }
 

@@ -97,7 +97,8 @@ pub(super) fn handle(
             if let Some(fenced) = follow(st, ctx, id, from, epoch)? {
                 return Ok((fenced, false));
             }
-            let (items, next) = collect(ctx.view.ring, ctx.view.store, ctx.primary_key, id, cursor)?;
+            let (items, next) =
+                collect(ctx.view.ring, ctx.view.store, ctx.primary_key, id, cursor)?;
             Ok((ReplReply::Collected { items, next }, false))
         }
     }
@@ -229,7 +230,11 @@ fn replace_span(
         after = Some((last.token, last.key.clone()));
         for e in &page {
             let here = (e.token, e.key.clone());
-            if span.upto.as_ref().is_some_and(|u| ring_order(span.start, &here) > ring_order(span.start, u)) {
+            if span
+                .upto
+                .as_ref()
+                .is_some_and(|u| ring_order(span.start, &here) > ring_order(span.start, u))
+            {
                 break 'scan;
             }
             if primary_key(&e.key) && !keep.contains(&(e.token, e.key.as_slice())) {
@@ -280,7 +285,8 @@ pub(super) fn collect(
         for e in page {
             cursor.after = Some((e.token, e.key.clone()));
             if primary_key(&e.key) {
-                let record = decode_record(&e.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let record =
+                    decode_record(&e.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 items.push((e.token, e.key, record));
             }
         }

@@ -77,7 +77,9 @@ impl Replication {
                             .map(|(name, f)| {
                                 let lag = (f.heard_ms > 0).then(|| now.saturating_sub(f.heard_ms));
                                 let state = match f.state {
-                                    SyncState::Stream if lag.is_some_and(|l| l < timeout) => "online",
+                                    SyncState::Stream if lag.is_some_and(|l| l < timeout) => {
+                                        "online"
+                                    }
                                     SyncState::Stream => "offline",
                                     SyncState::Probe if f.heard_ms == 0 => "offline",
                                     SyncState::Probe => "probing",
@@ -97,7 +99,8 @@ impl Replication {
                 };
                 ShardInfo {
                     shard: id.clone(),
-                    ranges: u32::try_from(shard_ranges(ctx.view.ring, id).len()).unwrap_or(u32::MAX),
+                    ranges: u32::try_from(shard_ranges(ctx.view.ring, id).len())
+                        .unwrap_or(u32::MAX),
                     role: role.into(),
                     epoch: st.meta.promised,
                     primary: st.primary.clone(),

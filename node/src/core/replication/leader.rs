@@ -178,7 +178,12 @@ impl Shard {
 
 impl Replication {
     /// Whether this node may take a write for `key` now; why not otherwise.
-    pub fn admit_write(&mut self, ctx: &Ctx<'_>, key: &[u8], need: usize) -> Result<(), ClientError> {
+    pub fn admit_write(
+        &mut self,
+        ctx: &Ctx<'_>,
+        key: &[u8],
+        need: usize,
+    ) -> Result<(), ClientError> {
         let id = Self::shard_of(ctx.view.ring, key);
         let config = self.config.clone();
         let st = self.shard(ctx, &id)?;
@@ -254,7 +259,9 @@ impl Replication {
             }
             Err(e) => out.push(Effect::Reply {
                 id: client,
-                result: Err(ClientError::Unavailable(format!("cannot log the write: {e}"))),
+                result: Err(ClientError::Unavailable(format!(
+                    "cannot log the write: {e}"
+                ))),
             }),
         }
     }
@@ -362,7 +369,15 @@ impl Replication {
     }
 
     /// This node's store synced the log up to `offset`.
-    pub(super) fn on_flushed(&mut self, ctx: &Ctx<'_>, id: &[String], epoch: u64, offset: u64, ok: bool, out: &mut Vec<Effect>) {
+    pub(super) fn on_flushed(
+        &mut self,
+        ctx: &Ctx<'_>,
+        id: &[String],
+        epoch: u64,
+        offset: u64,
+        ok: bool,
+        out: &mut Vec<Effect>,
+    ) {
         if let Some(Role::Primary(leader)) = self.shards.get_mut(id).map(|s| &mut s.role) {
             if leader.epoch == epoch {
                 leader.flushing = false;
@@ -387,7 +402,11 @@ impl Replication {
                 late
             };
             for w in late {
-                let ok = leader.followers.values().filter(|f| f.acked >= w.offset).count();
+                let ok = leader
+                    .followers
+                    .values()
+                    .filter(|f| f.acked >= w.offset)
+                    .count();
                 out.push(Effect::Reply {
                     id: w.client,
                     result: Err(ClientError::QuorumFailed {
@@ -399,7 +418,8 @@ impl Replication {
                     }),
                 });
             }
-            let (late, keep): (Vec<_>, Vec<_>) = leader.reads.drain(..).partition(|r| now >= r.deadline_ms);
+            let (late, keep): (Vec<_>, Vec<_>) =
+                leader.reads.drain(..).partition(|r| now >= r.deadline_ms);
             leader.reads = keep;
             for r in late {
                 out.push(Effect::Reply {
@@ -439,7 +459,14 @@ impl Replication {
                 f.state = snapshot_start(meta);
             }
             let req = match &f.state {
-                SyncState::Probe => Some(append(meta, leader.epoch, meta.offset, Vec::new(), commit, id)),
+                SyncState::Probe => Some(append(
+                    meta,
+                    leader.epoch,
+                    meta.offset,
+                    Vec::new(),
+                    commit,
+                    id,
+                )),
                 SyncState::Stream => {
                     let due = f.acked < meta.offset
                         || f.round < leader.round
@@ -468,8 +495,12 @@ impl Replication {
                 f.in_flight = Some(now);
                 f.sent_round = leader.round;
                 let kind = match req {
-                    ReplRequest::Collect { .. } => CallKind::Collect { epoch: leader.epoch },
-                    ReplRequest::Snapshot { .. } => CallKind::Snapshot { epoch: leader.epoch },
+                    ReplRequest::Collect { .. } => CallKind::Collect {
+                        epoch: leader.epoch,
+                    },
+                    ReplRequest::Snapshot { .. } => CallKind::Snapshot {
+                        epoch: leader.epoch,
+                    },
                     _ => CallKind::Append {
                         epoch: leader.epoch,
                         round: leader.round,
@@ -692,7 +723,11 @@ impl Replication {
         let commit = leader.commit(n);
         st.commit = commit;
         while let Some(w) = leader.waiting.front() {
-            let acks = leader.followers.values().filter(|f| f.acked >= w.offset).count();
+            let acks = leader
+                .followers
+                .values()
+                .filter(|f| f.acked >= w.offset)
+                .count();
             if leader.durable < w.offset || acks < w.need {
                 // Later writes wait behind it: answers go out in log order.
                 break;
@@ -706,7 +741,13 @@ impl Replication {
             }
         }
         let confirmed = |round: u64| {
-            leader.followers.values().filter(|f| f.round >= round).count() + 1 >= majority(n)
+            leader
+                .followers
+                .values()
+                .filter(|f| f.round >= round)
+                .count()
+                + 1
+                >= majority(n)
         };
         let ready: Vec<usize> = (0..leader.reads.len())
             .filter(|&i| {
@@ -747,9 +788,7 @@ pub fn read_result(record: Option<Record>, replied: usize) -> ReadResult {
     ReadResult {
         values: live_values(&record)
             .into_iter()
-            .filter_map(|s| {
-                s.value.clone().map(|data| Value { data, ts: s.ts })
-            })
+            .filter_map(|s| s.value.clone().map(|data| Value { data, ts: s.ts }))
             .collect(),
         context: Context(record.join()),
         replied: u8::try_from(replied).unwrap_or(u8::MAX),
@@ -824,7 +863,10 @@ fn snapshot_page(
     let ranges = shard_ranges(ctx.view.ring, id);
     let (items, span, done) = match ranges.get(*range) {
         Some(&(start, end)) => {
-            let page = ctx.view.store.scan(start, end, after.clone(), SNAPSHOT_PAGE)?;
+            let page = ctx
+                .view
+                .store
+                .scan(start, end, after.clone(), SNAPSHOT_PAGE)?;
             let full = page.len() == SNAPSHOT_PAGE;
             let upto = if full {
                 page.last().map(|e| (e.token, e.key.clone()))
@@ -834,7 +876,8 @@ fn snapshot_page(
             let mut items = Vec::new();
             for e in page {
                 if (ctx.primary_key)(&e.key) {
-                    let record = decode_record(&e.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    let record =
+                        decode_record(&e.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     items.push((e.token, e.key, record));
                 }
             }

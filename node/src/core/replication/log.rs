@@ -123,7 +123,10 @@ impl Backlog {
     /// Whether a node at `offset` can be sent what follows from here (`head` is the log's
     /// last offset).
     pub fn covers(&self, offset: u64, head: u64) -> bool {
-        offset == head || self.first().is_some_and(|f| offset + 1 >= f && offset <= head)
+        offset == head
+            || self
+                .first()
+                .is_some_and(|f| offset + 1 >= f && offset <= head)
     }
 
     /// Entries after `offset`, at most `max_entries` and about `max_bytes`.
@@ -176,7 +179,11 @@ mod tests {
         assert!(b.covers(2, 5), "a node at 2 needs 3.. which is held");
         assert!(!b.covers(1, 5), "a node at 1 needs 2, evicted");
         assert!(b.covers(5, 5));
-        let got: Vec<u64> = b.since(3, 10, usize::MAX).iter().map(|e| e.offset).collect();
+        let got: Vec<u64> = b
+            .since(3, 10, usize::MAX)
+            .iter()
+            .map(|e| e.offset)
+            .collect();
         assert_eq!(got, vec![4, 5]);
         assert_eq!(b.since(2, 1, usize::MAX).len(), 1, "bounded by count");
         assert_eq!(b.since(2, 10, 1).len(), 1, "bounded by bytes, at least one");
@@ -205,7 +212,10 @@ mod tests {
         };
         assert!(meta.continues(&at("b", 8)));
         assert!(meta.continues(&at("a", 6)));
-        assert!(!meta.continues(&at("a", 7)), "past the old lineage's end: diverged");
+        assert!(
+            !meta.continues(&at("a", 7)),
+            "past the old lineage's end: diverged"
+        );
         assert!(!meta.continues(&at("b", 11)));
         assert!(!meta.continues(&at("", 0)), "never followed: full resync");
     }
@@ -223,6 +233,9 @@ mod tests {
         meta.save(&store, &shard).unwrap();
         assert_eq!(ShardMeta::load(&store, &shard).unwrap(), meta);
         let other = vec!["b".to_string(), "a".to_string()];
-        assert_eq!(ShardMeta::load(&store, &other).unwrap(), ShardMeta::default());
+        assert_eq!(
+            ShardMeta::load(&store, &other).unwrap(),
+            ShardMeta::default()
+        );
     }
 }

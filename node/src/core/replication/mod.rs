@@ -19,6 +19,8 @@ mod info;
 mod leader;
 mod log;
 pub mod msg;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -29,11 +31,11 @@ use ringkv_ring::Ring;
 use super::coordinator::{CallId, ClientId};
 use super::{Effect, View};
 use crate::proto::{ClientError, PeerReply, PeerRequest};
-use election::Candidacy;
-use leader::Leader;
 pub use election::ms as millis;
+use election::Candidacy;
 pub use info::{ReplicaInfo, ShardInfo};
 pub use leader::read_result;
+use leader::Leader;
 pub use log::{Backlog, ShardMeta};
 use msg::{ReplReply, ReplRequest};
 
@@ -201,7 +203,11 @@ impl Replication {
             Some(p) => p.to_string(),
             None => match shard.iter().find(|n| live(n)) {
                 Some(n) => n.clone(),
-                None => return Err(ClientError::Unavailable("no replica of the key is up".into())),
+                None => {
+                    return Err(ClientError::Unavailable(
+                        "no replica of the key is up".into(),
+                    ))
+                }
             },
         };
         if target == me {

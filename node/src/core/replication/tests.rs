@@ -1,0 +1,328 @@
+//! The replica side's rules, one shard on one node: votes, fencing, appends, snapshot pages.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use ringkv_gossip::{GossipConfig, Membership, NodeId};
+use ringkv_ring::{Ring, RingConfig, RingNode};
+
+use super::follower::handle;
+use super::leader::Leader;
+use super::msg::{LogEntry, Position, ReplReply, ReplRequest, SnapshotSpan};
+use super::{Backlog, Ctx, ReplConfig, Role, Shard, ShardMeta};
+use crate::core::View;
+use crate::hlc::Timestamp;
+use crate::store::{MemoryStore, Store};
+use crate::version::{decode_record, DvvSet, Record, Sibling};
+
+struct Node {
+    store: MemoryStore,
+    membership: Membership,
+    ring: Ring,
+    addrs: BTreeMap<String, SocketAddr>,
+}
+
+fn node() -> Node {
+    let me = NodeId {
+        name: "b".into(),
+        addr: ([127, 0, 0, 1], 7002).into(),
+        zone: None,
+        bump: 0,
+    };
+    let nodes = ["a", "b", "c"].map(RingNode::new);
+    Node {
+        store: MemoryStore::new(),
+        membership: Membership::new(me, Vec::new(), GossipConfig::default(), 1).unwrap(),
+        ring: Ring::new(nodes, RingConfig::new(4, 3).unwrap()),
+        addrs: BTreeMap::new(),
+    }
+}
+
+fn primary_key(k: &[u8]) -> bool {
+    k.starts_with(b"p/")
+}
+
+fn ctx(n: &Node, now_ms: u64) -> Ctx<'_> {
+    Ctx {
+        view: View {
+            me: "b",
+            ring: &n.ring,
+            store: &n.store,
+            membership: &n.membership,
+            addrs: &n.addrs,
+            now_ms,
+        },
+        primary_key: &primary_key,
+        durable: true,
+    }
+}
+
+fn shard_id() -> Vec<String> {
+    vec!["a".into(), "b".into(), "c".into()]
+}
+
+fn fresh() -> Shard {
+    Shard {
+        meta: ShardMeta::default(),
+        backlog: Backlog::new(1 << 20),
+        role: Role::Replica,
+        primary: None,
+        heard_ms: 0,
+        commit: 0,
+        run_now: false,
+        retry_ms: 0,
+        partial_syncs: 0,
+        full_syncs: 0,
+        abandoned: Vec::new(),
+    }
+}
+
+fn record(v: &str) -> Record {
+    DvvSet::new(Sibling {
+        value: Some(v.as_bytes().to_vec()),
+        ts: Timestamp::default(),
+        origin: "a".into(),
+    })
+}
+
+fn entry(offset: u64, epoch: u64, key: &str, v: &str) -> LogEntry {
+    LogEntry {
+        offset,
+        epoch,
+        token: ringkv_ring::token(key.as_bytes()),
+        key: key.as_bytes().to_vec(),
+        record: record(v),
+    }
+}
+
+fn vote(epoch: u64, log: (u64, u64)) -> ReplRequest {
+    ReplRequest::Vote {
+        shard: shard_id(),
+        epoch,
+        log_epoch: log.0,
+        offset: log.1,
+    }
+}
+
+fn append(epoch: u64, replid: &str, from: u64, entries: Vec<LogEntry>) -> ReplRequest {
+    ReplRequest::Append {
+        shard: shard_id(),
+        epoch,
+        replid: replid.into(),
+        prev_replid: "old".into(),
+        prev_end: 2,
+        from,
+        entries,
+        commit: 0,
+    }
+}
+
+fn value(n: &Node, key: &str) -> Option<Vec<u8>> {
+    let bytes = n
+        .store
+        .get(ringkv_ring::token(key.as_bytes()), key.as_bytes())
+        .unwrap()?;
+    decode_record(&bytes).unwrap().values()[0].value.clone()
+}
+
+#[test]
+fn one_vote_per_epoch_never_for_a_candidate_behind_and_kept_across_restarts() {
+    let n = node();
+    let config = ReplConfig::default();
+    let mut st = fresh();
+    st.meta.log_epoch = 1;
+    st.meta.offset = 5;
+    let id = shard_id();
+    let c = ctx(&n, 10_000);
+    let (r, sync) = handle(&mut st, &config, &c, &id, "a", vote(2, (1, 4))).unwrap();
+    assert!(matches!(r, ReplReply::Refused { ahead: true, .. }), "{r:?}");
+    assert!(
+        !sync && st.run_now,
+        "a voter ahead of the candidate stands itself"
+    );
+    let (r, sync) = handle(&mut st, &config, &c, &id, "a", vote(2, (1, 5))).unwrap();
+    assert_eq!(r, ReplReply::Granted);
+    assert!(sync, "the promise is synced before the answer");
+    let (r, _) = handle(&mut st, &config, &c, &id, "c", vote(2, (1, 9))).unwrap();
+    assert!(
+        matches!(r, ReplReply::Refused { promised: 2, .. }),
+        "second vote in epoch 2: {r:?}"
+    );
+    assert_eq!(ShardMeta::load(&n.store, &id).unwrap().promised, 2);
+}
+
+#[test]
+fn a_replica_that_heard_its_primary_within_the_lease_refuses_other_candidates() {
+    let n = node();
+    let config = ReplConfig::default();
+    let mut st = fresh();
+    let id = shard_id();
+    let (r, _) = handle(
+        &mut st,
+        &config,
+        &ctx(&n, 1_000),
+        &id,
+        "a",
+        append(1, "r1", 0, vec![]),
+    )
+    .unwrap();
+    assert!(
+        matches!(r, ReplReply::Behind(_)),
+        "fresh replica asks for a resync: {r:?}"
+    );
+    let (r, _) = handle(&mut st, &config, &ctx(&n, 1_500), &id, "c", vote(2, (0, 0))).unwrap();
+    assert!(
+        matches!(r, ReplReply::Refused { ahead: false, .. }),
+        "{r:?}"
+    );
+    let later = ctx(&n, 1_000 + 1_000 + 1);
+    let (r, _) = handle(&mut st, &config, &later, &id, "c", vote(2, (0, 0))).unwrap();
+    assert_eq!(r, ReplReply::Granted, "the lease ran out");
+}
+
+#[test]
+fn appends_apply_in_order_are_idempotent_and_older_epochs_are_fenced() {
+    let n = node();
+    let config = ReplConfig::default();
+    let mut st = fresh();
+    st.meta.replid = "old".into();
+    st.meta.offset = 2;
+    let id = shard_id();
+    let c = ctx(&n, 1);
+    // Continues the previous lineage (PSYNC2): accepted, the replica takes the new id.
+    let (r, sync) = handle(
+        &mut st,
+        &config,
+        &c,
+        &id,
+        "a",
+        append(3, "r3", 2, vec![entry(3, 3, "p/x", "1")]),
+    )
+    .unwrap();
+    assert_eq!(r, ReplReply::Acked { offset: 3 });
+    assert!(sync);
+    assert_eq!(
+        st.meta.position(),
+        Position {
+            replid: "r3".into(),
+            offset: 3
+        }
+    );
+    assert_eq!(value(&n, "p/x").as_deref(), Some(&b"1"[..]));
+    // A resent batch overlapping what is held applies only the new tail.
+    let batch = vec![entry(3, 3, "p/x", "1"), entry(4, 3, "p/x", "2")];
+    let (r, _) = handle(&mut st, &config, &c, &id, "a", append(3, "r3", 2, batch)).unwrap();
+    assert_eq!(r, ReplReply::Acked { offset: 4 });
+    assert_eq!(value(&n, "p/x").as_deref(), Some(&b"2"[..]));
+    // A gap: the replica says where it stands instead.
+    let (r, _) = handle(
+        &mut st,
+        &config,
+        &c,
+        &id,
+        "a",
+        append(3, "r3", 6, vec![entry(7, 3, "p/x", "9")]),
+    )
+    .unwrap();
+    assert_eq!(
+        r,
+        ReplReply::Behind(Position {
+            replid: "r3".into(),
+            offset: 4
+        })
+    );
+    assert_eq!(value(&n, "p/x").as_deref(), Some(&b"2"[..]));
+    // An old primary is fenced.
+    let (r, _) = handle(
+        &mut st,
+        &config,
+        &c,
+        &id,
+        "c",
+        append(2, "r2", 4, vec![entry(5, 2, "p/x", "old")]),
+    )
+    .unwrap();
+    assert_eq!(r, ReplReply::Fenced { promised: 3 });
+    assert_eq!(value(&n, "p/x").as_deref(), Some(&b"2"[..]));
+}
+
+#[test]
+fn a_snapshot_replaces_the_primary_keys_of_its_span_and_nothing_else() {
+    let n = node();
+    let config = ReplConfig::default();
+    let mut st = fresh();
+    st.meta.replid = "diverged".into();
+    st.meta.offset = 9;
+    let id = shard_id();
+    let put = |k: &str, v: &str| {
+        let bytes = crate::version::encode_record(&record(v)).unwrap();
+        n.store
+            .put(ringkv_ring::token(k.as_bytes()), k.as_bytes(), &bytes)
+            .unwrap();
+    };
+    put("p/stale", "x");
+    put("q/other", "kept");
+    let item = entry(0, 0, "p/new", "v");
+    let page = ReplRequest::Snapshot {
+        shard: id.clone(),
+        epoch: 1,
+        replid: "r1".into(),
+        at: 4,
+        at_epoch: 1,
+        span: SnapshotSpan {
+            start: 0,
+            end: 0,
+            after: None,
+            upto: None,
+        },
+        items: vec![(item.token, item.key, item.record)],
+        done: true,
+    };
+    let (r, _) = handle(&mut st, &config, &ctx(&n, 1), &id, "a", page).unwrap();
+    assert_eq!(r, ReplReply::Acked { offset: 4 });
+    assert_eq!(
+        value(&n, "p/stale"),
+        None,
+        "a primary key the snapshot lacks is dropped"
+    );
+    assert_eq!(value(&n, "p/new").as_deref(), Some(&b"v"[..]));
+    assert_eq!(
+        value(&n, "q/other").as_deref(),
+        Some(&b"kept"[..]),
+        "quorum keys untouched"
+    );
+    assert_eq!(
+        st.meta.position(),
+        Position {
+            replid: "r1".into(),
+            offset: 4
+        }
+    );
+    assert_eq!(st.full_syncs, 1);
+}
+
+#[test]
+fn a_primary_commits_what_a_majority_holds_and_keeps_its_lease_only_with_a_majority() {
+    let mut leader = Leader::new(1, vec!["a".into(), "c".into()], 0);
+    leader.durable = 7;
+    leader.followers.get_mut("a").unwrap().acked = 5;
+    leader.followers.get_mut("c").unwrap().acked = 2;
+    assert_eq!(
+        leader.commit(3),
+        5,
+        "its own 7 and a's 5: a majority holds 5"
+    );
+    assert!(
+        leader.holds_lease(500, 1_000, 3),
+        "the votes count until the first answers"
+    );
+    leader.followers.get_mut("a").unwrap().lease_ms = 1_200;
+    assert!(
+        leader.holds_lease(2_000, 1_000, 3),
+        "a answered a call sent at 1.2 s"
+    );
+    assert!(
+        !leader.holds_lease(2_300, 1_000, 3),
+        "nobody answered within the lease"
+    );
+}
