@@ -269,6 +269,9 @@ pub(super) fn shard_ranges(ring: &Ring, shard: &[String]) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// A key and its record, with its token.
+pub(super) type KeyRecord = (u64, Vec<u8>, Record);
+
 /// One page of the primary-mode keys this node holds in the shard's ranges.
 pub(super) fn collect(
     ring: &Ring,
@@ -276,7 +279,7 @@ pub(super) fn collect(
     primary_key: &dyn Fn(&[u8]) -> bool,
     shard: &[String],
     mut cursor: Cursor,
-) -> Result<(Vec<(u64, Vec<u8>, Record)>, Option<Cursor>), StoreError> {
+) -> Result<(Vec<KeyRecord>, Option<Cursor>), StoreError> {
     let ranges = shard_ranges(ring, shard);
     let mut items = Vec::new();
     while let Some(&(start, end)) = ranges.get(cursor.range as usize) {

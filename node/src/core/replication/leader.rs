@@ -18,6 +18,9 @@ use crate::version::{decode_record, encode_record, live_values, Context, DvvSet,
 /// Keys per snapshot page.
 const SNAPSHOT_PAGE: usize = 256;
 
+/// Where a snapshot goes next: a range index and the last key sent in it.
+pub(super) type SnapshotCursor = (usize, Option<(u64, Vec<u8>)>);
+
 /// How far one replica is, as its primary sees it.
 #[derive(Debug)]
 pub(super) enum SyncState {
@@ -38,7 +41,7 @@ pub(super) enum SyncState {
         /// The last key sent in that range.
         after: Option<(u64, Vec<u8>)>,
         /// Where the page in flight ends: the next cursor, `None` after the last page.
-        next: Option<(usize, Option<(u64, Vec<u8>)>)>,
+        next: Option<SnapshotCursor>,
     },
 }
 
@@ -526,6 +529,7 @@ impl Replication {
     }
 
     /// An append (or probe, or heartbeat) was answered.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_append_reply(
         &mut self,
         ctx: &Ctx<'_>,
