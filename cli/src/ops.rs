@@ -45,6 +45,10 @@ pub struct GetArgs {
     /// Replies to wait for (the node's default R when absent).
     #[arg(long = "r", value_parser = clap::value_parser!(u8).range(1..))]
     pub r: Option<u8>,
+    /// Answer only after every reachable replica replied and the stale ones acknowledged
+    /// their repair; says how many were repaired.
+    #[arg(long)]
+    pub wait_repair: bool,
 }
 
 /// `ringctl del KEY`.
@@ -156,13 +160,20 @@ fn print_written(format: OutputFormat, key: &str, w: &WriteResult) -> anyhow::Re
 /// `ringctl get`: exit status 1 and `not found` on stderr when the key has no live value.
 pub async fn get(g: &Global, a: GetArgs) -> anyhow::Result<ExitCode> {
     let client = connect(g).await?;
+    let opts = ReadOptions {
+        r: a.r,
+        wait_repair: a.wait_repair,
+    };
     let read = client
-        .get(a.key.clone().into_bytes(), ReadOptions { r: a.r })
+        .get(a.key.clone().into_bytes(), opts)
         .await
         .with_context(|| format!("get {:?} via {}", a.key, client.node()))?;
     match g.output {
         OutputFormat::Text => output::emit(&read_text(&read))?,
         OutputFormat::Json => output::emit_json(&ReadJson::new(&a.key, &read))?,
+    }
+    if a.wait_repair && g.output == OutputFormat::Text {
+        output::note(&repaired_text(&read));
     }
     if read.values.is_empty() {
         output::note("not found");
@@ -176,6 +187,17 @@ pub async fn get(g: &Global, a: GetArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a read that waited for its repairs did, for stderr.
+fn repaired_text(read: &ReadResult) -> String {
+    let replicas = |n: u8| if n == 1 { "replica" } else { "replicas" };
+    format!(
+        "{} of {} {} answering repaired",
+        read.repaired,
+        read.replied,
+        replicas(read.replied)
+    )
 }
 
 /// Each value on its own line, decoded lossily as UTF-8.
@@ -192,6 +214,7 @@ struct ReadJson<'a> {
     values: Vec<ValueJson>,
     context: String,
     replied: u8,
+    repaired: u8,
 }
 
 #[derive(Debug, Serialize)]
@@ -215,6 +238,7 @@ impl<'a> ReadJson<'a> {
                 .collect(),
             context: read.context.to_token(),
             replied: read.replied,
+            repaired: read.repaired,
         }
     }
 }
@@ -329,6 +353,7 @@ mod tests {
             values: vec![value(b"one", 1), value(b"tw\xffo", 2)],
             context: Context::default(),
             replied: 2,
+            repaired: 0,
         };
         assert_eq!(read_text(&read), "one\ntw\u{fffd}o\n");
         assert_eq!(read_text(&ReadResult::default()), "");
@@ -340,10 +365,13 @@ mod tests {
             values: vec![value(b"v", 7), value(&[0xff], 8)],
             context: Context::default(),
             replied: 3,
+            repaired: 1,
         };
         let json = serde_json::to_value(ReadJson::new("k", &read)).unwrap();
         assert_eq!(json["key"], "k");
         assert_eq!(json["replied"], 3);
+        assert_eq!(json["repaired"], 1);
+        assert_eq!(repaired_text(&read), "1 of 3 replicas answering repaired");
         assert_eq!(json["context"], Context::default().to_token());
         assert_eq!(json["values"][0]["value"], "v");
         assert_eq!(json["values"][0]["ts"]["millis"], 7);

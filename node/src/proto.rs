@@ -42,6 +42,9 @@ pub enum ClientRequest {
         key: Vec<u8>,
         /// Replies to wait for.
         r: Option<u8>,
+        /// Answer only once every reachable replica replied and the stale ones acknowledged
+        /// the merged record (read repair done before the answer, not after).
+        wait_repair: bool,
     },
     /// Write a value; `context` (from an earlier read) says which versions it replaces.
     Put {
@@ -111,6 +114,21 @@ pub struct InspectResult {
     pub siblings: Vec<InspectSibling>,
     /// The stored version vector.
     pub context: Context,
+    /// Hints this node keeps for the key on behalf of replicas that were down, per owner.
+    pub hints: Vec<InspectHint>,
+}
+
+/// A hint one node keeps for a key, as `ringctl inspect` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectHint {
+    /// The replica the hint is meant for.
+    pub owner: String,
+    /// Wall-clock milliseconds when this node first stored it.
+    pub stored_ms: u64,
+    /// Bytes of the hinted record.
+    pub bytes: u64,
+    /// The hinted record's siblings, tombstones included.
+    pub siblings: Vec<InspectSibling>,
 }
 
 /// One stored version, as `ringctl inspect` shows it.
@@ -194,6 +212,9 @@ pub struct ReadResult {
     pub context: Context,
     /// Replicas that answered.
     pub replied: u8,
+    /// Stale replicas that acknowledged their repair before the answer: always 0 unless the
+    /// read asked to wait for its repairs (a failed repair is not counted).
+    pub repaired: u8,
 }
 
 /// One version of a value.

@@ -14,7 +14,7 @@ use ringkv_ring::Ring;
 use super::coordinator::CallId;
 use super::Effect;
 use crate::config::HintConfig;
-use crate::proto::{HintsPending, PeerReply, PeerRequest};
+use crate::proto::{HintsPending, InspectHint, InspectSibling, PeerReply, PeerRequest};
 use crate::store::{Hint, Store};
 use crate::version::{decode_record, encode_record, Record};
 
@@ -255,6 +255,41 @@ impl Hints {
     }
 }
 
+/// The hints `store` holds for `key`, one per owner, for `ringctl inspect`. One lookup per
+/// owner with hints, and owners are bounded by [`MAX_OWNERS`].
+pub fn held_for(store: &dyn Store, token: u64, key: &[u8]) -> Result<Vec<InspectHint>, String> {
+    let owners = store.hint_owners(MAX_OWNERS).map_err(|e| e.to_string())?;
+    let mut held = Vec::new();
+    for owner in owners {
+        let hint = store
+            .hint_get(&owner.owner, token, key)
+            .map_err(|e| e.to_string())?;
+        if let Some(hint) = hint {
+            let record = decode_record(&hint.value).map_err(|e| e.to_string())?;
+            held.push(InspectHint {
+                owner: hint.owner,
+                stored_ms: hint.stored_ms,
+                bytes: hint.value.len() as u64,
+                siblings: siblings(&record),
+            });
+        }
+    }
+    Ok(held)
+}
+
+/// Every sibling of `record`, tombstones included, as `ringctl inspect` shows them.
+pub fn siblings(record: &Record) -> Vec<InspectSibling> {
+    record
+        .values()
+        .into_iter()
+        .map(|s| InspectSibling {
+            data: s.value.clone(),
+            ts: s.ts,
+            origin: s.origin.clone(),
+        })
+        .collect()
+}
+
 /// Up to `count` live nodes past the preference list in ring order, to stand in for down
 /// replicas (Dynamo's sloppy quorum).
 pub fn fallbacks(
@@ -283,4 +318,50 @@ pub fn fallbacks(
         }
     }
     chosen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Timestamp;
+    use crate::store::MemoryStore;
+    use crate::version::{DvvSet, Sibling};
+
+    fn record(value: Option<&[u8]>, actor: &str) -> Record {
+        let sib = Sibling {
+            value: value.map(<[u8]>::to_vec),
+            ts: Timestamp::default(),
+            origin: actor.into(),
+        };
+        DvvSet::update(&DvvSet::new(sib), &DvvSet::default(), actor)
+    }
+
+    fn keep(hints: &mut Hints, store: &dyn Store, owner: &str, key: &[u8], r: &Record, at: u64) {
+        let token = ringkv_ring::token(key);
+        let reply = hints.keep(store, owner, token, key, r, at);
+        assert_eq!(reply, PeerReply::Replicated);
+    }
+
+    #[test]
+    fn held_for_lists_the_key_s_hints_of_every_owner_and_no_other_key() {
+        let store = MemoryStore::new();
+        let mut hints = Hints::new(HintConfig::default());
+        let (a, b) = (record(Some(b"a"), "n1"), record(None, "n2"));
+        keep(&mut hints, &store, "n3", b"k", &a, 1_000);
+        keep(&mut hints, &store, "n4", b"k", &b, 2_000);
+        keep(&mut hints, &store, "n4", b"other", &a, 3_000);
+        let token = ringkv_ring::token(b"k");
+        let held = held_for(&store, token, b"k").unwrap();
+        assert_eq!(held.len(), 2);
+        assert_eq!((held[0].owner.as_str(), held[0].stored_ms), ("n3", 1_000));
+        assert_eq!(held[0].siblings, siblings(&a));
+        assert_eq!(held[0].siblings[0].data.as_deref(), Some(&b"a"[..]));
+        let bytes = encode_record(&a).unwrap().len() as u64;
+        assert_eq!(held[0].bytes, bytes);
+        assert_eq!((held[1].owner.as_str(), held[1].stored_ms), ("n4", 2_000));
+        assert_eq!(held[1].siblings[0].data, None, "a tombstone");
+        assert!(held_for(&store, ringkv_ring::token(b"none"), b"none")
+            .unwrap()
+            .is_empty());
+    }
 }

@@ -34,12 +34,12 @@ pub use transfer::TRANSFER_CALL_BIT;
 use crate::config::CoreConfig;
 use crate::hlc::Hlc;
 use crate::proto::{
-    ClientError, ClientRequest, ClientResponse, InspectResult, InspectSibling, MemberRow,
-    PeerReply, PeerRequest, RingInfo,
+    ClientError, ClientRequest, ClientResponse, InspectResult, MemberRow, PeerReply, PeerRequest,
+    RingInfo,
 };
 use crate::store::{Durability, Store};
 use antientropy::AntiEntropy;
-use coordinator::{Action, Coordinator, Target, WriteSpec};
+use coordinator::{Action, Coordinator, ReadSpec, Target, WriteSpec};
 use gc::Gc;
 use hints::Hints;
 use transfer::Transfer;
@@ -532,7 +532,15 @@ impl NodeCore {
                 let progress = self.ae.repair(&ctx);
                 return reply(out, id, Ok(ClientResponse::Repair(progress)));
             }
-            ClientRequest::Get { key, r } => DataOp::Read { key, r },
+            ClientRequest::Get {
+                key,
+                r,
+                wait_repair,
+            } => DataOp::Read {
+                key,
+                r,
+                wait_repair,
+            },
             ClientRequest::Put {
                 key,
                 value,
@@ -557,10 +565,18 @@ impl NodeCore {
         let mut actions = Vec::new();
         let q = self.config.quorum;
         let op_id = match op {
-            DataOp::Read { key, r } => {
+            DataOp::Read {
+                key,
+                r,
+                wait_repair,
+            } => {
                 let targets = self.targets(&key, false);
-                let r = r.map_or(q.r, usize::from);
-                self.coordinator.read(id, targets, key, r, &mut actions)
+                let spec = ReadSpec {
+                    key,
+                    r: r.map_or(q.r, usize::from),
+                    wait_repair,
+                };
+                self.coordinator.read(id, targets, spec, &mut actions)
             }
             DataOp::Write {
                 key,
@@ -599,21 +615,16 @@ impl NodeCore {
         let record = load(self.store.as_ref(), token, &key)
             .map_err(|e| ClientError::Unavailable(e.to_string()))?
             .unwrap_or_default();
+        let hints = hints::held_for(self.store.as_ref(), token, &key)
+            .map_err(|e| ClientError::Unavailable(format!("cannot read hints: {e}")))?;
         let me = &self.membership.me().name;
         Ok(InspectResult {
             node: me.clone(),
             replica: self.ring.preference_list(&key).contains(me),
             token,
-            siblings: record
-                .values()
-                .into_iter()
-                .map(|s| InspectSibling {
-                    data: s.value.clone(),
-                    ts: s.ts,
-                    origin: s.origin.clone(),
-                })
-                .collect(),
+            siblings: hints::siblings(&record),
             context: crate::version::Context(record.join()),
+            hints,
         })
     }
 
@@ -626,7 +637,7 @@ impl NodeCore {
             });
         }
         let (key, value, quorum) = match op {
-            DataOp::Read { key, r } => (key, None, r.map(|r| ("r", r))),
+            DataOp::Read { key, r, .. } => (key, None, r.map(|r| ("r", r))),
             DataOp::Write { key, value, w, .. } => (key, value.as_ref(), w.map(|w| ("w", w))),
         };
         if key.is_empty() || key.len() > limits.max_key {
@@ -942,6 +953,7 @@ enum DataOp {
     Read {
         key: Vec<u8>,
         r: Option<u8>,
+        wait_repair: bool,
     },
     Write {
         key: Vec<u8>,
