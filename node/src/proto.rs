@@ -147,7 +147,8 @@ pub struct InspectSibling {
 pub struct StatusReport {
     /// The node answering.
     pub node: String,
-    /// Per range this node replicates.
+    /// Per range this node replicates, and per range it keeps hints in without replicating it
+    /// (`replica: false`), in ring order.
     pub ranges: Vec<RangeStatus>,
     /// Progress of the current repair round.
     pub repair: RepairProgress,
@@ -178,17 +179,22 @@ pub struct HintsPending {
     pub bytes: u64,
 }
 
-/// Anti-entropy state of one range.
+/// Anti-entropy and hinted-handoff state of one range.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeStatus {
     /// Range start (exclusive).
     pub start: u64,
     /// Range end (inclusive).
     pub end: u64,
+    /// Whether this node replicates the range; `false` for a range listed only for the hints
+    /// it keeps there for a replica that was down.
+    pub replica: bool,
     /// Wall-clock milliseconds of the last completed exchange, if any.
     pub last_exchange_ms: Option<u64>,
     /// Keys this node sent to a peer replica of this range to repair it.
     pub keys_repaired: u64,
+    /// Hints this node keeps for keys of this range, every owner together.
+    pub hints_pending: u64,
 }
 
 /// How far a repair round is.

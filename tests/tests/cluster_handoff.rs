@@ -75,6 +75,26 @@ fn writes_a_killed_replica_missed_reach_it_within_30_s() {
     assert!(text.contains("HINT FOR"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("n4 ")), "{text}");
 
+    // `ringctl status` on the stand-in counts its hints per range, ranges it does not
+    // replicate included (a stand-in is outside the key's preference list).
+    let out = cluster
+        .ringctl(stand_in, &["-o", "json", "status"])
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ranges = status["ranges"].as_array().cloned().unwrap_or_default();
+    let per_range: u64 = ranges
+        .iter()
+        .filter_map(|r| r["hints_pending"].as_u64())
+        .sum();
+    assert!(per_range > 0, "no hints per range in {status}");
+    assert_eq!(per_range, status["total_hints_pending"], "{status}");
+    assert!(
+        ranges
+            .iter()
+            .any(|r| r["replica"] == false && r["hints_pending"].as_u64() > Some(0)),
+        "no range kept only for its hints: {status}"
+    );
+
     cluster.restart(3, &[seed]).unwrap();
     cluster.wait_alive(4, Duration::from_secs(20)).unwrap();
     let n4 = cluster.client(3).unwrap();

@@ -27,7 +27,7 @@ use ringkv_ring::{Ring, RingConfig, RingNode};
 pub use antientropy::AE_CALL_BIT;
 pub use coordinator::{CallId, ClientId, OpId};
 pub use gc::GC_CALL_BIT;
-pub use hints::HINT_CALL_BIT;
+pub use hints::{HintTally, HINT_CALL_BIT};
 pub use replica::{load, Change, Replica, ReplicaError};
 pub use transfer::TRANSFER_CALL_BIT;
 
@@ -222,7 +222,7 @@ impl NodeCore {
         let max_drift = u64::try_from(config.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
         let mut core = Self {
             ae: AntiEntropy::new(config.anti_entropy.clone()),
-            hints: Hints::new(config.hints.clone()),
+            hints: Hints::load(config.hints.clone(), config.sabotage, store.as_ref()),
             transfer: Transfer::default(),
             gc: Gc::new(u64::try_from(config.tombstone_grace.as_millis()).unwrap_or(u64::MAX)),
             joining: if seeded {
@@ -270,9 +270,24 @@ impl NodeCore {
         out
     }
 
-    /// Whether a leaving node has handed every key to the ranges' new replicas.
+    /// Whether a leaving node has handed every key to the ranges' new replicas, and every
+    /// hint it keeps to its owner when that owner is alive (a hint for a down owner leaves
+    /// with it: the owner's peers repair it by anti-entropy).
     pub fn handed_off(&self) -> bool {
-        self.ring.is_empty() || self.transfer.is_idle(&self.ring)
+        let keys = self.ring.is_empty() || self.transfer.is_idle(&self.ring);
+        let deliverable =
+            |owner: &str| self.ring.contains(owner) && self.membership.is_alive(owner);
+        keys && !self.hints.holds_for(self.store.as_ref(), deliverable)
+    }
+
+    /// Whether this node announced it is leaving.
+    pub fn is_leaving(&self) -> bool {
+        self.membership.status() == NodeStatus::Leaving
+    }
+
+    /// What became of hints since this process started.
+    pub fn hint_tally(&self) -> HintTally {
+        self.hints.tally()
     }
 
     /// Leave the cluster: peers see this node gone at once rather than by failure detection.
@@ -521,6 +536,7 @@ impl NodeCore {
             ClientRequest::Status => {
                 let ctx = view!(self, now_ms);
                 let mut status = self.ae.status(&ctx);
+                status.ranges = self.hints.range_status(&self.ring, status.ranges);
                 (status.hints, status.hints_delivered, status.hints_dropped) =
                     self.hints.report(self.store.as_ref());
                 status.keys_handed_off = self.transfer.moved();
