@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use ringkv::hlc::Timestamp;
-use ringkv::proto::InspectResult;
+use ringkv::proto::{InspectHint, InspectResult, InspectSibling};
 use ringkv::Api;
 use serde::Serialize;
 
@@ -41,8 +41,35 @@ pub async fn run(g: &Global, a: InspectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A sibling's value on one line, or `(tombstone)`.
+fn sibling_value(s: &InspectSibling) -> String {
+    match &s.data {
+        Some(data) => output::one_line_value(data),
+        None => "(tombstone)".to_owned(),
+    }
+}
+
+/// One line per hint the node keeps for the key (empty when it keeps none).
+fn hints_table(hints: &[InspectHint], now_ms: u64) -> String {
+    if hints.is_empty() {
+        return String::new();
+    }
+    let mut table = Table::new(&["HINT FOR", "STORED", "BYTES", "SIBLINGS"]);
+    for h in hints {
+        let values: Vec<String> = h.siblings.iter().map(sibling_value).collect();
+        table.row(vec![
+            h.owner.clone(),
+            format!("{} ({})", h.stored_ms, output::age(now_ms, h.stored_ms)),
+            h.bytes.to_string(),
+            values.join(", "),
+        ]);
+    }
+    table.render()
+}
+
 /// The node, whether it replicates the key, the token; then, when it holds the key, one line
-/// per sibling and the context token. Ages are counted from `now_ms`.
+/// per sibling and the context token; then the hints it keeps for the key, if any. Ages are
+/// counted from `now_ms`.
 fn inspect_text(held: &InspectResult, now_ms: u64) -> String {
     let replica = if held.replica {
         "yes".to_owned()
@@ -54,24 +81,30 @@ fn inspect_text(held: &InspectResult, now_ms: u64) -> String {
         ("replica", replica),
         ("token", output::token_hex(held.token)),
     ];
-    if held.siblings.is_empty() {
-        return output::fields(&head);
+    if !held.siblings.is_empty() {
+        head.push(("siblings", held.siblings.len().to_string()));
     }
-    head.push(("siblings", held.siblings.len().to_string()));
+    if !held.hints.is_empty() {
+        head.push(("hints", held.hints.len().to_string()));
+    }
+    let hints = hints_table(&held.hints, now_ms);
+    if held.siblings.is_empty() {
+        return format!("{}{hints}", output::fields(&head));
+    }
     let mut table = Table::new(&["VALUE", "WRITTEN", "ORIGIN"]);
     for s in &held.siblings {
-        let value = match &s.data {
-            Some(data) => output::one_line_value(data),
-            None => "(tombstone)".to_owned(),
-        };
         table.row(vec![
-            value,
+            sibling_value(s),
             format!("{} ({})", s.ts, output::age(now_ms, s.ts.millis)),
             s.origin.clone(),
         ]);
     }
     let context = output::fields(&[("context", held.context.to_token())]);
-    format!("{}{}{context}", output::fields(&head), table.render())
+    format!(
+        "{}{}{context}{hints}",
+        output::fields(&head),
+        table.render()
+    )
 }
 
 #[derive(Debug, Serialize)]
@@ -82,6 +115,16 @@ struct InspectJson<'a> {
     token: u64,
     siblings: Vec<SiblingJson<'a>>,
     context: String,
+    hints: Vec<HintJson<'a>>,
+}
+
+/// A hint the node keeps for the key on behalf of `owner`.
+#[derive(Debug, Serialize)]
+struct HintJson<'a> {
+    owner: &'a str,
+    stored_ms: u64,
+    bytes: u64,
+    siblings: Vec<SiblingJson<'a>>,
 }
 
 /// One sibling: `value` (with `hex` when not UTF-8) is `null` for a tombstone.
@@ -95,6 +138,19 @@ struct SiblingJson<'a> {
     origin: &'a str,
 }
 
+impl<'a> SiblingJson<'a> {
+    fn new(s: &'a InspectSibling) -> Self {
+        let bytes = s.data.as_deref().map(JsonBytes::new);
+        SiblingJson {
+            hex: bytes.as_ref().is_some_and(|b| b.hex),
+            value: bytes.map(|b| b.value),
+            tombstone: s.data.is_none(),
+            ts: s.ts,
+            origin: &s.origin,
+        }
+    }
+}
+
 impl<'a> InspectJson<'a> {
     fn new(key: &'a str, held: &'a InspectResult) -> Self {
         InspectJson {
@@ -102,21 +158,18 @@ impl<'a> InspectJson<'a> {
             node: &held.node,
             replica: held.replica,
             token: held.token,
-            siblings: held
-                .siblings
+            siblings: held.siblings.iter().map(SiblingJson::new).collect(),
+            context: held.context.to_token(),
+            hints: held
+                .hints
                 .iter()
-                .map(|s| {
-                    let bytes = s.data.as_deref().map(JsonBytes::new);
-                    SiblingJson {
-                        hex: bytes.as_ref().is_some_and(|b| b.hex),
-                        value: bytes.map(|b| b.value),
-                        tombstone: s.data.is_none(),
-                        ts: s.ts,
-                        origin: &s.origin,
-                    }
+                .map(|h| HintJson {
+                    owner: &h.owner,
+                    stored_ms: h.stored_ms,
+                    bytes: h.bytes,
+                    siblings: h.siblings.iter().map(SiblingJson::new).collect(),
                 })
                 .collect(),
-            context: held.context.to_token(),
         }
     }
 }
@@ -124,7 +177,6 @@ impl<'a> InspectJson<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringkv::proto::InspectSibling;
     use ringkv::version::Context;
 
     const NOW: u64 = 1_700_000_010_000;
@@ -144,6 +196,16 @@ mod tests {
             token: 0xbeef,
             siblings,
             context: Context::default(),
+            hints: Vec::new(),
+        }
+    }
+
+    fn hint(owner: &str, stored_ms: u64, siblings: Vec<InspectSibling>) -> InspectHint {
+        InspectHint {
+            owner: owner.into(),
+            stored_ms,
+            bytes: 57,
+            siblings,
         }
     }
 
@@ -213,5 +275,56 @@ mod tests {
         assert!(s[2]["value"].is_null());
         assert_eq!(s[2]["tombstone"], true);
         assert_eq!(s[2]["origin"], "n3");
+    }
+
+    #[test]
+    fn text_lists_hints_kept_for_other_owners_even_without_a_copy_of_its_own() {
+        let mut h = held(Vec::new(), false);
+        h.hints = vec![
+            hint(
+                "n3",
+                NOW - 5_000,
+                vec![sibling(Some(b"a"), 1, "n1"), sibling(None, 2, "n2")],
+            ),
+            hint("n4", NOW - 180_000, vec![sibling(Some(b"b"), 3, "n1")]),
+        ];
+        let text = inspect_text(&h, NOW);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[2], "token:    000000000000beef");
+        assert_eq!(lines[3], "hints:    2");
+        assert!(lines[4].starts_with("HINT FOR") && lines[4].ends_with("SIBLINGS"));
+        assert!(lines[5].starts_with("n3 "), "{}", lines[5]);
+        assert!(lines[5].contains(&format!("{} (5s ago)", NOW - 5_000)));
+        assert!(lines[5].contains(" 57 "), "{}", lines[5]);
+        assert!(lines[5].ends_with(" a, (tombstone)"), "{}", lines[5]);
+        assert!(lines[6].starts_with("n4 ") && lines[6].contains("(3m ago)"));
+        assert_eq!(lines.len(), 7);
+
+        // After its own copy, when it has one.
+        let mut both = held(vec![sibling(Some(b"v"), NOW, "n1")], true);
+        both.hints = vec![hint("n3", NOW, vec![sibling(Some(b"v"), NOW, "n1")])];
+        let text = inspect_text(&both, NOW);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[3], "siblings:  1");
+        assert_eq!(lines[4], "hints:     1");
+        assert!(lines[7].starts_with("context:"), "{text}");
+        assert!(lines[8].starts_with("HINT FOR"), "{text}");
+        assert!(lines[9].starts_with("n3 "));
+        assert_eq!(lines.len(), 10);
+    }
+
+    #[test]
+    fn json_lists_hints_with_owner_time_bytes_and_siblings() {
+        let mut h = held(vec![sibling(Some(b"v"), 7, "n1")], true);
+        let json = serde_json::to_value(InspectJson::new("k", &h)).unwrap();
+        assert_eq!(json["hints"], serde_json::json!([]));
+        h.hints = vec![hint("n3", 11, vec![sibling(None, 9, "n2")])];
+        let json = serde_json::to_value(InspectJson::new("k", &h)).unwrap();
+        let hint = &json["hints"][0];
+        assert_eq!(hint["owner"], "n3");
+        assert_eq!(hint["stored_ms"], 11);
+        assert_eq!(hint["bytes"], 57);
+        assert_eq!(hint["siblings"][0]["tombstone"], true);
+        assert_eq!(hint["siblings"][0]["origin"], "n2");
     }
 }

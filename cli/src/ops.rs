@@ -49,6 +49,10 @@ pub struct GetArgs {
     /// Replies to wait for (the node's default R when absent).
     #[arg(long = "r", value_parser = clap::value_parser!(u8).range(1..))]
     pub r: Option<u8>,
+    /// Answer only after every reachable replica replied and the stale ones acknowledged
+    /// their repair; says how many were repaired.
+    #[arg(long)]
+    pub wait_repair: bool,
     /// Primary mode: read this node's own copy (possibly behind the primary) instead of
     /// forwarding to the key's primary.
     #[arg(long)]
@@ -179,19 +183,30 @@ pub async fn get(g: &Global, a: GetArgs) -> anyhow::Result<ExitCode> {
     let client = connect(g).await?;
     let key = a.key.clone().into_bytes();
     let read = if a.direct {
-        let req = ClientRequest::Get { key, r: a.r };
+        let req = ClientRequest::Get {
+            key,
+            r: a.r,
+            wait_repair: a.wait_repair,
+        };
         match client.request(ClientRequest::Direct(Box::new(req))).await {
             Ok(ClientResponse::Got(r)) => Ok(r),
             Ok(other) => Err(ringkv::Error::Unexpected(format!("{other:?}"))),
             Err(e) => Err(e),
         }
     } else {
-        client.get(key, ReadOptions { r: a.r }).await
+        let opts = ReadOptions {
+            r: a.r,
+            wait_repair: a.wait_repair,
+        };
+        client.get(key, opts).await
     }
     .with_context(|| format!("get {:?} via {}", a.key, client.node()))?;
     match g.output {
         OutputFormat::Text => output::emit(&read_text(&read))?,
         OutputFormat::Json => output::emit_json(&ReadJson::new(&a.key, &read))?,
+    }
+    if a.wait_repair && g.output == OutputFormat::Text {
+        output::note(&repaired_text(&read));
     }
     if read.values.is_empty() {
         output::note("not found");
@@ -205,6 +220,17 @@ pub async fn get(g: &Global, a: GetArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a read that waited for its repairs did, for stderr.
+fn repaired_text(read: &ReadResult) -> String {
+    let replicas = |n: u8| if n == 1 { "replica" } else { "replicas" };
+    format!(
+        "{} of {} {} answering repaired",
+        read.repaired,
+        read.replied,
+        replicas(read.replied)
+    )
 }
 
 /// Each value on its own line, decoded lossily as UTF-8.
@@ -221,6 +247,7 @@ struct ReadJson<'a> {
     values: Vec<ValueJson>,
     context: String,
     replied: u8,
+    repaired: u8,
 }
 
 #[derive(Debug, Serialize)]
@@ -244,6 +271,7 @@ impl<'a> ReadJson<'a> {
                 .collect(),
             context: read.context.to_token(),
             replied: read.replied,
+            repaired: read.repaired,
         }
     }
 }
@@ -358,6 +386,7 @@ mod tests {
             values: vec![value(b"one", 1), value(b"tw\xffo", 2)],
             context: Context::default(),
             replied: 2,
+            repaired: 0,
         };
         assert_eq!(read_text(&read), "one\ntw\u{fffd}o\n");
         assert_eq!(read_text(&ReadResult::default()), "");
@@ -369,10 +398,13 @@ mod tests {
             values: vec![value(b"v", 7), value(&[0xff], 8)],
             context: Context::default(),
             replied: 3,
+            repaired: 1,
         };
         let json = serde_json::to_value(ReadJson::new("k", &read)).unwrap();
         assert_eq!(json["key"], "k");
         assert_eq!(json["replied"], 3);
+        assert_eq!(json["repaired"], 1);
+        assert_eq!(repaired_text(&read), "1 of 3 replicas answering repaired");
         assert_eq!(json["context"], Context::default().to_token());
         assert_eq!(json["values"][0]["value"], "v");
         assert_eq!(json["values"][0]["ts"]["millis"], 7);

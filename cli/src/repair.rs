@@ -237,8 +237,10 @@ mod tests {
                 .map(|(i, &keys_repaired)| RangeStatus {
                     start: i as u64,
                     end: i as u64 + 1,
+                    replica: true,
                     last_exchange_ms: None,
                     keys_repaired,
+                    hints_pending: 0,
                 })
                 .collect(),
             repair: p,

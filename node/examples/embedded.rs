@@ -50,7 +50,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
     let read = nodes[2]
-        .get(b"greeting".to_vec(), ReadOptions { r: Some(3) })
+        .get(
+            b"greeting".to_vec(),
+            ReadOptions {
+                r: Some(3),
+                ..Default::default()
+            },
+        )
         .await?;
     for value in &read.values {
         println!("greeting = {}", String::from_utf8_lossy(&value.data));

@@ -23,6 +23,9 @@ pub struct WriteOptions {
 pub struct ReadOptions {
     /// Replies to wait for; the node's default R when `None`.
     pub r: Option<u8>,
+    /// Answer only after every reachable replica replied and the stale ones were repaired
+    /// ([`ReadResult::repaired`] says how many).
+    pub wait_repair: bool,
 }
 
 /// Key-value operations against a cluster, through a local node or a remote one.
@@ -61,7 +64,12 @@ pub trait Api {
 
     /// Read `key`: every live sibling and the causal context.
     async fn get(&self, key: Vec<u8>, opts: ReadOptions) -> Result<ReadResult, Error> {
-        match self.request(ClientRequest::Get { key, r: opts.r }).await? {
+        let req = ClientRequest::Get {
+            key,
+            r: opts.r,
+            wait_repair: opts.wait_repair,
+        };
+        match self.request(req).await? {
             ClientResponse::Got(r) => Ok(r),
             other => Err(unexpected(other)),
         }

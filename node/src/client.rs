@@ -16,7 +16,8 @@ use crate::Error;
 /// let tls = TlsMaterial::load_client("certs".as_ref())?;
 /// let client = Client::connect("127.0.0.1:7000".parse()?, &tls)?;
 /// client.put(b"user:1".to_vec(), b"ada".to_vec(), WriteOptions::default()).await?;
-/// let read = client.get(b"user:1".to_vec(), ReadOptions { r: Some(2) }).await?;
+/// let opts = ReadOptions { r: Some(2), ..Default::default() };
+/// let read = client.get(b"user:1".to_vec(), opts).await?;
 /// println!("{:?}", read.values);
 /// # Ok(()) }
 /// ```

@@ -100,6 +100,8 @@ pub struct Sabotage {
     pub ack_after_one: bool,
     /// Answer a read with the first replica's record instead of merging all replies.
     pub skip_read_merge: bool,
+    /// Forget hints for live owners instead of delivering them, counting them nowhere.
+    pub drop_hints: bool,
 }
 
 impl Default for CoreConfig {

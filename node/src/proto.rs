@@ -43,6 +43,9 @@ pub enum ClientRequest {
         key: Vec<u8>,
         /// Replies to wait for.
         r: Option<u8>,
+        /// Answer only once every reachable replica replied and the stale ones acknowledged
+        /// the merged record (read repair done before the answer, not after).
+        wait_repair: bool,
     },
     /// Write a value; `context` (from an earlier read) says which versions it replaces.
     Put {
@@ -144,6 +147,21 @@ pub struct InspectResult {
     pub siblings: Vec<InspectSibling>,
     /// The stored version vector.
     pub context: Context,
+    /// Hints this node keeps for the key on behalf of replicas that were down, per owner.
+    pub hints: Vec<InspectHint>,
+}
+
+/// A hint one node keeps for a key, as `ringctl inspect` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectHint {
+    /// The replica the hint is meant for.
+    pub owner: String,
+    /// Wall-clock milliseconds when this node first stored it.
+    pub stored_ms: u64,
+    /// Bytes of the hinted record.
+    pub bytes: u64,
+    /// The hinted record's siblings, tombstones included.
+    pub siblings: Vec<InspectSibling>,
 }
 
 /// One stored version, as `ringctl inspect` shows it.
@@ -162,7 +180,8 @@ pub struct InspectSibling {
 pub struct StatusReport {
     /// The node answering.
     pub node: String,
-    /// Per range this node replicates.
+    /// Per range this node replicates, and per range it keeps hints in without replicating it
+    /// (`replica: false`), in ring order.
     pub ranges: Vec<RangeStatus>,
     /// Progress of the current repair round.
     pub repair: RepairProgress,
@@ -193,17 +212,22 @@ pub struct HintsPending {
     pub bytes: u64,
 }
 
-/// Anti-entropy state of one range.
+/// Anti-entropy and hinted-handoff state of one range.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeStatus {
     /// Range start (exclusive).
     pub start: u64,
     /// Range end (inclusive).
     pub end: u64,
+    /// Whether this node replicates the range; `false` for a range listed only for the hints
+    /// it keeps there for a replica that was down.
+    pub replica: bool,
     /// Wall-clock milliseconds of the last completed exchange, if any.
     pub last_exchange_ms: Option<u64>,
     /// Keys this node sent to a peer replica of this range to repair it.
     pub keys_repaired: u64,
+    /// Hints this node keeps for keys of this range, every owner together.
+    pub hints_pending: u64,
 }
 
 /// How far a repair round is.
@@ -227,6 +251,9 @@ pub struct ReadResult {
     pub context: Context,
     /// Replicas that answered.
     pub replied: u8,
+    /// Stale replicas that acknowledged their repair before the answer: always 0 unless the
+    /// read asked to wait for its repairs (a failed repair is not counted).
+    pub repaired: u8,
 }
 
 /// One version of a value.

@@ -77,7 +77,13 @@ async fn a_repair_round_brings_a_replica_that_missed_writes_up_to_date() {
     let missing = wait_none_missing(&n3, &keys, Duration::from_secs(10)).await;
     assert_eq!(missing, 0, "every key reached n3 by anti-entropy");
     let read = n3
-        .get(keys[0].clone(), ReadOptions { r: Some(1) })
+        .get(
+            keys[0].clone(),
+            ReadOptions {
+                r: Some(1),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(read.values[0].data, b"v");

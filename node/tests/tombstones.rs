@@ -37,7 +37,16 @@ async fn tombstones_held_by_every_replica_are_removed_after_the_grace_period() {
     let keys: Vec<Vec<u8>> = (0..20).map(|i| format!("gone-{i}").into_bytes()).collect();
     for k in &keys {
         n1.put(k.clone(), b"v".to_vec(), all.clone()).await.unwrap();
-        let seen = n2.get(k.clone(), ReadOptions { r: Some(3) }).await.unwrap();
+        let seen = n2
+            .get(
+                k.clone(),
+                ReadOptions {
+                    r: Some(3),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         let delete = WriteOptions {
             w: Some(3),
             context: Some(seen.context),
@@ -66,7 +75,16 @@ async fn tombstones_held_by_every_replica_are_removed_after_the_grace_period() {
     }
     assert_eq!(left, 0, "tombstones left on some replica");
     for k in &keys {
-        let read = n1.get(k.clone(), ReadOptions { r: Some(3) }).await.unwrap();
+        let read = n1
+            .get(
+                k.clone(),
+                ReadOptions {
+                    r: Some(3),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         assert!(read.values.is_empty(), "a deleted key came back");
     }
     let total: u64 = {

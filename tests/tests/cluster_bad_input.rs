@@ -152,6 +152,7 @@ fn garbage_on_streams_and_datagrams_is_refused_and_the_node_keeps_serving() {
     let request = proto::encode(&Request::Client(ClientRequest::Get {
         key: b"steady".to_vec(),
         r: None,
+        wait_repair: false,
     }))
     .unwrap();
     let reply = block_on(raw_stream(&conn, &framed(&request))).unwrap();
@@ -214,12 +215,13 @@ fn a_second_node_on_a_data_directory_in_use_exits_saying_so() {
     );
     // The first node is untouched.
     assert!(cluster.nodes[0].is_running());
-    let read = block_on(
-        cluster
-            .client(0)
-            .unwrap()
-            .get(b"mine".to_vec(), ReadOptions { r: Some(1) }),
-    )
+    let read = block_on(cluster.client(0).unwrap().get(
+        b"mine".to_vec(),
+        ReadOptions {
+            r: Some(1),
+            ..Default::default()
+        },
+    ))
     .unwrap();
     assert_eq!(read.values[0].data, b"still here");
 }

@@ -48,6 +48,53 @@ fn writes_a_killed_replica_missed_reach_it_within_30_s() {
         .sum();
     assert!(held > 0, "fallbacks keep hints for n4 while it is down");
 
+    // `ringctl inspect` on a stand-in shows the hint it keeps for n4.
+    let (stand_in, key) = keys
+        .iter()
+        .find_map(|k| {
+            (0..3).find_map(|i| {
+                let held = block_on(cluster.client(i).ok()?.inspect(k.clone())).ok()?;
+                held.hints
+                    .iter()
+                    .any(|h| h.owner == "n4")
+                    .then(|| (i, String::from_utf8_lossy(k).into_owned()))
+            })
+        })
+        .expect("some node lists a hint for n4 in inspect");
+    let out = cluster
+        .ringctl(stand_in, &["-o", "json", "inspect", &key])
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hints = doc["hints"].as_array().cloned().unwrap_or_default();
+    let for_n4 = hints.iter().find(|h| h["owner"] == "n4");
+    let for_n4 = for_n4.unwrap_or_else(|| panic!("no hint for n4 in {doc}"));
+    assert_eq!(for_n4["siblings"][0]["value"], "v", "{doc}");
+    assert!(for_n4["bytes"].as_u64().is_some_and(|b| b > 0), "{doc}");
+    let out = cluster.ringctl(stand_in, &["inspect", &key]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("HINT FOR"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("n4 ")), "{text}");
+
+    // `ringctl status` on the stand-in counts its hints per range, ranges it does not
+    // replicate included (a stand-in is outside the key's preference list).
+    let out = cluster
+        .ringctl(stand_in, &["-o", "json", "status"])
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ranges = status["ranges"].as_array().cloned().unwrap_or_default();
+    let per_range: u64 = ranges
+        .iter()
+        .filter_map(|r| r["hints_pending"].as_u64())
+        .sum();
+    assert!(per_range > 0, "no hints per range in {status}");
+    assert_eq!(per_range, status["total_hints_pending"], "{status}");
+    assert!(
+        ranges
+            .iter()
+            .any(|r| r["replica"] == false && r["hints_pending"].as_u64() > Some(0)),
+        "no range kept only for its hints: {status}"
+    );
+
     cluster.restart(3, &[seed]).unwrap();
     cluster.wait_alive(4, Duration::from_secs(20)).unwrap();
     let n4 = cluster.client(3).unwrap();

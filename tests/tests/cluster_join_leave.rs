@@ -37,7 +37,14 @@ fn assert_all_readable(client: &Client, keys: &[Vec<u8>]) {
     let lost: Vec<&Vec<u8>> = keys
         .iter()
         .filter(|k| {
-            let read = block_on(client.get(k.to_vec(), ReadOptions { r: Some(2) })).unwrap();
+            let read = block_on(client.get(
+                k.to_vec(),
+                ReadOptions {
+                    r: Some(2),
+                    ..Default::default()
+                },
+            ))
+            .unwrap();
             !read.values.iter().any(|v| &v.data == *k)
         })
         .collect();

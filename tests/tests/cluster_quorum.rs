@@ -54,7 +54,13 @@ fn check_all(client: &Client, prefix: &str, range: std::ops::Range<usize>, tasks
             runtime().spawn(async move {
                 for i in range.skip(t).step_by(tasks) {
                     let read = client
-                        .get(key(&prefix, i), ReadOptions { r: Some(r) })
+                        .get(
+                            key(&prefix, i),
+                            ReadOptions {
+                                r: Some(r),
+                                ..Default::default()
+                            },
+                        )
                         .await
                         .unwrap_or_else(|e| panic!("get {prefix}-{i} at R={r}: {e}"));
                     assert!(read.replied >= r, "{prefix}-{i}: replied {}", read.replied);

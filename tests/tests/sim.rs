@@ -145,6 +145,7 @@ fn acknowledging_a_write_after_one_reply_is_caught() {
         sabotage: Sabotage {
             ack_after_one: true,
             skip_read_merge: false,
+            ..Sabotage::default()
         },
         ..strict_contended()
     };
@@ -159,6 +160,7 @@ fn skipping_the_merge_of_read_replies_is_caught() {
         sabotage: Sabotage {
             ack_after_one: false,
             skip_read_merge: true,
+            ..Sabotage::default()
         },
         ..strict_contended()
     };
@@ -175,6 +177,7 @@ fn a_failure_shrinks_to_a_smaller_schedule_that_still_fails() {
         sabotage: Sabotage {
             ack_after_one: true,
             skip_read_merge: false,
+            ..Sabotage::default()
         },
         max_faults: 6,
         ..strict_contended()

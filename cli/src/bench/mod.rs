@@ -105,7 +105,10 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
             .map(|_| rng.random_range(b'a'..=b'z'))
             .collect(),
         read_ratio: a.read_ratio,
-        read: ReadOptions { r: a.r },
+        read: ReadOptions {
+            r: a.r,
+            ..Default::default()
+        },
         write_quorum: a.w,
     });
     if g.output == OutputFormat::Text {

@@ -325,8 +325,10 @@ impl AntiEntropy {
                 Some(RangeStatus {
                     start,
                     end,
+                    replica: true,
                     last_exchange_ms: s.and_then(|s| s.last_exchange_ms),
                     keys_repaired: s.map_or(0, |s| s.keys_repaired),
+                    hints_pending: 0,
                 })
             })
             .collect();

@@ -3,7 +3,9 @@
 //! A write first goes to one replica (the leader of that write, this node when it is a
 //! replica) which makes the write's single new dot; the resulting record then goes to the
 //! other replicas. A read asks every live replica and merges the first R answers. Either
-//! answers the client as soon as the quorum is met, or as soon as it no longer can be.
+//! answers the client as soon as the quorum is met, or as soon as it no longer can be; a read
+//! that asked to wait for its repairs answers only once every reachable replica replied and
+//! the stale ones acknowledged the merged record.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -91,6 +93,10 @@ enum Kind {
         replies: Vec<(usize, Option<Record>)>,
         /// The client has its answer; the op lives on only to repair stale replicas.
         answered: bool,
+        /// Answer only after every reachable replica replied and the repairs were acked.
+        wait_repair: bool,
+        /// Repairs sent while the client waits: (calls not answered yet, acknowledged).
+        repairing: Option<(usize, u8)>,
     },
 }
 
@@ -125,10 +131,22 @@ pub enum Action {
 pub struct Coordinator {
     ops: HashMap<OpId, Op>,
     calls: HashMap<CallId, (OpId, usize)>,
+    /// Repairs a waiting read sent, by call.
+    repair_calls: HashMap<CallId, OpId>,
     next_op: u64,
     next_call: u64,
     policy: ConflictPolicy,
     sabotage: Sabotage,
+}
+
+/// What a read is.
+pub struct ReadSpec {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Replies needed.
+    pub r: usize,
+    /// Answer only after the stale replicas acknowledged their repair.
+    pub wait_repair: bool,
 }
 
 /// What a write is.
@@ -151,6 +169,7 @@ impl Coordinator {
         Self {
             ops: HashMap::new(),
             calls: HashMap::new(),
+            repair_calls: HashMap::new(),
             next_op: 0,
             next_call: 0,
             policy,
@@ -188,15 +207,20 @@ impl Coordinator {
         id
     }
 
-    /// Start a read of every live replica.
+    /// Start a read of every live replica. With `wait_repair` the client is answered only
+    /// once every reachable replica replied and the stale ones acknowledged their repair.
     pub fn read(
         &mut self,
         client: ClientId,
         targets: Vec<Target>,
-        key: Vec<u8>,
-        r: usize,
+        spec: ReadSpec,
         out: &mut Vec<Action>,
     ) -> OpId {
+        let ReadSpec {
+            key,
+            r,
+            wait_repair,
+        } = spec;
         let token = ringkv_ring::token(&key);
         let req = PeerRequest::Read {
             token,
@@ -208,6 +232,8 @@ impl Coordinator {
             r,
             replies: Vec::new(),
             answered: false,
+            wait_repair,
+            repairing: None,
         };
         let id = self.insert(client, targets, kind);
         self.settle(id, out);
@@ -224,6 +250,9 @@ impl Coordinator {
         reply: Result<PeerReply, String>,
         out: &mut Vec<Action>,
     ) {
+        if let Some(id) = self.repair_calls.remove(&call) {
+            return self.on_repair_reply(id, matches!(reply, Ok(PeerReply::Replicated)), out);
+        }
         let Some((id, idx)) = self.calls.remove(&call) else {
             return; // the request already finished
         };
@@ -260,18 +289,66 @@ impl Coordinator {
     }
 
     /// The request's deadline passed: answer with what it has (or, for a read already
-    /// answered, repair the replicas that did answer).
+    /// answered, repair the replicas that did answer). A read waiting for its repairs that
+    /// met R answers now, counting only the repairs acknowledged so far; if it had not sent
+    /// them yet they go out unwatched, as for any read.
     pub fn on_deadline(&mut self, id: OpId, out: &mut Vec<Action>) {
-        if let Some(op) = self.ops.remove(&id) {
-            self.forget_calls(id);
-            if matches!(op.kind, Kind::Read { answered: true, .. }) {
-                self.repair(&op, out);
-            } else {
+        let Some(op) = self.ops.remove(&id) else {
+            return;
+        };
+        self.forget_calls(id);
+        let ok = count(&op, |s| *s == TargetState::Ok);
+        match &op.kind {
+            Kind::Read { answered: true, .. } => self.repair(&op, out),
+            Kind::Read {
+                r,
+                wait_repair: true,
+                repairing,
+                ..
+            } if ok >= *r => {
+                let repaired = repairing.map_or(0, |(_, acked)| acked);
                 out.push(Action::Reply {
                     id: op.client,
-                    result: Err(failure(&op, "timed out")),
+                    result: Ok(success(&op, ok, repaired, self.policy, self.sabotage)),
                 });
+                if repairing.is_none() {
+                    self.repair(&op, out);
+                }
             }
+            _ => out.push(Action::Reply {
+                id: op.client,
+                result: Err(failure(&op, "timed out")),
+            }),
+        }
+    }
+
+    /// A replica answered a repair a waiting read sent; the read answers after the last one.
+    fn on_repair_reply(&mut self, id: OpId, acked: bool, out: &mut Vec<Action>) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        let Kind::Read {
+            repairing: Some((pending, done)),
+            ..
+        } = &mut op.kind
+        else {
+            return;
+        };
+        *pending = pending.saturating_sub(1);
+        if acked {
+            *done = done.saturating_add(1);
+        }
+        if *pending > 0 {
+            return;
+        }
+        let repaired = *done;
+        if let Some(op) = self.ops.remove(&id) {
+            self.forget_calls(id);
+            let ok = count(&op, |s| *s == TargetState::Ok);
+            out.push(Action::Reply {
+                id: op.client,
+                result: Ok(success(&op, ok, repaired, self.policy, self.sabotage)),
+            });
         }
     }
 
@@ -396,11 +473,28 @@ impl Coordinator {
                     && matches!(t.state, TargetState::Pending(_) | TargetState::Idle)
             });
         let open = if leaderless { 0 } else { open };
-        let (needed, done, answered) = match &op.kind {
-            Kind::Write { w, .. } if sabotage.ack_after_one => (*w, ok >= 1, false),
-            Kind::Write { w, .. } => (*w, ok >= *w, false),
-            Kind::Read { r, answered, .. } => (*r, ok >= *r, *answered),
+        let (needed, done, answered, wait_repair) = match &op.kind {
+            Kind::Write { w, .. } if sabotage.ack_after_one => (*w, ok >= 1, false, false),
+            Kind::Write { w, .. } => (*w, ok >= *w, false, false),
+            Kind::Read {
+                r,
+                answered,
+                wait_repair,
+                repairing,
+                ..
+            } => {
+                if repairing.is_some() {
+                    return; // every replica replied already; the repair acks answer
+                }
+                (*r, ok >= *r, *answered, *wait_repair)
+            }
         };
+        if done && wait_repair {
+            if open == 0 {
+                self.repair_then_answer(id, ok, out);
+            }
+            return;
+        }
         if answered {
             if open == 0 {
                 if let Some(op) = self.ops.remove(&id) {
@@ -413,7 +507,7 @@ impl Coordinator {
             return;
         }
         let result = if done {
-            Ok(success(op, ok, policy, sabotage))
+            Ok(success(op, ok, 0, policy, sabotage))
         } else {
             Err(failure(op, "not enough replicas answered"))
         };
@@ -434,43 +528,84 @@ impl Coordinator {
         }
     }
 
-    /// Send the merged record to every replica that answered with something older.
-    fn repair(&mut self, op: &Op, out: &mut Vec<Action>) {
-        let Kind::Read {
-            key,
-            token,
-            replies,
-            ..
-        } = &op.kind
-        else {
-            return;
-        };
-        let merged = merge(replies.iter().filter_map(|(_, r)| r.as_ref()), self.policy);
-        if merged.size() == 0 {
-            return;
-        }
-        for (idx, held) in replies {
-            let stale = held.as_ref() != Some(&merged);
-            if let (true, Some(to)) = (stale, op.targets.get(*idx).and_then(|t| t.addr)) {
-                // Nobody waits for this answer: the call id is not registered.
-                self.next_call += 1;
-                let req = PeerRequest::Replicate {
-                    token: *token,
-                    key: key.clone(),
-                    record: merged.clone(),
-                };
-                out.push(Action::Call {
-                    call: CallId(self.next_call),
-                    to,
-                    req,
+    /// Every replica replied to a read that waits for its repairs: repair the stale ones
+    /// and answer once they acknowledged (at once when none is stale).
+    fn repair_then_answer(&mut self, id: OpId, ok: usize, out: &mut Vec<Action>) {
+        let Some(op) = self.ops.get(&id) else { return };
+        let repairs = repairs(op, self.policy);
+        if repairs.is_empty() {
+            if let Some(op) = self.ops.remove(&id) {
+                self.forget_calls(id);
+                out.push(Action::Reply {
+                    id: op.client,
+                    result: Ok(success(&op, ok, 0, self.policy, self.sabotage)),
                 });
             }
+            return;
+        }
+        let sent = repairs.len();
+        for (to, req) in repairs {
+            self.next_call += 1;
+            let call = CallId(self.next_call);
+            self.repair_calls.insert(call, id);
+            out.push(Action::Call { call, to, req });
+        }
+        if let Some(Op {
+            kind: Kind::Read { repairing, .. },
+            ..
+        }) = self.ops.get_mut(&id)
+        {
+            *repairing = Some((sent, 0));
+        }
+    }
+
+    /// Send the merged record to every replica that answered with something older; nobody
+    /// waits for these answers, so the call ids are not registered.
+    fn repair(&mut self, op: &Op, out: &mut Vec<Action>) {
+        for (to, req) in repairs(op, self.policy) {
+            self.next_call += 1;
+            out.push(Action::Call {
+                call: CallId(self.next_call),
+                to,
+                req,
+            });
         }
     }
 
     fn forget_calls(&mut self, id: OpId) {
         self.calls.retain(|_, (op, _)| *op != id);
+        self.repair_calls.retain(|_, op| *op != id);
     }
+}
+
+/// For a read, the merged record for every replica that answered with something older.
+fn repairs(op: &Op, policy: ConflictPolicy) -> Vec<(SocketAddr, PeerRequest)> {
+    let Kind::Read {
+        key,
+        token,
+        replies,
+        ..
+    } = &op.kind
+    else {
+        return Vec::new();
+    };
+    let merged = merge(replies.iter().filter_map(|(_, r)| r.as_ref()), policy);
+    if merged.size() == 0 {
+        return Vec::new();
+    }
+    replies
+        .iter()
+        .filter(|(_, held)| held.as_ref() != Some(&merged))
+        .filter_map(|(idx, _)| op.targets.get(*idx).and_then(|t| t.addr))
+        .map(|to| {
+            let req = PeerRequest::Replicate {
+                token: *token,
+                key: key.clone(),
+                record: merged.clone(),
+            };
+            (to, req)
+        })
+        .collect()
 }
 
 /// Every record merged, then the conflict policy applied.
@@ -479,7 +614,13 @@ fn merge<'a>(records: impl Iterator<Item = &'a Record>, policy: ConflictPolicy) 
     apply_policy(&merged, policy)
 }
 
-fn success(op: &Op, ok: usize, policy: ConflictPolicy, sabotage: Sabotage) -> ClientResponse {
+fn success(
+    op: &Op,
+    ok: usize,
+    repaired: u8,
+    policy: ConflictPolicy,
+    sabotage: Sabotage,
+) -> ClientResponse {
     let ok = u8::try_from(ok).unwrap_or(u8::MAX);
     match &op.kind {
         Kind::Write { record, .. } => ClientResponse::Written(WriteResult {
@@ -506,6 +647,7 @@ fn success(op: &Op, ok: usize, policy: ConflictPolicy, sabotage: Sabotage) -> Cl
                 values,
                 context: Context(merged.join()),
                 replied: ok,
+                repaired,
             })
         }
     }
@@ -539,276 +681,5 @@ fn failure(op: &Op, why: &str) -> ClientError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::version::{DvvSet, Sibling};
-
-    fn addr(i: u8) -> Option<SocketAddr> {
-        Some(SocketAddr::from(([127, 0, 0, i], 7000)))
-    }
-
-    fn targets(down: &[&str]) -> Vec<Target> {
-        ["a", "b", "c"]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let a = if down.contains(n) {
-                    None
-                } else {
-                    addr(i as u8 + 1)
-                };
-                Target::new((*n).into(), a)
-            })
-            .collect()
-    }
-
-    fn record(value: &[u8], actor: &str) -> Record {
-        let sib = Sibling {
-            value: Some(value.to_vec()),
-            ts: Timestamp::default(),
-            origin: actor.into(),
-        };
-        DvvSet::update(&DvvSet::new(sib), &DvvSet::default(), actor)
-    }
-
-    fn spec(w: usize) -> WriteSpec {
-        WriteSpec {
-            key: b"k".to_vec(),
-            value: Some(b"v".to_vec()),
-            context: None,
-            ts: Timestamp::default(),
-            w,
-        }
-    }
-
-    fn calls(out: &[Action]) -> Vec<(CallId, SocketAddr, PeerRequest)> {
-        out.iter()
-            .filter_map(|a| match a {
-                Action::Call { call, to, req } => Some((*call, *to, req.clone())),
-                Action::Reply { .. } => None,
-            })
-            .collect()
-    }
-
-    fn reply(out: &[Action]) -> Option<&Result<ClientResponse, ClientError>> {
-        out.iter().find_map(|a| match a {
-            Action::Reply { result, .. } => Some(result),
-            Action::Call { .. } => None,
-        })
-    }
-
-    #[test]
-    fn write_goes_to_the_leader_then_fans_out_and_answers_at_w() {
-        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
-        let mut out = Vec::new();
-        c.write(ClientId(1), targets(&[]), spec(2), &mut out);
-        let first = calls(&out);
-        assert_eq!(first.len(), 1, "only the leader is called first");
-        assert!(matches!(first[0].2, PeerRequest::Write { .. }));
-        assert_eq!(first[0].1, addr(1).unwrap());
-
-        let mut out = Vec::new();
-        c.on_reply(
-            first[0].0,
-            Ok(PeerReply::Written(record(b"v", "a"))),
-            &mut out,
-        );
-        let fan = calls(&out);
-        assert_eq!(fan.len(), 2);
-        assert!(fan
-            .iter()
-            .all(|(_, _, r)| matches!(r, PeerRequest::Replicate { .. })));
-        assert!(reply(&out).is_none(), "one ack is not W=2");
-
-        let mut out = Vec::new();
-        c.on_reply(fan[0].0, Ok(PeerReply::Replicated), &mut out);
-        match reply(&out) {
-            Some(Ok(ClientResponse::Written(w))) => assert_eq!(w.acked, 2),
-            other => panic!("expected a write at W=2, got {other:?}"),
-        }
-        assert_eq!(c.in_flight(), 0);
-    }
-
-    #[test]
-    fn a_failed_leader_hands_the_write_to_the_next_replica() {
-        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
-        let mut out = Vec::new();
-        c.write(ClientId(1), targets(&[]), spec(2), &mut out);
-        let first = calls(&out);
-        let mut out = Vec::new();
-        c.on_reply(first[0].0, Err("connection lost".into()), &mut out);
-        let next = calls(&out);
-        assert_eq!(next.len(), 1);
-        assert_eq!(next[0].1, addr(2).unwrap());
-        assert!(matches!(next[0].2, PeerRequest::Write { .. }));
-    }
-
-    #[test]
-    fn an_impossible_quorum_fails_at_once_naming_the_down_replica() {
-        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
-        let mut out = Vec::new();
-        c.write(ClientId(1), targets(&["c"]), spec(3), &mut out);
-        match reply(&out) {
-            Some(Err(ClientError::QuorumFailed {
-                needed, ok, detail, ..
-            })) => {
-                assert_eq!((*needed, *ok), (3, 0));
-                assert!(detail.contains("c: down"), "{detail}");
-            }
-            other => panic!("expected QuorumFailed, got {other:?}"),
-        }
-        assert!(calls(&out).is_empty());
-    }
-
-    #[test]
-    fn a_write_with_one_replica_down_still_meets_w2() {
-        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
-        let mut out = Vec::new();
-        c.write(ClientId(1), targets(&["b"]), spec(2), &mut out);
-        let first = calls(&out);
-        let mut out = Vec::new();
-        c.on_reply(
-            first[0].0,
-            Ok(PeerReply::Written(record(b"v", "a"))),
-            &mut out,
-        );
-        let fan = calls(&out);
-        assert_eq!(fan.len(), 1, "the down replica is not called");
-        let mut out = Vec::new();
-        c.on_reply(fan[0].0, Ok(PeerReply::Replicated), &mut out);
-        assert!(matches!(reply(&out), Some(Ok(ClientResponse::Written(_)))));
-    }
-
-    #[test]
-    fn a_fallback_keeps_a_hint_for_a_down_replica_and_counts_toward_w() {
-        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
-        let mut t = targets(&["c"]);
-        t.push(Target::fallback("d".into(), addr(4).unwrap(), "c".into()));
-        let mut out = Vec::new();
-        c.write(ClientId(1), t, spec(3), &mut out);
-        let first = calls(&out);
-        assert_eq!(first[0].1, addr(1).unwrap(), "a real replica leads");
-        let mut out = Vec::new();
-        c.on_reply(
-            first[0].0,
-            Ok(PeerReply::Written(record(b"v", "a"))),
-            &mut out,
-        );
-        let fan = calls(&out);
-        assert_eq!(fan.len(), 2);
-        let hint = fan
-            .iter()
-            .find(|(_, to, _)| *to == addr(4).unwrap())
-            .unwrap();
-        assert!(matches!(&hint.2, PeerRequest::Hint { owner, .. } if owner == "c"));
-        let mut out = Vec::new();
-        for (call, _, _) in &fan {
-            c.on_reply(*call, Ok(PeerReply::Replicated), &mut out);
-        }
-        match reply(&out) {
-            Some(Ok(ClientResponse::Written(w))) => assert_eq!(w.acked, 3),
-            other => panic!("expected W=3 met with the hint, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_fallback_never_leads_a_write() {
-        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
-        let mut t = targets(&["a", "b", "c"]);
-        t.push(Target::fallback("d".into(), addr(4).unwrap(), "a".into()));
-        let mut out = Vec::new();
-        c.write(ClientId(1), t, spec(1), &mut out);
-        assert!(calls(&out).is_empty());
-        assert!(matches!(
-            reply(&out),
-            Some(Err(ClientError::QuorumFailed { .. }))
-        ));
-    }
-
-    #[test]
-    fn a_read_merges_siblings_from_r_replicas() {
-        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
-        let mut out = Vec::new();
-        c.read(ClientId(7), targets(&[]), b"k".to_vec(), 2, &mut out);
-        let asked = calls(&out);
-        assert_eq!(asked.len(), 3, "every live replica is asked");
-        let mut out = Vec::new();
-        c.on_reply(
-            asked[0].0,
-            Ok(PeerReply::Read(Some(record(b"x", "a")))),
-            &mut out,
-        );
-        assert!(reply(&out).is_none());
-        c.on_reply(
-            asked[1].0,
-            Ok(PeerReply::Read(Some(record(b"y", "b")))),
-            &mut out,
-        );
-        match reply(&out) {
-            Some(Ok(ClientResponse::Got(r))) => {
-                let mut values: Vec<&[u8]> = r.values.iter().map(|v| v.data.as_slice()).collect();
-                values.sort();
-                assert_eq!(values, vec![b"x".as_slice(), b"y".as_slice()]);
-                assert_eq!(r.context.0.get("a"), 1);
-                assert_eq!(r.context.0.get("b"), 1);
-            }
-            other => panic!("expected a merged read, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn after_every_reply_a_read_repairs_exactly_the_stale_replicas() {
-        let mut c = Coordinator::new(ConflictPolicy::Siblings, Sabotage::default());
-        let mut out = Vec::new();
-        c.read(ClientId(7), targets(&[]), b"k".to_vec(), 2, &mut out);
-        let asked = calls(&out);
-        let full = record(b"x", "a");
-        let mut out = Vec::new();
-        c.on_reply(
-            asked[0].0,
-            Ok(PeerReply::Read(Some(full.clone()))),
-            &mut out,
-        );
-        c.on_reply(
-            asked[1].0,
-            Ok(PeerReply::Read(Some(full.clone()))),
-            &mut out,
-        );
-        assert!(reply(&out).is_some(), "answered at R=2");
-        assert!(
-            calls(&out).is_empty(),
-            "no repair before every replica answered"
-        );
-        assert_eq!(c.in_flight(), 1, "the read waits for the last replica");
-        let mut out = Vec::new();
-        c.on_reply(asked[2].0, Ok(PeerReply::Read(None)), &mut out);
-        let repairs = calls(&out);
-        assert_eq!(
-            repairs.len(),
-            1,
-            "only the replica without the key is repaired"
-        );
-        assert_eq!(repairs[0].1, addr(3).unwrap());
-        assert!(matches!(&repairs[0].2, PeerRequest::Replicate { record, .. } if *record == full));
-        assert_eq!(c.in_flight(), 0);
-    }
-
-    #[test]
-    fn the_deadline_answers_with_what_is_known() {
-        let mut c = Coordinator::new(ConflictPolicy::Lww, Sabotage::default());
-        let mut out = Vec::new();
-        let op = c.read(ClientId(7), targets(&[]), b"k".to_vec(), 2, &mut out);
-        let mut out = Vec::new();
-        c.on_deadline(op, &mut out);
-        match reply(&out) {
-            Some(Err(ClientError::QuorumFailed { detail, .. })) => {
-                assert!(
-                    detail.contains("timed out") && detail.contains("a: no answer"),
-                    "{detail}"
-                )
-            }
-            other => panic!("expected a timeout, got {other:?}"),
-        }
-        assert_eq!(c.in_flight(), 0);
-    }
-}
+#[path = "coordinator_tests.rs"]
+mod tests;

@@ -6,15 +6,17 @@
 //! arrived meanwhile). Storage is bounded in bytes and age; what is refused or expires is
 //! counted and left to anti-entropy.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 
 use ringkv_ring::Ring;
 
 use super::coordinator::CallId;
 use super::Effect;
-use crate::config::HintConfig;
-use crate::proto::{HintsPending, PeerReply, PeerRequest};
+use crate::config::{HintConfig, Sabotage};
+use crate::proto::{
+    HintsPending, InspectHint, InspectSibling, PeerReply, PeerRequest, RangeStatus,
+};
 use crate::store::{Hint, Store};
 use crate::version::{decode_record, encode_record, Record};
 
@@ -22,6 +24,8 @@ use crate::version::{decode_record, encode_record, Record};
 pub const HINT_CALL_BIT: u64 = 1 << 62;
 /// Most owners looked at per delivery tick.
 const MAX_OWNERS: usize = 1024;
+/// Hints read per page when the per-token counts are rebuilt at start.
+const LOAD_PAGE: usize = 1024;
 
 /// A delivery awaiting the owner's acknowledgement.
 struct Delivery {
@@ -35,24 +39,144 @@ struct Delivery {
 /// What this mechanism sees of the node for one step.
 pub type Ctx<'a> = super::View<'a>;
 
+/// What became of hints during this process's life. Every hint is accounted for:
+/// `held_at_start + stored == delivered + dropped + held now` (the store's count).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HintTally {
+    /// Hints in the store when the process started.
+    pub held_at_start: u64,
+    /// New hints stored (a record merged into a hint already held makes no new one).
+    pub stored: u64,
+    /// Hints removed after their owner acknowledged them.
+    pub delivered: u64,
+    /// Hints removed undelivered: too old, unreadable, or their owner left the ring.
+    pub dropped: u64,
+    /// Hints refused and never stored (storage full, a token that does not match the key).
+    pub refused: u64,
+}
+
 /// The node's hinted-handoff state.
 pub struct Hints {
     config: HintConfig,
+    sabotage: Sabotage,
     in_flight: HashMap<CallId, Delivery>,
     next_call: u64,
-    delivered: u64,
-    dropped: u64,
+    /// Hints held per token, every owner together, for `ringctl status` per range. Kept in
+    /// step with every hint stored or removed here (the only writer of the hints keyspace)
+    /// and rebuilt from the store at start. Counting at status time instead would scan every
+    /// hint on the core's thread at each poll (`ringctl repair` polls five times a second);
+    /// this costs one entry per hinted token, and hints are bounded by `max_bytes`.
+    by_token: BTreeMap<u64, u32>,
+    tally: HintTally,
 }
 
 impl Hints {
-    /// Nothing in flight yet.
-    pub fn new(config: HintConfig) -> Self {
+    /// The hints `store` holds, nothing in flight yet. Reads every hint once (bounded by the
+    /// hint storage limit) to count them per token.
+    pub fn load(config: HintConfig, sabotage: Sabotage, store: &dyn Store) -> Self {
+        let mut by_token: BTreeMap<u64, u32> = BTreeMap::new();
+        let mut held = 0;
+        let owners = store.hint_owners(MAX_OWNERS).unwrap_or_else(|e| {
+            tracing::warn!("cannot list hints at start: {e}");
+            Vec::new()
+        });
+        for owner in owners {
+            held += owner.count;
+            let mut after = None;
+            loop {
+                let page = match store.hint_scan(&owner.owner, after.take(), LOAD_PAGE) {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::warn!("cannot count hints for {}: {e}", owner.owner);
+                        break;
+                    }
+                };
+                for h in &page {
+                    *by_token.entry(h.token).or_default() += 1;
+                }
+                match page.last() {
+                    Some(last) if page.len() == LOAD_PAGE => {
+                        after = Some((last.token, last.key.clone()));
+                    }
+                    _ => break,
+                }
+            }
+        }
         Self {
             config,
+            sabotage,
             in_flight: HashMap::new(),
             next_call: 0,
-            delivered: 0,
-            dropped: 0,
+            by_token,
+            tally: HintTally {
+                held_at_start: held,
+                ..HintTally::default()
+            },
+        }
+    }
+
+    /// What became of hints since start.
+    pub fn tally(&self) -> HintTally {
+        self.tally
+    }
+
+    /// Hints held with a token in each range of `ring`, by range index.
+    fn per_range(&self, ring: &Ring) -> Vec<u64> {
+        let mut counts = vec![0; ring.vnode_count()];
+        for (&token, &n) in &self.by_token {
+            if let Some(c) = ring.range_index(token).and_then(|i| counts.get_mut(i)) {
+                *c += u64::from(n);
+            }
+        }
+        counts
+    }
+
+    /// The ranges this node replicates, each with the hints it keeps there, and in ring order
+    /// among them the ranges it does not replicate but keeps hints in (a stand-in's hints are
+    /// outside its own ranges by construction).
+    pub fn range_status(&self, ring: &Ring, replicated: Vec<RangeStatus>) -> Vec<RangeStatus> {
+        let counts = self.per_range(ring);
+        let mut replicated = replicated.into_iter().peekable();
+        let mut ranges = Vec::new();
+        for (i, &hints_pending) in counts.iter().enumerate() {
+            let Some((start, end)) = ring.range_bounds(i) else {
+                continue;
+            };
+            match replicated.next_if(|r| (r.start, r.end) == (start, end)) {
+                Some(r) => ranges.push(RangeStatus { hints_pending, ..r }),
+                None if hints_pending > 0 => ranges.push(RangeStatus {
+                    start,
+                    end,
+                    replica: false,
+                    last_exchange_ms: None,
+                    keys_repaired: 0,
+                    hints_pending,
+                }),
+                None => {}
+            }
+        }
+        ranges.extend(replicated); // none when both follow the same ring
+        ranges
+    }
+
+    /// Whether this node keeps hints for a node that `deliverable` says can take them.
+    pub fn holds_for(&self, store: &dyn Store, deliverable: impl Fn(&str) -> bool) -> bool {
+        match store.hint_owners(MAX_OWNERS) {
+            Ok(owners) => owners.iter().any(|o| deliverable(&o.owner)),
+            Err(_) => true, // unknown: say so rather than claim it is all handed off
+        }
+    }
+
+    fn count_in(&mut self, token: u64) {
+        *self.by_token.entry(token).or_default() += 1;
+    }
+
+    fn count_out(&mut self, token: u64) {
+        if let Some(n) = self.by_token.get_mut(&token) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.by_token.remove(&token);
+            }
         }
     }
 
@@ -77,14 +201,21 @@ impl Hints {
         now_ms: u64,
     ) -> PeerReply {
         match self.try_keep(store, owner, token, key, record, now_ms) {
-            Ok(()) => PeerReply::Replicated,
+            Ok(new) => {
+                if new {
+                    self.tally.stored += 1;
+                    self.count_in(token);
+                }
+                PeerReply::Replicated
+            }
             Err(e) => {
-                self.dropped += 1;
+                self.tally.refused += 1;
                 PeerReply::Failed(format!("hint for {owner} not kept: {e}"))
             }
         }
     }
 
+    /// Store the hint; says whether it is a new one (none was held for the key and owner).
     fn try_keep(
         &self,
         store: &dyn Store,
@@ -93,7 +224,7 @@ impl Hints {
         key: &[u8],
         record: &Record,
         now_ms: u64,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         if ringkv_ring::token(key) != token {
             return Err("token does not match the key".into());
         }
@@ -130,7 +261,8 @@ impl Hints {
             value,
             stored_ms,
         };
-        store.hint_put(&hint).map_err(|e| e.to_string())
+        store.hint_put(&hint).map_err(|e| e.to_string())?;
+        Ok(held.is_none())
     }
 
     /// Deliver hints to owners that are alive, drop those too old or for nodes that left.
@@ -170,6 +302,8 @@ impl Hints {
                 let expired = ctx.now_ms.saturating_sub(hint.stored_ms) > max_age;
                 if gone || expired {
                     self.drop_hint(ctx.store, &hint);
+                } else if let (Some(_), true) = (addr, self.sabotage.drop_hints) {
+                    let _ = ctx.store.hint_delete(&hint.owner, hint.token, &hint.key);
                 } else if let Some(to) = addr {
                     match decode_record(&hint.value) {
                         Ok(record) => self.deliver(hint, record, to, out),
@@ -217,12 +351,16 @@ impl Hints {
                     store.hint_get(&d.owner, d.token, &d.key),
                     Ok(Some(h)) if h.value == d.value
                 );
+                // A newer hint that replaced it stays, for the next round.
                 if unchanged {
-                    if let Err(e) = store.hint_delete(&d.owner, d.token, &d.key) {
-                        tracing::warn!("cannot remove a delivered hint: {e}");
+                    match store.hint_delete(&d.owner, d.token, &d.key) {
+                        Ok(()) => {
+                            self.tally.delivered += 1;
+                            self.count_out(d.token);
+                        }
+                        Err(e) => tracing::warn!("cannot remove a delivered hint: {e}"),
                     }
                 }
-                self.delivered += 1;
             }
             Ok(other) => tracing::debug!(owner = %d.owner, "hint not taken: {other:?}"),
             Err(e) => tracing::debug!(owner = %d.owner, "hint not delivered: {e}"),
@@ -231,12 +369,15 @@ impl Hints {
 
     fn drop_hint(&mut self, store: &dyn Store, hint: &Hint) {
         match store.hint_delete(&hint.owner, hint.token, &hint.key) {
-            Ok(()) => self.dropped += 1,
+            Ok(()) => {
+                self.tally.dropped += 1;
+                self.count_out(hint.token);
+            }
             Err(e) => tracing::warn!("cannot drop a hint: {e}"),
         }
     }
 
-    /// Hints held per owner and the delivery counters, for `ringctl status`.
+    /// Hints held per owner, delivered and dropped (refusals included), for `ringctl status`.
     pub fn report(&self, store: &dyn Store) -> (Vec<HintsPending>, u64, u64) {
         let pending = store
             .hint_owners(MAX_OWNERS)
@@ -251,8 +392,44 @@ impl Hints {
                     .collect()
             })
             .unwrap_or_default();
-        (pending, self.delivered, self.dropped)
+        let t = self.tally;
+        (pending, t.delivered, t.dropped + t.refused)
     }
+}
+
+/// The hints `store` holds for `key`, one per owner, for `ringctl inspect`. One lookup per
+/// owner with hints, and owners are bounded by [`MAX_OWNERS`].
+pub fn held_for(store: &dyn Store, token: u64, key: &[u8]) -> Result<Vec<InspectHint>, String> {
+    let owners = store.hint_owners(MAX_OWNERS).map_err(|e| e.to_string())?;
+    let mut held = Vec::new();
+    for owner in owners {
+        let hint = store
+            .hint_get(&owner.owner, token, key)
+            .map_err(|e| e.to_string())?;
+        if let Some(hint) = hint {
+            let record = decode_record(&hint.value).map_err(|e| e.to_string())?;
+            held.push(InspectHint {
+                owner: hint.owner,
+                stored_ms: hint.stored_ms,
+                bytes: hint.value.len() as u64,
+                siblings: siblings(&record),
+            });
+        }
+    }
+    Ok(held)
+}
+
+/// Every sibling of `record`, tombstones included, as `ringctl inspect` shows them.
+pub fn siblings(record: &Record) -> Vec<InspectSibling> {
+    record
+        .values()
+        .into_iter()
+        .map(|s| InspectSibling {
+            data: s.value.clone(),
+            ts: s.ts,
+            origin: s.origin.clone(),
+        })
+        .collect()
 }
 
 /// Up to `count` live nodes past the preference list in ring order, to stand in for down
@@ -283,4 +460,196 @@ pub fn fallbacks(
         }
     }
     chosen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Timestamp;
+    use crate::store::MemoryStore;
+    use crate::version::{DvvSet, Sibling};
+
+    fn record(value: Option<&[u8]>, actor: &str) -> Record {
+        let sib = Sibling {
+            value: value.map(<[u8]>::to_vec),
+            ts: Timestamp::default(),
+            origin: actor.into(),
+        };
+        DvvSet::update(&DvvSet::new(sib), &DvvSet::default(), actor)
+    }
+
+    fn keep(hints: &mut Hints, store: &dyn Store, owner: &str, key: &[u8], r: &Record, at: u64) {
+        let token = ringkv_ring::token(key);
+        let reply = hints.keep(store, owner, token, key, r, at);
+        assert_eq!(reply, PeerReply::Replicated);
+    }
+
+    #[test]
+    fn held_for_lists_the_key_s_hints_of_every_owner_and_no_other_key() {
+        let store = MemoryStore::new();
+        let mut hints = Hints::load(HintConfig::default(), Sabotage::default(), &store);
+        let (a, b) = (record(Some(b"a"), "n1"), record(None, "n2"));
+        keep(&mut hints, &store, "n3", b"k", &a, 1_000);
+        keep(&mut hints, &store, "n4", b"k", &b, 2_000);
+        keep(&mut hints, &store, "n4", b"other", &a, 3_000);
+        let token = ringkv_ring::token(b"k");
+        let held = held_for(&store, token, b"k").unwrap();
+        assert_eq!(held.len(), 2);
+        assert_eq!((held[0].owner.as_str(), held[0].stored_ms), ("n3", 1_000));
+        assert_eq!(held[0].siblings, siblings(&a));
+        assert_eq!(held[0].siblings[0].data.as_deref(), Some(&b"a"[..]));
+        let bytes = encode_record(&a).unwrap().len() as u64;
+        assert_eq!(held[0].bytes, bytes);
+        assert_eq!((held[1].owner.as_str(), held[1].stored_ms), ("n4", 2_000));
+        assert_eq!(held[1].siblings[0].data, None, "a tombstone");
+        assert!(held_for(&store, ringkv_ring::token(b"none"), b"none")
+            .unwrap()
+            .is_empty());
+    }
+
+    fn ring(names: &[&str]) -> Ring {
+        let nodes = names.iter().map(|n| ringkv_ring::RingNode {
+            name: (*n).to_string(),
+            zone: None,
+        });
+        let config = ringkv_ring::RingConfig {
+            vnodes: 8,
+            replicas: 3,
+        };
+        Ring::new(nodes, config)
+    }
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 7000))
+    }
+
+    #[test]
+    fn every_hint_is_accounted_for_as_stored_delivered_or_still_held() {
+        let store = MemoryStore::new();
+        let mut hints = Hints::load(HintConfig::default(), Sabotage::default(), &store);
+        let r = record(Some(b"a"), "n1");
+        keep(&mut hints, &store, "n3", b"k", &r, 1_000);
+        keep(
+            &mut hints,
+            &store,
+            "n3",
+            b"k",
+            &record(Some(b"b"), "n2"),
+            1_500,
+        );
+        keep(&mut hints, &store, "n4", b"j", &r, 2_000);
+        let t = hints.tally();
+        assert_eq!((t.stored, t.delivered), (2, 0), "a merge makes no new hint");
+
+        // Delivered and acknowledged: removed and counted.
+        let token = ringkv_ring::token(b"j");
+        let hint = store.hint_get("n4", token, b"j").unwrap().unwrap();
+        let mut out = Vec::new();
+        hints.deliver(hint, r.clone(), addr(), &mut out);
+        let Some(Effect::Call { call, .. }) = out.first() else {
+            panic!("no delivery call: {out:?}");
+        };
+        hints.on_reply(&store, *call, Ok(PeerReply::Replicated));
+        assert!(store.hint_get("n4", token, b"j").unwrap().is_none());
+
+        // Replaced by a newer hint while in flight: acknowledged, but kept for the next round.
+        let token = ringkv_ring::token(b"k");
+        let hint = store.hint_get("n3", token, b"k").unwrap().unwrap();
+        let mut out = Vec::new();
+        hints.deliver(hint, r.clone(), addr(), &mut out);
+        keep(
+            &mut hints,
+            &store,
+            "n3",
+            b"k",
+            &record(Some(b"c"), "n5"),
+            3_000,
+        );
+        let Some(Effect::Call { call, .. }) = out.first() else {
+            panic!("no delivery call: {out:?}");
+        };
+        hints.on_reply(&store, *call, Ok(PeerReply::Replicated));
+        assert!(store.hint_get("n3", token, b"k").unwrap().is_some());
+
+        // Refused: counted apart, never stored.
+        let reply = hints.keep(&store, "n3", token ^ 1, b"k", &r, 4_000);
+        assert!(matches!(reply, PeerReply::Failed(_)));
+
+        let t = hints.tally();
+        assert_eq!((t.stored, t.delivered, t.dropped, t.refused), (2, 1, 0, 1));
+        let held: u64 = store.hint_owners(10).unwrap().iter().map(|o| o.count).sum();
+        assert_eq!(t.held_at_start + t.stored, t.delivered + t.dropped + held);
+        let (_, delivered, dropped) = hints.report(&store);
+        assert_eq!(
+            (delivered, dropped),
+            (1, 1),
+            "status counts refusals as dropped"
+        );
+
+        // A restart counts what the store kept.
+        let again = Hints::load(HintConfig::default(), Sabotage::default(), &store);
+        assert_eq!(again.tally().held_at_start, 1);
+    }
+
+    #[test]
+    fn status_lists_hints_per_range_and_ranges_kept_only_for_their_hints() {
+        let store = MemoryStore::new();
+        let mut hints = Hints::load(HintConfig::default(), Sabotage::default(), &store);
+        let ring = ring(&["a", "b", "c", "d"]);
+        let mine = |i: usize| ring.preference_list_at(i).iter().any(|n| n == "a");
+        // A key in a range "a" replicates and one in a range it does not.
+        let key_where = |want: bool| {
+            (0..10_000)
+                .map(|i| format!("key-{i}").into_bytes())
+                .find(|k| {
+                    let idx = ring.range_index(ringkv_ring::token(k)).unwrap();
+                    mine(idx) == want
+                })
+                .unwrap()
+        };
+        let (inside, outside) = (key_where(true), key_where(false));
+        let r = record(Some(b"v"), "b");
+        keep(&mut hints, &store, "b", &inside, &r, 1);
+        keep(&mut hints, &store, "c", &inside, &r, 1);
+        keep(&mut hints, &store, "d", &outside, &r, 1);
+        let replicated: Vec<RangeStatus> = (0..ring.vnode_count())
+            .filter(|&i| mine(i))
+            .map(|i| {
+                let (start, end) = ring.range_bounds(i).unwrap();
+                RangeStatus {
+                    start,
+                    end,
+                    replica: true,
+                    last_exchange_ms: Some(7),
+                    keys_repaired: 3,
+                    hints_pending: 0,
+                }
+            })
+            .collect();
+        let count = replicated.len();
+        let ranges = hints.range_status(&ring, replicated);
+        assert_eq!(ranges.len(), count + 1, "one more range, kept for its hint");
+        assert!(ranges.windows(2).all(|w| w[0].end < w[1].end), "ring order");
+        let of = |k: &[u8]| {
+            let idx = ring.range_index(ringkv_ring::token(k)).unwrap();
+            let bounds = ring.range_bounds(idx).unwrap();
+            ranges.iter().find(|r| (r.start, r.end) == bounds)
+        };
+        let inside_range = of(&inside).unwrap();
+        assert!(inside_range.replica);
+        assert_eq!(inside_range.hints_pending, 2, "every owner together");
+        assert_eq!(inside_range.keys_repaired, 3, "anti-entropy figures kept");
+        let outside_range = of(&outside).unwrap();
+        assert!(!outside_range.replica);
+        assert_eq!(
+            (outside_range.hints_pending, outside_range.last_exchange_ms),
+            (1, None)
+        );
+        let total: u64 = ranges.iter().map(|r| r.hints_pending).sum();
+        assert_eq!(total, 3);
+
+        // Rebuilt from the store at start, the same counts.
+        let again = Hints::load(HintConfig::default(), Sabotage::default(), &store);
+        assert_eq!(again.per_range(&ring), hints.per_range(&ring));
+    }
 }

@@ -29,7 +29,7 @@ use ringkv_ring::{Ring, RingConfig, RingNode};
 pub use antientropy::AE_CALL_BIT;
 pub use coordinator::{CallId, ClientId, OpId};
 pub use gc::GC_CALL_BIT;
-pub use hints::HINT_CALL_BIT;
+pub use hints::{HintTally, HINT_CALL_BIT};
 pub use primary::FORWARD_CALL_BIT;
 pub use replica::{load, Change, Replica, ReplicaError};
 pub use replication::REPL_CALL_BIT;
@@ -39,13 +39,13 @@ pub use transfer::TRANSFER_CALL_BIT;
 use crate::config::CoreConfig;
 use crate::hlc::Hlc;
 use crate::proto::{
-    ClientError, ClientRequest, ClientResponse, InspectResult, InspectSibling, MemberRow,
-    PeerReply, PeerRequest, RingInfo,
+    ClientError, ClientRequest, ClientResponse, InspectResult, MemberRow, PeerReply, PeerRequest,
+    RingInfo,
 };
 use crate::store::{Durability, Store};
 use crate::table::{RangeTable, TableLimits};
 use antientropy::AntiEntropy;
-use coordinator::{Action, Coordinator, Target, WriteSpec};
+use coordinator::{Action, Coordinator, ReadSpec, Target, WriteSpec};
 use gc::Gc;
 use hints::Hints;
 use table::{TableSync, TABLE_INTERVAL};
@@ -245,7 +245,7 @@ impl NodeCore {
         let max_drift = u64::try_from(config.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
         let mut core = Self {
             ae: AntiEntropy::new(config.anti_entropy.clone()),
-            hints: Hints::new(config.hints.clone()),
+            hints: Hints::load(config.hints.clone(), config.sabotage, store.as_ref()),
             transfer: Transfer::default(),
             gc: Gc::new(u64::try_from(config.tombstone_grace.as_millis()).unwrap_or(u64::MAX)),
             table,
@@ -298,9 +298,24 @@ impl NodeCore {
         out
     }
 
-    /// Whether a leaving node has handed every key to the ranges' new replicas.
+    /// Whether a leaving node has handed every key to the ranges' new replicas, and every
+    /// hint it keeps to its owner when that owner is alive (a hint for a down owner leaves
+    /// with it: the owner's peers repair it by anti-entropy).
     pub fn handed_off(&self) -> bool {
-        self.ring.is_empty() || self.transfer.is_idle(&self.ring)
+        let keys = self.ring.is_empty() || self.transfer.is_idle(&self.ring);
+        let deliverable =
+            |owner: &str| self.ring.contains(owner) && self.membership.is_alive(owner);
+        keys && !self.hints.holds_for(self.store.as_ref(), deliverable)
+    }
+
+    /// Whether this node announced it is leaving.
+    pub fn is_leaving(&self) -> bool {
+        self.membership.status() == NodeStatus::Leaving
+    }
+
+    /// What became of hints since this process started.
+    pub fn hint_tally(&self) -> HintTally {
+        self.hints.tally()
     }
 
     /// Leave the cluster: peers see this node gone at once rather than by failure detection.
@@ -681,6 +696,7 @@ impl NodeCore {
             ClientRequest::Status => {
                 let ctx = view!(self, now_ms);
                 let mut status = self.ae.status(&ctx);
+                status.ranges = self.hints.range_status(&self.ring, status.ranges);
                 (status.hints, status.hints_delivered, status.hints_dropped) =
                     self.hints.report(self.store.as_ref());
                 status.keys_handed_off = self.transfer.moved();
@@ -704,7 +720,15 @@ impl NodeCore {
                 let rows = self.table.current().rows();
                 return reply(out, id, Ok(ClientResponse::RangeTable(rows)));
             }
-            ClientRequest::Get { key, r } => DataOp::Read { key, r },
+            ClientRequest::Get {
+                key,
+                r,
+                wait_repair,
+            } => DataOp::Read {
+                key,
+                r,
+                wait_repair,
+            },
             ClientRequest::Put {
                 key,
                 value,
@@ -729,10 +753,18 @@ impl NodeCore {
         let mut actions = Vec::new();
         let q = self.config.quorum;
         let op_id = match op {
-            DataOp::Read { key, r } => {
+            DataOp::Read {
+                key,
+                r,
+                wait_repair,
+            } => {
                 let targets = self.targets(&key, false);
-                let r = r.map_or(q.r, usize::from);
-                self.coordinator.read(id, targets, key, r, &mut actions)
+                let spec = ReadSpec {
+                    key,
+                    r: r.map_or(q.r, usize::from),
+                    wait_repair,
+                };
+                self.coordinator.read(id, targets, spec, &mut actions)
             }
             DataOp::Write {
                 key,
@@ -783,21 +815,16 @@ impl NodeCore {
         let record = load(self.store.as_ref(), token, &key)
             .map_err(|e| ClientError::Unavailable(e.to_string()))?
             .unwrap_or_default();
+        let hints = hints::held_for(self.store.as_ref(), token, &key)
+            .map_err(|e| ClientError::Unavailable(format!("cannot read hints: {e}")))?;
         let me = &self.membership.me().name;
         Ok(InspectResult {
             node: me.clone(),
             replica: self.ring.preference_list(&key).contains(me),
             token,
-            siblings: record
-                .values()
-                .into_iter()
-                .map(|s| InspectSibling {
-                    data: s.value.clone(),
-                    ts: s.ts,
-                    origin: s.origin.clone(),
-                })
-                .collect(),
+            siblings: hints::siblings(&record),
             context: crate::version::Context(record.join()),
+            hints,
         })
     }
 
@@ -810,7 +837,7 @@ impl NodeCore {
             });
         }
         let (key, value, quorum) = match op {
-            DataOp::Read { key, r } => (key, None, r.map(|r| ("r", r))),
+            DataOp::Read { key, r, .. } => (key, None, r.map(|r| ("r", r))),
             DataOp::Write { key, value, w, .. } => (key, value.as_ref(), w.map(|w| ("w", w))),
         };
         if key.is_empty() || key.len() > limits.max_key {
@@ -1136,6 +1163,7 @@ enum DataOp {
     Read {
         key: Vec<u8>,
         r: Option<u8>,
+        wait_repair: bool,
     },
     Write {
         key: Vec<u8>,
@@ -1159,9 +1187,14 @@ impl DataOp {
     /// callers never pass).
     fn of(req: &ClientRequest) -> Self {
         match req {
-            ClientRequest::Get { key, r } => DataOp::Read {
+            ClientRequest::Get {
+                key,
+                r,
+                wait_repair,
+            } => DataOp::Read {
                 key: key.clone(),
                 r: *r,
+                wait_repair: *wait_repair,
             },
             ClientRequest::Put {
                 key,
@@ -1183,6 +1216,7 @@ impl DataOp {
             _ => DataOp::Read {
                 key: Vec::new(),
                 r: None,
+                wait_repair: false,
             },
         }
     }

@@ -132,7 +132,11 @@ impl Workload {
         let k = key_bytes(key);
         let (req, what) = match kind {
             OpKind::Get { r } => (
-                ClientRequest::Get { key: k, r: Some(r) },
+                ClientRequest::Get {
+                    key: k,
+                    r: Some(r),
+                    wait_repair: false,
+                },
                 format!("op{id} c{c} get key{key} r={r}"),
             ),
             OpKind::Put { w, ctx_from } => (

@@ -796,6 +796,7 @@ pub fn read_result(record: Option<Record>, replied: usize) -> ReadResult {
             .collect(),
         context: Context(record.join()),
         replied: u8::try_from(replied).unwrap_or(u8::MAX),
+        repaired: 0,
     }
 }
 
