@@ -94,10 +94,11 @@ async fn tombstones_held_by_every_replica_are_removed_after_the_grace_period() {
         }
         t
     };
-    assert_eq!(
-        total,
-        3 * keys.len() as u64,
-        "each replica removed each tombstone once"
+    // At least once each: anti-entropy may copy a tombstone back to a replica that already
+    // removed it, before the last replica removes its own; that copy is removed again.
+    assert!(
+        total >= 3 * keys.len() as u64,
+        "each replica removed each tombstone: {total}"
     );
     for node in [n1, n2, n3] {
         node.shutdown().await.unwrap();
