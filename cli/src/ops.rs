@@ -10,9 +10,11 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use ringkv::hlc::Timestamp;
 use ringkv::net::{TlsMaterial, TransportConfig};
-use ringkv::proto::{ClientRequest, ClientResponse, MemberRow, ReadResult, RingInfo, WriteResult};
+use ringkv::proto::{
+    ClientRequest, ClientResponse, MemberRow, ReadResult, RingInfo, Session, WriteResult,
+};
 use ringkv::version::Context;
-use ringkv::{Api, Client, ReadOptions, WriteOptions};
+use ringkv::{Api, Client, WriteOptions};
 use serde::Serialize;
 
 use crate::args;
@@ -57,6 +59,10 @@ pub struct GetArgs {
     /// forwarding to the key's primary.
     #[arg(long)]
     pub direct: bool,
+    /// Primary mode, read-your-writes: the session a `put` printed (REPLID:OFFSET); a replica
+    /// answers only once it holds that write.
+    #[arg(long)]
+    pub after: Option<Session>,
 }
 
 /// `ringctl del KEY`.
@@ -165,15 +171,22 @@ struct WrittenJson<'a> {
     key: &'a str,
     context: String,
     acked: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
 }
 
 fn print_written(format: OutputFormat, key: &str, w: &WriteResult) -> anyhow::Result<()> {
+    let session = w.session.as_ref().map(ToString::to_string);
     match format {
-        OutputFormat::Text => output::emit(&format!("OK (acknowledged by {})\n", w.acked)),
+        OutputFormat::Text => output::emit(&match session {
+            Some(s) => format!("OK (acknowledged by {}, session {s})\n", w.acked),
+            None => format!("OK (acknowledged by {})\n", w.acked),
+        }),
         OutputFormat::Json => output::emit_json(&WrittenJson {
             key,
             context: w.context.to_token(),
             acked: w.acked,
+            session,
         }),
     }
 }
@@ -181,24 +194,24 @@ fn print_written(format: OutputFormat, key: &str, w: &WriteResult) -> anyhow::Re
 /// `ringctl get`: exit status 1 and `not found` on stderr when the key has no live value.
 pub async fn get(g: &Global, a: GetArgs) -> anyhow::Result<ExitCode> {
     let client = connect(g).await?;
-    let key = a.key.clone().into_bytes();
-    let read = if a.direct {
-        let req = ClientRequest::Get {
-            key,
-            r: a.r,
-            wait_repair: a.wait_repair,
+    let mut req = ClientRequest::Get {
+        key: a.key.clone().into_bytes(),
+        r: a.r,
+        wait_repair: a.wait_repair,
+    };
+    if let Some(after) = a.after.clone() {
+        req = ClientRequest::After {
+            after,
+            req: Box::new(req),
         };
-        match client.request(ClientRequest::Direct(Box::new(req))).await {
-            Ok(ClientResponse::Got(r)) => Ok(r),
-            Ok(other) => Err(ringkv::Error::Unexpected(format!("{other:?}"))),
-            Err(e) => Err(e),
-        }
-    } else {
-        let opts = ReadOptions {
-            r: a.r,
-            wait_repair: a.wait_repair,
-        };
-        client.get(key, opts).await
+    }
+    if a.direct {
+        req = ClientRequest::Direct(Box::new(req));
+    }
+    let read = match client.request(req).await {
+        Ok(ClientResponse::Got(r)) => Ok(r),
+        Ok(other) => Err(ringkv::Error::Unexpected(format!("{other:?}"))),
+        Err(e) => Err(e),
     }
     .with_context(|| format!("get {:?} via {}", a.key, client.node()))?;
     match g.output {

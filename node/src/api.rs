@@ -1,6 +1,7 @@
 //! The operations a [`Node`](crate::Node) and a [`Client`](crate::Client) both offer.
 
 use crate::core::replication::ShardInfo;
+use crate::proto::Session;
 use crate::proto::{
     ClientRequest, ClientResponse, InspectResult, MemberRow, ReadResult, RepairProgress, RingInfo,
     RuleRow, StatusReport, WriteResult,
@@ -26,6 +27,9 @@ pub struct ReadOptions {
     /// Answer only after every reachable replica replied and the stale ones were repaired
     /// ([`ReadResult::repaired`] says how many).
     pub wait_repair: bool,
+    /// Primary mode, read-your-writes: a replica answers only once it holds this write (the
+    /// session a write returned); ignored for quorum-mode keys.
+    pub after: Option<Session>,
 }
 
 /// Key-value operations against a cluster, through a local node or a remote one.
@@ -64,11 +68,17 @@ pub trait Api {
 
     /// Read `key`: every live sibling and the causal context.
     async fn get(&self, key: Vec<u8>, opts: ReadOptions) -> Result<ReadResult, Error> {
-        let req = ClientRequest::Get {
+        let mut req = ClientRequest::Get {
             key,
             r: opts.r,
             wait_repair: opts.wait_repair,
         };
+        if let Some(after) = opts.after {
+            req = ClientRequest::After {
+                after,
+                req: Box::new(req),
+            };
+        }
         match self.request(req).await? {
             ClientResponse::Got(r) => Ok(r),
             other => Err(unexpected(other)),

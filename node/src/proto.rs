@@ -91,6 +91,14 @@ pub enum ClientRequest {
     /// Serve the inner request here: never forward it to a key's primary (a replica refuses
     /// a primary-mode write with [`ClientError::ReadOnly`], as a Redis replica does).
     Direct(Box<ClientRequest>),
+    /// Read-your-writes for a primary-mode key: a replica serving the inner `Get` answers only
+    /// once it holds the write `after` names (the session a write returned).
+    After {
+        /// The write to wait for.
+        after: Session,
+        /// The read.
+        req: Box<ClientRequest>,
+    },
     /// Replication state of the shards this node holds in primary mode (`INFO replication`).
     Replication {
         /// Only the shard holding this key (all when `None`).
@@ -272,6 +280,54 @@ pub struct WriteResult {
     pub context: Context,
     /// Replicas that acknowledged before the answer.
     pub acked: u8,
+    /// Primary mode: where the write sits in its shard's log (pass it to a later read for
+    /// read-your-writes on a replica).
+    pub session: Option<Session>,
+}
+
+/// A position in a primary-mode shard's log, as `REPLID:OFFSET`.
+///
+/// ```
+/// use ringkv::proto::Session;
+/// let s: Session = "ab12:7".parse().unwrap();
+/// assert_eq!((s.replid.as_str(), s.offset), ("ab12", 7));
+/// assert_eq!(s.to_string(), "ab12:7");
+/// assert!("no-offset".parse::<Session>().is_err());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Replication id of the log the write was ordered in.
+    pub replid: String,
+    /// Its offset there.
+    pub offset: u64,
+}
+
+impl std::fmt::Display for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.replid, self.offset)
+    }
+}
+
+impl std::str::FromStr for Session {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (replid, offset) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?} is not a session token (REPLID:OFFSET)"))?;
+        let offset = offset
+            .parse()
+            .map_err(|_| format!("{s:?}: the offset is not a number"))?;
+        if replid.is_empty() || replid.len() > 64 {
+            return Err(format!(
+                "{s:?}: the replication id must be 1 to 64 characters"
+            ));
+        }
+        Ok(Self {
+            replid: replid.to_string(),
+            offset,
+        })
+    }
 }
 
 /// One line of `ringctl members`.

@@ -97,7 +97,16 @@ fn a_primary_range_fails_over_without_losing_majority_writes() {
     let chain = run(
         &cluster,
         0,
-        &["range", "set", "--prefix", "c:", "--mode", "primary", "--topology", "chain"],
+        &[
+            "range",
+            "set",
+            "--prefix",
+            "c:",
+            "--mode",
+            "primary",
+            "--topology",
+            "chain",
+        ],
     )
     .unwrap_err();
     assert!(chain.contains("chain topology is not available"), "{chain}");
@@ -171,4 +180,61 @@ fn a_primary_range_fails_over_without_losing_majority_writes() {
             .filter(|t| t.contains('6'))
     });
     assert!(back.is_some(), "the old primary's copy caught up");
+}
+
+#[test]
+fn a_replica_read_after_a_session_sees_that_write() {
+    let _serial = serial();
+    let cluster = Cluster::start(3).unwrap();
+    let key = "sess:bob";
+    run(
+        &cluster,
+        0,
+        &[
+            "range",
+            "set",
+            "--prefix",
+            "sess:",
+            "--mode",
+            "primary",
+            "--read-from",
+            "replica",
+        ],
+    )
+    .unwrap();
+    for i in 0..3 {
+        poll(WITHIN, || {
+            run(&cluster, i, &["range", "list"])
+                .ok()
+                .filter(|t| t.contains("sess:"))
+        })
+        .unwrap_or_else(|| panic!("node {} never learned the rule", i + 1));
+    }
+    put(&cluster, 0, key, "first");
+    let primary = poll(WITHIN, || {
+        shard(&cluster, 0, key)?["primary"]
+            .as_str()
+            .map(String::from)
+    })
+    .expect("a primary is known");
+    let replica = (0..3).find(|i| cluster.nodes[*i].name != primary).unwrap();
+    // Asynchronous replication: the replica may lag, but a read naming the write's session
+    // waits until the replica holds it.
+    for v in 0..20 {
+        let value = format!("v{v}");
+        let out = run(&cluster, 0, &["-o", "json", "put", key, &value]).unwrap();
+        let out: Value = serde_json::from_str(&out).unwrap();
+        let session = out["session"]
+            .as_str()
+            .expect("a primary-mode write has a session");
+        let read = run(
+            &cluster,
+            replica,
+            &["get", "--direct", "--after", session, key],
+        )
+        .unwrap();
+        assert!(read.contains(&value), "after {session}: {read}");
+    }
+    let bad = run(&cluster, replica, &["get", "--after", "nocolon", key]).unwrap_err();
+    assert!(bad.contains("REPLID:OFFSET"), "{bad}");
 }

@@ -626,6 +626,7 @@ fn success(
         Kind::Write { record, .. } => ClientResponse::Written(WriteResult {
             context: Context(record.as_ref().map(Record::join).unwrap_or_default()),
             acked: ok,
+            session: None,
         }),
         Kind::Read { replies, .. } => {
             let records = replies.iter().filter_map(|(_, r)| r.as_ref());

@@ -644,16 +644,25 @@ impl NodeCore {
     }
 
     fn client(&mut self, now_ms: u64, id: ClientId, req: ClientRequest, out: &mut Vec<Effect>) {
-        let (direct, req) = match req {
-            ClientRequest::Direct(inner) if !matches!(*inner, ClientRequest::Direct(_)) => {
-                (true, *inner)
-            }
-            ClientRequest::Direct(_) => {
-                let e = ClientError::Unavailable("a direct request cannot nest another".into());
-                return reply(out, id, Err(e));
-            }
-            other => (false, other),
-        };
+        let (mut req, mut direct, mut after) = (req, false, None);
+        // Peel the modifiers (serve here, read after a session), each at most once.
+        for _ in 0..2 {
+            req = match req {
+                ClientRequest::Direct(inner) if !direct => {
+                    direct = true;
+                    *inner
+                }
+                ClientRequest::After { after: a, req } if after.is_none() => {
+                    after = Some(a);
+                    *req
+                }
+                other => other,
+            };
+        }
+        if matches!(req, ClientRequest::Direct(_) | ClientRequest::After { .. }) {
+            let e = ClientError::Unavailable("a request modifier may appear once".into());
+            return reply(out, id, Err(e));
+        }
         let primary = match &req {
             ClientRequest::Get { key, .. }
             | ClientRequest::Put { key, .. }
@@ -664,10 +673,10 @@ impl NodeCore {
             if let Err(e) = self.admit(&DataOp::of(&req)) {
                 return reply(out, id, Err(e));
             }
-            return self.primary_op(now_ms, id, req, opts, direct, out);
+            return self.primary_op(now_ms, id, req, opts, (direct, after), out);
         }
         let op = match req {
-            ClientRequest::Direct(_) => return,
+            ClientRequest::Direct(_) | ClientRequest::After { .. } => return,
             ClientRequest::Replication { key } => {
                 let table = self.table.current();
                 let primary_key = |k: &[u8]| table.lookup(k).is_some();

@@ -7,7 +7,7 @@ use super::coordinator::{CallId, ClientId};
 use super::replica::load;
 use super::replication::{self, majority, Ctx as ReplCtx, Route};
 use super::{Effect, InboundId, NodeCore, Timer};
-use crate::proto::{ClientError, ClientRequest, ClientResponse, PeerReply, PeerRequest};
+use crate::proto::{ClientError, ClientRequest, ClientResponse, PeerReply, PeerRequest, Session};
 use crate::store::Durability;
 use crate::table::{PrimaryOptions, ReadFrom, SyncReplicas};
 
@@ -98,7 +98,7 @@ impl NodeCore {
         id: ClientId,
         req: ClientRequest,
         opts: PrimaryOptions,
-        direct: bool,
+        (direct, after): (bool, Option<Session>),
         out: &mut Vec<Effect>,
     ) {
         let table = self.table.current();
@@ -127,6 +127,9 @@ impl NodeCore {
         // this node alone.
         let serve_here = read && replica_here && (direct || opts.read_from != ReadFrom::Primary);
         if serve_here {
+            if let Some(after) = after {
+                return self.repl.session_read(&ctx, id, key, after, deadline, out);
+            }
             let result = load(ctx.view.store, ringkv_ring::token(&key), &key)
                 .map(|rec| ClientResponse::Got(replication::read_result(rec, 1)))
                 .map_err(|e| ClientError::Unavailable(e.to_string()));

@@ -11,7 +11,7 @@ use super::{majority, CallKind, Ctx, Replication, Role, Shard};
 use crate::core::coordinator::ClientId;
 use crate::core::replica::load;
 use crate::core::Effect;
-use crate::proto::{ClientError, ClientResponse, ReadResult, Value, WriteResult};
+use crate::proto::{ClientError, ClientResponse, ReadResult, Session, Value, WriteResult};
 use crate::store::StoreError;
 use crate::version::{decode_record, encode_record, live_values, Context, DvvSet, Record};
 
@@ -242,12 +242,17 @@ impl Replication {
         out: &mut Vec<Effect>,
     ) {
         let id = Self::shard_of(ctx.view.ring, &key);
-        let result = WriteResult {
+        let mut result = WriteResult {
             context: Context(record.join()),
             acked: 0,
+            session: None,
         };
         match self.log_local(ctx, &id, token, key, Some(record), out) {
             Ok(offset) => {
+                result.session = self.shards.get(&id).map(|st| Session {
+                    replid: st.meta.replid.clone(),
+                    offset,
+                });
                 if let Some(Role::Primary(leader)) = self.shards.get_mut(&id).map(|s| &mut s.role) {
                     leader.waiting.push_back(Waiting {
                         offset,

@@ -19,6 +19,7 @@ mod info;
 mod leader;
 mod log;
 pub mod msg;
+mod session;
 #[cfg(test)]
 mod tests;
 
@@ -131,6 +132,8 @@ struct Shard {
     full_syncs: u64,
     /// Clients left waiting by a primary that stepped down, to be answered.
     abandoned: Vec<(ClientId, ClientError)>,
+    /// Reads waiting for this replica to hold a session's write.
+    session_reads: Vec<session::SessionRead>,
 }
 
 /// What a pending call was for.
@@ -236,6 +239,7 @@ impl Replication {
                 partial_syncs: 0,
                 full_syncs: 0,
                 abandoned: Vec::new(),
+                session_reads: Vec::new(),
             };
             self.shards.insert(id.to_vec(), shard);
         }
@@ -271,6 +275,7 @@ impl Replication {
         let result = follower::handle(st, &config, ctx, &shard, from, req);
         let run_now = st.run_now;
         self.drain_abandoned(&shard, out);
+        self.release_reads(ctx, &shard, out);
         if run_now {
             self.maybe_run(ctx, &shard, out);
         }
@@ -340,6 +345,10 @@ impl Replication {
             self.shards.remove(id);
             return;
         }
+        self.release_reads(ctx, id, out);
+        let Some(st) = self.shards.get_mut(id) else {
+            return;
+        };
         match &st.role {
             Role::Primary(_) => self.lead(ctx, id, out),
             Role::Candidate(c) if ctx.now() >= c.deadline_ms => self.give_up(ctx, id),

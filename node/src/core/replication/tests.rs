@@ -74,6 +74,7 @@ fn fresh() -> Shard {
         partial_syncs: 0,
         full_syncs: 0,
         abandoned: Vec::new(),
+        session_reads: Vec::new(),
     }
 }
 
@@ -324,5 +325,111 @@ fn a_primary_commits_what_a_majority_holds_and_keeps_its_lease_only_with_a_major
     assert!(
         !leader.holds_lease(2_300, 1_000, 3),
         "nobody answered within the lease"
+    );
+}
+
+#[test]
+fn a_session_read_waits_until_the_replica_holds_the_write() {
+    use super::Replication;
+    use crate::core::coordinator::ClientId;
+    use crate::core::Effect;
+    use crate::proto::{ClientResponse, PeerReply, Session};
+
+    let n = node();
+    let mut repl = Replication::new(ReplConfig::default());
+    let key = "p/k";
+    let id = n.ring.preference_list(key.as_bytes()).to_vec();
+    let send = |repl: &mut Replication, from: u64, entries: Vec<LogEntry>| {
+        let mut out = Vec::new();
+        let req = ReplRequest::Append {
+            shard: id.clone(),
+            epoch: 1,
+            replid: "r1".into(),
+            prev_replid: String::new(),
+            prev_end: 0,
+            from,
+            entries,
+            commit: 0,
+        };
+        let (reply, _) = repl.on_request(&ctx(&n, 10), "a", req, &mut out);
+        assert!(
+            matches!(
+                reply,
+                PeerReply::Repl(ReplReply::Acked { .. }) | PeerReply::Repl(ReplReply::Behind(_))
+            ),
+            "{reply:?}"
+        );
+        out
+    };
+    // A fresh replica first takes a snapshot standing for offset 0 of lineage r1.
+    let mut out = Vec::new();
+    let page = ReplRequest::Snapshot {
+        shard: id.clone(),
+        epoch: 1,
+        replid: "r1".into(),
+        at: 0,
+        at_epoch: 1,
+        span: SnapshotSpan::default(),
+        items: Vec::new(),
+        done: true,
+    };
+    repl.on_request(&ctx(&n, 5), "a", page, &mut out);
+    assert!(send(&mut repl, 0, vec![entry(1, 1, key, "one")]).is_empty());
+
+    let mut out = Vec::new();
+    let after = Session {
+        replid: "r1".into(),
+        offset: 2,
+    };
+    repl.session_read(
+        &ctx(&n, 20),
+        ClientId(7),
+        key.as_bytes().to_vec(),
+        after,
+        5_000,
+        &mut out,
+    );
+    assert!(
+        out.is_empty(),
+        "offset 1 does not hold the session's write at 2"
+    );
+    let out = send(&mut repl, 1, vec![entry(2, 1, key, "two")]);
+    let answered: Vec<&Effect> = out
+        .iter()
+        .filter(|e| matches!(e, Effect::Reply { .. }))
+        .collect();
+    assert_eq!(answered.len(), 1, "{out:?}");
+    match answered[0] {
+        Effect::Reply {
+            id: ClientId(7),
+            result: Ok(ClientResponse::Got(read)),
+        } => assert_eq!(read.values[0].data, b"two"),
+        other => panic!("{other:?}"),
+    }
+    // Past its deadline a session read fails instead of waiting forever.
+    let mut out = Vec::new();
+    let ahead = Session {
+        replid: "r1".into(),
+        offset: 9,
+    };
+    repl.session_read(
+        &ctx(&n, 30),
+        ClientId(8),
+        key.as_bytes().to_vec(),
+        ahead,
+        100,
+        &mut out,
+    );
+    assert!(out.is_empty());
+    repl.on_tick(&ctx(&n, 200), &mut out);
+    assert!(
+        out.iter().any(|e| matches!(
+            e,
+            Effect::Reply {
+                id: ClientId(8),
+                result: Err(_)
+            }
+        )),
+        "{out:?}"
     );
 }
