@@ -225,6 +225,12 @@ impl Replication {
     /// The shard's state, loaded from the store the first time.
     fn shard(&mut self, ctx: &Ctx<'_>, id: &[String]) -> Result<&mut Shard, ClientError> {
         if !self.shards.contains_key(id) {
+            // Only preference lists of this node's ring: a peer cannot make up shards.
+            if follower::shard_ranges(ctx.view.ring, id).is_empty() {
+                return Err(ClientError::Unavailable(
+                    "no range of this node's ring has that preference list (the ring is changing); retry".into(),
+                ));
+            }
             let meta = ShardMeta::load(ctx.view.store, id)
                 .map_err(|e| ClientError::Unavailable(format!("replication state: {e}")))?;
             let shard = Shard {
