@@ -185,6 +185,20 @@ macro_rules! view {
     };
 }
 
+/// Bind `$ctx`, what primary mode sees of the node for one step (a macro for the same reason
+/// as [`view!`]).
+macro_rules! repl_ctx {
+    ($core:ident, $now_ms:expr, $ctx:ident) => {
+        let table = $core.table.current();
+        let primary_key = |k: &[u8]| table.lookup(k).is_some();
+        let $ctx = $crate::core::replication::Ctx {
+            view: view!($core, $now_ms),
+            primary_key: &primary_key,
+            durable: $core.config.durability == $crate::store::Durability::Sync,
+        };
+    };
+}
+
 mod primary;
 
 /// Arm `timer` to fire after `after`.
@@ -423,13 +437,7 @@ impl NodeCore {
                 from,
                 req: PeerRequest::Repl(req),
             } => {
-                let table = self.table.current();
-                let primary_key = |k: &[u8]| table.lookup(k).is_some();
-                let ctx = replication::Ctx {
-                    view: view!(self, now_ms),
-                    primary_key: &primary_key,
-                    durable: self.config.durability == Durability::Sync,
-                };
+                repl_ctx!(self, now_ms, ctx);
                 let (reply, sync) = self.repl.on_request(&ctx, &from, req, &mut out);
                 out.push(Effect::Respond { id, reply, sync });
             }
@@ -495,13 +503,7 @@ impl NodeCore {
                 }
             }
             Input::PeerReply { call, reply } if call.0 & REPL_CALL_BIT != 0 => {
-                let table = self.table.current();
-                let primary_key = |k: &[u8]| table.lookup(k).is_some();
-                let ctx = replication::Ctx {
-                    view: view!(self, now_ms),
-                    primary_key: &primary_key,
-                    durable: self.config.durability == Durability::Sync,
-                };
+                repl_ctx!(self, now_ms, ctx);
                 self.repl.on_reply(&ctx, call, reply, &mut out);
             }
             Input::PeerReply { call, reply } if call.0 & FORWARD_CALL_BIT != 0 => {
@@ -576,13 +578,7 @@ impl NodeCore {
                 arm(&mut out, TABLE_INTERVAL, Timer::Table);
             }
             Input::Timer(Timer::Replication) => {
-                let table = self.table.current();
-                let primary_key = |k: &[u8]| table.lookup(k).is_some();
-                let ctx = replication::Ctx {
-                    view: view!(self, now_ms),
-                    primary_key: &primary_key,
-                    durable: self.config.durability == Durability::Sync,
-                };
+                repl_ctx!(self, now_ms, ctx);
                 self.repl.on_tick(&ctx, &mut out);
                 arm(&mut out, REPL_TICK, Timer::Replication);
             }
@@ -678,13 +674,7 @@ impl NodeCore {
         let op = match req {
             ClientRequest::Direct(_) | ClientRequest::After { .. } => return,
             ClientRequest::Replication { key } => {
-                let table = self.table.current();
-                let primary_key = |k: &[u8]| table.lookup(k).is_some();
-                let ctx = replication::Ctx {
-                    view: view!(self, now_ms),
-                    primary_key: &primary_key,
-                    durable: self.config.durability == Durability::Sync,
-                };
+                repl_ctx!(self, now_ms, ctx);
                 let shard = key.map(|k| self.ring.preference_list(&k).to_vec());
                 let mut rows = self.repl.info(&ctx);
                 rows.retain(|r| shard.as_ref().is_none_or(|s| *s == r.shard));

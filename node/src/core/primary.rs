@@ -5,10 +5,9 @@ use std::collections::HashMap;
 
 use super::coordinator::{CallId, ClientId};
 use super::replica::load;
-use super::replication::{self, majority, Ctx as ReplCtx, Route};
+use super::replication::{self, majority, Route};
 use super::{Effect, InboundId, NodeCore, Timer};
 use crate::proto::{ClientError, ClientRequest, ClientResponse, PeerReply, PeerRequest, Session};
-use crate::store::Durability;
 use crate::table::{PrimaryOptions, ReadFrom, SyncReplicas};
 
 /// Call ids of forwarded requests carry this bit.
@@ -101,13 +100,7 @@ impl NodeCore {
         (direct, after): (bool, Option<Session>),
         out: &mut Vec<Effect>,
     ) {
-        let table = self.table.current();
-        let primary_key = |k: &[u8]| table.lookup(k).is_some();
-        let ctx = ReplCtx {
-            view: view!(self, now_ms),
-            primary_key: &primary_key,
-            durable: self.config.durability == Durability::Sync,
-        };
+        repl_ctx!(self, now_ms, ctx);
         let deadline = now_ms + super::replication::millis(self.config.request_timeout);
         let key = match &req {
             ClientRequest::Get { key, .. }
@@ -189,13 +182,7 @@ impl NodeCore {
                 };
                 match self.primary_record(now_ms, &key, value) {
                     Ok((token, record)) => {
-                        let table = self.table.current();
-                        let primary_key = |k: &[u8]| table.lookup(k).is_some();
-                        let ctx = ReplCtx {
-                            view: view!(self, now_ms),
-                            primary_key: &primary_key,
-                            durable: self.config.durability == Durability::Sync,
-                        };
+                        repl_ctx!(self, now_ms, ctx);
                         self.repl
                             .logged_write(&ctx, id, token, key, record, need, deadline, out);
                     }
