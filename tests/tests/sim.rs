@@ -171,6 +171,49 @@ fn skipping_the_merge_of_read_replies_is_caught() {
     );
 }
 
+/// A stand-in that forgets hints instead of delivering them breaks the hint accounting: the
+/// crash of n1 makes its peers keep hints for it, and the sabotaged ones lose them unseen.
+#[test]
+fn hints_lost_without_being_delivered_are_caught() {
+    let mut config = SimConfig {
+        nodes: (4, 4),
+        faults: "crash".parse().unwrap(),
+        ..SimConfig::default()
+    };
+    let schedule: Schedule = "2-12:crash:1".parse().unwrap();
+    let report = run(7, &config, Some(&schedule));
+    assert!(report.passed(), "{}", describe(&config, &report));
+    config.sabotage.drop_hints = true;
+    let report = run(7, &config, Some(&schedule));
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.invariant == "hints-accounted"),
+        "hints forgotten undelivered went unnoticed: {:?}",
+        report.violations
+    );
+}
+
+/// A leaving node keeps serving until it handed its keys and hints off, then leaves; a
+/// leaver cut off from everyone leaves at the handoff limit, and no acknowledged write is
+/// lost either way (its peers hold them at W=2).
+#[test]
+fn a_graceful_leave_hands_off_first_or_leaves_at_the_limit() {
+    let config = SimConfig {
+        nodes: (4, 4),
+        ..SimConfig::default()
+    };
+    let schedule: Schedule = "2-8:crash:2;4:leave:1".parse().unwrap();
+    let report = run(3, &config, Some(&schedule));
+    assert!(report.passed(), "{}", describe(&config, &report));
+    assert_eq!(report.handoff_timeouts, 0, "{}", report.trace_tail);
+    let schedule: Schedule = "2-19:part:1|0,2,3;4:leave:1".parse().unwrap();
+    let report = run(3, &config, Some(&schedule));
+    assert!(report.passed(), "{}", describe(&config, &report));
+    assert_eq!(report.handoff_timeouts, 1, "{}", report.trace_tail);
+}
+
 #[test]
 fn a_failure_shrinks_to_a_smaller_schedule_that_still_fails() {
     let config = SimConfig {

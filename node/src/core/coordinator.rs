@@ -456,7 +456,8 @@ impl Coordinator {
     }
 
     /// Answer the client once the quorum is met or can no longer be; a read stays until every
-    /// replica answered, then repairs the stale ones (read repair).
+    /// replica answered, then repairs the stale ones (read repair). A read waiting for its
+    /// repairs answers only after them.
     fn settle(&mut self, id: OpId, out: &mut Vec<Action>) {
         let (policy, sabotage) = (self.policy, self.sabotage);
         let Some(op) = self.ops.get_mut(&id) else {

@@ -1,4 +1,5 @@
 //! Coordinator state machine tests: writes, reads, quorums, read repair.
+
 use super::*;
 use crate::version::{DvvSet, Sibling};
 

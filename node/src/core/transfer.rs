@@ -36,13 +36,25 @@ struct Page {
     failed: bool,
 }
 
+/// What one look at a range found.
+enum Range {
+    /// A page is on its way.
+    Sent,
+    /// Nothing here to move.
+    Clean,
+    /// Data to move, but not every replica of the range can be reached now.
+    Waiting,
+}
+
 /// The node's ownership-transfer state.
 #[derive(Default)]
 pub struct Transfer {
     cursor: usize,
     page: Option<Page>,
     next_call: u64,
-    /// Ranges in a row found with nothing to move; a whole ring's worth means done.
+    /// Ranges in a row found with nothing to move; a whole ring's worth means done. A range
+    /// with data whose replicas cannot all be reached is not clean: a leaving node that
+    /// counted it so would leave with the data.
     clean: usize,
     moved: u64,
     /// Keys every replica confirmed, for the core to drop if unchanged.
@@ -85,12 +97,15 @@ impl Transfer {
         for _ in 0..RANGES_PER_TICK.min(n) {
             let idx = self.cursor % n;
             match self.try_range(ctx, idx, out) {
-                Ok(true) => return,
-                Ok(false) => {}
-                Err(e) => tracing::warn!("ownership transfer of range {idx}: {e}"),
+                Ok(Range::Sent) => return,
+                Ok(Range::Clean) => self.clean = self.clean.saturating_add(1),
+                Ok(Range::Waiting) => self.clean = 0,
+                Err(e) => {
+                    tracing::warn!("ownership transfer of range {idx}: {e}");
+                    self.clean = 0;
+                }
             }
             self.cursor = self.cursor.wrapping_add(1);
-            self.clean = self.clean.saturating_add(1);
         }
     }
 
@@ -100,20 +115,20 @@ impl Transfer {
         ctx: &Ctx<'_>,
         idx: usize,
         out: &mut Vec<Effect>,
-    ) -> Result<bool, String> {
+    ) -> Result<Range, String> {
         let owners = ctx.ring.preference_list_at(idx);
         if owners.iter().any(|o| o == ctx.me) {
-            return Ok(false);
+            return Ok(Range::Clean);
         }
         let Some((start, end)) = ctx.ring.range_bounds(idx) else {
-            return Ok(false);
+            return Ok(Range::Clean);
         };
         let entries = ctx
             .store
             .scan(start, end, None, PAGE)
             .map_err(|e| e.to_string())?;
         if entries.is_empty() {
-            return Ok(false);
+            return Ok(Range::Clean);
         }
         // Every current replica must be there to confirm, or the data stays here for now.
         let targets: Option<Vec<SocketAddr>> = owners
@@ -126,7 +141,7 @@ impl Transfer {
             })
             .collect();
         let Some(targets) = targets.filter(|t| !t.is_empty()) else {
-            return Ok(false);
+            return Ok(Range::Waiting);
         };
         let mut records = Vec::new();
         let mut sent = Vec::new();
@@ -157,7 +172,7 @@ impl Transfer {
             awaiting,
             failed: false,
         });
-        Ok(true)
+        Ok(Range::Sent)
     }
 
     /// A replica answered a page; once all did, the page's keys are ready to drop here.

@@ -65,7 +65,7 @@ struct Args {
     /// Simulated seconds of workload (and faults) per run.
     #[arg(long)]
     workload_secs: Option<u64>,
-    /// Break the core on purpose: ack-after-one or skip-read-merge.
+    /// Break the core on purpose: ack-after-one, skip-read-merge or drop-hints.
     #[arg(long)]
     sabotage: Vec<String>,
     /// Do not check that replicas converge after the faults heal (for a core without
@@ -173,7 +173,10 @@ fn config_from(args: &Args) -> Result<SimConfig> {
         match s.as_str() {
             "ack-after-one" => config.sabotage.ack_after_one = true,
             "skip-read-merge" => config.sabotage.skip_read_merge = true,
-            other => bail!("unknown sabotage {other:?} (ack-after-one, skip-read-merge)"),
+            "drop-hints" => config.sabotage.drop_hints = true,
+            other => {
+                bail!("unknown sabotage {other:?} (ack-after-one, skip-read-merge, drop-hints)")
+            }
         }
     }
     config.capabilities.anti_entropy = !args.no_anti_entropy;
@@ -201,12 +204,14 @@ fn replay(seed: u64, config: &SimConfig, schedule: Option<&Schedule>) -> bool {
 
 fn summary_line(report: &RunReport, took: Duration) {
     println!(
-        "trace hash {:016x}, {} events, {:.1} s simulated, {} ops, clean={}, {:.2} s wall",
+        "trace hash {:016x}, {} events, {:.1} s simulated, {} ops, clean={}, handoff \
+         timeouts={}, {:.2} s wall",
         report.trace_hash,
         report.events,
         report.sim_us as f64 / 1e6,
         report.ops,
         report.clean,
+        report.handoff_timeouts,
         took.as_secs_f64()
     );
 }
@@ -225,7 +230,8 @@ fn batch(config: &SimConfig, args: &Args) -> bool {
     let next = AtomicU64::new(0);
     let failures_seen = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel::<Result<u64, Box<Failure>>>();
+    let (tx, rx) = mpsc::channel::<Result<usize, Box<Failure>>>();
+    let mut handoff_timeouts = 0;
     let started = Instant::now();
     let mut failures = Vec::new();
     let mut done = 0u64;
@@ -245,7 +251,7 @@ fn batch(config: &SimConfig, args: &Args) -> bool {
                 let seed = args.start.wrapping_add(i);
                 let report = run(seed, config, None);
                 let message = if report.passed() {
-                    Ok(seed)
+                    Ok(report.handoff_timeouts)
                 } else {
                     let seen = failures_seen.fetch_add(1, Ordering::Relaxed) + 1;
                     if seen >= args.max_failures as u64 {
@@ -272,6 +278,9 @@ fn batch(config: &SimConfig, args: &Args) -> bool {
         let mut last_progress = Instant::now();
         for message in rx {
             done += 1;
+            if let Ok(timeouts) = message {
+                handoff_timeouts += timeouts;
+            }
             if let Err(failure) = message {
                 print_failure(config, &failure);
                 failures.push(failure.report.seed);
@@ -286,7 +295,8 @@ fn batch(config: &SimConfig, args: &Args) -> bool {
     let secs = started.elapsed().as_secs_f64();
     failures.sort_unstable();
     println!(
-        "{done} seeds in {secs:.1} s ({:.1} seeds/s), {} failed{}",
+        "{done} seeds in {secs:.1} s ({:.1} seeds/s), {handoff_timeouts} leaves timed out \
+         handing off in passing runs, {} failed{}",
         done as f64 / secs.max(1e-9),
         failures.len(),
         if failures.is_empty() {

@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use ringkv::config::CoreConfig;
-use ringkv::store::Durability;
+use ringkv::store::{Durability, Store};
 use ringkv::version::ConflictPolicy;
 use ringkv_gossip::GossipConfig;
 
 use super::checker::{
-    membership_converged, replicas_agree, written_keys, Checker, RunFacts, Violation,
+    hint_accounting, membership_converged, replicas_agree, written_keys, Checker, RunFacts,
+    Violation,
 };
 use super::config::SimConfig;
 use super::faults::{Episode, Schedule, MAX_NODES, MIN_NODES};
@@ -26,6 +27,10 @@ const WARMUP_LIMIT: u64 = 30 * SEC;
 const CLIENT_TIMEOUT: u64 = 12 * SEC;
 /// Longest the run waits for operations and calls still in flight after settling.
 const DRAIN_LIMIT: u64 = 20 * SEC;
+/// Longest a leaving node hands off before it leaves anyway (the shell's limit on SIGTERM).
+const HANDOFF_LIMIT: u64 = 10 * SEC;
+/// How often a leaving node is asked whether it handed everything off.
+const HANDOFF_POLL: u64 = SEC / 10;
 
 /// What one run did and found.
 #[derive(Clone, Debug)]
@@ -48,6 +53,8 @@ pub struct RunReport {
     pub ops: usize,
     /// Whether no replica missed a write (so convergence was checked).
     pub clean: bool,
+    /// Graceful leaves that ended at the handoff limit, before everything was handed off.
+    pub handoff_timeouts: usize,
     /// Broken invariants, first found first.
     pub violations: Vec<Violation>,
     /// The last events (as many as the configuration's `trace_tail`).
@@ -68,6 +75,7 @@ enum Tag {
     GiveUp(u64),
     Fault(usize),
     Heal,
+    Leaving(usize),
 }
 
 impl Tag {
@@ -77,6 +85,7 @@ impl Tag {
             Tag::GiveUp(op) => (1, op),
             Tag::Fault(i) => (2, i as u64),
             Tag::Heal => (3, 0),
+            Tag::Leaving(n) => (4, n as u64),
         };
         kind << 56 | (v & ((1 << 56) - 1))
     }
@@ -87,7 +96,8 @@ impl Tag {
             0 => Tag::Client(usize::try_from(v).unwrap_or(0)),
             1 => Tag::GiveUp(v),
             2 => Tag::Fault(usize::try_from(v).unwrap_or(0)),
-            _ => Tag::Heal,
+            3 => Tag::Heal,
+            _ => Tag::Leaving(usize::try_from(v).unwrap_or(0)),
         }
     }
 }
@@ -145,6 +155,9 @@ struct Driver<'a> {
     stopped: bool,
     /// Failed calls and `Down` events before the workload began.
     baseline: (u64, u64),
+    /// Nodes handing off before they leave, with when they leave anyway (µs).
+    leaving: std::collections::BTreeMap<usize, u64>,
+    handoff_timeouts: usize,
 }
 
 impl<'a> Driver<'a> {
@@ -214,6 +227,8 @@ impl<'a> Driver<'a> {
             disrupted: false,
             stopped: false,
             baseline: (0, 0),
+            leaving: std::collections::BTreeMap::new(),
+            handoff_timeouts: 0,
             schedule,
         }
     }
@@ -385,7 +400,60 @@ impl<'a> Driver<'a> {
                 }
             }
             Tag::Heal => self.heal_all(),
+            Tag::Leaving(n) => self.check_leaving(n),
         }
+    }
+
+    /// A leaving node leaves once it handed everything off, or at the handoff limit. One that
+    /// crashed meanwhile and came back is asked to leave again (its new process knows nothing
+    /// of it); one that is not running at the limit does not leave.
+    fn check_leaving(&mut self, n: usize) {
+        let Some(&deadline) = self.leaving.get(&n) else {
+            return;
+        };
+        let now = self.world.now_us();
+        let node = &self.world.nodes()[n];
+        let running = node.state == NodeState::Running;
+        let (leaving, handed_off) = node
+            .core()
+            .map_or((false, false), |c| (c.is_leaving(), c.handed_off()));
+        if running && !leaving {
+            self.world.note(Some(n), "asked to leave again".into());
+            self.world.begin_leave(n);
+        } else if running && handed_off {
+            return self.finish_leave(n, false);
+        }
+        if now < deadline {
+            self.world
+                .wake_at(now + HANDOFF_POLL, Tag::Leaving(n).pack());
+        } else if running {
+            self.finish_leave(n, true);
+        } else {
+            self.leaving.remove(&n);
+            self.world
+                .note(Some(n), "leave abandoned: not running at the limit".into());
+        }
+    }
+
+    fn finish_leave(&mut self, n: usize, timed_out: bool) {
+        self.leaving.remove(&n);
+        if timed_out {
+            self.handoff_timeouts += 1;
+            self.world
+                .note(Some(n), "handoff timed out: leaving anyway".into());
+        }
+        let node = &self.world.nodes()[n];
+        let accounting = node.core().map(|c| hint_accounting(c, &node.store));
+        // A node that says it handed everything off holds no key any more.
+        let held = node.store.scan(0, 0, None, 1).map_or(0, |keys| keys.len());
+        if let Some(Err(e)) = accounting {
+            self.violation(super::checker::hints::NAME, format!("n{n} leaving: {e}"));
+        }
+        if !timed_out && held > 0 {
+            let detail = format!("n{n} left saying it had handed off, yet still holds keys");
+            self.violation("leave-hands-off", detail);
+        }
+        self.world.leave(n);
     }
 
     /// Nodes a client may send to: every node ever started that did not leave.
@@ -486,9 +554,15 @@ impl<'a> Driver<'a> {
             }
             (Episode::Leave(n), true) => {
                 let floor = MIN_NODES.max(self.config.quorum.n);
-                if exists(*n, &self.world) && self.running().len() > floor {
+                let staying = self.running().len().saturating_sub(self.leaving.len());
+                let fresh = !self.leaving.contains_key(n);
+                if exists(*n, &self.world) && staying > floor && fresh {
                     self.disrupted = true;
-                    self.world.leave(*n);
+                    let now = self.world.now_us();
+                    self.leaving.insert(*n, now + HANDOFF_LIMIT);
+                    self.world.begin_leave(*n);
+                    self.world
+                        .wake_at(now + HANDOFF_POLL, Tag::Leaving(*n).pack());
                 }
             }
             (Episode::Loss | Episode::Dup | Episode::CallLoss, start) => {
@@ -584,6 +658,7 @@ impl<'a> Driver<'a> {
             sim_us: self.world.now_us(),
             ops: self.workload.history.ops().len(),
             clean: self.clean(),
+            handoff_timeouts: self.handoff_timeouts,
             violations,
             trace_tail,
         }
@@ -606,6 +681,7 @@ mod tests {
             Tag::GiveUp(1 << 40),
             Tag::Fault(17),
             Tag::Heal,
+            Tag::Leaving(4),
         ] {
             assert_eq!(Tag::unpack(tag.pack()), tag);
         }

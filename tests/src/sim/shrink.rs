@@ -95,6 +95,9 @@ pub fn config_flags(config: &SimConfig) -> Vec<String> {
     if config.sabotage.skip_read_merge {
         flags.push("--sabotage skip-read-merge".into());
     }
+    if config.sabotage.drop_hints {
+        flags.push("--sabotage drop-hints".into());
+    }
     if !config.capabilities.anti_entropy {
         flags.push("--no-anti-entropy".into());
     }

@@ -256,6 +256,20 @@ impl World {
         self.start(node)
     }
 
+    /// Starts `node`'s graceful leave, as the shell does on SIGTERM: it announces `Leaving`
+    /// and hands its data off while it keeps running; [`Self::leave`] ends it.
+    pub fn begin_leave(&mut self, node: usize) {
+        if self.nodes[node].state != NodeState::Running {
+            return;
+        }
+        let effects = match self.nodes[node].process.as_mut() {
+            Some(Process::Full(core)) => core.begin_leave(),
+            _ => return,
+        };
+        self.apply(node, effects);
+        self.drain(node);
+    }
+
     /// Makes `node` leave gracefully: its goodbye gossip goes out, its store is synced, and
     /// it never handles another event (as the shell does on shutdown).
     pub fn leave(&mut self, node: usize) {

@@ -7,6 +7,7 @@
 //! and stays silent without it; forcing the capability on shows what it would catch.
 
 mod convergence;
+pub mod hints;
 mod membership;
 mod reads;
 
@@ -15,6 +16,7 @@ use std::fmt;
 use ringkv::version::ConflictPolicy;
 
 pub use convergence::{replicas_agree, written_keys, ReadRepairConverges, ReplicasConverge};
+pub use hints::{hint_accounting, HintsAccounted};
 pub use membership::{membership_converged, MembershipConverges};
 pub use reads::DurableReads;
 
@@ -113,10 +115,10 @@ impl Checker {
             Box::new(MembershipConverges),
             Box::new(ReplicasConverge),
             Box::new(ReadRepairConverges),
+            Box::new(HintsAccounted),
             // Later capabilities register theirs here, each gated by its capability flag:
-            // hinted handoff (every hint delivered once its target is back), anti-entropy
-            // (Merkle trees of replicas agree), per-range primary (one primary per range
-            // and term, no acknowledged write lost across a failover).
+            // per-range primary (one primary per range and term, no acknowledged write lost
+            // across a failover).
         ];
         Self {
             facts,
