@@ -1,0 +1,167 @@
+//! Membership changes as the core sees them: gossip output, the ring rebuilt from members,
+//! a joiner's way to `Up`, and keys dropped once other replicas hold them.
+
+use std::collections::BTreeMap;
+
+use ringkv_gossip::{GossipOutput, MemberEvent, MemberState, NodeStatus};
+use ringkv_ring::{Ring, RingNode};
+
+use super::replica::Change;
+use super::{Effect, NodeCore, Timer};
+
+impl NodeCore {
+    /// Remove the tombstones the collector cleared, keeping the Merkle trees in step.
+    pub(super) fn drop_reaped(&mut self) {
+        let drops = self.gc.take_drops();
+        let keys: Vec<(u64, Vec<u8>, Vec<u8>)> = drops
+            .iter()
+            .map(|(t, k, v, _)| (*t, k.clone(), v.clone()))
+            .collect();
+        let dropped = self.drop_keys(&keys);
+        self.gc
+            .count_reaped(dropped.iter().filter(|d| **d).count() as u64);
+        for ((token, _, _, hash), gone) in drops.into_iter().zip(dropped) {
+            if gone {
+                let change = Change {
+                    token,
+                    old: Some(hash),
+                    new: None,
+                };
+                self.ae.on_change(&self.ring, &change);
+            }
+        }
+    }
+
+    /// Delete keys that still hold the given bytes, marking the actor first (a dropped key
+    /// must not let a later dot be reused). Says which were deleted.
+    pub(super) fn drop_keys(&mut self, keys: &[(u64, Vec<u8>, Vec<u8>)]) -> Vec<bool> {
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let store = self.store.as_ref();
+        if let Err(e) = self.actor.before_drop(store) {
+            tracing::warn!("keeping keys: cannot mark the actor: {e}");
+            return vec![false; keys.len()];
+        }
+        keys.iter()
+            .map(|(token, key, expected)| {
+                let unchanged = matches!(store.get(*token, key), Ok(Some(v)) if v == *expected);
+                unchanged
+                    && match store.delete(*token, key) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!("cannot drop a key: {e}");
+                            false
+                        }
+                    }
+            })
+            .collect()
+    }
+
+    /// A joining node pulls its ranges with one anti-entropy round once it has peers, then
+    /// announces itself `Up`.
+    pub(super) fn advance_joining(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+        match self.joining {
+            Joining::Done => {}
+            Joining::WaitingForPeers => {
+                let has_peers = self
+                    .membership
+                    .members()
+                    .iter()
+                    .any(|m| m.state != MemberState::Down);
+                if has_peers {
+                    let ctx = view!(self, now_ms);
+                    self.ae.pull(&ctx);
+                    self.joining = Joining::Pulling { since_ms: now_ms };
+                }
+            }
+            Joining::Pulling { since_ms } => {
+                let ctx = view!(self, now_ms);
+                // The sweep goes on finishing what a slow pull left; `Up` is not held hostage.
+                let overdue = now_ms.saturating_sub(since_ms) > JOIN_PULL_LIMIT_MS;
+                if !self.ae.status(&ctx).repair.running || overdue {
+                    self.joining = Joining::Done;
+                    if self.membership.status() == NodeStatus::Joining {
+                        let outputs = self.membership.set_status(NodeStatus::Up);
+                        self.gossip(outputs, out);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn gossip(&mut self, outputs: Vec<GossipOutput>, out: &mut Vec<Effect>) {
+        let mut changed = false;
+        for output in outputs {
+            out.push(match output {
+                GossipOutput::Send { to, data } => Effect::Datagram { to, data },
+                GossipOutput::Schedule { after, timer } => Effect::Schedule {
+                    after,
+                    timer: Timer::Gossip(timer),
+                },
+                GossipOutput::Event(event) => {
+                    changed |= matches!(
+                        event,
+                        MemberEvent::Up(_)
+                            | MemberEvent::Down(_)
+                            | MemberEvent::StatusChanged(..)
+                            | MemberEvent::Rejoined(_)
+                    );
+                    Effect::Member(event)
+                }
+            });
+        }
+        if changed {
+            self.rebuild_ring();
+        }
+    }
+
+    /// The ring holds every known member that is not leaving: a node that crashed keeps its
+    /// place (its replicas are expected back), one leaving or gone gracefully does not. A
+    /// leaving node drops itself too, so its data flows to the remaining replicas.
+    pub(super) fn rebuild_ring(&mut self) {
+        let me = self.membership.me().clone();
+        let mut addrs = BTreeMap::from([(me.name.clone(), me.addr)]);
+        let mut nodes = Vec::new();
+        if self.membership.status() != NodeStatus::Leaving {
+            nodes.push(RingNode {
+                name: me.name.clone(),
+                zone: me.zone.clone(),
+            });
+        }
+        for m in self.membership.members() {
+            if m.id.name == me.name {
+                continue;
+            }
+            addrs.insert(m.id.name.clone(), m.id.addr);
+            if m.status != NodeStatus::Leaving {
+                nodes.push(RingNode {
+                    name: m.id.name,
+                    zone: m.id.zone,
+                });
+            }
+        }
+        nodes.sort();
+        if nodes.as_slice() != self.ring.nodes() {
+            self.ring = Ring::new(nodes, self.ring.config());
+            self.ae.reset();
+            self.transfer.reset();
+            self.gc.reset();
+        }
+        self.addrs = addrs;
+    }
+}
+
+/// Where a starting node is on its way to `Up`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Joining {
+    /// Announced `Joining`, no peer yet.
+    WaitingForPeers,
+    /// Pulling its ranges with an anti-entropy round, since this time.
+    Pulling { since_ms: u64 },
+    /// `Up` (or started alone, a new cluster).
+    Done,
+}
+
+/// Longest a joiner stays `Joining` while it pulls its ranges.
+pub(super) const JOIN_PULL_LIMIT_MS: u64 = 15_000;
