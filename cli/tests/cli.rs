@@ -309,6 +309,18 @@ fn malformed_flags_are_usage_errors() {
 }
 
 #[test]
+fn bench_takes_a_key_prefix_of_bounded_length() {
+    let help = ringctl(&["bench", "--help"]);
+    assert_eq!(help.code, Some(0), "{}", help.stderr);
+    assert!(help.stdout.contains("--prefix"), "{}", help.stdout);
+    let long = "p".repeat(1025);
+    let run = ringctl(&["bench", "--prefix", &long]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    let line = run.failed_with_one_error_line();
+    assert!(line.contains("--prefix"), "{line}");
+}
+
+#[test]
 fn inspect_status_and_repair_check_their_arguments() {
     for (args, mentions) in [
         (&["inspect"][..], "<KEY>"),

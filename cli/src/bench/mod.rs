@@ -41,9 +41,12 @@ pub struct BenchArgs {
     /// Workers, each with one request in flight.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONCURRENCY)))]
     pub concurrency: u32,
-    /// Distinct keys (`bench:0` .. `bench:K-1`), chosen uniformly.
+    /// Distinct keys (`PREFIXbench:0` .. `PREFIXbench:K-1`), chosen uniformly.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     pub keys: u64,
+    /// Text put before every key, e.g. a prefix set to primary mode with `ringctl range set`.
+    #[arg(long, default_value = "", value_parser = key_prefix)]
+    pub prefix: String,
     /// Bytes per written value.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=MAX_VALUE_LIMIT))]
     pub value_size: u64,
@@ -68,8 +71,20 @@ fn run_length(s: &str) -> Result<Duration, String> {
     args::duration_within(s, Duration::from_millis(100), MAX_DURATION)
 }
 
+/// Longest `--prefix`, in bytes: well under the node's default key limit once the key's own
+/// `bench:N` is added.
+pub const MAX_PREFIX: usize = 1024;
+
+fn key_prefix(s: &str) -> Result<String, String> {
+    if s.len() > MAX_PREFIX {
+        return Err(format!("at most {MAX_PREFIX} bytes, got {}", s.len()));
+    }
+    Ok(s.to_string())
+}
+
 /// What every worker does.
 struct Plan {
+    prefix: String,
     keys: u64,
     value: Vec<u8>,
     read_ratio: f64,
@@ -100,6 +115,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let value_len = usize::try_from(a.value_size)?;
     let plan = Arc::new(Plan {
+        prefix: a.prefix,
         keys: a.keys,
         value: (0..value_len)
             .map(|_| rng.random_range(b'a'..=b'z'))
@@ -200,7 +216,7 @@ async fn worker(
 ) -> anyhow::Result<WorkerStats> {
     let mut stats = WorkerStats::new()?;
     while Instant::now() < deadline && !live.stop.load(Ordering::Relaxed) {
-        let key = format!("bench:{}", rng.random_range(0..plan.keys)).into_bytes();
+        let key = format!("{}bench:{}", plan.prefix, rng.random_range(0..plan.keys)).into_bytes();
         let is_read = rng.random_bool(plan.read_ratio);
         let began = Instant::now();
         // An absent key is a successful read: the benchmark pre-fills nothing.
@@ -258,6 +274,14 @@ mod tests {
         assert_eq!(a.read_ratio, 0.5);
         assert_eq!(a.duration, Duration::from_secs(10));
         assert_eq!((a.r, a.w, a.seed), (None, None, None));
+        assert_eq!(a.prefix, "");
+    }
+
+    #[test]
+    fn a_prefix_is_taken_as_given_within_its_bound() {
+        assert_eq!(parse(&["--prefix", "acct:"]).unwrap().prefix, "acct:");
+        assert!(parse(&["--prefix", &"p".repeat(MAX_PREFIX)]).is_ok());
+        assert!(parse(&["--prefix", &"p".repeat(MAX_PREFIX + 1)]).is_err());
     }
 
     #[test]
