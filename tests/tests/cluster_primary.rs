@@ -97,7 +97,16 @@ fn a_primary_range_fails_over_without_losing_majority_writes() {
     let chain = run(
         &cluster,
         0,
-        &["range", "set", "--prefix", "c:", "--mode", "primary", "--topology", "chain"],
+        &[
+            "range",
+            "set",
+            "--prefix",
+            "c:",
+            "--mode",
+            "primary",
+            "--topology",
+            "chain",
+        ],
     )
     .unwrap_err();
     assert!(chain.contains("chain topology is not available"), "{chain}");

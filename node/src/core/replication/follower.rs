@@ -132,6 +132,7 @@ fn vote(
         if matches!(st.role, Role::Replica) {
             st.run_now = true;
         }
+        st.outbid = st.outbid.max(epoch);
         return refuse(st, true, "the candidate's log is behind this replica's");
     }
     let lease = u64::try_from(config.lease.as_millis()).unwrap_or(u64::MAX);
