@@ -411,12 +411,7 @@ impl NodeCore {
                 ..
             } => {
                 let client = self.forwards.accept(id);
-                self.client(
-                    now_ms,
-                    client,
-                    ClientRequest::Direct(Box::new(req)),
-                    &mut out,
-                );
+                self.client_from(now_ms, client, req, true, &mut out);
             }
             Input::PeerRequest {
                 id,
@@ -644,6 +639,19 @@ impl NodeCore {
     }
 
     fn client(&mut self, now_ms: u64, id: ClientId, req: ClientRequest, out: &mut Vec<Effect>) {
+        self.client_from(now_ms, id, req, false, out);
+    }
+
+    /// Serve a client's request; `forwarded` when another node sent it here as to the key's
+    /// primary.
+    fn client_from(
+        &mut self,
+        now_ms: u64,
+        id: ClientId,
+        req: ClientRequest,
+        forwarded: bool,
+        out: &mut Vec<Effect>,
+    ) {
         let (direct, req) = match req {
             ClientRequest::Direct(inner) if !matches!(*inner, ClientRequest::Direct(_)) => {
                 (true, *inner)
@@ -664,7 +672,12 @@ impl NodeCore {
             if let Err(e) = self.admit(&DataOp::of(&req)) {
                 return reply(out, id, Err(e));
             }
-            return self.primary_op(now_ms, id, req, opts, direct, out);
+            let origin = match (forwarded, direct) {
+                (true, _) => primary::Origin::Forwarded,
+                (false, true) => primary::Origin::Direct,
+                (false, false) => primary::Origin::Client,
+            };
+            return self.primary_op(now_ms, id, req, opts, origin, out);
         }
         let op = match req {
             ClientRequest::Direct(_) => return,

@@ -11,6 +11,10 @@ use crate::proto::{ClientError, ClientRequest, ClientResponse, PeerReply, PeerRe
 use crate::store::Durability;
 use crate::table::{PrimaryOptions, ReadFrom, SyncReplicas};
 
+#[cfg(test)]
+#[path = "primary_tests.rs"]
+mod tests;
+
 /// Call ids of forwarded requests carry this bit.
 pub const FORWARD_CALL_BIT: u64 = 1 << 57;
 /// Client ids of requests forwarded to this node carry this bit.
@@ -90,6 +94,19 @@ impl Forwards {
     }
 }
 
+/// Who asked for a primary-mode operation, which decides where it may be served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A client, through any node: forwarded to the key's primary when that is another node.
+    Client,
+    /// A client that asked this node alone (`--direct`): a replica reads its own copy and
+    /// refuses writes with `READONLY`.
+    Direct,
+    /// Another node forwarded a client's request here as to the key's primary: served as the
+    /// primary (reads through the read index), never from a replica's copy, never forwarded on.
+    Forwarded,
+}
+
 impl NodeCore {
     /// Serve a primary-mode `Get`, `Put` or `Delete` (already admitted).
     pub(super) fn primary_op(
@@ -98,7 +115,7 @@ impl NodeCore {
         id: ClientId,
         req: ClientRequest,
         opts: PrimaryOptions,
-        direct: bool,
+        origin: Origin,
         out: &mut Vec<Effect>,
     ) {
         let table = self.table.current();
@@ -125,7 +142,9 @@ impl NodeCore {
         let read = matches!(req, ClientRequest::Get { .. });
         // A replica answers from its own copy when reads may be stale, or when the client asked
         // this node alone.
-        let serve_here = read && replica_here && (direct || opts.read_from != ReadFrom::Primary);
+        let serve_here = read
+            && replica_here
+            && (origin == Origin::Direct || opts.read_from != ReadFrom::Primary);
         if serve_here {
             let result = load(ctx.view.store, ringkv_ring::token(&key), &key)
                 .map(|rec| ClientResponse::Got(replication::read_result(rec, 1)))
@@ -134,12 +153,20 @@ impl NodeCore {
         }
         match route {
             Route::Forward(primary, addr) => {
-                if direct {
+                if origin == Origin::Direct {
                     return out.push(Effect::Reply {
                         id,
                         result: Err(ClientError::ReadOnly {
                             primary: Some(primary),
                         }),
+                    });
+                }
+                if origin == Origin::Forwarded {
+                    // The forwarding node's view is stale (or this one's is): one hop only.
+                    let e = format!("this node is not the key's primary ({primary} is, as far as it knows); retry");
+                    return out.push(Effect::Reply {
+                        id,
+                        result: Err(ClientError::Unavailable(e)),
                     });
                 }
                 self.forwards.next = (self.forwards.next + 1) & (FORWARD_CALL_BIT - 1);
