@@ -327,6 +327,7 @@ impl Cluster {
             .args(spec.extra)
             .env_remove("RINGKV_NODE")
             .env_remove("RINGKV_CERTS")
+            // `RINGKV_TEST_LOG` (a `RUST_LOG` filter) turns up the nodes' logs when debugging.
             .env(
                 "RUST_LOG",
                 std::env::var("RINGKV_TEST_LOG").unwrap_or("info".into()),
