@@ -122,9 +122,21 @@ fn switching_a_prefix_to_primary_and_back_under_load_loses_no_acknowledged_write
             .collect();
         lost.is_empty().then_some(())
     });
-    assert!(
-        lost.is_empty(),
-        "acknowledged writes lost:\n{}",
-        lost.join("\n")
-    );
+    if !lost.is_empty() {
+        // What each replica holds of the first lost key: its siblings and their dots.
+        let key = lost[0].split(": ").next().unwrap_or_default().to_string();
+        let held: Vec<String> = (0..3)
+            .map(|i| {
+                let inspect = cluster
+                    .client(i)
+                    .map(|c| block_on(c.inspect(key.as_bytes().to_vec())));
+                format!("{}: {inspect:?}", cluster.nodes[i].name)
+            })
+            .collect();
+        panic!(
+            "acknowledged writes lost:\n{}\n{key} on each replica:\n{}",
+            lost.join("\n"),
+            held.join("\n")
+        );
+    }
 }

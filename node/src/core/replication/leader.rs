@@ -670,7 +670,8 @@ impl Replication {
                 }
             }
         }
-        for (token, key, theirs) in merges {
+        // The replica sent every key it holds in the shard's ranges: keep those of primary mode.
+        for (token, key, theirs) in merges.into_iter().filter(|(_, k, _)| (ctx.primary_key)(k)) {
             if let Err(e) = self.merge_collected(ctx, id, token, key, &theirs, out) {
                 tracing::warn!("cannot merge a collected key: {e}");
             }

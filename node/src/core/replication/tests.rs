@@ -88,13 +88,18 @@ fn record(v: &str) -> Record {
     })
 }
 
+/// An entry as a primary "a" logs it: its record descends from those of earlier offsets.
 fn entry(offset: u64, epoch: u64, key: &str, v: &str) -> LogEntry {
+    let mut r = DvvSet::empty();
+    for _ in 0..offset.max(1) {
+        r = written(&r, "a", v);
+    }
     LogEntry {
         offset,
         epoch,
         token: ringkv_ring::token(key.as_bytes()),
         key: key.as_bytes().to_vec(),
-        record: record(v),
+        record: r,
     }
 }
 
@@ -265,7 +270,10 @@ fn a_snapshot_replaces_the_primary_keys_of_its_span_and_nothing_else() {
     };
     put("p/stale", "x");
     put("q/other", "kept");
+    let first = written(&DvvSet::empty(), "a", "1");
+    put_record(&n, "q/newer", &written(&first, "c", "2"));
     let item = entry(0, 0, "p/new", "v");
+    let quorum_item = entry(0, 0, "q/newer", "1");
     let page = ReplRequest::Snapshot {
         shard: id.clone(),
         epoch: 1,
@@ -278,7 +286,10 @@ fn a_snapshot_replaces_the_primary_keys_of_its_span_and_nothing_else() {
             after: None,
             upto: None,
         },
-        items: vec![(item.token, item.key, item.record)],
+        items: vec![
+            (item.token, item.key, item.record),
+            (quorum_item.token, quorum_item.key, first),
+        ],
         done: true,
     };
     let (r, _) = handle(&mut st, &config, &ctx(&n, 1), &id, "a", page).unwrap();
@@ -293,6 +304,11 @@ fn a_snapshot_replaces_the_primary_keys_of_its_span_and_nothing_else() {
         value(&n, "q/other").as_deref(),
         Some(&b"kept"[..]),
         "quorum keys untouched"
+    );
+    assert_eq!(
+        value(&n, "q/newer").as_deref(),
+        Some(&b"2"[..]),
+        "a key back in quorum mode is merged, never rolled back"
     );
     assert_eq!(
         st.meta.position(),
@@ -476,4 +492,129 @@ fn a_node_that_knows_too_few_replicas_neither_serves_nor_votes_for_them() {
     let voter = full.iter().find(|x| *x != "b").unwrap().clone();
     let (reply, _) = repl.on_request(&ctx(&n, 1), &voter, ask(full), &mut Vec::new());
     assert_eq!(reply, PeerReply::Repl(ReplReply::Granted));
+}
+
+/// A record written by `actor` over `base` (what a replica's write makes).
+fn written(base: &Record, actor: &str, v: &str) -> Record {
+    let new = DvvSet::new_with_context(&base.join(), record(v).values()[0].clone());
+    DvvSet::update(&new, base, actor)
+}
+
+fn put_record(n: &Node, key: &str, r: &Record) {
+    let bytes = crate::version::encode_record(r).unwrap();
+    n.store
+        .put(ringkv_ring::token(key.as_bytes()), key.as_bytes(), &bytes)
+        .unwrap();
+}
+
+#[test]
+fn an_append_never_drops_what_a_replica_wrote_in_quorum_mode() {
+    let n = node();
+    let config = ReplConfig::default();
+    let mut st = fresh();
+    st.meta.replid = "old".into();
+    st.meta.offset = 2;
+    let id = shard_id();
+    let first = written(&DvvSet::empty(), "a", "1");
+    let later = written(&first, "c", "2");
+    // q/k went back to quorum mode and this replica took a newer write before the entry that
+    // the primary logged earlier reached it; p/x is still a primary key, behind the log.
+    put_record(&n, "q/k", &later);
+    put_record(&n, "p/x", &first);
+    let entry = |offset, key: &str, r: &Record| LogEntry {
+        record: r.clone(),
+        ..entry(offset, 1, key, "")
+    };
+    let batch = vec![entry(3, "q/k", &first), entry(4, "p/x", &later)];
+    let (r, _) = handle(
+        &mut st,
+        &config,
+        &ctx(&n, 1),
+        &id,
+        "a",
+        append(3, "r3", 2, batch),
+    )
+    .unwrap();
+    assert_eq!(r, ReplReply::Acked { offset: 4 });
+    assert_eq!(
+        value(&n, "q/k").as_deref(),
+        Some(&b"2"[..]),
+        "the newer write stays"
+    );
+    assert_eq!(
+        value(&n, "p/x").as_deref(),
+        Some(&b"2"[..]),
+        "the log's record applies"
+    );
+}
+
+#[test]
+fn a_collect_sends_every_key_of_the_shard_whatever_this_node_knows_of_the_rules() {
+    let n = node();
+    let id = Replication::shard_of(&n.ring, b"q/0");
+    let same: Vec<String> = (0..)
+        .map(|i| format!("q/{i}"))
+        .filter(|k| Replication::shard_of(&n.ring, k.as_bytes()) == id)
+        .take(3)
+        .collect();
+    for k in &same {
+        put_record(&n, k, &record("v"));
+    }
+    let (items, next) =
+        super::follower::collect(&n.ring, &n.store, &id, Default::default(), 1 << 20).unwrap();
+    let mut got: Vec<String> = items
+        .iter()
+        .map(|(_, k, _)| String::from_utf8(k.clone()).unwrap())
+        .collect();
+    got.sort();
+    let mut want = same.clone();
+    want.sort();
+    assert_eq!(got, want, "quorum-mode keys too: the primary picks its own");
+    assert!(next.is_none());
+    // Pages are bounded in bytes: one key per page here, and nothing is skipped.
+    let mut cursor = Default::default();
+    let mut paged = Vec::new();
+    loop {
+        let (items, next) = super::follower::collect(&n.ring, &n.store, &id, cursor, 1).unwrap();
+        assert!(items.len() <= 1);
+        paged.extend(items.into_iter().map(|(_, k, _)| k));
+        match next {
+            Some(c) => cursor = c,
+            None => break,
+        }
+    }
+    assert_eq!(paged.len(), same.len());
+}
+
+#[test]
+fn a_snapshot_page_that_changes_nothing_is_not_held_for_a_sync() {
+    let n = node();
+    let config = ReplConfig::default();
+    let mut st = fresh();
+    st.meta.replid = "diverged".into();
+    let id = shard_id();
+    let page = |items: Vec<(u64, Vec<u8>, Record)>, done| ReplRequest::Snapshot {
+        shard: id.clone(),
+        epoch: 1,
+        replid: "r1".into(),
+        at: 4,
+        at_epoch: 1,
+        span: SnapshotSpan::default(),
+        items,
+        done,
+    };
+    let c = ctx(&n, 1);
+    let (_, sync) = handle(&mut st, &config, &c, &id, "a", page(Vec::new(), false)).unwrap();
+    assert!(sync, "the first page forgets the log: synced");
+    let (_, sync) = handle(&mut st, &config, &c, &id, "a", page(Vec::new(), false)).unwrap();
+    assert!(!sync, "an empty range changes nothing");
+    let e = entry(1, 1, "p/x", "v");
+    let one = vec![(e.token, e.key.clone(), e.record.clone())];
+    let (_, sync) = handle(&mut st, &config, &c, &id, "a", page(one.clone(), false)).unwrap();
+    assert!(sync, "a page that wrote a key");
+    let (_, sync) = handle(&mut st, &config, &c, &id, "a", page(one, false)).unwrap();
+    assert!(!sync, "the same key again changes nothing");
+    let (r, sync) = handle(&mut st, &config, &c, &id, "a", page(Vec::new(), true)).unwrap();
+    assert!(sync, "the last page makes the snapshot count");
+    assert_eq!(r, ReplReply::Acked { offset: 4 });
 }
