@@ -85,7 +85,7 @@ async fn run_client(me: usize, client: Client, stop: Arc<AtomicBool>) -> Log {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let invoked = Instant::now();
-        let ok = if rng % 2 == 0 {
+        let ok = if rng.is_multiple_of(2) {
             seq += 1;
             let v = (me as u64 + 1) * 1_000_000 + seq;
             let put = client.put(

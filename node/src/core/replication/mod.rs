@@ -17,6 +17,8 @@ mod election;
 mod follower;
 mod info;
 mod leader;
+#[cfg(test)]
+mod leader_tests;
 mod log;
 pub mod msg;
 #[cfg(test)]
