@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use ringkv::config::{CoreConfig, Limits, Quorum};
+use ringkv::core::replication::ReplConfig;
 use ringkv::net::TlsMaterial;
 use ringkv::store::Durability;
 use ringkv::version::ConflictPolicy;
@@ -30,7 +31,11 @@ pub const MAX_KEY_LIMIT: u64 = 64 * 1024;
 /// frame (8 MiB by default), with room for a sibling.
 pub const MAX_VALUE_LIMIT: u64 = 4 * 1024 * 1024;
 
-/// `ringctl serve`.
+/// Smallest `--repl-backlog`: room for a few small writes.
+pub const MIN_REPL_BACKLOG: u64 = 1024;
+/// Largest `--repl-backlog`: the backlog is held in memory, once per shard.
+pub const MAX_REPL_BACKLOG: u64 = 1 << 30;
+
 /// What a node does when told to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnSignal {
@@ -40,6 +45,7 @@ pub enum OnSignal {
     Stop,
 }
 
+/// `ringctl serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Directory of the node's data (created if missing; one node per directory).
@@ -89,6 +95,11 @@ pub struct ServeArgs {
     /// Largest accepted value, in bytes.
     #[arg(long, default_value_t = MAX_VALUE_LIMIT, value_parser = clap::value_parser!(u64).range(1..=MAX_VALUE_LIMIT))]
     pub max_value: u64,
+    /// Bytes of recent writes each primary-mode shard keeps in memory (Redis
+    /// `repl-backlog-size`): a replica that returns within them resyncs partially, one further
+    /// behind gets a full resync (a snapshot of the shard's keys).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(MIN_REPL_BACKLOG..=MAX_REPL_BACKLOG))]
+    pub repl_backlog: u64,
 }
 
 /// `--durability`.
@@ -135,6 +146,10 @@ impl ServeArgs {
                 max_key: usize::try_from(self.max_key)?,
                 max_value: usize::try_from(self.max_value)?,
                 ..Limits::default()
+            },
+            replication: ReplConfig {
+                backlog_bytes: usize::try_from(self.repl_backlog)?,
+                ..ReplConfig::default()
             },
             ..CoreConfig::default()
         })
@@ -280,6 +295,8 @@ mod tests {
             "100",
             "--max-value",
             "2000",
+            "--repl-backlog",
+            "4096",
         ])
         .unwrap();
         let c = a.core_config().unwrap();
@@ -288,6 +305,12 @@ mod tests {
         assert_eq!(c.durability, Durability::Buffered);
         assert_eq!(c.conflict_policy, ConflictPolicy::Siblings);
         assert_eq!((c.limits.max_key, c.limits.max_value), (100, 2000));
+        assert_eq!(c.replication.backlog_bytes, 4096);
+        let default = parse(&[]).unwrap().core_config().unwrap();
+        assert_eq!(
+            default.replication.backlog_bytes,
+            ReplConfig::default().backlog_bytes
+        );
     }
 
     #[test]
@@ -304,6 +327,8 @@ mod tests {
         assert!(parse(&["--vnodes", "0"]).is_err());
         assert!(parse(&["--max-value", "0"]).is_err());
         assert!(parse(&["--durability", "never"]).is_err());
+        assert!(parse(&["--repl-backlog", "1023"]).is_err());
+        assert!(parse(&["--repl-backlog", &(MAX_REPL_BACKLOG + 1).to_string()]).is_err());
     }
 
     #[test]

@@ -13,8 +13,10 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use ringkv::core::replication::ShardInfo;
 use ringkv::net::{init_cluster, issue_node, TlsMaterial};
 use ringkv::proto::MemberRow;
+use ringkv::table::Mode;
 use ringkv::{Api, Client};
 
 /// The `ringctl` binary of this workspace, built on first use if `cargo test` did not.
@@ -248,13 +250,18 @@ impl Cluster {
 
     /// `n` nodes n1..nN joined through n1, all seeing each other alive.
     pub fn start(n: usize) -> Result<Self> {
+        Self::start_with(n, &[])
+    }
+
+    /// Like [`Cluster::start`], each node with further `serve` flags.
+    pub fn start_with(n: usize, extra: &[&str]) -> Result<Self> {
         let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let mut cluster = Self::prepare(&refs)?;
         for name in &names {
             let seeds: Vec<SocketAddr> =
                 cluster.nodes.first().map(|s| s.addr).into_iter().collect();
-            let node = cluster.spawn(name, free_port()?, &seeds, &[])?;
+            let node = cluster.spawn(name, free_port()?, &seeds, extra)?;
             cluster.nodes.push(node);
         }
         cluster.wait_alive(n, Duration::from_secs(20))?;
@@ -320,7 +327,11 @@ impl Cluster {
             .args(spec.extra)
             .env_remove("RINGKV_NODE")
             .env_remove("RINGKV_CERTS")
-            .env("RUST_LOG", "info")
+            // `RINGKV_TEST_LOG` (a `RUST_LOG` filter) turns up the nodes' logs when debugging.
+            .env(
+                "RUST_LOG",
+                std::env::var("RINGKV_TEST_LOG").unwrap_or("info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -338,9 +349,14 @@ impl Cluster {
     /// Replace node `i` (already killed or stopped) by a fresh process with the same name,
     /// port and data directory, joining through `seeds`.
     pub fn restart(&mut self, i: usize, seeds: &[SocketAddr]) -> Result<()> {
+        self.restart_with(i, seeds, &[])
+    }
+
+    /// Like [`Cluster::restart`], with further `serve` flags.
+    pub fn restart_with(&mut self, i: usize, seeds: &[SocketAddr], extra: &[&str]) -> Result<()> {
         self.nodes[i].kill();
         let (name, port) = (self.nodes[i].name.clone(), self.nodes[i].addr.port());
-        self.nodes[i] = self.spawn(&name, port, seeds, &[])?;
+        self.nodes[i] = self.spawn(&name, port, seeds, extra)?;
         Ok(())
     }
 
@@ -420,6 +436,60 @@ impl Cluster {
             "membership of {} did not converge: {last:?}",
             self.nodes[i].name
         )
+    }
+}
+
+impl Cluster {
+    /// Whether node `i` is running.
+    pub fn is_up(&mut self, i: usize) -> bool {
+        self.nodes[i].is_running()
+    }
+
+    /// Set the mode of `prefix` through node `i`, then wait until every running node holds
+    /// that rule.
+    pub fn set_mode(&mut self, i: usize, prefix: &str, mode: Mode, within: Duration) -> Result<()> {
+        let client = self.client(i)?;
+        block_on(client.range_set(prefix.as_bytes().to_vec(), mode.clone()))
+            .with_context(|| format!("range set {prefix}"))?;
+        for j in 0..self.nodes.len() {
+            if !self.is_up(j) {
+                continue;
+            }
+            let client = self.client(j)?;
+            poll(within, || {
+                let rows = block_on(client.range_list()).ok()?;
+                rows.iter()
+                    .any(|r| r.prefix == prefix.as_bytes() && r.mode == mode)
+                    .then_some(())
+            })
+            .with_context(|| {
+                format!("{} never learned the rule for {prefix}", self.nodes[j].name)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Node `i`'s view of the primary-mode shard holding `key`, if it has one.
+    pub fn shard(&self, i: usize, key: &str) -> Option<ShardInfo> {
+        let client = self.client(i).ok()?;
+        let rows = block_on(client.replication(Some(key.as_bytes().to_vec()))).ok()?;
+        rows.into_iter().next()
+    }
+
+    /// The running node that is primary of `key`'s shard by its own account (the highest
+    /// epoch if several still think so), with its view of the shard.
+    pub fn primary_of(&mut self, key: &str) -> Option<(usize, ShardInfo)> {
+        let running: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.is_up(i)).collect();
+        running
+            .into_iter()
+            .filter_map(|i| self.shard(i, key).map(|s| (i, s)))
+            .filter(|(_, s)| s.role == "primary")
+            .max_by_key(|(_, s)| s.epoch)
+    }
+
+    /// Index of the node named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
     }
 }
 

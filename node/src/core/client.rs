@@ -5,7 +5,7 @@ use ringkv_gossip::{MemberState, NodeStatus};
 
 use super::coordinator::{ReadSpec, Target, WriteSpec};
 use super::replica::load;
-use super::{hints, ClientId, Effect, NodeCore, Timer};
+use super::{hints, primary, ClientId, Effect, NodeCore, Timer};
 use crate::proto::{
     ClientError, ClientRequest, ClientResponse, InspectResult, MemberRow, PeerRequest, RingInfo,
 };
@@ -45,6 +45,19 @@ impl NodeCore {
         req: ClientRequest,
         out: &mut Vec<Effect>,
     ) {
+        self.client_from(now_ms, id, req, false, out);
+    }
+
+    /// Serve a client's request; `forwarded` when another node sent it here as to the key's
+    /// primary.
+    pub(super) fn client_from(
+        &mut self,
+        now_ms: u64,
+        id: ClientId,
+        req: ClientRequest,
+        forwarded: bool,
+        out: &mut Vec<Effect>,
+    ) {
         let (mut req, mut direct, mut after) = (req, false, None);
         // Peel the modifiers (serve here, read after a session), each at most once.
         for _ in 0..2 {
@@ -74,7 +87,12 @@ impl NodeCore {
             if let Err(e) = self.admit(&DataOp::of(&req)) {
                 return reply(out, id, Err(e));
             }
-            return self.primary_op(now_ms, id, req, opts, (direct, after), out);
+            let origin = match (forwarded, direct) {
+                (true, _) => primary::Origin::Forwarded,
+                (false, true) => primary::Origin::Direct,
+                (false, false) => primary::Origin::Client,
+            };
+            return self.primary_op(now_ms, id, req, opts, (origin, after), out);
         }
         let op = match req {
             ClientRequest::Direct(_) | ClientRequest::After { .. } => return,

@@ -37,7 +37,7 @@ pub use transfer::TRANSFER_CALL_BIT;
 
 use crate::config::CoreConfig;
 use crate::hlc::Hlc;
-use crate::proto::{ClientRequest, PeerReply, PeerRequest};
+use crate::proto::{PeerReply, PeerRequest};
 use crate::store::{Durability, Store};
 use crate::table::{RangeTable, TableLimits};
 use antientropy::AntiEntropy;
@@ -304,12 +304,7 @@ impl NodeCore {
                 ..
             } => {
                 let client = self.forwards.accept(id);
-                self.client(
-                    now_ms,
-                    client,
-                    ClientRequest::Direct(Box::new(req)),
-                    &mut out,
-                );
+                self.client_from(now_ms, client, req, true, &mut out);
             }
             Input::PeerRequest {
                 id,

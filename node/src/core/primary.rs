@@ -10,6 +10,10 @@ use super::{Effect, InboundId, NodeCore, Timer};
 use crate::proto::{ClientError, ClientRequest, ClientResponse, PeerReply, PeerRequest, Session};
 use crate::table::{PrimaryOptions, ReadFrom, SyncReplicas};
 
+#[cfg(test)]
+#[path = "primary_tests.rs"]
+mod tests;
+
 /// Call ids of forwarded requests carry this bit.
 pub const FORWARD_CALL_BIT: u64 = 1 << 57;
 /// Client ids of requests forwarded to this node carry this bit.
@@ -89,6 +93,19 @@ impl Forwards {
     }
 }
 
+/// Who asked for a primary-mode operation, which decides where it may be served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A client, through any node: forwarded to the key's primary when that is another node.
+    Client,
+    /// A client that asked this node alone (`--direct`): a replica reads its own copy and
+    /// refuses writes with `READONLY`.
+    Direct,
+    /// Another node forwarded a client's request here as to the key's primary: served as the
+    /// primary (reads through the read index), never from a replica's copy, never forwarded on.
+    Forwarded,
+}
+
 impl NodeCore {
     /// Serve a primary-mode `Get`, `Put` or `Delete` (already admitted).
     pub(super) fn primary_op(
@@ -97,7 +114,7 @@ impl NodeCore {
         id: ClientId,
         req: ClientRequest,
         opts: PrimaryOptions,
-        (direct, after): (bool, Option<Session>),
+        (origin, after): (Origin, Option<Session>),
         out: &mut Vec<Effect>,
     ) {
         repl_ctx!(self, now_ms, ctx);
@@ -118,7 +135,9 @@ impl NodeCore {
         let read = matches!(req, ClientRequest::Get { .. });
         // A replica answers from its own copy when reads may be stale, or when the client asked
         // this node alone.
-        let serve_here = read && replica_here && (direct || opts.read_from != ReadFrom::Primary);
+        let serve_here = read
+            && replica_here
+            && (origin == Origin::Direct || opts.read_from != ReadFrom::Primary);
         if serve_here {
             if let Some(after) = after {
                 return self.repl.session_read(&ctx, id, key, after, deadline, out);
@@ -130,7 +149,17 @@ impl NodeCore {
         }
         match route {
             Route::Forward(primary, addr) => {
-                if direct {
+                if origin == Origin::Forwarded {
+                    // The forwarding node's view is stale (or this one's is): one hop only.
+                    let e = format!(
+                        "this node is not the key's primary ({primary} is, as far as it knows); retry"
+                    );
+                    return out.push(Effect::Reply {
+                        id,
+                        result: Err(ClientError::Unavailable(e)),
+                    });
+                }
+                if origin == Origin::Direct {
                     return out.push(Effect::Reply {
                         id,
                         result: Err(ClientError::ReadOnly {

@@ -190,4 +190,4 @@ fn live_peers(ctx: &Ctx<'_>) -> Vec<SocketAddr> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

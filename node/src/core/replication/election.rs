@@ -27,7 +27,8 @@ impl Replication {
         let Some(st) = self.shards.get_mut(id) else {
             return;
         };
-        if !matches!(st.role, Role::Replica) || now < st.retry_ms {
+        // A voter ahead of a candidate stands at once, whatever its own last try.
+        if !matches!(st.role, Role::Replica) || (now < st.retry_ms && !st.run_now) {
             return;
         }
         let alive = |n: &str| n == me || ctx.view.membership.is_alive(n);
@@ -61,7 +62,7 @@ impl Replication {
             return;
         }
         st.run_now = false;
-        let epoch = st.meta.promised + 1;
+        let epoch = st.meta.promised.max(st.outbid) + 1;
         let (log_epoch, offset) = (st.meta.log_epoch, st.meta.offset);
         st.role = Role::Candidate(Candidacy {
             epoch,
@@ -130,6 +131,14 @@ impl Replication {
                 }
                 if ahead || promised >= epoch {
                     self.give_up(ctx, id);
+                }
+                if ahead {
+                    // That voter stands now and needs this node's vote: stay out of its way
+                    // for a failover period rather than compete for the next epoch.
+                    let back_off = ctx.now() + ms(self.config.failover_timeout);
+                    if let Some(st) = self.shards.get_mut(id) {
+                        st.retry_ms = st.retry_ms.max(back_off);
+                    }
                 }
             }
             Ok(other) => tracing::debug!("unexpected vote answer {other:?}"),

@@ -5,6 +5,7 @@ use ringkv_ring::Ring;
 
 use super::msg::{Cursor, LogEntry, ReplReply, ReplRequest, SnapshotSpan};
 use super::{Ctx, ReplConfig, Role, Shard};
+use crate::core::replica::load;
 use crate::store::{Store, StoreError};
 use crate::version::{decode_record, encode_record, Record};
 
@@ -73,7 +74,8 @@ pub(super) fn handle(
                 return Ok((fenced, false));
             }
             let store = ctx.view.store;
-            if !st.meta.replid.is_empty() {
+            let first = !st.meta.replid.is_empty();
+            if first {
                 // The first page: until the last one lands this node holds no usable log.
                 st.meta.replid.clear();
                 st.meta.offset = 0;
@@ -81,7 +83,7 @@ pub(super) fn handle(
                 st.backlog.clear();
                 st.meta.save(store, id)?;
             }
-            replace_span(store, ctx.primary_key, &span, &items)?;
+            let changed = replace_span(store, ctx.primary_key, &span, &items)?;
             if done {
                 st.meta.replid = replid;
                 st.meta.offset = at;
@@ -90,15 +92,22 @@ pub(super) fn handle(
                 st.full_syncs += 1;
             }
             let offset = st.meta.offset;
-            Ok((ReplReply::Acked { offset }, true))
+            // A page that changed nothing (an empty range) need not wait for a sync: what the
+            // snapshot stands for counts only from the last page, which does.
+            Ok((ReplReply::Acked { offset }, first || changed || done))
         }
         ReplRequest::Flush { offset, .. } => Ok((ReplReply::Acked { offset }, true)),
         ReplRequest::Collect { epoch, cursor, .. } => {
             if let Some(fenced) = follow(st, ctx, id, from, epoch)? {
                 return Ok((fenced, false));
             }
-            let (items, next) =
-                collect(ctx.view.ring, ctx.view.store, ctx.primary_key, id, cursor)?;
+            let (items, next) = collect(
+                ctx.view.ring,
+                ctx.view.store,
+                id,
+                cursor,
+                config.max_batch_bytes,
+            )?;
             Ok((ReplReply::Collected { items, next }, false))
         }
     }
@@ -132,6 +141,7 @@ fn vote(
         if matches!(st.role, Role::Replica) {
             st.run_now = true;
         }
+        st.outbid = st.outbid.max(epoch);
         return refuse(st, true, "the candidate's log is behind this replica's");
     }
     let lease = u64::try_from(config.lease.as_millis()).unwrap_or(u64::MAX);
@@ -184,7 +194,29 @@ fn follow(
     Ok(None)
 }
 
+/// Fold `record` into what the store holds for the key (a join: nothing held is lost); says
+/// whether the stored record changed.
+fn merge(store: &dyn Store, token: u64, key: &[u8], record: &Record) -> Result<bool, StoreError> {
+    let local = load(store, token, key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let merged = match &local {
+        Some(local) => local.sync(record),
+        None => record.clone(),
+    };
+    let changed = local.as_ref() != Some(&merged);
+    if changed {
+        let bytes = encode_record(&merged).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        store.put(token, key, &bytes)?;
+    }
+    Ok(changed)
+}
+
 /// Apply the entries past this node's offset; says whether anything was written.
+///
+/// An entry is merged into the key's record rather than replacing it. A replica that takes
+/// appends continues the primary's lineage, so for keys that stayed in primary mode its record
+/// is an ancestor of the entry's and the merge is the entry. What else it holds came from quorum
+/// mode (written before this node learned the prefix's rule, or after the prefix went back to
+/// quorum while this replica was still catching up) and must not be lost.
 fn append(
     st: &mut Shard,
     store: &dyn Store,
@@ -199,8 +231,7 @@ fn append(
             continue;
         }
         if !e.key.is_empty() {
-            let bytes = encode_record(&e.record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            store.put(e.token, &e.key, &bytes)?;
+            merge(store, e.token, &e.key, &e.record)?;
         }
         st.meta.offset = e.offset;
         st.meta.log_epoch = e.epoch;
@@ -213,13 +244,15 @@ fn append(
     Ok(wrote)
 }
 
-/// Make the primary-mode keys of a snapshot page's span exactly the page's items.
+/// Make the primary-mode keys of a snapshot page's span exactly the page's items. An item this
+/// node holds in quorum mode (the prefix went back to quorum meanwhile) is merged instead.
+/// Says whether anything changed.
 fn replace_span(
     store: &dyn Store,
     primary_key: &dyn Fn(&[u8]) -> bool,
     span: &SnapshotSpan,
     items: &[(u64, Vec<u8>, Record)],
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let keep: std::collections::HashSet<(u64, &[u8])> =
         items.iter().map(|(t, k, _)| (*t, k.as_slice())).collect();
     let mut after = span.after.clone();
@@ -249,11 +282,19 @@ fn replace_span(
             break;
         }
     }
+    let mut changed = dropped > 0;
     for (token, key, record) in items {
-        let bytes = encode_record(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        store.put(*token, key, &bytes)?;
+        if primary_key(key) {
+            let bytes = encode_record(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if store.get(*token, key)?.as_deref() != Some(bytes.as_slice()) {
+                store.put(*token, key, &bytes)?;
+                changed = true;
+            }
+        } else {
+            changed |= merge(store, *token, key, record)?;
+        }
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Position of a key in a scan starting after token `start` (the scan wraps past `u64::MAX`).
@@ -272,28 +313,34 @@ pub(super) fn shard_ranges(ring: &Ring, shard: &[String]) -> Vec<(u64, u64)> {
 /// A key and its record, with its token.
 pub(super) type KeyRecord = (u64, Vec<u8>, Record);
 
-/// One page of the primary-mode keys this node holds in the shard's ranges.
+/// One page (at most [`PAGE_KEYS`] keys, about `max_bytes`) of the keys this node holds in the
+/// shard's ranges. Every key goes, whatever this node's range table says: it may not have
+/// learned the prefix's rule yet, and the primary keeps those under its own rules.
 pub(super) fn collect(
     ring: &Ring,
     store: &dyn Store,
-    primary_key: &dyn Fn(&[u8]) -> bool,
     shard: &[String],
     mut cursor: Cursor,
+    max_bytes: usize,
 ) -> Result<(Vec<KeyRecord>, Option<Cursor>), StoreError> {
     let ranges = shard_ranges(ring, shard);
     let mut items = Vec::new();
+    let mut bytes = 0;
     while let Some(&(start, end)) = ranges.get(cursor.range as usize) {
         let page = store.scan(start, end, cursor.after.take(), PAGE_KEYS)?;
         let full = page.len() == PAGE_KEYS;
+        let mut cut = false;
         for e in page {
-            cursor.after = Some((e.token, e.key.clone()));
-            if primary_key(&e.key) {
-                let record =
-                    decode_record(&e.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                items.push((e.token, e.key, record));
+            if bytes >= max_bytes {
+                cut = true;
+                break;
             }
+            cursor.after = Some((e.token, e.key.clone()));
+            bytes += e.key.len() + e.value.len();
+            let record = decode_record(&e.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            items.push((e.token, e.key, record));
         }
-        if full {
+        if full || cut {
             return Ok((items, Some(cursor)));
         }
         cursor = Cursor {

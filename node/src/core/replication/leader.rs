@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::election::ms;
 use super::follower::shard_ranges;
+use super::log::AsOf;
 use super::msg::{Cursor, LogEntry, Position, ReplReply, ReplRequest, SnapshotSpan};
 use super::{majority, CallKind, Ctx, Replication, Role, Shard};
 use crate::core::coordinator::ClientId;
@@ -215,11 +216,13 @@ impl Replication {
                 "electing a primary for the key's range; retry".into(),
             )),
             Role::Replica => {
-                let id2 = id.clone();
-                // Asked as the first live replica: stand now rather than after the timeout.
-                let mut out = Vec::new();
-                self.run(ctx, &id2, &mut out);
-                self.pending_effects.extend(out);
+                // Asked as the first live replica: stand now rather than after the timeout,
+                // unless a recent candidacy failed (another node may be winning).
+                if ctx.now() >= st.retry_ms {
+                    let mut out = Vec::new();
+                    self.run(ctx, &id, &mut out);
+                    self.pending_effects.extend(out);
+                }
                 Err(ClientError::Unavailable(
                     "electing a primary for the key's range; retry".into(),
                 ))
@@ -672,7 +675,8 @@ impl Replication {
                 }
             }
         }
-        for (token, key, theirs) in merges {
+        // The replica sent every key it holds in the shard's ranges: keep those of primary mode.
+        for (token, key, theirs) in merges.into_iter().filter(|(_, k, _)| (ctx.primary_key)(k)) {
             if let Err(e) = self.merge_collected(ctx, id, token, key, &theirs, out) {
                 tracing::warn!("cannot merge a collected key: {e}");
             }
@@ -765,8 +769,18 @@ impl Replication {
             })
             .collect();
         for i in ready.into_iter().rev() {
+            let r = &mut leader.reads[i];
+            // The store may already hold a later write no majority has yet: not that one.
+            let record = match st.backlog.as_of(st.meta.offset, commit, r.token, &r.key) {
+                AsOf::Stored => load(ctx.view.store, r.token, &r.key),
+                AsOf::Logged(record) => Ok(Some(record)),
+                AsOf::After(offset) => {
+                    r.index = offset;
+                    continue;
+                }
+            };
             let r = leader.reads.swap_remove(i);
-            let result = load(ctx.view.store, r.token, &r.key)
+            let result = record
                 .map(|rec| ClientResponse::Got(read_result(rec, n)))
                 .map_err(|e| ClientError::Unavailable(e.to_string()));
             out.push(Effect::Reply {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::msg::{LogEntry, Position};
 use crate::store::{Store, StoreError};
+use crate::version::Record;
 
 /// A shard's replication state that must survive a restart, kept in the store's metadata.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +65,17 @@ impl ShardMeta {
             && ((pos.replid == self.replid && pos.offset <= self.offset)
                 || (pos.replid == self.prev_replid && pos.offset <= self.prev_end))
     }
+}
+
+/// What a key held when the log stood at a commit point, as a primary's backlog tells it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AsOf {
+    /// No entry past the commit point touches the key: the store holds its committed record.
+    Stored,
+    /// The key's record at the commit point (the store already holds a later, uncommitted one).
+    Logged(Record),
+    /// Unknown until the log is committed up to this offset.
+    After(u64),
 }
 
 /// The most recent entries, bounded in bytes, for partial resyncs.
@@ -129,6 +141,35 @@ impl Backlog {
                 .is_some_and(|f| offset + 1 >= f && offset <= head)
     }
 
+    /// What `key` held when the log (whose last offset is `head`) stood at `commit`. A primary
+    /// stores a write before a majority holds it; a linearizable read must not show it until
+    /// then, since a failover may still drop it.
+    pub fn as_of(&self, head: u64, commit: u64, token: u64, key: &[u8]) -> AsOf {
+        if commit >= head {
+            return AsOf::Stored;
+        }
+        if self.first().is_none_or(|f| f > commit + 1) {
+            // Part of the uncommitted tail left the backlog: it may touch the key.
+            return AsOf::After(head);
+        }
+        let mut newer = None;
+        for e in self.entries.iter().rev() {
+            let same = e.token == token && e.key == key;
+            if e.offset > commit {
+                if same && newer.is_none() {
+                    newer = Some(e.offset);
+                }
+                continue;
+            }
+            match newer {
+                None => return AsOf::Stored,
+                Some(_) if same => return AsOf::Logged(e.record.clone()),
+                Some(_) => {}
+            }
+        }
+        newer.map_or(AsOf::Stored, AsOf::After)
+    }
+
     /// Entries after `offset`, at most `max_entries` and about `max_bytes`.
     pub fn since(&self, offset: u64, max_entries: usize, max_bytes: usize) -> Vec<LogEntry> {
         let mut out = Vec::new();
@@ -187,6 +228,45 @@ mod tests {
         assert_eq!(got, vec![4, 5]);
         assert_eq!(b.since(2, 1, usize::MAX).len(), 1, "bounded by count");
         assert_eq!(b.since(2, 10, 1).len(), 1, "bounded by bytes, at least one");
+    }
+
+    #[test]
+    fn a_key_as_of_the_commit_point_never_shows_an_uncommitted_write() {
+        let keyed = |offset, key: &str, size| LogEntry {
+            key: key.as_bytes().to_vec(),
+            ..entry(offset, size)
+        };
+        let mut b = Backlog::new(1 << 20);
+        b.push(keyed(1, "x", 1));
+        b.push(keyed(2, "y", 1));
+        b.push(keyed(3, "x", 2));
+        b.push(keyed(4, "y", 3));
+        let t = entry(0, 0).token;
+        assert_eq!(b.as_of(4, 4, t, b"x"), AsOf::Stored, "all committed");
+        assert_eq!(
+            b.as_of(4, 3, t, b"x"),
+            AsOf::Stored,
+            "x untouched past the commit point"
+        );
+        assert_eq!(
+            b.as_of(4, 2, t, b"x"),
+            AsOf::Logged(keyed(1, "x", 1).record),
+            "x's committed record comes from the backlog"
+        );
+        assert_eq!(
+            b.as_of(4, 1, t, b"y"),
+            AsOf::After(4),
+            "y's committed record is older than the backlog: wait for its newest write"
+        );
+        let mut short = Backlog::new(keyed(1, "x", 1).weight() * 2);
+        for o in 1..=4 {
+            short.push(keyed(o, "z", 1));
+        }
+        assert_eq!(
+            short.as_of(4, 1, t, b"x"),
+            AsOf::After(4),
+            "an uncommitted entry left the backlog: wait for the whole log"
+        );
     }
 
     #[test]

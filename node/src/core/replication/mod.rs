@@ -17,6 +17,8 @@ mod election;
 mod follower;
 mod info;
 mod leader;
+#[cfg(test)]
+mod leader_tests;
 mod log;
 pub mod msg;
 mod session;
@@ -125,6 +127,9 @@ struct Shard {
     commit: u64,
     /// A voter whose log is ahead of a candidate runs itself, without waiting its turn.
     run_now: bool,
+    /// The newest epoch a candidate behind this node asked for: this node's own candidacy
+    /// goes past it, so the two do not keep asking for the same epoch.
+    outbid: u64,
     /// Earliest time of the next candidacy (after a failed one).
     retry_ms: u64,
     /// Resyncs served or taken, for `info replication`.
@@ -196,6 +201,13 @@ impl Replication {
         if shard.is_empty() {
             return Err(ClientError::Unavailable("the ring is empty".into()));
         }
+        let n = ctx.view.ring.config().replicas;
+        if shard.len() < n {
+            return Err(ClientError::Unavailable(format!(
+                "this node knows {} of the key's {n} replicas (it may be rejoining the cluster); retry",
+                shard.len()
+            )));
+        }
         let me = ctx.view.me;
         let live = |n: &str| n == me || ctx.view.membership.is_alive(n);
         let st = self.shard(ctx, &shard)?;
@@ -241,6 +253,7 @@ impl Replication {
                 heard_ms: ctx.now(),
                 commit: 0,
                 run_now: false,
+                outbid: 0,
                 retry_ms: 0,
                 partial_syncs: 0,
                 full_syncs: 0,
@@ -271,6 +284,12 @@ impl Replication {
         };
         if !shard.iter().any(|n| n == ctx.view.me) || shard.len() > 16 {
             let reason = "this node is not a replica of that shard".to_string();
+            return (PeerReply::Failed(reason), false);
+        }
+        if !full_shard(ctx.view.ring, &shard) {
+            // Another view of the ring (a node that just restarted knows fewer nodes): taking
+            // part would let two lists of one key's replicas each elect a primary.
+            let reason = "that shard is not a full preference list of this node's ring".to_string();
             return (PeerReply::Failed(reason), false);
         }
         let config = self.config.clone();
@@ -411,6 +430,12 @@ impl Replication {
             .get(ring.preference_list(key))
             .is_some_and(|s| matches!(s.role, Role::Primary(_)))
     }
+}
+
+/// Whether `shard` is the whole preference list (N nodes) of some range of `ring`.
+fn full_shard(ring: &Ring, shard: &[String]) -> bool {
+    shard.len() == ring.config().replicas
+        && (0..ring.vnode_count()).any(|i| ring.preference_list_at(i) == shard)
 }
 
 /// Votes a shard of `n` replicas needs (its majority).

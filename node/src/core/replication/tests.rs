@@ -7,22 +7,21 @@ use ringkv_gossip::{GossipConfig, Membership, NodeId};
 use ringkv_ring::{Ring, RingConfig, RingNode};
 
 use super::follower::handle;
-use super::leader::Leader;
 use super::msg::{LogEntry, Position, ReplReply, ReplRequest, SnapshotSpan};
-use super::{Backlog, Ctx, ReplConfig, Role, Shard, ShardMeta};
+use super::{Backlog, Ctx, ReplConfig, Replication, Role, Shard, ShardMeta};
 use crate::core::View;
 use crate::hlc::Timestamp;
 use crate::store::{MemoryStore, Store};
 use crate::version::{decode_record, DvvSet, Record, Sibling};
 
-struct Node {
-    store: MemoryStore,
-    membership: Membership,
-    ring: Ring,
-    addrs: BTreeMap<String, SocketAddr>,
+pub(super) struct Node {
+    pub store: MemoryStore,
+    pub membership: Membership,
+    pub ring: Ring,
+    pub addrs: BTreeMap<String, SocketAddr>,
 }
 
-fn node() -> Node {
+pub(super) fn node() -> Node {
     let me = NodeId {
         name: "b".into(),
         addr: ([127, 0, 0, 1], 7002).into(),
@@ -42,7 +41,7 @@ fn primary_key(k: &[u8]) -> bool {
     k.starts_with(b"p/")
 }
 
-fn ctx(n: &Node, now_ms: u64) -> Ctx<'_> {
+pub(super) fn ctx(n: &Node, now_ms: u64) -> Ctx<'_> {
     Ctx {
         view: View {
             me: "b",
@@ -57,11 +56,11 @@ fn ctx(n: &Node, now_ms: u64) -> Ctx<'_> {
     }
 }
 
-fn shard_id() -> Vec<String> {
+pub(super) fn shard_id() -> Vec<String> {
     vec!["a".into(), "b".into(), "c".into()]
 }
 
-fn fresh() -> Shard {
+pub(super) fn fresh() -> Shard {
     Shard {
         meta: ShardMeta::default(),
         backlog: Backlog::new(1 << 20),
@@ -70,6 +69,7 @@ fn fresh() -> Shard {
         heard_ms: 0,
         commit: 0,
         run_now: false,
+        outbid: 0,
         retry_ms: 0,
         partial_syncs: 0,
         full_syncs: 0,
@@ -78,7 +78,7 @@ fn fresh() -> Shard {
     }
 }
 
-fn record(v: &str) -> Record {
+pub(super) fn record(v: &str) -> Record {
     DvvSet::new(Sibling {
         value: Some(v.as_bytes().to_vec()),
         ts: Timestamp::default(),
@@ -86,17 +86,22 @@ fn record(v: &str) -> Record {
     })
 }
 
-fn entry(offset: u64, epoch: u64, key: &str, v: &str) -> LogEntry {
+/// An entry as a primary "a" logs it: its record descends from those of earlier offsets.
+pub(super) fn entry(offset: u64, epoch: u64, key: &str, v: &str) -> LogEntry {
+    let mut r = DvvSet::empty();
+    for _ in 0..offset.max(1) {
+        r = written(&r, "a", v);
+    }
     LogEntry {
         offset,
         epoch,
         token: ringkv_ring::token(key.as_bytes()),
         key: key.as_bytes().to_vec(),
-        record: record(v),
+        record: r,
     }
 }
 
-fn vote(epoch: u64, log: (u64, u64)) -> ReplRequest {
+pub(super) fn vote(epoch: u64, log: (u64, u64)) -> ReplRequest {
     ReplRequest::Vote {
         shard: shard_id(),
         epoch,
@@ -263,7 +268,10 @@ fn a_snapshot_replaces_the_primary_keys_of_its_span_and_nothing_else() {
     };
     put("p/stale", "x");
     put("q/other", "kept");
+    let first = written(&DvvSet::empty(), "a", "1");
+    put_record(&n, "q/newer", &written(&first, "c", "2"));
     let item = entry(0, 0, "p/new", "v");
+    let quorum_item = entry(0, 0, "q/newer", "1");
     let page = ReplRequest::Snapshot {
         shard: id.clone(),
         epoch: 1,
@@ -276,7 +284,10 @@ fn a_snapshot_replaces_the_primary_keys_of_its_span_and_nothing_else() {
             after: None,
             upto: None,
         },
-        items: vec![(item.token, item.key, item.record)],
+        items: vec![
+            (item.token, item.key, item.record),
+            (quorum_item.token, quorum_item.key, first),
+        ],
         done: true,
     };
     let (r, _) = handle(&mut st, &config, &ctx(&n, 1), &id, "a", page).unwrap();
@@ -293,6 +304,11 @@ fn a_snapshot_replaces_the_primary_keys_of_its_span_and_nothing_else() {
         "quorum keys untouched"
     );
     assert_eq!(
+        value(&n, "q/newer").as_deref(),
+        Some(&b"2"[..]),
+        "a key back in quorum mode is merged, never rolled back"
+    );
+    assert_eq!(
         st.meta.position(),
         Position {
             replid: "r1".into(),
@@ -302,29 +318,57 @@ fn a_snapshot_replaces_the_primary_keys_of_its_span_and_nothing_else() {
     assert_eq!(st.full_syncs, 1);
 }
 
+/// A record written by `actor` over `base` (what a replica's write makes).
+pub(super) fn written(base: &Record, actor: &str, v: &str) -> Record {
+    let new = DvvSet::new_with_context(&base.join(), record(v).values()[0].clone());
+    DvvSet::update(&new, base, actor)
+}
+
+fn put_record(n: &Node, key: &str, r: &Record) {
+    let bytes = crate::version::encode_record(r).unwrap();
+    n.store
+        .put(ringkv_ring::token(key.as_bytes()), key.as_bytes(), &bytes)
+        .unwrap();
+}
+
 #[test]
-fn a_primary_commits_what_a_majority_holds_and_keeps_its_lease_only_with_a_majority() {
-    let mut leader = Leader::new(1, vec!["a".into(), "c".into()], 0);
-    leader.durable = 7;
-    leader.followers.get_mut("a").unwrap().acked = 5;
-    leader.followers.get_mut("c").unwrap().acked = 2;
+fn an_append_never_drops_what_a_replica_wrote_in_quorum_mode() {
+    let n = node();
+    let config = ReplConfig::default();
+    let mut st = fresh();
+    st.meta.replid = "old".into();
+    st.meta.offset = 2;
+    let id = shard_id();
+    let first = written(&DvvSet::empty(), "a", "1");
+    let later = written(&first, "c", "2");
+    // q/k went back to quorum mode and this replica took a newer write before the entry that
+    // the primary logged earlier reached it; p/x is still a primary key, behind the log.
+    put_record(&n, "q/k", &later);
+    put_record(&n, "p/x", &first);
+    let entry = |offset, key: &str, r: &Record| LogEntry {
+        record: r.clone(),
+        ..entry(offset, 1, key, "")
+    };
+    let batch = vec![entry(3, "q/k", &first), entry(4, "p/x", &later)];
+    let (r, _) = handle(
+        &mut st,
+        &config,
+        &ctx(&n, 1),
+        &id,
+        "a",
+        append(3, "r3", 2, batch),
+    )
+    .unwrap();
+    assert_eq!(r, ReplReply::Acked { offset: 4 });
     assert_eq!(
-        leader.commit(3),
-        5,
-        "its own 7 and a's 5: a majority holds 5"
+        value(&n, "q/k").as_deref(),
+        Some(&b"2"[..]),
+        "the newer write stays"
     );
-    assert!(
-        leader.holds_lease(500, 1_000, 3),
-        "the votes count until the first answers"
-    );
-    leader.followers.get_mut("a").unwrap().lease_ms = 1_200;
-    assert!(
-        leader.holds_lease(2_000, 1_000, 3),
-        "a answered a call sent at 1.2 s"
-    );
-    assert!(
-        !leader.holds_lease(2_300, 1_000, 3),
-        "nobody answered within the lease"
+    assert_eq!(
+        value(&n, "p/x").as_deref(),
+        Some(&b"2"[..]),
+        "the log's record applies"
     );
 }
 
@@ -432,4 +476,75 @@ fn a_session_read_waits_until_the_replica_holds_the_write() {
         )),
         "{out:?}"
     );
+}
+
+#[test]
+fn a_collect_sends_every_key_of_the_shard_whatever_this_node_knows_of_the_rules() {
+    let n = node();
+    let id = Replication::shard_of(&n.ring, b"q/0");
+    let same: Vec<String> = (0..)
+        .map(|i| format!("q/{i}"))
+        .filter(|k| Replication::shard_of(&n.ring, k.as_bytes()) == id)
+        .take(3)
+        .collect();
+    for k in &same {
+        put_record(&n, k, &record("v"));
+    }
+    let (items, next) =
+        super::follower::collect(&n.ring, &n.store, &id, Default::default(), 1 << 20).unwrap();
+    let mut got: Vec<String> = items
+        .iter()
+        .map(|(_, k, _)| String::from_utf8(k.clone()).unwrap())
+        .collect();
+    got.sort();
+    let mut want = same.clone();
+    want.sort();
+    assert_eq!(got, want, "quorum-mode keys too: the primary picks its own");
+    assert!(next.is_none());
+    // Pages are bounded in bytes: one key per page here, and nothing is skipped.
+    let mut cursor = Default::default();
+    let mut paged = Vec::new();
+    loop {
+        let (items, next) = super::follower::collect(&n.ring, &n.store, &id, cursor, 1).unwrap();
+        assert!(items.len() <= 1);
+        paged.extend(items.into_iter().map(|(_, k, _)| k));
+        match next {
+            Some(c) => cursor = c,
+            None => break,
+        }
+    }
+    assert_eq!(paged.len(), same.len());
+}
+
+#[test]
+fn a_snapshot_page_that_changes_nothing_is_not_held_for_a_sync() {
+    let n = node();
+    let config = ReplConfig::default();
+    let mut st = fresh();
+    st.meta.replid = "diverged".into();
+    let id = shard_id();
+    let page = |items: Vec<(u64, Vec<u8>, Record)>, done| ReplRequest::Snapshot {
+        shard: id.clone(),
+        epoch: 1,
+        replid: "r1".into(),
+        at: 4,
+        at_epoch: 1,
+        span: SnapshotSpan::default(),
+        items,
+        done,
+    };
+    let c = ctx(&n, 1);
+    let (_, sync) = handle(&mut st, &config, &c, &id, "a", page(Vec::new(), false)).unwrap();
+    assert!(sync, "the first page forgets the log: synced");
+    let (_, sync) = handle(&mut st, &config, &c, &id, "a", page(Vec::new(), false)).unwrap();
+    assert!(!sync, "an empty range changes nothing");
+    let e = entry(1, 1, "p/x", "v");
+    let one = vec![(e.token, e.key.clone(), e.record.clone())];
+    let (_, sync) = handle(&mut st, &config, &c, &id, "a", page(one.clone(), false)).unwrap();
+    assert!(sync, "a page that wrote a key");
+    let (_, sync) = handle(&mut st, &config, &c, &id, "a", page(one, false)).unwrap();
+    assert!(!sync, "the same key again changes nothing");
+    let (r, sync) = handle(&mut st, &config, &c, &id, "a", page(Vec::new(), true)).unwrap();
+    assert!(sync, "the last page makes the snapshot count");
+    assert_eq!(r, ReplReply::Acked { offset: 4 });
 }

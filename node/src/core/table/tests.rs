@@ -19,7 +19,7 @@ const LIMITS: TableLimits = TableLimits {
     replicas: 3,
 };
 
-fn addr(i: usize) -> SocketAddr {
+pub(in crate::core) fn addr(i: usize) -> SocketAddr {
     ([127, 0, 0, 1], 7001 + i as u16).into()
 }
 
@@ -35,7 +35,7 @@ fn core(i: usize, store: Arc<MemoryStore>) -> NodeCore {
     NodeCore::new(me, seeds, config, GossipConfig::default(), store, i as u64).unwrap()
 }
 
-fn primary(sync: SyncReplicas) -> Mode {
+pub(in crate::core) fn primary(sync: SyncReplicas) -> Mode {
     Mode::Primary(PrimaryOptions {
         sync,
         ..PrimaryOptions::default()
@@ -44,7 +44,7 @@ fn primary(sync: SyncReplicas) -> Mode {
 
 /// `n` cores that see each other alive: gossip datagrams delivered at once, gossip timers
 /// fired in time order over a few simulated seconds, everything else dropped.
-fn cluster(n: usize) -> (Vec<NodeCore>, Vec<Arc<MemoryStore>>) {
+pub(in crate::core) fn cluster(n: usize) -> (Vec<NodeCore>, Vec<Arc<MemoryStore>>) {
     let stores: Vec<Arc<MemoryStore>> = (0..n).map(|_| Arc::new(MemoryStore::new())).collect();
     let mut cores: Vec<NodeCore> = (0..n).map(|i| core(i, stores[i].clone())).collect();
     let mut timers: BTreeMap<(u64, u64), (usize, Timer)> = BTreeMap::new();
@@ -108,7 +108,7 @@ fn table_calls(effects: &[Effect]) -> Vec<(SocketAddr, RangeTable)> {
         .collect()
 }
 
-fn client(
+pub(in crate::core) fn client(
     core: &mut NodeCore,
     req: ClientRequest,
 ) -> (Result<ClientResponse, ClientError>, Vec<Effect>) {
@@ -130,7 +130,11 @@ fn client(
 }
 
 /// Hand `table` to `core` as if from peer `from`; its reply and whether it is synced first.
-fn receive(core: &mut NodeCore, from: &str, table: RangeTable) -> (PeerReply, bool) {
+pub(in crate::core) fn receive(
+    core: &mut NodeCore,
+    from: &str,
+    table: RangeTable,
+) -> (PeerReply, bool) {
     let id = InboundId(9);
     let req = PeerRequest::Table { table };
     let effects = core.handle(
@@ -147,7 +151,7 @@ fn receive(core: &mut NodeCore, from: &str, table: RangeTable) -> (PeerReply, bo
     }
 }
 
-fn range_set(prefix: &str, mode: Mode) -> ClientRequest {
+pub(in crate::core) fn range_set(prefix: &str, mode: Mode) -> ClientRequest {
     ClientRequest::RangeSet {
         prefix: prefix.as_bytes().to_vec(),
         mode,
