@@ -102,6 +102,11 @@ pub struct Sabotage {
     pub skip_read_merge: bool,
     /// Forget hints for live owners instead of delivering them, counting them nowhere.
     pub drop_hints: bool,
+    /// Primary mode: a voter grants any epoch, even one it already promised.
+    pub grant_any_epoch: bool,
+    /// Primary mode: acknowledge a write once the primary's store holds it, whatever the
+    /// replicas it asked for confirmed.
+    pub ack_before_replicas: bool,
 }
 
 impl Default for CoreConfig {

@@ -54,6 +54,11 @@ impl Forwards {
         }
     }
 
+    /// Whether `id` is a request another node forwarded here (to its primary).
+    pub fn is_forwarded(&self, id: ClientId) -> bool {
+        self.inbound.contains_key(&id)
+    }
+
     /// The primary answered (or the call failed).
     pub fn on_reply(
         &mut self,
@@ -117,8 +122,11 @@ impl NodeCore {
         let replica_here = ctx.view.ring.preference_list(&key).contains(&me);
         let read = matches!(req, ClientRequest::Get { .. });
         // A replica answers from its own copy when reads may be stale, or when the client asked
-        // this node alone.
-        let serve_here = read && replica_here && (direct || opts.read_from != ReadFrom::Primary);
+        // this node alone. A request forwarded here is not forwarded again, but it was sent
+        // to the primary: a read from the primary is served only as one.
+        let asked_alone = direct && !self.forwards.is_forwarded(id);
+        let serve_here =
+            read && replica_here && (asked_alone || opts.read_from != ReadFrom::Primary);
         if serve_here {
             if let Some(after) = after {
                 return self.repl.session_read(&ctx, id, key, after, deadline, out);

@@ -13,6 +13,7 @@
 //! cannot get a majority to acknowledge anything. Clocks only time heartbeats, failover and the
 //! write lease that stops a cut-off primary within one lease period.
 
+mod audit;
 mod election;
 mod follower;
 mod info;
@@ -31,7 +32,10 @@ use ringkv_ring::Ring;
 
 use super::coordinator::{CallId, ClientId};
 use super::{Effect, View};
+use crate::config::Sabotage;
 use crate::proto::{ClientError, PeerReply, PeerRequest};
+#[doc(hidden)]
+pub use audit::LogEvent;
 pub use election::ms as millis;
 use election::Candidacy;
 pub use info::{ReplicaInfo, ShardInfo};
@@ -66,6 +70,9 @@ pub struct ReplConfig {
     pub max_batch_bytes: usize,
     /// Most writes waiting for replicas per shard.
     pub max_waiting: usize,
+    /// Record every log change for [`Replication::take_log_events`] (the simulator's checker).
+    #[doc(hidden)]
+    pub audit_log: bool,
 }
 
 impl Default for ReplConfig {
@@ -80,6 +87,7 @@ impl Default for ReplConfig {
             max_batch_entries: 256,
             max_batch_bytes: 256 << 10,
             max_waiting: 10_000,
+            audit_log: false,
         }
     }
 }
@@ -147,6 +155,7 @@ struct Call {
 #[derive(Debug, Clone, Copy)]
 enum CallKind {
     Vote { epoch: u64 },
+    PreVote { epoch: u64 },
     Append { epoch: u64, round: u64 },
     Snapshot { epoch: u64 },
     Collect { epoch: u64 },
@@ -170,18 +179,32 @@ pub struct Replication {
     next_call: u64,
     /// Effects made where no effect list was at hand, sent with the next step's.
     pending_effects: Vec<Effect>,
+    /// Log changes, when [`ReplConfig::audit_log`] is on.
+    audit: audit::Audit,
+    /// Deliberate bugs (tests of the simulator's checker).
+    sabotage: Sabotage,
 }
 
 impl Replication {
     /// No shard yet: shards appear with their first primary-mode request or message.
     pub fn new(config: ReplConfig) -> Self {
         Self {
+            audit: audit::Audit::new(config.audit_log),
             config,
             shards: BTreeMap::new(),
             calls: HashMap::new(),
             next_call: 0,
             pending_effects: Vec::new(),
+            sabotage: Sabotage::default(),
         }
+    }
+
+    /// The same, with deliberate bugs switched on (tests of the simulator's checker only).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn sabotaged(mut self, sabotage: Sabotage) -> Self {
+        self.sabotage = sabotage;
+        self
     }
 
     /// The shard (ordered preference list) of a key.
@@ -264,6 +287,7 @@ impl Replication {
     ) -> (PeerReply, bool) {
         let shard = match &req {
             ReplRequest::Vote { shard, .. }
+            | ReplRequest::PreVote { shard, .. }
             | ReplRequest::Append { shard, .. }
             | ReplRequest::Snapshot { shard, .. }
             | ReplRequest::Collect { shard, .. }
@@ -273,12 +297,18 @@ impl Replication {
             let reason = "this node is not a replica of that shard".to_string();
             return (PeerReply::Failed(reason), false);
         }
-        let config = self.config.clone();
-        let st = match self.shard(ctx, &shard) {
-            Ok(st) => st,
-            Err(e) => return (PeerReply::Failed(e.to_string()), false),
+        if let Err(e) = self.shard(ctx, &shard) {
+            return (PeerReply::Failed(e.to_string()), false);
+        }
+        let Some(st) = self.shards.get_mut(&shard) else {
+            return (PeerReply::Failed("shard vanished".into()), false);
         };
-        let result = follower::handle(st, &config, ctx, &shard, from, req);
+        let env = follower::Env {
+            config: &self.config,
+            sabotage: self.sabotage,
+            audit: &mut self.audit,
+        };
+        let result = follower::handle(st, env, ctx, &shard, from, req);
         let run_now = st.run_now;
         self.drain_abandoned(&shard, out);
         self.release_reads(ctx, &shard, out);
@@ -309,7 +339,8 @@ impl Replication {
         };
         let (id, peer) = (&call.shard, call.peer.as_str());
         match call.kind {
-            CallKind::Vote { epoch } => self.on_vote(ctx, peer, id, epoch, reply, out),
+            CallKind::Vote { epoch } => self.on_vote(ctx, peer, id, (epoch, false), reply, out),
+            CallKind::PreVote { epoch } => self.on_vote(ctx, peer, id, (epoch, true), reply, out),
             CallKind::Append { epoch, round } => {
                 self.on_append_reply(ctx, id, peer, epoch, round, reply, out);
             }
@@ -403,6 +434,22 @@ impl Replication {
     /// Effects made outside a step (an election started by a refused write).
     pub fn take_effects(&mut self, out: &mut Vec<Effect>) {
         out.append(&mut self.pending_effects);
+    }
+
+    /// The shards this node leads now, with their epochs.
+    #[doc(hidden)]
+    pub fn primaries(&self) -> impl Iterator<Item = (&[String], u64)> {
+        self.shards.iter().filter_map(|(id, st)| match &st.role {
+            Role::Primary(leader) => Some((id.as_slice(), leader.epoch)),
+            _ => None,
+        })
+    }
+
+    /// Log changes recorded since the last call (with [`ReplConfig::audit_log`]), and how
+    /// many were dropped because nobody drained them in time.
+    #[doc(hidden)]
+    pub fn take_log_events(&mut self) -> (Vec<LogEvent>, u64) {
+        self.audit.take()
     }
 
     /// Whether this node is the primary of `key`'s shard now.

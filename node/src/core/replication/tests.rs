@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use ringkv_gossip::{GossipConfig, Membership, NodeId};
 use ringkv_ring::{Ring, RingConfig, RingNode};
 
-use super::follower::handle;
+use super::audit::Audit;
+use super::follower::{handle, Env};
 use super::leader::Leader;
 use super::msg::{LogEntry, Position, ReplReply, ReplRequest, SnapshotSpan};
 use super::{Backlog, Ctx, ReplConfig, Role, Shard, ShardMeta};
@@ -14,6 +15,17 @@ use crate::core::View;
 use crate::hlc::Timestamp;
 use crate::store::{MemoryStore, Store};
 use crate::version::{decode_record, DvvSet, Record, Sibling};
+
+/// What `handle` needs besides the shard, with no sabotage and no log audit.
+macro_rules! env {
+    ($config:expr) => {
+        Env {
+            config: $config,
+            sabotage: crate::config::Sabotage::default(),
+            audit: &mut Audit::new(false),
+        }
+    };
+}
 
 struct Node {
     store: MemoryStore,
@@ -135,16 +147,16 @@ fn one_vote_per_epoch_never_for_a_candidate_behind_and_kept_across_restarts() {
     st.meta.offset = 5;
     let id = shard_id();
     let c = ctx(&n, 10_000);
-    let (r, sync) = handle(&mut st, &config, &c, &id, "a", vote(2, (1, 4))).unwrap();
+    let (r, sync) = handle(&mut st, env!(&config), &c, &id, "a", vote(2, (1, 4))).unwrap();
     assert!(matches!(r, ReplReply::Refused { ahead: true, .. }), "{r:?}");
     assert!(
         !sync && st.run_now,
         "a voter ahead of the candidate stands itself"
     );
-    let (r, sync) = handle(&mut st, &config, &c, &id, "a", vote(2, (1, 5))).unwrap();
+    let (r, sync) = handle(&mut st, env!(&config), &c, &id, "a", vote(2, (1, 5))).unwrap();
     assert_eq!(r, ReplReply::Granted);
     assert!(sync, "the promise is synced before the answer");
-    let (r, _) = handle(&mut st, &config, &c, &id, "c", vote(2, (1, 9))).unwrap();
+    let (r, _) = handle(&mut st, env!(&config), &c, &id, "c", vote(2, (1, 9))).unwrap();
     assert!(
         matches!(r, ReplReply::Refused { promised: 2, .. }),
         "second vote in epoch 2: {r:?}"
@@ -160,7 +172,7 @@ fn a_replica_that_heard_its_primary_within_the_lease_refuses_other_candidates() 
     let id = shard_id();
     let (r, _) = handle(
         &mut st,
-        &config,
+        env!(&config),
         &ctx(&n, 1_000),
         &id,
         "a",
@@ -171,13 +183,21 @@ fn a_replica_that_heard_its_primary_within_the_lease_refuses_other_candidates() 
         matches!(r, ReplReply::Behind(_)),
         "fresh replica asks for a resync: {r:?}"
     );
-    let (r, _) = handle(&mut st, &config, &ctx(&n, 1_500), &id, "c", vote(2, (0, 0))).unwrap();
+    let (r, _) = handle(
+        &mut st,
+        env!(&config),
+        &ctx(&n, 1_500),
+        &id,
+        "c",
+        vote(2, (0, 0)),
+    )
+    .unwrap();
     assert!(
         matches!(r, ReplReply::Refused { ahead: false, .. }),
         "{r:?}"
     );
     let later = ctx(&n, 1_000 + 1_000 + 1);
-    let (r, _) = handle(&mut st, &config, &later, &id, "c", vote(2, (0, 0))).unwrap();
+    let (r, _) = handle(&mut st, env!(&config), &later, &id, "c", vote(2, (0, 0))).unwrap();
     assert_eq!(r, ReplReply::Granted, "the lease ran out");
 }
 
@@ -193,7 +213,7 @@ fn appends_apply_in_order_are_idempotent_and_older_epochs_are_fenced() {
     // Continues the previous lineage (PSYNC2): accepted, the replica takes the new id.
     let (r, sync) = handle(
         &mut st,
-        &config,
+        env!(&config),
         &c,
         &id,
         "a",
@@ -212,13 +232,21 @@ fn appends_apply_in_order_are_idempotent_and_older_epochs_are_fenced() {
     assert_eq!(value(&n, "p/x").as_deref(), Some(&b"1"[..]));
     // A resent batch overlapping what is held applies only the new tail.
     let batch = vec![entry(3, 3, "p/x", "1"), entry(4, 3, "p/x", "2")];
-    let (r, _) = handle(&mut st, &config, &c, &id, "a", append(3, "r3", 2, batch)).unwrap();
+    let (r, _) = handle(
+        &mut st,
+        env!(&config),
+        &c,
+        &id,
+        "a",
+        append(3, "r3", 2, batch),
+    )
+    .unwrap();
     assert_eq!(r, ReplReply::Acked { offset: 4 });
     assert_eq!(value(&n, "p/x").as_deref(), Some(&b"2"[..]));
     // A gap: the replica says where it stands instead.
     let (r, _) = handle(
         &mut st,
-        &config,
+        env!(&config),
         &c,
         &id,
         "a",
@@ -236,7 +264,7 @@ fn appends_apply_in_order_are_idempotent_and_older_epochs_are_fenced() {
     // An old primary is fenced.
     let (r, _) = handle(
         &mut st,
-        &config,
+        env!(&config),
         &c,
         &id,
         "c",
@@ -279,7 +307,7 @@ fn a_snapshot_replaces_the_primary_keys_of_its_span_and_nothing_else() {
         items: vec![(item.token, item.key, item.record)],
         done: true,
     };
-    let (r, _) = handle(&mut st, &config, &ctx(&n, 1), &id, "a", page).unwrap();
+    let (r, _) = handle(&mut st, env!(&config), &ctx(&n, 1), &id, "a", page).unwrap();
     assert_eq!(r, ReplReply::Acked { offset: 4 });
     assert_eq!(
         value(&n, "p/stale"),

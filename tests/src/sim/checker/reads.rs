@@ -77,8 +77,8 @@ impl Invariant for DurableReads {
                 ));
             }
         }
-        if !facts.durable_acks {
-            return;
+        if !facts.durable_acks || facts.primary.is_some() {
+            return; // primary mode: see `PrimaryReads`
         }
         if facts.sloppy_quorum && facts.settled_at.is_none_or(|t| read.invoked_us < t) {
             return; // acknowledgements may sit in hints on fallback nodes for now
