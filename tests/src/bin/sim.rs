@@ -66,7 +66,7 @@ struct Args {
     #[arg(long)]
     workload_secs: Option<u64>,
     /// Break the core on purpose: ack-after-one, skip-read-merge, drop-hints,
-    /// grant-any-epoch or ack-before-replicas.
+    /// grant-every-vote or ack-before-replicas.
     #[arg(long)]
     sabotage: Vec<String>,
     /// Primary mode for every workload key, with these sync replicas: none, a count (like 1)
@@ -179,12 +179,12 @@ fn config_from(args: &Args) -> Result<SimConfig> {
             "ack-after-one" => config.sabotage.ack_after_one = true,
             "skip-read-merge" => config.sabotage.skip_read_merge = true,
             "drop-hints" => config.sabotage.drop_hints = true,
-            "grant-any-epoch" => config.sabotage.grant_any_epoch = true,
+            "grant-every-vote" => config.sabotage.grant_every_vote = true,
             "ack-before-replicas" => config.sabotage.ack_before_replicas = true,
             other => {
                 bail!(
                     "unknown sabotage {other:?} (ack-after-one, skip-read-merge, drop-hints, \
-                     grant-any-epoch, ack-before-replicas)"
+                     grant-every-vote, ack-before-replicas)"
                 )
             }
         }
@@ -262,7 +262,7 @@ fn batch(config: &SimConfig, args: &Args) -> bool {
         "running {} seeds from {} on {threads} threads, faults: {}, mode: {}",
         args.seeds,
         args.start,
-        config.faults,
+        config.drawn_faults(),
         config
             .primary
             .map_or_else(|| "quorum".to_string(), |s| format!("primary, sync {s}"))

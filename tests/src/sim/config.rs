@@ -275,6 +275,21 @@ pub struct SimConfig {
     pub primary: Option<SyncReplicas>,
 }
 
+impl SimConfig {
+    /// The fault kinds a run draws from: in primary mode without joins and leaves, since
+    /// primary mode does not yet survive ring changes (a shard is a preference list, and a
+    /// ring change makes new ones with fresh logs). An explicit schedule may still hold them.
+    pub fn drawn_faults(&self) -> FaultKinds {
+        match self.primary {
+            Some(_) => self
+                .faults
+                .without(FaultKind::Join)
+                .without(FaultKind::Leave),
+            None => self.faults,
+        }
+    }
+}
+
 /// The prefix every workload key starts with (see [`crate::sim::history::key_bytes`]).
 pub const KEY_PREFIX: &[u8] = b"key";
 

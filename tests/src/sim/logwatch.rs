@@ -98,7 +98,19 @@ impl LogWatch {
                 LogEvent::Reset { shard, replid, at } => {
                     notes.push(format!("log of {shard:?} reset to {}:{at}", short(replid)))
                 }
-                LogEvent::Entry { .. } => {}
+                LogEvent::Entry {
+                    shard,
+                    replid,
+                    offset,
+                    hash,
+                    primary,
+                    ..
+                } => notes.push(format!(
+                    "{} {}:{offset} of {shard:?} (#{:04x})",
+                    if *primary { "appended" } else { "applied" },
+                    short(replid),
+                    hash >> 48
+                )),
             }
             self.event(node, name, event, now_us);
         }

@@ -123,7 +123,13 @@ pub fn shape(seed: u64, config: &SimConfig) -> (usize, ConflictPolicy) {
 pub fn schedule_for(seed: u64, config: &SimConfig) -> Schedule {
     let (nodes, _) = shape(seed, config);
     let window = u64::try_from(config.workload.as_millis()).unwrap_or(u64::MAX);
-    Schedule::generate(seed, config.faults, config.max_faults, nodes, window)
+    Schedule::generate(
+        seed,
+        config.drawn_faults(),
+        config.max_faults,
+        nodes,
+        window,
+    )
 }
 
 /// Runs `seed` under `config` with its own schedule, or the one given.

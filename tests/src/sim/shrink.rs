@@ -98,8 +98,8 @@ pub fn config_flags(config: &SimConfig) -> Vec<String> {
     if config.sabotage.drop_hints {
         flags.push("--sabotage drop-hints".into());
     }
-    if config.sabotage.grant_any_epoch {
-        flags.push("--sabotage grant-any-epoch".into());
+    if config.sabotage.grant_every_vote {
+        flags.push("--sabotage grant-every-vote".into());
     }
     if config.sabotage.ack_before_replicas {
         flags.push("--sabotage ack-before-replicas".into());

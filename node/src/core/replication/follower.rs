@@ -153,25 +153,27 @@ fn vote(
             false,
         ))
     };
-    if epoch <= st.meta.promised && !env.sabotage.grant_any_epoch {
-        return refuse(st, false, "epoch already promised");
-    }
-    if candidate < (st.meta.log_epoch, st.meta.offset) {
-        if matches!(st.role, Role::Replica) {
-            st.run_now = true;
+    if !env.sabotage.grant_every_vote {
+        if epoch <= st.meta.promised {
+            return refuse(st, false, "epoch already promised");
         }
-        return refuse(st, true, "the candidate's log is behind this replica's");
-    }
-    let lease = u64::try_from(env.config.lease.as_millis()).unwrap_or(u64::MAX);
-    let recent = ctx.now().saturating_sub(st.heard_ms) < lease;
-    match &st.role {
-        Role::Primary(leader) if leader.holds_lease(ctx.now(), lease, id.len()) => {
-            return refuse(st, false, "the primary still holds its lease");
+        if candidate < (st.meta.log_epoch, st.meta.offset) {
+            if matches!(st.role, Role::Replica) {
+                st.run_now = true;
+            }
+            return refuse(st, true, "the candidate's log is behind this replica's");
         }
-        Role::Replica if recent && st.primary.as_deref().is_some_and(|p| p != from) => {
-            return refuse(st, false, "the primary was heard within its lease");
+        let lease = u64::try_from(env.config.lease.as_millis()).unwrap_or(u64::MAX);
+        let recent = ctx.now().saturating_sub(st.heard_ms) < lease;
+        match &st.role {
+            Role::Primary(leader) if leader.holds_lease(ctx.now(), lease, id.len()) => {
+                return refuse(st, false, "the primary still holds its lease");
+            }
+            Role::Replica if recent && st.primary.as_deref().is_some_and(|p| p != from) => {
+                return refuse(st, false, "the primary was heard within its lease");
+            }
+            _ => {}
         }
-        _ => {}
     }
     if !promise {
         return Ok((ReplReply::Granted, false));

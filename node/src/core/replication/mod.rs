@@ -248,6 +248,15 @@ impl Replication {
     /// The shard's state, loaded from the store the first time.
     fn shard(&mut self, ctx: &Ctx<'_>, id: &[String]) -> Result<&mut Shard, ClientError> {
         if !self.shards.contains_key(id) {
+            // A list shorter than N is a ring that lacks nodes (this node just started and
+            // has not heard of them yet): its majority could be this node alone.
+            let n = ctx.view.ring.config().replicas;
+            if id.len() < n {
+                return Err(ClientError::Unavailable(format!(
+                    "this node knows {} replica(s) of the key, fewer than N={n} (it may have just started); retry",
+                    id.len()
+                )));
+            }
             // Only preference lists of this node's ring: a peer cannot make up shards.
             if follower::shard_ranges(ctx.view.ring, id).is_empty() {
                 return Err(ClientError::Unavailable(

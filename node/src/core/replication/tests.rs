@@ -164,6 +164,66 @@ fn one_vote_per_epoch_never_for_a_candidate_behind_and_kept_across_restarts() {
     assert_eq!(ShardMeta::load(&n.store, &id).unwrap().promised, 2);
 }
 
+/// A pre-vote answers like a vote but promises nothing: a candidate that cannot win never
+/// raises the epoch a working primary is fenced by.
+#[test]
+fn a_pre_vote_promises_nothing_and_a_primary_heard_stays_unfenced() {
+    let n = node();
+    let config = ReplConfig::default();
+    let mut st = fresh();
+    let id = shard_id();
+    let pre = |epoch: u64, log: (u64, u64)| ReplRequest::PreVote {
+        shard: shard_id(),
+        epoch,
+        log_epoch: log.0,
+        offset: log.1,
+    };
+    let (r, sync) = handle(
+        &mut st,
+        env!(&config),
+        &ctx(&n, 10),
+        &id,
+        "c",
+        pre(3, (0, 0)),
+    )
+    .unwrap();
+    assert_eq!(r, ReplReply::Granted);
+    assert!(!sync);
+    assert_eq!(st.meta.promised, 0, "a pre-vote is no promise");
+    assert_eq!(ShardMeta::load(&n.store, &id).unwrap().promised, 0);
+    // Following a primary of epoch 1, it refuses a pre-vote while that primary is heard...
+    handle(
+        &mut st,
+        env!(&config),
+        &ctx(&n, 1_000),
+        &id,
+        "a",
+        append(1, "r1", 0, vec![]),
+    )
+    .unwrap();
+    let (r, _) = handle(
+        &mut st,
+        env!(&config),
+        &ctx(&n, 1_200),
+        &id,
+        "c",
+        pre(5, (0, 0)),
+    )
+    .unwrap();
+    assert!(matches!(r, ReplReply::Refused { promised: 1, .. }), "{r:?}");
+    // ...and the primary's appends still land.
+    let (r, _) = handle(
+        &mut st,
+        env!(&config),
+        &ctx(&n, 1_300),
+        &id,
+        "a",
+        append(1, "r1", 0, vec![]),
+    )
+    .unwrap();
+    assert!(!matches!(r, ReplReply::Fenced { .. }), "{r:?}");
+}
+
 #[test]
 fn a_replica_that_heard_its_primary_within_the_lease_refuses_other_candidates() {
     let n = node();

@@ -41,7 +41,7 @@ pub fn durable_sync(sync: SyncReplicas, n: usize) -> bool {
         SyncReplicas::Count(k) => usize::from(k) + 1,
         SyncReplicas::Majority => return true,
     };
-    copies >= n / 2 + 1
+    copies >= ringkv::core::replication::majority(n)
 }
 
 /// Where a read's answer may have come from: a put, or nothing (no write yet, or a delete).
