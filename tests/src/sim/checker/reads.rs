@@ -14,6 +14,9 @@
 //! for a replica that is down; until the hint is handed off, the preference list need not
 //! have it. The first two checks then apply to reads that start once the run settled (the
 //! final audit), and continuously only under a strict quorum.
+//!
+//! In primary mode only the last check (and that a value comes from an earlier put of the key)
+//! applies here: contexts play no part there, see [`super::PrimaryReads`].
 
 use ringkv::version::ConflictPolicy;
 
