@@ -102,6 +102,12 @@ pub struct Sabotage {
     pub skip_read_merge: bool,
     /// Forget hints for live owners instead of delivering them, counting them nowhere.
     pub drop_hints: bool,
+    /// Primary mode: a voter grants every vote, even for an epoch it already promised, to a
+    /// candidate behind it, or while it hears a primary.
+    pub grant_every_vote: bool,
+    /// Primary mode: acknowledge a write once the primary's store holds it, whatever the
+    /// replicas it asked for confirmed.
+    pub ack_before_replicas: bool,
 }
 
 impl Default for CoreConfig {

@@ -1,11 +1,13 @@
-//! The simulator in `cargo test`: a time-bounded batch of seeds (over 300), determinism,
-//! the checker catching deliberately broken cores, and regression seeds of core bugs.
+//! The simulator in `cargo test`: a time-bounded batch of seeds (over 300, and some in primary
+//! mode), determinism, the checker catching deliberately broken cores, and regression seeds of
+//! core bugs.
 //!
 //! Long runs: `cargo run --release -p ringkv-tests --bin sim -- --seeds 100000`.
 
 use std::time::Duration;
 
 use ringkv::config::Sabotage;
+use ringkv::SyncReplicas;
 use ringkv_tests::sim::checker::Violation;
 use ringkv_tests::sim::config::{FaultKinds, SimConfig};
 use ringkv_tests::sim::faults::Schedule;
@@ -340,5 +342,149 @@ fn regression_seed_2733_leave_after_rejoin_during_one_way_partition() {
         .parse()
         .unwrap();
     let report = run(2733, &config, Some(&schedule));
+    assert!(report.passed(), "{}", describe(&config, &report));
+}
+
+// Primary mode: every workload key under a primary prefix (joins and leaves are left out of
+// the drawn schedules: primary mode does not survive ring changes yet).
+
+fn primary(sync: SyncReplicas) -> SimConfig {
+    SimConfig {
+        primary: Some(sync),
+        ..SimConfig::default()
+    }
+}
+
+/// Few keys, many writers, many crashes: failovers meet writes in flight.
+fn primary_crashes() -> SimConfig {
+    SimConfig {
+        keys: 2,
+        clients: 6,
+        ops: 300,
+        max_faults: 6,
+        faults: "crash".parse().unwrap(),
+        ..primary(SyncReplicas::Majority)
+    }
+}
+
+/// With `majority`: reads from the primary see every write acknowledged before they began,
+/// one primary per shard and epoch, replicas' logs prefixes of the primary's, replicas caught
+/// up once the run settled.
+#[test]
+fn primary_majority_batch_keeps_every_invariant() {
+    batch(&primary(SyncReplicas::Majority), 30_000..30_030);
+}
+
+/// Asynchronous replication may lose acknowledged writes in a failover; everything else holds.
+#[test]
+fn primary_async_batch_keeps_every_invariant() {
+    batch(&primary(SyncReplicas::None), 31_000..31_020);
+}
+
+/// A fault-free primary-mode run is checked for real: the watch saw log entries appended and
+/// applied, and every replica caught up with its primary.
+#[test]
+fn a_primary_mode_run_watches_every_log_entry() {
+    let config = SimConfig {
+        faults: FaultKinds::none(),
+        ..primary(SyncReplicas::Count(1))
+    };
+    let report = run(4, &config, None);
+    assert!(report.passed(), "{}", describe(&config, &report));
+    assert!(report.clean, "{}", report.trace_tail);
+    assert!(report.log_entries > 50, "{} entries", report.log_entries);
+}
+
+/// Voters that grant every vote (any epoch, any log, a primary heard or not) elect two primaries
+/// in one epoch, and the watch says so; the same run with honest voters keeps the invariant.
+#[test]
+fn voters_granting_every_vote_are_caught_electing_two_primaries_in_one_epoch() {
+    let mut config = primary(SyncReplicas::Majority);
+    let report = run(0, &config, None);
+    assert!(report.passed(), "{}", describe(&config, &report));
+    config.sabotage.grant_every_vote = true;
+    let report = run(0, &config, None);
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.invariant == "one-primary-per-epoch"),
+        "two primaries in one epoch went unnoticed: {:?}",
+        report.violations
+    );
+}
+
+/// A primary that acknowledges `majority` writes before its replicas hold them loses some in
+/// a failover: a read after the acknowledgement misses the write. Honest, the run passes.
+#[test]
+fn acknowledging_majority_writes_before_the_replicas_hold_them_is_caught() {
+    let mut config = primary_crashes();
+    let report = run(28, &config, None);
+    assert!(report.passed(), "{}", describe(&config, &report));
+    config.sabotage.ack_before_replicas = true;
+    let report = run(28, &config, None);
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.invariant == "primary-reads"),
+        "acknowledged writes lost in a failover went unnoticed: {:?}",
+        report.violations
+    );
+}
+
+/// Core bug (fixed with this test): a request forwarded to the key's primary was served like a
+/// client's `--direct` read, from the receiving node's own copy without a read index, so a node
+/// that had just restarted answered with a value deleted meanwhile.
+#[test]
+fn regression_seed_80_a_forwarded_read_is_served_only_by_the_primary() {
+    let config = primary(SyncReplicas::Majority);
+    let schedule: Schedule = "12.702-16.658:crash:3".parse().unwrap();
+    let report = run(80, &config, Some(&schedule));
+    assert!(report.passed(), "{}", describe(&config, &report));
+}
+
+/// Core bug (fixed with this test): a restarted replica whose log was behind stood for
+/// election every 300 ms, each time promising a higher epoch, which fenced the working
+/// primary at that replica: elections without end, and the replica never caught up. A
+/// candidate now asks first whether a majority would vote (pre-vote), promising nothing.
+#[test]
+fn regression_seed_74_a_replica_behind_does_not_depose_a_working_primary() {
+    let config = primary(SyncReplicas::Majority);
+    let schedule: Schedule = "6.550-9.301:crash:2;7.015-11.981:oneway:0,1,2|3;\
+                              10.708-14.287:crash:0;17.129-21.626:clock:2:+87091"
+        .parse()
+        .unwrap();
+    let report = run(74, &config, Some(&schedule));
+    assert!(report.passed(), "{}", describe(&config, &report));
+}
+
+/// Core bug (fixed with this test): a node restarted behind a partition knew only itself, so
+/// every key's shard was that node alone, whose majority it is; it led them and served stale
+/// reads. A shard shorter than N is refused now.
+#[test]
+fn regression_seed_749_a_node_alone_in_its_ring_leads_nothing() {
+    let config = primary(SyncReplicas::Majority);
+    let schedule: Schedule = "2.821-3.831:crash:0;3.614-10.872:oneway:1,2,5,6|0,3,4"
+        .parse()
+        .unwrap();
+    let report = run(749, &config, Some(&schedule));
+    assert!(report.passed(), "{}", describe(&config, &report));
+}
+
+/// Known, not fixed: a node restarted while others are down or cut off knows only the members
+/// its seeds announce (live ones), so its ring lacks the others and it maps some keys to other
+/// shards than its peers do; it then leads such a shard legitimately and logs those keys there,
+/// and the key's real replicas diverge. Needs rings that agree (persisted membership, or shards
+/// fixed by an agreed ring version).
+#[test]
+#[ignore = "known: rings disagree after a restart (primary mode)"]
+fn known_seed_279_a_restarted_node_with_a_partial_ring_logs_keys_in_the_wrong_shard() {
+    let config = primary(SyncReplicas::Majority);
+    let schedule: Schedule =
+        "5.774-10.836:loss;10.721-16.141:part:3,4,5|0,1,2;14.947-18.234:crash:4"
+            .parse()
+            .unwrap();
+    let report = run(279, &config, Some(&schedule));
     assert!(report.passed(), "{}", describe(&config, &report));
 }

@@ -148,7 +148,8 @@ impl NodeCore {
                 Joining::Done
             },
             actor,
-            repl: replication::Replication::new(config.replication.clone()),
+            repl: replication::Replication::new(config.replication.clone())
+                .sabotaged(config.sabotage),
             forwards: primary::Forwards::default(),
             coordinator: Coordinator::new(config.conflict_policy, config.sabotage),
             hlc: Hlc::new(max_drift),
@@ -479,6 +480,20 @@ impl NodeCore {
     /// The range table as this node holds it.
     pub fn table(&self) -> &RangeTable {
         self.table.current()
+    }
+
+    /// The primary-mode shards this node leads now, with their epochs (the simulator's
+    /// checker looks after every step).
+    #[doc(hidden)]
+    pub fn primaries(&self) -> impl Iterator<Item = (&[String], u64)> {
+        self.repl.primaries()
+    }
+
+    /// Changes to this node's shard logs since the last call, when
+    /// `ReplConfig::audit_log` is on, and how many were dropped undrained.
+    #[doc(hidden)]
+    pub fn take_log_events(&mut self) -> (Vec<replication::LogEvent>, u64) {
+        self.repl.take_log_events()
     }
 
     /// Requests this node coordinates right now.

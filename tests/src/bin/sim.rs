@@ -15,7 +15,7 @@ use clap::Parser;
 use ringkv::store::Durability;
 use ringkv::version::ConflictPolicy;
 use ringkv_gossip::GossipConfig;
-use ringkv_tests::sim::config::{FaultKinds, SimConfig};
+use ringkv_tests::sim::config::{parse_sync, FaultKinds, SimConfig};
 use ringkv_tests::sim::faults::Schedule;
 use ringkv_tests::sim::run::{run, RunReport};
 use ringkv_tests::sim::scale::{scale, ScaleLimits};
@@ -65,9 +65,14 @@ struct Args {
     /// Simulated seconds of workload (and faults) per run.
     #[arg(long)]
     workload_secs: Option<u64>,
-    /// Break the core on purpose: ack-after-one, skip-read-merge or drop-hints.
+    /// Break the core on purpose: ack-after-one, skip-read-merge, drop-hints,
+    /// grant-every-vote or ack-before-replicas.
     #[arg(long)]
     sabotage: Vec<String>,
+    /// Primary mode for every workload key, with these sync replicas: none, a count (like 1)
+    /// or majority (reads from the primary). Absent: the masterless quorum path.
+    #[arg(long)]
+    primary: Option<String>,
     /// Do not check that replicas converge after the faults heal (for a core without
     /// anti-entropy).
     #[arg(long)]
@@ -174,10 +179,27 @@ fn config_from(args: &Args) -> Result<SimConfig> {
             "ack-after-one" => config.sabotage.ack_after_one = true,
             "skip-read-merge" => config.sabotage.skip_read_merge = true,
             "drop-hints" => config.sabotage.drop_hints = true,
+            "grant-every-vote" => config.sabotage.grant_every_vote = true,
+            "ack-before-replicas" => config.sabotage.ack_before_replicas = true,
             other => {
-                bail!("unknown sabotage {other:?} (ack-after-one, skip-read-merge, drop-hints)")
+                bail!(
+                    "unknown sabotage {other:?} (ack-after-one, skip-read-merge, drop-hints, \
+                     grant-every-vote, ack-before-replicas)"
+                )
             }
         }
+    }
+    if let Some(p) = &args.primary {
+        let sync = parse_sync(p).map_err(anyhow::Error::msg)?;
+        if let ringkv::SyncReplicas::Count(k) = sync {
+            if usize::from(k) >= config.quorum.n {
+                bail!(
+                    "--primary {k}: a primary has {} other replicas",
+                    config.quorum.n - 1
+                );
+            }
+        }
+        config.primary = Some(sync);
     }
     config.capabilities.anti_entropy = !args.no_anti_entropy;
     config.capabilities.read_repair = !args.no_read_repair;
@@ -205,13 +227,14 @@ fn replay(seed: u64, config: &SimConfig, schedule: Option<&Schedule>) -> bool {
 fn summary_line(report: &RunReport, took: Duration) {
     println!(
         "trace hash {:016x}, {} events, {:.1} s simulated, {} ops, clean={}, handoff \
-         timeouts={}, {:.2} s wall",
+         timeouts={}, log entries={}, {:.2} s wall",
         report.trace_hash,
         report.events,
         report.sim_us as f64 / 1e6,
         report.ops,
         report.clean,
         report.handoff_timeouts,
+        report.log_entries,
         took.as_secs_f64()
     );
 }
@@ -236,8 +259,13 @@ fn batch(config: &SimConfig, args: &Args) -> bool {
     let mut failures = Vec::new();
     let mut done = 0u64;
     println!(
-        "running {} seeds from {} on {threads} threads, faults: {}",
-        args.seeds, args.start, config.faults
+        "running {} seeds from {} on {threads} threads, faults: {}, mode: {}",
+        args.seeds,
+        args.start,
+        config.drawn_faults(),
+        config
+            .primary
+            .map_or_else(|| "quorum".to_string(), |s| format!("primary, sync {s}"))
     );
     std::thread::scope(|scope| {
         for _ in 0..threads {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ringkv::config::{Quorum, Sabotage};
 use ringkv::store::Durability;
 use ringkv::version::ConflictPolicy;
+use ringkv::SyncReplicas;
 
 /// A fault kind that can be switched on or off for a batch of runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -269,6 +270,49 @@ pub struct SimConfig {
     /// Applied to every node's core settings last (tests use it to switch a core feature
     /// off, to show the invariant that relies on it failing).
     pub core_overrides: Option<fn(&mut ringkv::config::CoreConfig)>,
+    /// Primary mode: every workload key falls under a primary prefix with these sync
+    /// replicas (reads from the primary); `None` runs the masterless quorum path.
+    pub primary: Option<SyncReplicas>,
+}
+
+impl SimConfig {
+    /// The fault kinds a run draws from: in primary mode without joins and leaves, since
+    /// primary mode does not yet survive ring changes (a shard is a preference list, and a
+    /// ring change makes new ones with fresh logs). An explicit schedule may still hold them.
+    pub fn drawn_faults(&self) -> FaultKinds {
+        match self.primary {
+            Some(_) => self
+                .faults
+                .without(FaultKind::Join)
+                .without(FaultKind::Leave),
+            None => self.faults,
+        }
+    }
+}
+
+/// The prefix every workload key starts with (see [`crate::sim::history::key_bytes`]).
+pub const KEY_PREFIX: &[u8] = b"key";
+
+/// Parses a `--primary` value: `none`, a replica count or `majority`.
+///
+/// ```
+/// use ringkv::SyncReplicas;
+/// use ringkv_tests::sim::config::parse_sync;
+/// assert_eq!(parse_sync("majority"), Ok(SyncReplicas::Majority));
+/// assert_eq!(parse_sync("1"), Ok(SyncReplicas::Count(1)));
+/// assert!(parse_sync("most").is_err());
+/// ```
+pub fn parse_sync(s: &str) -> Result<SyncReplicas, String> {
+    match s {
+        "none" => Ok(SyncReplicas::None),
+        "majority" => Ok(SyncReplicas::Majority),
+        k => k
+            .parse::<u8>()
+            .ok()
+            .filter(|k| *k >= 1)
+            .map(SyncReplicas::Count)
+            .ok_or_else(|| format!("{s:?} is not none, a replica count or majority")),
+    }
 }
 
 impl Default for SimConfig {
@@ -293,6 +337,7 @@ impl Default for SimConfig {
             net: NetConfig::default(),
             trace_tail: 60,
             core_overrides: None,
+            primary: None,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod checker;
 pub mod config;
 pub mod faults;
 pub mod history;
+pub mod logwatch;
 pub mod network;
 pub mod node;
 pub mod queue;

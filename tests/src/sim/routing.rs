@@ -54,6 +54,11 @@ impl World {
                 return;
             };
             let effects = core.handle(now_ms, next);
+            if let Some(watch) = self.watch.as_mut() {
+                for note in watch.observe(node, &n.name, core, self.now) {
+                    self.trace.record(self.now, Some(node), What::Replica(note));
+                }
+            }
             self.apply(node, effects);
         }
     }

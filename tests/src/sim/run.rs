@@ -8,9 +8,10 @@ use ringkv::store::{Durability, Store};
 use ringkv::version::ConflictPolicy;
 use ringkv_gossip::GossipConfig;
 
+use super::checker::primary::primary_table;
 use super::checker::{
-    hint_accounting, membership_converged, replicas_agree, written_keys, Checker, RunFacts,
-    Violation,
+    hint_accounting, membership_converged, replicas_agree, replicas_caught_up, written_keys,
+    Checker, RunFacts, Violation,
 };
 use super::config::SimConfig;
 use super::faults::{Episode, Schedule, MAX_NODES, MIN_NODES};
@@ -55,6 +56,8 @@ pub struct RunReport {
     pub clean: bool,
     /// Graceful leaves that ended at the handoff limit, before everything was handed off.
     pub handoff_timeouts: usize,
+    /// Primary-mode log entries the watch saw appended or applied (0 in quorum mode).
+    pub log_entries: u64,
     /// Broken invariants, first found first.
     pub violations: Vec<Violation>,
     /// The last events (as many as the configuration's `trace_tail`).
@@ -120,7 +123,13 @@ pub fn shape(seed: u64, config: &SimConfig) -> (usize, ConflictPolicy) {
 pub fn schedule_for(seed: u64, config: &SimConfig) -> Schedule {
     let (nodes, _) = shape(seed, config);
     let window = u64::try_from(config.workload.as_millis()).unwrap_or(u64::MAX);
-    Schedule::generate(seed, config.faults, config.max_faults, nodes, window)
+    Schedule::generate(
+        seed,
+        config.drawn_faults(),
+        config.max_faults,
+        nodes,
+        window,
+    )
 }
 
 /// Runs `seed` under `config` with its own schedule, or the one given.
@@ -158,6 +167,8 @@ struct Driver<'a> {
     /// Nodes handing off before they leave, with when they leave anyway (µs).
     leaving: std::collections::BTreeMap<usize, u64>,
     handoff_timeouts: usize,
+    /// Why the primary-mode range table could not be built.
+    table_error: Option<String>,
 }
 
 impl<'a> Driver<'a> {
@@ -171,9 +182,20 @@ impl<'a> Driver<'a> {
             sabotage: config.sabotage,
             ..CoreConfig::default()
         };
+        if config.primary.is_some() {
+            core.replication.audit_log = true;
+        }
         if let Some(tweak) = config.core_overrides {
             tweak(&mut core);
         }
+        let table = config
+            .primary
+            .map(|sync| primary_table(sync, &ringkv::TableLimits::of(&core)));
+        let (table, table_error) = match table {
+            Some(Ok(t)) => (Some(t), None),
+            Some(Err(e)) => (None, Some(e.to_string())),
+            None => (None, None),
+        };
         let sloppy_quorum = core.hints.sloppy_quorum;
         let world = World::new(
             seed,
@@ -184,6 +206,7 @@ impl<'a> Driver<'a> {
                 mode: Mode::Full,
                 trace_tail: config.trace_tail.max(1),
                 hash_payloads: true,
+                table,
             },
         );
         let has_crash = schedule
@@ -197,6 +220,7 @@ impl<'a> Driver<'a> {
             capabilities: config.capabilities,
             sloppy_quorum,
             settled_at: None,
+            primary: config.primary,
         };
         let actions = schedule.actions();
         let episodes = schedule.episodes.len();
@@ -229,6 +253,7 @@ impl<'a> Driver<'a> {
             baseline: (0, 0),
             leaving: std::collections::BTreeMap::new(),
             handoff_timeouts: 0,
+            table_error,
             schedule,
         }
     }
@@ -242,6 +267,10 @@ impl<'a> Driver<'a> {
     }
 
     fn run(&mut self) {
+        if let Some(e) = self.table_error.take() {
+            self.violation("world", format!("no range table: {e}"));
+            return;
+        }
         if let Err(e) = self.form_cluster() {
             self.violation("world", e);
             return;
@@ -279,6 +308,10 @@ impl<'a> Driver<'a> {
             let keys = written_keys(&self.workload.history);
             let bound = u64::try_from(self.config.convergence_bound.as_micros()).unwrap_or(0);
             self.run_until(|d| replicas_agree(&d.world, &keys), bound, SEC);
+        }
+        if self.config.primary.is_some() {
+            let bound = u64::try_from(self.config.convergence_bound.as_micros()).unwrap_or(0);
+            self.run_until(|d| replicas_caught_up(&d.world).is_ok(), bound, SEC);
         }
         let clean = self.clean();
         self.checker
@@ -351,7 +384,11 @@ impl<'a> Driver<'a> {
             self.stopped = true;
             return;
         }
-        match self.world.step() {
+        let wake = self.world.step();
+        for found in self.world.take_findings() {
+            self.checker.report(found);
+        }
+        match wake {
             Some(Wake::External(tag)) => self.wake(Tag::unpack(tag)),
             Some(Wake::Client {
                 tag,
@@ -659,6 +696,7 @@ impl<'a> Driver<'a> {
             ops: self.workload.history.ops().len(),
             clean: self.clean(),
             handoff_timeouts: self.handoff_timeouts,
+            log_entries: self.world.log_watch().map_or(0, |w| w.entries_seen),
             violations,
             trace_tail,
         }

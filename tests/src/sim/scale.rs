@@ -83,6 +83,7 @@ pub fn scale(
             mode: Mode::Gossip,
             trace_tail: 0,
             hash_payloads: false,
+            table: None,
         },
     );
     let mut rng = SimRng::new(seed, Stream::Faults);

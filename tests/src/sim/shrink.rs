@@ -98,6 +98,15 @@ pub fn config_flags(config: &SimConfig) -> Vec<String> {
     if config.sabotage.drop_hints {
         flags.push("--sabotage drop-hints".into());
     }
+    if config.sabotage.grant_every_vote {
+        flags.push("--sabotage grant-every-vote".into());
+    }
+    if config.sabotage.ack_before_replicas {
+        flags.push("--sabotage ack-before-replicas".into());
+    }
+    if let Some(sync) = config.primary {
+        flags.push(format!("--primary {sync}"));
+    }
     if !config.capabilities.anti_entropy {
         flags.push("--no-anti-entropy".into());
     }
@@ -121,6 +130,7 @@ mod tests {
         };
         config.sabotage.skip_read_merge = true;
         config.capabilities.anti_entropy = false;
+        config.primary = Some(ringkv::SyncReplicas::Majority);
         let cmd = replay_command(5, &config, &Schedule::none());
         assert!(cmd.contains("--seed 5 --schedule 'none'"), "{cmd}");
         for flag in [
@@ -128,6 +138,7 @@ mod tests {
             "--ops 99",
             "--sabotage skip-read-merge",
             "--no-anti-entropy",
+            "--primary majority",
         ] {
             assert!(cmd.contains(flag), "{cmd} lacks {flag}");
         }

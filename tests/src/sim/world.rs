@@ -8,12 +8,15 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use ringkv::config::CoreConfig;
+use ringkv::core::replication::msg::ReplRequest;
 use ringkv::core::{CallId, Input, NodeCore, Timer};
 use ringkv::proto::{ClientError, ClientRequest, ClientResponse, PeerReply, PeerRequest};
 use ringkv::store::Store;
 use ringkv_gossip::{GossipConfig, GossipError, Membership, NodeId};
 
+use super::checker::Violation;
 use super::config::NetConfig;
+use super::logwatch::LogWatch;
 use super::network::Network;
 use super::node::{addr_of, name_of, AfterSync, ClientSlot, NodeState, Process, ReplyTo, SimNode};
 use super::queue::{Event, EventQueue};
@@ -109,6 +112,8 @@ pub struct WorldConfig {
     pub trace_tail: usize,
     /// Hash gossip payloads into the trace (costly at scale).
     pub hash_payloads: bool,
+    /// A range table every node's store holds before the node first starts.
+    pub table: Option<ringkv::RangeTable>,
 }
 
 pub(crate) struct PendingCall {
@@ -132,6 +137,8 @@ pub struct World {
     pub(crate) trace: Trace,
     pub(crate) stats: Stats,
     pub(crate) config: WorldConfig,
+    /// Primary mode watched after every input, when the cores record their logs.
+    pub(crate) watch: Option<LogWatch>,
 }
 
 impl World {
@@ -149,6 +156,8 @@ impl World {
             next_call: 0,
             trace: Trace::new(config.trace_tail),
             stats: Stats::default(),
+            watch: (config.mode == Mode::Full && config.core.replication.audit_log)
+                .then(LogWatch::default),
             config,
         }
     }
@@ -188,8 +197,30 @@ impl World {
         let index = self.nodes.len();
         let node = SimNode::new(name_of(index), addr_of(index), seeds);
         self.by_addr.insert(node.addr, index);
+        let kept = match &self.config.table {
+            Some(table) => table
+                .save(node.store.as_ref())
+                .map_err(|e| e.to_string())
+                .and_then(|()| node.store.sync().map_err(|e| e.to_string())),
+            None => Ok(()),
+        };
         self.nodes.push(node);
+        if let Err(e) = kept {
+            self.note(Some(index), format!("cannot store the range table: {e}"));
+        }
         index
+    }
+
+    /// What the primary-mode watch found since the last call.
+    pub fn take_findings(&mut self) -> Vec<Violation> {
+        self.watch
+            .as_mut()
+            .map_or_else(Vec::new, LogWatch::take_findings)
+    }
+
+    /// The primary-mode watch, when the cores record their logs.
+    pub fn log_watch(&self) -> Option<&LogWatch> {
+        self.watch.as_ref()
     }
 
     /// Notes a fault or phase change in the trace.
@@ -245,6 +276,9 @@ impl World {
         n.store.crash();
         n.state = NodeState::Crashed;
         self.drop_process(node);
+        if let Some(watch) = self.watch.as_mut() {
+            watch.forget(node);
+        }
     }
 
     /// Restarts a crashed node with the next bump, from what its store kept.
@@ -486,6 +520,8 @@ impl World {
             PeerRequest::Read { .. } => "read",
             PeerRequest::Exchange { .. } => "exchange",
             PeerRequest::Hint { .. } => "hint",
+            PeerRequest::Forward(_) => "forward",
+            PeerRequest::Repl(r) => repl_kind(r),
             // Requests of core features newer than this simulator.
             #[allow(unreachable_patterns)]
             _ => "other",
@@ -499,6 +535,17 @@ impl World {
                 req: kind,
             },
         );
+        if let PeerRequest::Repl(ReplRequest::Vote {
+            shard,
+            epoch,
+            log_epoch,
+            offset,
+        }) = &req
+        {
+            let text =
+                format!("asked a vote in {shard:?} for epoch {epoch} at {log_epoch}:{offset}");
+            self.trace.record(self.now, Some(to), What::Replica(text));
+        }
         let from_name = self.nodes[from].name.clone();
         let id = self.nodes[to].inbound_id(ReplyTo::Remote { key, caller: from });
         self.input(
@@ -614,6 +661,19 @@ fn summarize(answer: &Answer) -> String {
         Answer::Refused(e) => format!("refused: {e}"),
         Answer::Unreachable => "unreachable".into(),
         Answer::Lost => "lost".into(),
+    }
+}
+
+/// A replication request's kind, for the trace.
+fn repl_kind(req: &ReplRequest) -> &'static str {
+    match req {
+        ReplRequest::Vote { .. } => "vote",
+        ReplRequest::PreVote { .. } => "pre-vote",
+        ReplRequest::Append { entries, .. } if entries.is_empty() => "heartbeat",
+        ReplRequest::Append { .. } => "append",
+        ReplRequest::Snapshot { .. } => "snapshot",
+        ReplRequest::Flush { .. } => "flush",
+        ReplRequest::Collect { .. } => "collect",
     }
 }
 

@@ -17,6 +17,8 @@ pub(super) struct Candidacy {
     pub votes: BTreeSet<String>,
     /// When the candidacy is given up.
     pub deadline_ms: u64,
+    /// Still asking whether a majority would vote (pre-vote): nothing promised yet.
+    pub pre: bool,
 }
 
 impl Replication {
@@ -64,10 +66,40 @@ impl Replication {
         st.run_now = false;
         let epoch = st.meta.promised.max(st.outbid) + 1;
         let (log_epoch, offset) = (st.meta.log_epoch, st.meta.offset);
+        // First ask whether a majority would vote, promising nothing: a node that cannot win
+        // must not raise the epoch, or it fences a primary that works.
+        st.role = Role::Candidate(Candidacy {
+            epoch,
+            votes: BTreeSet::from([ctx.view.me.to_string()]),
+            deadline_ms: ctx.now() + ms(self.config.failover_timeout),
+            pre: true,
+        });
+        if majority(id.len()) <= 1 {
+            return self.stand(ctx, id, out);
+        }
+        for peer in id.iter().filter(|p| *p != ctx.view.me) {
+            let req = ReplRequest::PreVote {
+                shard: id.to_vec(),
+                epoch,
+                log_epoch,
+                offset,
+            };
+            self.send(ctx, id, peer, CallKind::PreVote { epoch }, req, out);
+        }
+    }
+
+    /// A majority would vote: stand for the next epoch.
+    fn stand(&mut self, ctx: &Ctx<'_>, id: &[String], out: &mut Vec<Effect>) {
+        let Some(st) = self.shards.get_mut(id) else {
+            return;
+        };
+        let epoch = st.meta.promised + 1;
+        let (log_epoch, offset) = (st.meta.log_epoch, st.meta.offset);
         st.role = Role::Candidate(Candidacy {
             epoch,
             votes: BTreeSet::new(),
             deadline_ms: ctx.now() + ms(self.config.failover_timeout),
+            pre: false,
         });
         tracing::debug!(shard = ?id, epoch, "standing for primary");
         // This node asks itself too: its vote counts once its promise is synced like anyone's.
@@ -100,7 +132,7 @@ impl Replication {
         ctx: &Ctx<'_>,
         peer: &str,
         id: &[String],
-        epoch: u64,
+        (epoch, pre): (u64, bool),
         reply: Result<super::msg::ReplReply, String>,
         out: &mut Vec<Effect>,
     ) {
@@ -110,14 +142,18 @@ impl Replication {
         let Role::Candidate(c) = &mut st.role else {
             return;
         };
-        if c.epoch != epoch {
+        if c.epoch != epoch || c.pre != pre {
             return;
         }
         match reply {
             Ok(super::msg::ReplReply::Granted) => {
                 c.votes.insert(peer.to_string());
                 if c.votes.len() >= majority(id.len()) {
-                    self.become_primary(ctx, id, epoch, out);
+                    if pre {
+                        self.stand(ctx, id, out);
+                    } else {
+                        self.become_primary(ctx, id, epoch, out);
+                    }
                 }
             }
             Ok(super::msg::ReplReply::Refused {
@@ -169,6 +205,12 @@ impl Replication {
             st.meta.prev_end = st.meta.offset;
         }
         st.meta.replid = super::new_replid(id, epoch, &me);
+        self.audit.push(|| super::audit::LogEvent::Lineage {
+            shard: id.to_vec(),
+            replid: st.meta.replid.clone(),
+            prev_replid: st.meta.prev_replid.clone(),
+            prev_end: st.meta.prev_end,
+        });
         let followers = id.iter().filter(|n| **n != me).cloned().collect();
         let leader = Leader::new(epoch, followers, ctx.now());
         st.role = Role::Primary(Box::new(leader));

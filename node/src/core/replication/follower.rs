@@ -3,8 +3,10 @@
 
 use ringkv_ring::Ring;
 
+use super::audit::{Audit, LogEvent};
 use super::msg::{Cursor, LogEntry, ReplReply, ReplRequest, SnapshotSpan};
 use super::{Ctx, ReplConfig, Role, Shard};
+use crate::config::Sabotage;
 use crate::core::replica::load;
 use crate::store::{Store, StoreError};
 use crate::version::{decode_record, encode_record, Record};
@@ -14,10 +16,17 @@ const PAGE_KEYS: usize = 256;
 /// Local keys a snapshot page may drop at most (a bound on one message's work).
 const MAX_DROPS: usize = 10_000;
 
+/// What a replica's handling needs besides the shard: settings, and where log changes go.
+pub(super) struct Env<'a> {
+    pub config: &'a ReplConfig,
+    pub sabotage: Sabotage,
+    pub audit: &'a mut Audit,
+}
+
 /// Serve one request for shard `id`; says whether the reply must wait for a sync.
 pub(super) fn handle(
     st: &mut Shard,
-    config: &ReplConfig,
+    env: Env<'_>,
     ctx: &Ctx<'_>,
     id: &[String],
     from: &str,
@@ -29,7 +38,13 @@ pub(super) fn handle(
             log_epoch,
             offset,
             ..
-        } => vote(st, config, ctx, id, from, epoch, (log_epoch, offset)),
+        } => vote(st, &env, ctx, id, from, epoch, (log_epoch, offset), true),
+        ReplRequest::PreVote {
+            epoch,
+            log_epoch,
+            offset,
+            ..
+        } => vote(st, &env, ctx, id, from, epoch, (log_epoch, offset), false),
         ReplRequest::Append {
             epoch,
             replid,
@@ -52,7 +67,7 @@ pub(super) fn handle(
             if !(same || inherited) || st.meta.offset < at || st.meta.offset > last {
                 return Ok((ReplReply::Behind(st.meta.position()), false));
             }
-            let wrote = append(st, ctx.view.store, id, &replid, entries)?;
+            let wrote = append(st, ctx.view.store, id, &replid, entries, env.audit)?;
             Ok((
                 ReplReply::Acked {
                     offset: st.meta.offset,
@@ -82,9 +97,19 @@ pub(super) fn handle(
                 st.meta.log_epoch = 0;
                 st.backlog.clear();
                 st.meta.save(store, id)?;
+                env.audit.push(|| LogEvent::Reset {
+                    shard: id.to_vec(),
+                    replid: String::new(),
+                    at: 0,
+                });
             }
             let changed = replace_span(store, ctx.primary_key, &span, &items)?;
             if done {
+                env.audit.push(|| LogEvent::Reset {
+                    shard: id.to_vec(),
+                    replid: replid.clone(),
+                    at,
+                });
                 st.meta.replid = replid;
                 st.meta.offset = at;
                 st.meta.log_epoch = at_epoch;
@@ -106,7 +131,7 @@ pub(super) fn handle(
                 ctx.view.store,
                 id,
                 cursor,
-                config.max_batch_bytes,
+                env.config.max_batch_bytes,
             )?;
             Ok((ReplReply::Collected { items, next }, false))
         }
@@ -114,15 +139,18 @@ pub(super) fn handle(
 }
 
 /// Decide a vote. A voter gives at most one vote per epoch (it promises the epoch), never to
-/// a candidate whose log is behind its own, and not while it still hears a live primary.
+/// a candidate whose log is behind its own, and not while it still hears a live primary. A
+/// pre-vote (`promise` false) answers the same without promising or changing anything.
+#[allow(clippy::too_many_arguments)]
 fn vote(
     st: &mut Shard,
-    config: &ReplConfig,
+    env: &Env<'_>,
     ctx: &Ctx<'_>,
     id: &[String],
     from: &str,
     epoch: u64,
     candidate: (u64, u64),
+    promise: bool,
 ) -> Result<(ReplReply, bool), StoreError> {
     let refuse = |st: &Shard, ahead: bool, reason: &str| {
         Ok((
@@ -134,28 +162,33 @@ fn vote(
             false,
         ))
     };
-    if epoch <= st.meta.promised {
-        return refuse(st, false, "epoch already promised");
-    }
-    if candidate < (st.meta.log_epoch, st.meta.offset) {
-        if matches!(st.role, Role::Replica) {
-            st.run_now = true;
+    if !env.sabotage.grant_every_vote {
+        if epoch <= st.meta.promised {
+            return refuse(st, false, "epoch already promised");
         }
-        st.outbid = st.outbid.max(epoch);
-        return refuse(st, true, "the candidate's log is behind this replica's");
-    }
-    let lease = u64::try_from(config.lease.as_millis()).unwrap_or(u64::MAX);
-    let recent = ctx.now().saturating_sub(st.heard_ms) < lease;
-    match &st.role {
-        Role::Primary(leader) if leader.holds_lease(ctx.now(), lease, id.len()) => {
-            return refuse(st, false, "the primary still holds its lease");
+        if candidate < (st.meta.log_epoch, st.meta.offset) {
+            if matches!(st.role, Role::Replica) {
+                st.run_now = true;
+            }
+            st.outbid = st.outbid.max(epoch);
+            return refuse(st, true, "the candidate's log is behind this replica's");
         }
-        Role::Replica if recent && st.primary.as_deref().is_some_and(|p| p != from) => {
-            return refuse(st, false, "the primary was heard within its lease");
+        let lease = u64::try_from(env.config.lease.as_millis()).unwrap_or(u64::MAX);
+        let recent = ctx.now().saturating_sub(st.heard_ms) < lease;
+        match &st.role {
+            Role::Primary(leader) if leader.holds_lease(ctx.now(), lease, id.len()) => {
+                return refuse(st, false, "the primary still holds its lease");
+            }
+            Role::Replica if recent && st.primary.as_deref().is_some_and(|p| p != from) => {
+                return refuse(st, false, "the primary was heard within its lease");
+            }
+            _ => {}
         }
-        _ => {}
     }
-    st.meta.promised = epoch;
+    if !promise {
+        return Ok((ReplReply::Granted, false));
+    }
+    st.meta.promised = st.meta.promised.max(epoch);
     st.meta.save(ctx.view.store, id)?;
     // A candidate's vote for itself keeps its candidacy.
     let own = from == ctx.view.me && matches!(&st.role, Role::Candidate(c) if c.epoch == epoch);
@@ -223,6 +256,7 @@ fn append(
     id: &[String],
     replid: &str,
     entries: Vec<LogEntry>,
+    audit: &mut Audit,
 ) -> Result<bool, StoreError> {
     let mut wrote = st.meta.replid != replid;
     st.meta.replid = replid.to_string();
@@ -230,6 +264,7 @@ fn append(
         if e.offset <= st.meta.offset {
             continue;
         }
+        audit.entry(id, replid, st.meta.offset, &e, false);
         if !e.key.is_empty() {
             merge(store, e.token, &e.key, &e.record)?;
         }

@@ -117,7 +117,19 @@ fn a_candidate_behind_a_voter_backs_off_and_the_voter_stands_past_its_epoch() {
     let mut voter = fresh();
     voter.meta.log_epoch = 1;
     voter.meta.offset = 5;
-    let (r, _) = handle(&mut voter, &config, &ctx(&n, 1), &id, "a", vote(7, (1, 4))).unwrap();
+    let (r, _) = handle(
+        &mut voter,
+        super::follower::Env {
+            config: &config,
+            sabotage: crate::config::Sabotage::default(),
+            audit: &mut super::audit::Audit::new(false),
+        },
+        &ctx(&n, 1),
+        &id,
+        "a",
+        vote(7, (1, 4)),
+    )
+    .unwrap();
     assert!(matches!(r, ReplReply::Refused { ahead: true, .. }), "{r:?}");
     voter.retry_ms = 10_000;
     let mut repl = Replication::new(config.clone());
@@ -136,6 +148,7 @@ fn a_candidate_behind_a_voter_backs_off_and_the_voter_stands_past_its_epoch() {
         epoch: 3,
         votes: Default::default(),
         deadline_ms: u64::MAX,
+        pre: false,
     });
     repl.shards.insert(id.clone(), candidate);
     let refused = ReplReply::Refused {
@@ -143,7 +156,14 @@ fn a_candidate_behind_a_voter_backs_off_and_the_voter_stands_past_its_epoch() {
         ahead: true,
         reason: String::new(),
     };
-    repl.on_vote(&ctx(&n, 1_000), "c", &id, 3, Ok(refused), &mut Vec::new());
+    repl.on_vote(
+        &ctx(&n, 1_000),
+        "c",
+        &id,
+        (3, false),
+        Ok(refused),
+        &mut Vec::new(),
+    );
     assert!(matches!(repl.shards[&id].role, Role::Replica));
     let soon = 1_000 + super::millis(config.failover_timeout) - 1;
     assert!(repl.admit_write(&ctx(&n, soon), key, 1).is_err());

@@ -13,6 +13,7 @@
 //! cannot get a majority to acknowledge anything. Clocks only time heartbeats, failover and the
 //! write lease that stops a cut-off primary within one lease period.
 
+mod audit;
 mod election;
 mod follower;
 mod info;
@@ -33,7 +34,10 @@ use ringkv_ring::Ring;
 
 use super::coordinator::{CallId, ClientId};
 use super::{Effect, View};
+use crate::config::Sabotage;
 use crate::proto::{ClientError, PeerReply, PeerRequest};
+#[doc(hidden)]
+pub use audit::LogEvent;
 pub use election::ms as millis;
 use election::Candidacy;
 pub use info::{ReplicaInfo, ShardInfo};
@@ -68,6 +72,9 @@ pub struct ReplConfig {
     pub max_batch_bytes: usize,
     /// Most writes waiting for replicas per shard.
     pub max_waiting: usize,
+    /// Record every log change for [`Replication::take_log_events`] (the simulator's checker).
+    #[doc(hidden)]
+    pub audit_log: bool,
 }
 
 impl Default for ReplConfig {
@@ -82,6 +89,7 @@ impl Default for ReplConfig {
             max_batch_entries: 256,
             max_batch_bytes: 256 << 10,
             max_waiting: 10_000,
+            audit_log: false,
         }
     }
 }
@@ -152,6 +160,7 @@ struct Call {
 #[derive(Debug, Clone, Copy)]
 enum CallKind {
     Vote { epoch: u64 },
+    PreVote { epoch: u64 },
     Append { epoch: u64, round: u64 },
     Snapshot { epoch: u64 },
     Collect { epoch: u64 },
@@ -175,18 +184,32 @@ pub struct Replication {
     next_call: u64,
     /// Effects made where no effect list was at hand, sent with the next step's.
     pending_effects: Vec<Effect>,
+    /// Log changes, when [`ReplConfig::audit_log`] is on.
+    audit: audit::Audit,
+    /// Deliberate bugs (tests of the simulator's checker).
+    sabotage: Sabotage,
 }
 
 impl Replication {
     /// No shard yet: shards appear with their first primary-mode request or message.
     pub fn new(config: ReplConfig) -> Self {
         Self {
+            audit: audit::Audit::new(config.audit_log),
             config,
             shards: BTreeMap::new(),
             calls: HashMap::new(),
             next_call: 0,
             pending_effects: Vec::new(),
+            sabotage: Sabotage::default(),
         }
+    }
+
+    /// The same, with deliberate bugs switched on (tests of the simulator's checker only).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn sabotaged(mut self, sabotage: Sabotage) -> Self {
+        self.sabotage = sabotage;
+        self
     }
 
     /// The shard (ordered preference list) of a key.
@@ -237,6 +260,15 @@ impl Replication {
     /// The shard's state, loaded from the store the first time.
     fn shard(&mut self, ctx: &Ctx<'_>, id: &[String]) -> Result<&mut Shard, ClientError> {
         if !self.shards.contains_key(id) {
+            // A list shorter than N is a ring that lacks nodes (this node just started and
+            // has not heard of them yet): its majority could be this node alone.
+            let n = ctx.view.ring.config().replicas;
+            if id.len() < n {
+                return Err(ClientError::Unavailable(format!(
+                    "this node knows {} replica(s) of the key, fewer than N={n} (it may have just started); retry",
+                    id.len()
+                )));
+            }
             // Only preference lists of this node's ring: a peer cannot make up shards.
             if follower::shard_ranges(ctx.view.ring, id).is_empty() {
                 return Err(ClientError::Unavailable(
@@ -277,6 +309,7 @@ impl Replication {
     ) -> (PeerReply, bool) {
         let shard = match &req {
             ReplRequest::Vote { shard, .. }
+            | ReplRequest::PreVote { shard, .. }
             | ReplRequest::Append { shard, .. }
             | ReplRequest::Snapshot { shard, .. }
             | ReplRequest::Collect { shard, .. }
@@ -292,12 +325,18 @@ impl Replication {
             let reason = "that shard is not a full preference list of this node's ring".to_string();
             return (PeerReply::Failed(reason), false);
         }
-        let config = self.config.clone();
-        let st = match self.shard(ctx, &shard) {
-            Ok(st) => st,
-            Err(e) => return (PeerReply::Failed(e.to_string()), false),
+        if let Err(e) = self.shard(ctx, &shard) {
+            return (PeerReply::Failed(e.to_string()), false);
+        }
+        let Some(st) = self.shards.get_mut(&shard) else {
+            return (PeerReply::Failed("shard vanished".into()), false);
         };
-        let result = follower::handle(st, &config, ctx, &shard, from, req);
+        let env = follower::Env {
+            config: &self.config,
+            sabotage: self.sabotage,
+            audit: &mut self.audit,
+        };
+        let result = follower::handle(st, env, ctx, &shard, from, req);
         let run_now = st.run_now;
         self.drain_abandoned(&shard, out);
         self.release_reads(ctx, &shard, out);
@@ -328,7 +367,8 @@ impl Replication {
         };
         let (id, peer) = (&call.shard, call.peer.as_str());
         match call.kind {
-            CallKind::Vote { epoch } => self.on_vote(ctx, peer, id, epoch, reply, out),
+            CallKind::Vote { epoch } => self.on_vote(ctx, peer, id, (epoch, false), reply, out),
+            CallKind::PreVote { epoch } => self.on_vote(ctx, peer, id, (epoch, true), reply, out),
             CallKind::Append { epoch, round } => {
                 self.on_append_reply(ctx, id, peer, epoch, round, reply, out);
             }
@@ -422,6 +462,22 @@ impl Replication {
     /// Effects made outside a step (an election started by a refused write).
     pub fn take_effects(&mut self, out: &mut Vec<Effect>) {
         out.append(&mut self.pending_effects);
+    }
+
+    /// The shards this node leads now, with their epochs.
+    #[doc(hidden)]
+    pub fn primaries(&self) -> impl Iterator<Item = (&[String], u64)> {
+        self.shards.iter().filter_map(|(id, st)| match &st.role {
+            Role::Primary(leader) => Some((id.as_slice(), leader.epoch)),
+            _ => None,
+        })
+    }
+
+    /// Log changes recorded since the last call (with [`ReplConfig::audit_log`]), and how
+    /// many were dropped because nobody drained them in time.
+    #[doc(hidden)]
+    pub fn take_log_events(&mut self) -> (Vec<LogEvent>, u64) {
+        self.audit.take()
     }
 
     /// Whether this node is the primary of `key`'s shard now.

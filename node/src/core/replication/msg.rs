@@ -117,6 +117,19 @@ pub enum ReplRequest {
         /// Where the page starts.
         cursor: Cursor,
     },
+    /// Would the receiver vote for `epoch`? Asked before standing, promising nothing, so a
+    /// node that cannot win (its log is behind, or the primary is heard) never raises the
+    /// epoch and so never fences a working primary (Raft's pre-vote).
+    PreVote {
+        /// The shard.
+        shard: Vec<String>,
+        /// The epoch the candidate would ask for.
+        epoch: u64,
+        /// Epoch of the candidate's last entry.
+        log_epoch: u64,
+        /// Offset of the candidate's last entry.
+        offset: u64,
+    },
 }
 
 /// Where a scan over a shard's token ranges is.

@@ -6,13 +6,25 @@ use std::net::SocketAddr;
 use ringkv_gossip::{GossipConfig, Membership, NodeId};
 use ringkv_ring::{Ring, RingConfig, RingNode};
 
-use super::follower::handle;
+use super::audit::Audit;
+use super::follower::{handle, Env};
 use super::msg::{LogEntry, Position, ReplReply, ReplRequest, SnapshotSpan};
 use super::{Backlog, Ctx, ReplConfig, Replication, Role, Shard, ShardMeta};
 use crate::core::View;
 use crate::hlc::Timestamp;
 use crate::store::{MemoryStore, Store};
 use crate::version::{decode_record, DvvSet, Record, Sibling};
+
+/// What `handle` needs besides the shard, with no sabotage and no log audit.
+macro_rules! env {
+    ($config:expr) => {
+        Env {
+            config: $config,
+            sabotage: crate::config::Sabotage::default(),
+            audit: &mut Audit::new(false),
+        }
+    };
+}
 
 pub(super) struct Node {
     pub store: MemoryStore,
@@ -140,21 +152,81 @@ fn one_vote_per_epoch_never_for_a_candidate_behind_and_kept_across_restarts() {
     st.meta.offset = 5;
     let id = shard_id();
     let c = ctx(&n, 10_000);
-    let (r, sync) = handle(&mut st, &config, &c, &id, "a", vote(2, (1, 4))).unwrap();
+    let (r, sync) = handle(&mut st, env!(&config), &c, &id, "a", vote(2, (1, 4))).unwrap();
     assert!(matches!(r, ReplReply::Refused { ahead: true, .. }), "{r:?}");
     assert!(
         !sync && st.run_now,
         "a voter ahead of the candidate stands itself"
     );
-    let (r, sync) = handle(&mut st, &config, &c, &id, "a", vote(2, (1, 5))).unwrap();
+    let (r, sync) = handle(&mut st, env!(&config), &c, &id, "a", vote(2, (1, 5))).unwrap();
     assert_eq!(r, ReplReply::Granted);
     assert!(sync, "the promise is synced before the answer");
-    let (r, _) = handle(&mut st, &config, &c, &id, "c", vote(2, (1, 9))).unwrap();
+    let (r, _) = handle(&mut st, env!(&config), &c, &id, "c", vote(2, (1, 9))).unwrap();
     assert!(
         matches!(r, ReplReply::Refused { promised: 2, .. }),
         "second vote in epoch 2: {r:?}"
     );
     assert_eq!(ShardMeta::load(&n.store, &id).unwrap().promised, 2);
+}
+
+/// A pre-vote answers like a vote but promises nothing: a candidate that cannot win never
+/// raises the epoch a working primary is fenced by.
+#[test]
+fn a_pre_vote_promises_nothing_and_a_primary_heard_stays_unfenced() {
+    let n = node();
+    let config = ReplConfig::default();
+    let mut st = fresh();
+    let id = shard_id();
+    let pre = |epoch: u64, log: (u64, u64)| ReplRequest::PreVote {
+        shard: shard_id(),
+        epoch,
+        log_epoch: log.0,
+        offset: log.1,
+    };
+    let (r, sync) = handle(
+        &mut st,
+        env!(&config),
+        &ctx(&n, 10),
+        &id,
+        "c",
+        pre(3, (0, 0)),
+    )
+    .unwrap();
+    assert_eq!(r, ReplReply::Granted);
+    assert!(!sync);
+    assert_eq!(st.meta.promised, 0, "a pre-vote is no promise");
+    assert_eq!(ShardMeta::load(&n.store, &id).unwrap().promised, 0);
+    // Following a primary of epoch 1, it refuses a pre-vote while that primary is heard...
+    handle(
+        &mut st,
+        env!(&config),
+        &ctx(&n, 1_000),
+        &id,
+        "a",
+        append(1, "r1", 0, vec![]),
+    )
+    .unwrap();
+    let (r, _) = handle(
+        &mut st,
+        env!(&config),
+        &ctx(&n, 1_200),
+        &id,
+        "c",
+        pre(5, (0, 0)),
+    )
+    .unwrap();
+    assert!(matches!(r, ReplReply::Refused { promised: 1, .. }), "{r:?}");
+    // ...and the primary's appends still land.
+    let (r, _) = handle(
+        &mut st,
+        env!(&config),
+        &ctx(&n, 1_300),
+        &id,
+        "a",
+        append(1, "r1", 0, vec![]),
+    )
+    .unwrap();
+    assert!(!matches!(r, ReplReply::Fenced { .. }), "{r:?}");
 }
 
 #[test]
@@ -165,7 +237,7 @@ fn a_replica_that_heard_its_primary_within_the_lease_refuses_other_candidates() 
     let id = shard_id();
     let (r, _) = handle(
         &mut st,
-        &config,
+        env!(&config),
         &ctx(&n, 1_000),
         &id,
         "a",
@@ -176,13 +248,21 @@ fn a_replica_that_heard_its_primary_within_the_lease_refuses_other_candidates() 
         matches!(r, ReplReply::Behind(_)),
         "fresh replica asks for a resync: {r:?}"
     );
-    let (r, _) = handle(&mut st, &config, &ctx(&n, 1_500), &id, "c", vote(2, (0, 0))).unwrap();
+    let (r, _) = handle(
+        &mut st,
+        env!(&config),
+        &ctx(&n, 1_500),
+        &id,
+        "c",
+        vote(2, (0, 0)),
+    )
+    .unwrap();
     assert!(
         matches!(r, ReplReply::Refused { ahead: false, .. }),
         "{r:?}"
     );
     let later = ctx(&n, 1_000 + 1_000 + 1);
-    let (r, _) = handle(&mut st, &config, &later, &id, "c", vote(2, (0, 0))).unwrap();
+    let (r, _) = handle(&mut st, env!(&config), &later, &id, "c", vote(2, (0, 0))).unwrap();
     assert_eq!(r, ReplReply::Granted, "the lease ran out");
 }
 
@@ -198,7 +278,7 @@ fn appends_apply_in_order_are_idempotent_and_older_epochs_are_fenced() {
     // Continues the previous lineage (PSYNC2): accepted, the replica takes the new id.
     let (r, sync) = handle(
         &mut st,
-        &config,
+        env!(&config),
         &c,
         &id,
         "a",
@@ -217,13 +297,21 @@ fn appends_apply_in_order_are_idempotent_and_older_epochs_are_fenced() {
     assert_eq!(value(&n, "p/x").as_deref(), Some(&b"1"[..]));
     // A resent batch overlapping what is held applies only the new tail.
     let batch = vec![entry(3, 3, "p/x", "1"), entry(4, 3, "p/x", "2")];
-    let (r, _) = handle(&mut st, &config, &c, &id, "a", append(3, "r3", 2, batch)).unwrap();
+    let (r, _) = handle(
+        &mut st,
+        env!(&config),
+        &c,
+        &id,
+        "a",
+        append(3, "r3", 2, batch),
+    )
+    .unwrap();
     assert_eq!(r, ReplReply::Acked { offset: 4 });
     assert_eq!(value(&n, "p/x").as_deref(), Some(&b"2"[..]));
     // A gap: the replica says where it stands instead.
     let (r, _) = handle(
         &mut st,
-        &config,
+        env!(&config),
         &c,
         &id,
         "a",
@@ -241,7 +329,7 @@ fn appends_apply_in_order_are_idempotent_and_older_epochs_are_fenced() {
     // An old primary is fenced.
     let (r, _) = handle(
         &mut st,
-        &config,
+        env!(&config),
         &c,
         &id,
         "c",
@@ -290,7 +378,7 @@ fn a_snapshot_replaces_the_primary_keys_of_its_span_and_nothing_else() {
         ],
         done: true,
     };
-    let (r, _) = handle(&mut st, &config, &ctx(&n, 1), &id, "a", page).unwrap();
+    let (r, _) = handle(&mut st, env!(&config), &ctx(&n, 1), &id, "a", page).unwrap();
     assert_eq!(r, ReplReply::Acked { offset: 4 });
     assert_eq!(
         value(&n, "p/stale"),
@@ -352,7 +440,7 @@ fn an_append_never_drops_what_a_replica_wrote_in_quorum_mode() {
     let batch = vec![entry(3, "q/k", &first), entry(4, "p/x", &later)];
     let (r, _) = handle(
         &mut st,
-        &config,
+        env!(&config),
         &ctx(&n, 1),
         &id,
         "a",
@@ -534,17 +622,41 @@ fn a_snapshot_page_that_changes_nothing_is_not_held_for_a_sync() {
         done,
     };
     let c = ctx(&n, 1);
-    let (_, sync) = handle(&mut st, &config, &c, &id, "a", page(Vec::new(), false)).unwrap();
+    let (_, sync) = handle(
+        &mut st,
+        env!(&config),
+        &c,
+        &id,
+        "a",
+        page(Vec::new(), false),
+    )
+    .unwrap();
     assert!(sync, "the first page forgets the log: synced");
-    let (_, sync) = handle(&mut st, &config, &c, &id, "a", page(Vec::new(), false)).unwrap();
+    let (_, sync) = handle(
+        &mut st,
+        env!(&config),
+        &c,
+        &id,
+        "a",
+        page(Vec::new(), false),
+    )
+    .unwrap();
     assert!(!sync, "an empty range changes nothing");
     let e = entry(1, 1, "p/x", "v");
     let one = vec![(e.token, e.key.clone(), e.record.clone())];
-    let (_, sync) = handle(&mut st, &config, &c, &id, "a", page(one.clone(), false)).unwrap();
+    let (_, sync) = handle(
+        &mut st,
+        env!(&config),
+        &c,
+        &id,
+        "a",
+        page(one.clone(), false),
+    )
+    .unwrap();
     assert!(sync, "a page that wrote a key");
-    let (_, sync) = handle(&mut st, &config, &c, &id, "a", page(one, false)).unwrap();
+    let (_, sync) = handle(&mut st, env!(&config), &c, &id, "a", page(one, false)).unwrap();
     assert!(!sync, "the same key again changes nothing");
-    let (r, sync) = handle(&mut st, &config, &c, &id, "a", page(Vec::new(), true)).unwrap();
+    let (r, sync) = handle(&mut st, env!(&config), &c, &id, "a", page(Vec::new(), true)).unwrap();
     assert!(sync, "the last page makes the snapshot count");
     assert_eq!(r, ReplReply::Acked { offset: 4 });
 }

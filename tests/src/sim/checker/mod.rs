@@ -9,6 +9,7 @@
 mod convergence;
 pub mod hints;
 mod membership;
+pub mod primary;
 mod reads;
 
 use std::fmt;
@@ -18,6 +19,7 @@ use ringkv::version::ConflictPolicy;
 pub use convergence::{replicas_agree, written_keys, ReadRepairConverges, ReplicasConverge};
 pub use hints::{hint_accounting, HintsAccounted};
 pub use membership::{membership_converged, MembershipConverges};
+pub use primary::{replicas_caught_up, PrimaryReads, ReplicasCatchUp};
 pub use reads::DurableReads;
 
 use super::config::Capabilities;
@@ -41,6 +43,8 @@ pub struct RunFacts {
     pub sloppy_quorum: bool,
     /// When the faults had healed, membership settled and hints had time to be handed off.
     pub settled_at: Option<u64>,
+    /// Primary mode, with these sync replicas, for every workload key.
+    pub primary: Option<ringkv::SyncReplicas>,
 }
 
 /// What an invariant sees after the run healed and settled.
@@ -116,9 +120,10 @@ impl Checker {
             Box::new(ReplicasConverge),
             Box::new(ReadRepairConverges),
             Box::new(HintsAccounted),
-            // Later capabilities register theirs here, each gated by its capability flag:
-            // per-range primary (one primary per range and term, no acknowledged write lost
-            // across a failover).
+            // Primary mode (one primary per shard and epoch, and logs that are prefixes of
+            // the primary's, are watched step by step: see `logwatch`).
+            Box::new(PrimaryReads),
+            Box::new(ReplicasCatchUp),
         ];
         Self {
             facts,

@@ -14,6 +14,9 @@
 //! for a replica that is down; until the hint is handed off, the preference list need not
 //! have it. The first two checks then apply to reads that start once the run settled (the
 //! final audit), and continuously only under a strict quorum.
+//!
+//! In primary mode only the last check (and that a value comes from an earlier put of the key)
+//! applies here: contexts play no part there, see [`super::PrimaryReads`].
 
 use ringkv::version::ConflictPolicy;
 
@@ -77,8 +80,8 @@ impl Invariant for DurableReads {
                 ));
             }
         }
-        if !facts.durable_acks {
-            return;
+        if !facts.durable_acks || facts.primary.is_some() {
+            return; // primary mode: see `PrimaryReads`
         }
         if facts.sloppy_quorum && facts.settled_at.is_none_or(|t| read.invoked_us < t) {
             return; // acknowledgements may sit in hints on fallback nodes for now
