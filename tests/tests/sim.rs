@@ -433,6 +433,30 @@ fn acknowledging_majority_writes_before_the_replicas_hold_them_is_caught() {
     );
 }
 
+/// A new primary that goes on under the replication id it followed, instead of starting its
+/// own, names its entries like the ones a cut-off old primary logged meanwhile: the same name,
+/// another entry, which the log watch reports. Honest, the run passes.
+#[test]
+fn a_new_primary_keeping_the_old_replication_id_is_caught_forking_the_log() {
+    let mut config = SimConfig {
+        faults: "partition".parse().unwrap(),
+        ..primary_crashes()
+    };
+    config.primary = Some(SyncReplicas::None);
+    let report = run(3, &config, None);
+    assert!(report.passed(), "{}", describe(&config, &report));
+    config.sabotage.keep_replid = true;
+    let report = run(3, &config, None);
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.invariant == "logs-are-prefixes"),
+        "a forked log went unnoticed: {:?}",
+        report.violations
+    );
+}
+
 /// Core bug (fixed with this test): a request forwarded to the key's primary was served like a
 /// client's `--direct` read, from the receiving node's own copy without a read index, so a node
 /// that had just restarted answered with a value deleted meanwhile.

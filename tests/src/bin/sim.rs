@@ -66,7 +66,7 @@ struct Args {
     #[arg(long)]
     workload_secs: Option<u64>,
     /// Break the core on purpose: ack-after-one, skip-read-merge, drop-hints,
-    /// grant-every-vote or ack-before-replicas.
+    /// grant-every-vote, ack-before-replicas or keep-replid.
     #[arg(long)]
     sabotage: Vec<String>,
     /// Primary mode for every workload key, with these sync replicas: none, a count (like 1)
@@ -181,10 +181,11 @@ fn config_from(args: &Args) -> Result<SimConfig> {
             "drop-hints" => config.sabotage.drop_hints = true,
             "grant-every-vote" => config.sabotage.grant_every_vote = true,
             "ack-before-replicas" => config.sabotage.ack_before_replicas = true,
+            "keep-replid" => config.sabotage.keep_replid = true,
             other => {
                 bail!(
                     "unknown sabotage {other:?} (ack-after-one, skip-read-merge, drop-hints, \
-                     grant-every-vote, ack-before-replicas)"
+                     grant-every-vote, ack-before-replicas, keep-replid)"
                 )
             }
         }
