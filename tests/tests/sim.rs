@@ -2,7 +2,8 @@
 //! mode), determinism, the checker catching deliberately broken cores, and regression seeds of
 //! core bugs.
 //!
-//! Long runs: `cargo run --release -p ringkv-tests --bin sim -- --seeds 100000`.
+//! Long runs: `cargo run --release -p ringkv-tests --bin sim -- --seeds 100000`, and in primary
+//! mode with `--primary majority` (or `none`, or a replica count).
 
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p ringkv-tests --bin sim -- --seeds 100000
+//! cargo run --release -p ringkv-tests --bin sim -- --seeds 10000 --primary majority
 //! cargo run --release -p ringkv-tests --bin sim -- --seed 42 --schedule '1-3:crash:0' --trace 200
 //! cargo run --release -p ringkv-tests --bin sim -- --scale 10,100,1000
 //! ```
