@@ -108,6 +108,9 @@ pub struct Sabotage {
     /// Primary mode: acknowledge a write once the primary's store holds it, whatever the
     /// replicas it asked for confirmed.
     pub ack_before_replicas: bool,
+    /// Primary mode: a new primary goes on with the replication id it followed instead of
+    /// starting its own, so replicas holding entries it never had take its log as theirs.
+    pub keep_replid: bool,
 }
 
 impl Default for CoreConfig {

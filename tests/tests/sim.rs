@@ -2,7 +2,8 @@
 //! mode), determinism, the checker catching deliberately broken cores, and regression seeds of
 //! core bugs.
 //!
-//! Long runs: `cargo run --release -p ringkv-tests --bin sim -- --seeds 100000`.
+//! Long runs: `cargo run --release -p ringkv-tests --bin sim -- --seeds 100000`, and in primary
+//! mode with `--primary majority` (or `none`, or a replica count).
 
 use std::time::Duration;
 
@@ -429,6 +430,30 @@ fn acknowledging_majority_writes_before_the_replicas_hold_them_is_caught() {
             .iter()
             .any(|v| v.invariant == "primary-reads"),
         "acknowledged writes lost in a failover went unnoticed: {:?}",
+        report.violations
+    );
+}
+
+/// A new primary that goes on under the replication id it followed, instead of starting its
+/// own, names its entries like the ones a cut-off old primary logged meanwhile: the same name,
+/// another entry, which the log watch reports. Honest, the run passes.
+#[test]
+fn a_new_primary_keeping_the_old_replication_id_is_caught_forking_the_log() {
+    let mut config = SimConfig {
+        faults: "partition".parse().unwrap(),
+        ..primary_crashes()
+    };
+    config.primary = Some(SyncReplicas::None);
+    let report = run(3, &config, None);
+    assert!(report.passed(), "{}", describe(&config, &report));
+    config.sabotage.keep_replid = true;
+    let report = run(3, &config, None);
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.invariant == "logs-are-prefixes"),
+        "a forked log went unnoticed: {:?}",
         report.violations
     );
 }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p ringkv-tests --bin sim -- --seeds 100000
+//! cargo run --release -p ringkv-tests --bin sim -- --seeds 10000 --primary majority
 //! cargo run --release -p ringkv-tests --bin sim -- --seed 42 --schedule '1-3:crash:0' --trace 200
 //! cargo run --release -p ringkv-tests --bin sim -- --scale 10,100,1000
 //! ```
@@ -66,7 +67,7 @@ struct Args {
     #[arg(long)]
     workload_secs: Option<u64>,
     /// Break the core on purpose: ack-after-one, skip-read-merge, drop-hints,
-    /// grant-every-vote or ack-before-replicas.
+    /// grant-every-vote, ack-before-replicas or keep-replid.
     #[arg(long)]
     sabotage: Vec<String>,
     /// Primary mode for every workload key, with these sync replicas: none, a count (like 1)
@@ -181,10 +182,11 @@ fn config_from(args: &Args) -> Result<SimConfig> {
             "drop-hints" => config.sabotage.drop_hints = true,
             "grant-every-vote" => config.sabotage.grant_every_vote = true,
             "ack-before-replicas" => config.sabotage.ack_before_replicas = true,
+            "keep-replid" => config.sabotage.keep_replid = true,
             other => {
                 bail!(
                     "unknown sabotage {other:?} (ack-after-one, skip-read-merge, drop-hints, \
-                     grant-every-vote, ack-before-replicas)"
+                     grant-every-vote, ack-before-replicas, keep-replid)"
                 )
             }
         }

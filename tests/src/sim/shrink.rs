@@ -104,6 +104,9 @@ pub fn config_flags(config: &SimConfig) -> Vec<String> {
     if config.sabotage.ack_before_replicas {
         flags.push("--sabotage ack-before-replicas".into());
     }
+    if config.sabotage.keep_replid {
+        flags.push("--sabotage keep-replid".into());
+    }
     if let Some(sync) = config.primary {
         flags.push(format!("--primary {sync}"));
     }

@@ -200,11 +200,14 @@ impl Replication {
         let Some(st) = self.shards.get_mut(id) else {
             return;
         };
-        if !st.meta.replid.is_empty() {
-            st.meta.prev_replid = std::mem::take(&mut st.meta.replid);
-            st.meta.prev_end = st.meta.offset;
+        let keep = self.sabotage.keep_replid && !st.meta.replid.is_empty();
+        if !keep {
+            if !st.meta.replid.is_empty() {
+                st.meta.prev_replid = std::mem::take(&mut st.meta.replid);
+                st.meta.prev_end = st.meta.offset;
+            }
+            st.meta.replid = super::new_replid(id, epoch, &me);
         }
-        st.meta.replid = super::new_replid(id, epoch, &me);
         self.audit.push(|| super::audit::LogEvent::Lineage {
             shard: id.to_vec(),
             replid: st.meta.replid.clone(),
