@@ -420,10 +420,10 @@ fn voters_granting_every_vote_are_caught_electing_two_primaries_in_one_epoch() {
 #[test]
 fn acknowledging_majority_writes_before_the_replicas_hold_them_is_caught() {
     let mut config = primary_crashes();
-    let report = run(28, &config, None);
+    let report = run(116, &config, None);
     assert!(report.passed(), "{}", describe(&config, &report));
     config.sabotage.ack_before_replicas = true;
-    let report = run(28, &config, None);
+    let report = run(116, &config, None);
     assert!(
         report
             .violations
