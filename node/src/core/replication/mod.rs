@@ -149,6 +149,27 @@ struct Shard {
     session_reads: Vec<session::SessionRead>,
 }
 
+impl Shard {
+    /// A shard as the store left it, following nobody yet, first seen at `now_ms`.
+    fn new(meta: ShardMeta, backlog_bytes: usize, now_ms: u64) -> Self {
+        Self {
+            meta,
+            backlog: Backlog::new(backlog_bytes),
+            role: Role::Replica,
+            primary: None,
+            heard_ms: now_ms,
+            commit: 0,
+            run_now: false,
+            outbid: 0,
+            retry_ms: 0,
+            partial_syncs: 0,
+            full_syncs: 0,
+            abandoned: Vec::new(),
+            session_reads: Vec::new(),
+        }
+    }
+}
+
 /// What a pending call was for.
 #[derive(Debug)]
 struct Call {
@@ -277,21 +298,7 @@ impl Replication {
             }
             let meta = ShardMeta::load(ctx.view.store, id)
                 .map_err(|e| ClientError::Unavailable(format!("replication state: {e}")))?;
-            let shard = Shard {
-                meta,
-                backlog: Backlog::new(self.config.backlog_bytes),
-                role: Role::Replica,
-                primary: None,
-                heard_ms: ctx.now(),
-                commit: 0,
-                run_now: false,
-                outbid: 0,
-                retry_ms: 0,
-                partial_syncs: 0,
-                full_syncs: 0,
-                abandoned: Vec::new(),
-                session_reads: Vec::new(),
-            };
+            let shard = Shard::new(meta, self.config.backlog_bytes, ctx.now());
             self.shards.insert(id.to_vec(), shard);
         }
         self.shards

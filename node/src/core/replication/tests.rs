@@ -9,7 +9,7 @@ use ringkv_ring::{Ring, RingConfig, RingNode};
 use super::audit::Audit;
 use super::follower::{handle, Env};
 use super::msg::{LogEntry, Position, ReplReply, ReplRequest, SnapshotSpan};
-use super::{Backlog, Ctx, ReplConfig, Replication, Role, Shard, ShardMeta};
+use super::{Ctx, ReplConfig, Replication, Shard, ShardMeta};
 use crate::core::View;
 use crate::hlc::Timestamp;
 use crate::store::{MemoryStore, Store};
@@ -73,21 +73,7 @@ pub(super) fn shard_id() -> Vec<String> {
 }
 
 pub(super) fn fresh() -> Shard {
-    Shard {
-        meta: ShardMeta::default(),
-        backlog: Backlog::new(1 << 20),
-        role: Role::Replica,
-        primary: None,
-        heard_ms: 0,
-        commit: 0,
-        run_now: false,
-        outbid: 0,
-        retry_ms: 0,
-        partial_syncs: 0,
-        full_syncs: 0,
-        abandoned: Vec::new(),
-        session_reads: Vec::new(),
-    }
+    Shard::new(ShardMeta::default(), 1 << 20, 0)
 }
 
 pub(super) fn record(v: &str) -> Record {
