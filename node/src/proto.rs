@@ -475,7 +475,9 @@ pub enum PeerRequest {
     /// A client request for a primary-mode key, forwarded to the key's primary.
     Forward(ClientRequest),
     /// A primary-mode replication message.
-    Repl(crate::core::replication::msg::ReplRequest),
+    /// With the sender's ring id: nodes whose rings differ could disagree on a key's shard, so
+    /// they refuse each other's replication messages until their rings agree.
+    Repl(crate::core::replication::msg::ReplRequest, u64),
     /// One step of a Merkle-tree exchange for the range `(start, end]`.
     Exchange {
         /// The initiator's session id.

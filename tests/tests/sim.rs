@@ -419,11 +419,17 @@ fn voters_granting_every_vote_are_caught_electing_two_primaries_in_one_epoch() {
 /// a failover: a read after the acknowledgement misses the write. Honest, the run passes.
 #[test]
 fn acknowledging_majority_writes_before_the_replicas_hold_them_is_caught() {
-    let mut config = primary_crashes();
-    let report = run(116, &config, None);
+    let mut config = SimConfig {
+        keys: 2,
+        clients: 6,
+        ops: 300,
+        max_faults: 6,
+        ..primary(SyncReplicas::Majority)
+    };
+    let report = run(8, &config, None);
     assert!(report.passed(), "{}", describe(&config, &report));
     config.sabotage.ack_before_replicas = true;
-    let report = run(116, &config, None);
+    let report = run(8, &config, None);
     assert!(
         report
             .violations

@@ -144,6 +144,7 @@ impl NodeCore {
         nodes.sort();
         if nodes.as_slice() != self.ring.nodes() {
             self.ring = Ring::new(nodes, self.ring.config());
+            self.ring_id = ring_id(&self.ring);
             self.ae.reset();
             self.transfer.reset();
             self.gc.reset();
@@ -165,3 +166,16 @@ pub(super) enum Joining {
 
 /// Longest a joiner stays `Joining` while it pulls its ranges.
 pub(super) const JOIN_PULL_LIMIT_MS: u64 = 15_000;
+
+/// A digest of a ring's members (names and zones), equal on nodes whose rings agree.
+pub(super) fn ring_id(ring: &Ring) -> u64 {
+    let mut h = blake3::Hasher::new();
+    for n in ring.nodes() {
+        h.update(&(n.name.len() as u64).to_be_bytes());
+        h.update(n.name.as_bytes());
+        h.update(n.zone.as_deref().unwrap_or("").as_bytes());
+        h.update(&[0]);
+    }
+    let bytes = h.finalize();
+    u64::from_be_bytes(bytes.as_bytes()[..8].try_into().unwrap_or([0; 8]))
+}

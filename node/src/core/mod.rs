@@ -72,6 +72,7 @@ macro_rules! repl_ctx {
             view: view!($core, $now_ms),
             primary_key: &primary_key,
             durable: $core.config.durability == $crate::store::Durability::Sync,
+            ring_id: $core.ring_id,
         };
     };
 }
@@ -106,6 +107,8 @@ pub struct NodeCore {
     actor: actor::Actor,
     /// Primary mode's shards.
     repl: replication::Replication,
+    /// A digest of the ring's members: replication runs only between nodes that agree on it.
+    ring_id: u64,
     /// Primary-mode requests forwarded to a primary, or from another node.
     forwards: primary::Forwards,
 }
@@ -150,6 +153,7 @@ impl NodeCore {
             actor,
             repl: replication::Replication::new(config.replication.clone())
                 .sabotaged(config.sabotage),
+            ring_id: 0,
             forwards: primary::Forwards::default(),
             coordinator: Coordinator::new(config.conflict_policy, config.sabotage),
             hlc: Hlc::new(max_drift),
@@ -310,10 +314,10 @@ impl NodeCore {
             Input::PeerRequest {
                 id,
                 from,
-                req: PeerRequest::Repl(req),
+                req: PeerRequest::Repl(req, ring),
             } => {
                 repl_ctx!(self, now_ms, ctx);
-                let (reply, sync) = self.repl.on_request(&ctx, &from, req, &mut out);
+                let (reply, sync) = self.repl.on_request(&ctx, &from, (req, ring), &mut out);
                 out.push(Effect::Respond { id, reply, sync });
             }
             Input::PeerRequest { id, req, .. } if self.quorum_write_refused(&req) => {

@@ -521,7 +521,7 @@ impl World {
             PeerRequest::Exchange { .. } => "exchange",
             PeerRequest::Hint { .. } => "hint",
             PeerRequest::Forward(_) => "forward",
-            PeerRequest::Repl(r) => repl_kind(r),
+            PeerRequest::Repl(r, _) => repl_kind(r),
             // Requests of core features newer than this simulator.
             #[allow(unreachable_patterns)]
             _ => "other",
@@ -535,12 +535,15 @@ impl World {
                 req: kind,
             },
         );
-        if let PeerRequest::Repl(ReplRequest::Vote {
-            shard,
-            epoch,
-            log_epoch,
-            offset,
-        }) = &req
+        if let PeerRequest::Repl(
+            ReplRequest::Vote {
+                shard,
+                epoch,
+                log_epoch,
+                offset,
+            },
+            _,
+        ) = &req
         {
             let text =
                 format!("asked a vote in {shard:?} for epoch {epoch} at {log_epoch}:{offset}");

@@ -117,7 +117,7 @@ impl Replication {
                     out.push(Effect::Call {
                         call,
                         to,
-                        req: crate::proto::PeerRequest::Repl(req),
+                        req: crate::proto::PeerRequest::Repl(req, ctx.ring_id),
                     });
                 }
             } else {

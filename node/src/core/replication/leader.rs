@@ -374,10 +374,13 @@ impl Replication {
         out.push(Effect::Call {
             call,
             to,
-            req: crate::proto::PeerRequest::Repl(ReplRequest::Flush {
-                shard: id.to_vec(),
-                offset,
-            }),
+            req: crate::proto::PeerRequest::Repl(
+                ReplRequest::Flush {
+                    shard: id.to_vec(),
+                    offset,
+                },
+                ctx.ring_id,
+            ),
         });
     }
 

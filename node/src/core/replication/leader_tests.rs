@@ -6,7 +6,7 @@ use ringkv_ring::{Ring, RingConfig, RingNode};
 use super::follower::handle;
 use super::leader::{Leader, PendingRead};
 use super::msg::{LogEntry, ReplReply, ReplRequest};
-use super::tests::{ctx, entry, fresh, node, record, vote};
+use super::tests::{ctx, entry, fresh, node, record, vote, RING_ID};
 use super::{ReplConfig, Replication, Role};
 use crate::core::coordinator::ClientId;
 use crate::core::Effect;
@@ -200,10 +200,10 @@ fn a_node_that_knows_too_few_replicas_neither_serves_nor_votes_for_them() {
         offset: 0,
     };
     let partial = vec!["a".to_string(), "b".to_string()];
-    let (reply, _) = repl.on_request(&ctx(&n, 1), "a", ask(partial), &mut Vec::new());
+    let (reply, _) = repl.on_request(&ctx(&n, 1), "a", (ask(partial), RING_ID), &mut Vec::new());
     assert!(matches!(reply, PeerReply::Failed(_)), "{reply:?}");
     let full = Replication::shard_of(&n.ring, b"p/x");
     let voter = full.iter().find(|x| *x != "b").unwrap().clone();
-    let (reply, _) = repl.on_request(&ctx(&n, 1), &voter, ask(full), &mut Vec::new());
+    let (reply, _) = repl.on_request(&ctx(&n, 1), &voter, (ask(full), RING_ID), &mut Vec::new());
     assert_eq!(reply, PeerReply::Repl(ReplReply::Granted));
 }

@@ -102,6 +102,8 @@ pub struct Ctx<'a> {
     pub primary_key: &'a dyn Fn(&[u8]) -> bool,
     /// Replies must wait for the store's sync (`Durability::Sync`).
     pub durable: bool,
+    /// A digest of this node's ring members (see [`crate::proto::PeerRequest::Repl`]).
+    pub ring_id: u64,
 }
 
 impl Ctx<'_> {
@@ -311,9 +313,17 @@ impl Replication {
         &mut self,
         ctx: &Ctx<'_>,
         from: &str,
-        req: ReplRequest,
+        (req, ring_id): (ReplRequest, u64),
         out: &mut Vec<Effect>,
     ) -> (PeerReply, bool) {
+        if ring_id != ctx.ring_id && !matches!(req, ReplRequest::Flush { .. }) {
+            // Rings that differ could map a key to different shards: a node that restarted
+            // while others were down knows fewer members and must not take part until it
+            // learned them (or they left).
+            let reason =
+                "this node's ring differs from the sender's (membership is changing); retry";
+            return (PeerReply::Failed(reason.into()), false);
+        }
         let shard = match &req {
             ReplRequest::Vote { shard, .. }
             | ReplRequest::PreVote { shard, .. }
@@ -461,7 +471,7 @@ impl Replication {
         out.push(Effect::Call {
             call,
             to,
-            req: PeerRequest::Repl(req),
+            req: PeerRequest::Repl(req, ctx.ring_id),
         });
         true
     }

@@ -65,8 +65,12 @@ pub(super) fn ctx(n: &Node, now_ms: u64) -> Ctx<'_> {
         },
         primary_key: &primary_key,
         durable: true,
+        ring_id: RING_ID,
     }
 }
+
+/// The ring id every message in these tests carries.
+pub(super) const RING_ID: u64 = 7;
 
 pub(super) fn shard_id() -> Vec<String> {
     vec!["a".into(), "b".into(), "c".into()]
@@ -469,7 +473,7 @@ fn a_session_read_waits_until_the_replica_holds_the_write() {
             entries,
             commit: 0,
         };
-        let (reply, _) = repl.on_request(&ctx(&n, 10), "a", req, &mut out);
+        let (reply, _) = repl.on_request(&ctx(&n, 10), "a", (req, RING_ID), &mut out);
         assert!(
             matches!(
                 reply,
@@ -491,7 +495,7 @@ fn a_session_read_waits_until_the_replica_holds_the_write() {
         items: Vec::new(),
         done: true,
     };
-    repl.on_request(&ctx(&n, 5), "a", page, &mut out);
+    repl.on_request(&ctx(&n, 5), "a", (page, RING_ID), &mut out);
     assert!(send(&mut repl, 0, vec![entry(1, 1, key, "one")]).is_empty());
 
     let mut out = Vec::new();
@@ -645,4 +649,40 @@ fn a_snapshot_page_that_changes_nothing_is_not_held_for_a_sync() {
     let (r, sync) = handle(&mut st, env!(&config), &c, &id, "a", page(Vec::new(), true)).unwrap();
     assert!(sync, "the last page makes the snapshot count");
     assert_eq!(r, ReplReply::Acked { offset: 4 });
+}
+
+#[test]
+fn a_node_whose_ring_differs_takes_no_part_in_replication() {
+    use crate::proto::PeerReply;
+    let n = node();
+    let mut repl = Replication::new(ReplConfig::default());
+    let id = Replication::shard_of(&n.ring, b"p/x");
+    let ask = |ring| {
+        let req = vote(3, (0, 0));
+        let ReplRequest::Vote {
+            epoch,
+            log_epoch,
+            offset,
+            ..
+        } = req
+        else {
+            unreachable!()
+        };
+        (
+            ReplRequest::Vote {
+                shard: id.clone(),
+                epoch,
+                log_epoch,
+                offset,
+            },
+            ring,
+        )
+    };
+    let (reply, _) = repl.on_request(&ctx(&n, 1), "a", ask(RING_ID + 1), &mut Vec::new());
+    assert!(
+        matches!(&reply, PeerReply::Failed(e) if e.contains("ring differs")),
+        "{reply:?}"
+    );
+    let (reply, _) = repl.on_request(&ctx(&n, 1), "a", ask(RING_ID), &mut Vec::new());
+    assert_eq!(reply, PeerReply::Repl(ReplReply::Granted));
 }
