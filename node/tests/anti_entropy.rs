@@ -51,11 +51,9 @@ async fn a_repair_round_brings_a_replica_that_missed_writes_up_to_date() {
 
     let n3 = start(&certs, data, "n3", ports[2], Some(n1.addr()), config).await;
     wait_alive(&n3, 3).await;
-    assert_eq!(
-        count_missing(&n3, &keys).await,
-        keys.len(),
-        "n3 was down for every write"
-    );
+    // The pull a restarted node makes while joining may already have begun: some keys only.
+    let missing = count_missing(&n3, &keys).await;
+    assert!(missing > 0, "n3 was down for every write, yet misses none");
 
     let started = n3.repair().await.unwrap();
     assert!(started.running && started.total > 0, "{started:?}");

@@ -517,3 +517,32 @@ fn regression_seed_279_a_restarted_node_with_a_partial_ring_takes_no_part() {
     let report = run(279, &config, Some(&schedule));
     assert!(report.passed(), "{}", describe(&config, &report));
 }
+
+/// Core bug (fixed with this test): after every replica of a shard had restarted, none of them
+/// held the shard in memory, so no primary was elected until the next request for one of its
+/// keys, and the replicas stayed apart meanwhile. A node now takes up, at start and on every
+/// ring change, each shard it holds a log for.
+#[test]
+fn regression_seed_119_a_shard_whose_replicas_all_restarted_elects_a_primary() {
+    let config = primary_crashes();
+    let schedule: Schedule = "9.346-15.820:crash:2;9.897-17.242:crash:1;13.704-20.066:crash:0"
+        .parse()
+        .unwrap();
+    let report = run(119, &config, Some(&schedule));
+    assert!(report.passed(), "{}", describe(&config, &report));
+}
+
+/// Core bug (fixed with this test): three nodes of five restarted while the other two ran; each
+/// learned the members of the others from gossip first, so for a while the three agreed on a
+/// ring of three, which maps keys to other shards, and elected a second primary for a key.
+/// A node now starts with the ring members it saved, as Cassandra keeps its peers.
+#[test]
+fn regression_seed_150_restarted_nodes_keep_the_ring_they_left() {
+    let config = primary_crashes();
+    let schedule: Schedule = "3.407-7.192:crash:2;3.650-7.986:crash:0;6.143-13.943:crash:1;\
+                              6.578-7.947:crash:1;12.326-17.501:crash:3"
+        .parse()
+        .unwrap();
+    let report = run(150, &config, Some(&schedule));
+    assert!(report.passed(), "{}", describe(&config, &report));
+}

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use ringkv_gossip::{GossipOutput, MemberEvent, MemberState, NodeStatus};
 use ringkv_ring::{Ring, RingNode};
 
+use super::peers::Peer;
 use super::replica::Change;
 use super::{Effect, NodeCore, Timer};
 
@@ -133,6 +134,7 @@ impl NodeCore {
             if m.id.name == me.name {
                 continue;
             }
+            self.peers.confirm(&m.id.name);
             addrs.insert(m.id.name.clone(), m.id.addr);
             if m.status != NodeStatus::Leaving {
                 nodes.push(RingNode {
@@ -141,7 +143,30 @@ impl NodeCore {
                 });
             }
         }
+        // Members from before a restart keep their place until gossip speaks of them.
+        for p in self.peers.remembered() {
+            if p.name != me.name {
+                addrs.insert(p.name.clone(), p.addr);
+                nodes.push(RingNode {
+                    name: p.name.clone(),
+                    zone: p.zone.clone(),
+                });
+            }
+        }
         nodes.sort();
+        let saved = nodes
+            .iter()
+            .filter(|n| n.name != me.name)
+            .filter_map(|n| {
+                let addr = *addrs.get(&n.name)?;
+                Some(Peer {
+                    name: n.name.clone(),
+                    addr,
+                    zone: n.zone.clone(),
+                })
+            })
+            .collect();
+        self.peers.save(self.store.as_ref(), saved);
         if nodes.as_slice() != self.ring.nodes() {
             self.ring = Ring::new(nodes, self.ring.config());
             self.ring_id = ring_id(&self.ring);

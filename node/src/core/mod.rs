@@ -79,6 +79,7 @@ macro_rules! repl_ctx {
 
 mod client;
 mod members;
+mod peers;
 mod primary;
 
 /// Arm `timer` to fire after `after`.
@@ -111,6 +112,8 @@ pub struct NodeCore {
     ring_id: u64,
     /// Primary-mode requests forwarded to a primary, or from another node.
     forwards: primary::Forwards,
+    /// Ring members saved for the next start.
+    peers: peers::Peers,
 }
 
 impl NodeCore {
@@ -133,6 +136,8 @@ impl NodeCore {
         let durable = config.durability == Durability::Sync;
         let table = TableSync::load(store.as_ref(), TableLimits::of(&config), durable)?;
         let seeded = !seeds.is_empty();
+        let keep_ms = u64::try_from(gossip.remove_down_after.as_millis()).unwrap_or(u64::MAX);
+        let peers = peers::Peers::load(store.as_ref(), &me.name, keep_ms);
         let membership = Membership::new(me, seeds, gossip, rng_seed)?;
         let ring_config = RingConfig {
             vnodes: config.vnodes,
@@ -155,6 +160,7 @@ impl NodeCore {
                 .sabotaged(config.sabotage),
             ring_id: 0,
             forwards: primary::Forwards::default(),
+            peers,
             coordinator: Coordinator::new(config.conflict_policy, config.sabotage),
             hlc: Hlc::new(max_drift),
             ring: Ring::empty(ring_config),
@@ -226,6 +232,9 @@ impl NodeCore {
 
     /// Handle one input at wall-clock time `now_ms`.
     pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Effect> {
+        if self.peers.expire(now_ms) {
+            self.rebuild_ring();
+        }
         let mut out = self.step(now_ms, input);
         self.forwards.route_replies(&mut out);
         out

@@ -26,7 +26,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -211,6 +211,8 @@ pub struct Replication {
     audit: audit::Audit,
     /// Deliberate bugs (tests of the simulator's checker).
     sabotage: Sabotage,
+    /// The ring (by [`Ctx::ring_id`]) last searched for shards with a durable log.
+    scanned_ring: Option<u64>,
 }
 
 impl Replication {
@@ -224,6 +226,7 @@ impl Replication {
             next_call: 0,
             pending_effects: Vec::new(),
             sabotage: Sabotage::default(),
+            scanned_ring: None,
         }
     }
 
@@ -402,9 +405,39 @@ impl Replication {
     /// Heartbeats, failovers, deadlines and leases: called every `tick`.
     pub fn on_tick(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Effect>) {
         out.append(&mut self.pending_effects);
+        self.load_logged_shards(ctx);
         let ids: Vec<Vec<String>> = self.shards.keys().cloned().collect();
         for id in ids {
             self.tick_shard(ctx, &id, out);
+        }
+    }
+
+    /// After a start or a ring change, take up every shard of the ring this node holds a log
+    /// for. Without it, a shard whose nodes all restarted would wait for its next request to
+    /// elect a primary, and its replicas would stay behind until then.
+    fn load_logged_shards(&mut self, ctx: &Ctx<'_>) {
+        let n = ctx.view.ring.config().replicas;
+        if self.scanned_ring == Some(ctx.ring_id) || ctx.view.ring.vnode_count() == 0 {
+            return;
+        }
+        self.scanned_ring = Some(ctx.ring_id);
+        let me = ctx.view.me;
+        let ids: BTreeSet<&[String]> = (0..ctx.view.ring.vnode_count())
+            .map(|i| ctx.view.ring.preference_list_at(i))
+            .filter(|id| id.len() == n && id.iter().any(|m| m == me))
+            .collect();
+        for id in ids {
+            if self.shards.contains_key(id) {
+                continue;
+            }
+            match ShardMeta::load(ctx.view.store, id) {
+                Ok(meta) if meta.promised > 0 || meta.offset > 0 => {
+                    let shard = Shard::new(meta, self.config.backlog_bytes, ctx.now());
+                    self.shards.insert(id.to_vec(), shard);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(shard = ?id, error = %e, "replication state unreadable"),
+            }
         }
     }
 
