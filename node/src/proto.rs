@@ -495,6 +495,9 @@ pub enum PeerRequest {
         /// The caller's whole table.
         table: RangeTable,
     },
+    /// Which nodes are in your ring? Asked by a node that restarted with members it saved and
+    /// gossip has not mentioned yet (one may have left meanwhile).
+    Members,
 }
 
 /// A replica's answer to a [`PeerRequest`].
@@ -517,6 +520,9 @@ pub enum PeerReply {
     /// The responder's range table after merging the caller's, if it differs from the
     /// caller's.
     Table(Option<RangeTable>),
+    /// The names of the responder's ring members, when its own view is settled (it is up and
+    /// holds no saved member gossip has not confirmed); `None` otherwise.
+    Members(Option<Vec<String>>),
 }
 
 /// A frame could not be encoded or decoded.

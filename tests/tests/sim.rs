@@ -546,3 +546,20 @@ fn regression_seed_150_restarted_nodes_keep_the_ring_they_left() {
     let report = run(150, &config, Some(&schedule));
     assert!(report.passed(), "{}", describe(&config, &report));
 }
+
+/// Core bug (fixed with this test): a node that was down while another left came back with
+/// the leaver among its saved ring members; gossip no longer spoke of it, so the restarted
+/// node kept a ring of its own. A node now asks a settled peer for its ring and forgets the
+/// saved members that peer's ring lacks.
+#[test]
+fn regression_seed_17_a_member_that_left_meanwhile_is_forgotten_after_a_restart() {
+    let config = SimConfig {
+        faults: "join,leave,crash".parse().unwrap(),
+        ..SimConfig::default()
+    };
+    let schedule: Schedule = "7.746-9.634:crash:0;9.231:leave:1;14.162:leave:1"
+        .parse()
+        .unwrap();
+    let report = run(17, &config, Some(&schedule));
+    assert!(report.passed(), "{}", describe(&config, &report));
+}

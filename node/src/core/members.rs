@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use ringkv_gossip::{GossipOutput, MemberEvent, MemberState, NodeStatus};
 use ringkv_ring::{Ring, RingNode};
 
+use super::coordinator::CallId;
 use super::peers::Peer;
 use super::replica::Change;
 use super::{Effect, NodeCore, Timer};
+use crate::proto::PeerRequest;
 
 impl NodeCore {
     /// Remove the tombstones the collector cleared, keeping the Merkle trees in step.
@@ -175,6 +177,42 @@ impl NodeCore {
             self.gc.reset();
         }
         self.addrs = addrs;
+    }
+}
+
+impl NodeCore {
+    /// While saved members gossip has not confirmed are in the ring, ask one live peer a
+    /// second whether they still are in its ring.
+    pub(super) fn ask_members(&mut self, out: &mut Vec<Effect>) {
+        if !self.peers.unsettled() {
+            return;
+        }
+        let me = self.membership.me().name.clone();
+        let live: Vec<_> = self
+            .membership
+            .members()
+            .into_iter()
+            .filter(|m| m.id.name != me && self.membership.is_alive(&m.id.name))
+            .map(|m| m.id.addr)
+            .collect();
+        if live.is_empty() {
+            return;
+        }
+        let call = self.peers.next_call();
+        let to = live[(call as usize) % live.len()];
+        out.push(Effect::Call {
+            call: CallId(call),
+            to,
+            req: PeerRequest::Members,
+        });
+    }
+
+    /// This node's ring members, if its view is settled enough to refute another's memory.
+    pub(super) fn settled_ring(&self) -> Option<Vec<String>> {
+        let settled = self.joining == Joining::Done
+            && self.membership.status() == NodeStatus::Up
+            && !self.peers.unsettled();
+        settled.then(|| self.ring.nodes().iter().map(|n| n.name.clone()).collect())
     }
 }
 

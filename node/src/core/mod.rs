@@ -29,6 +29,7 @@ pub use coordinator::{CallId, ClientId, OpId};
 pub use effects::{Effect, InboundId, Input, Timer};
 pub use gc::GC_CALL_BIT;
 pub use hints::{HintTally, HINT_CALL_BIT};
+pub use peers::MEMBERS_CALL_BIT;
 pub use primary::FORWARD_CALL_BIT;
 pub use replica::{load, Change, Replica, ReplicaError};
 pub use replication::REPL_CALL_BIT;
@@ -314,6 +315,18 @@ impl NodeCore {
             }
             Input::PeerRequest {
                 id,
+                req: PeerRequest::Members,
+                ..
+            } => {
+                let reply = PeerReply::Members(self.settled_ring());
+                out.push(Effect::Respond {
+                    id,
+                    reply,
+                    sync: false,
+                });
+            }
+            Input::PeerRequest {
+                id,
                 req: PeerRequest::Forward(req),
                 ..
             } => {
@@ -400,6 +413,13 @@ impl NodeCore {
             Input::PeerReply { call, reply } if call.0 & HINT_CALL_BIT != 0 => {
                 self.hints.on_reply(self.store.as_ref(), call, reply);
             }
+            Input::PeerReply { call, reply } if call.0 & MEMBERS_CALL_BIT != 0 => {
+                if let Ok(PeerReply::Members(Some(ring))) = reply {
+                    if self.peers.refute(&ring) {
+                        self.rebuild_ring();
+                    }
+                }
+            }
             Input::PeerReply { call, reply } if call.0 & TABLE_CALL_BIT != 0 => {
                 if self.table.on_reply(self.store.as_ref(), reply) {
                     self.table_changed();
@@ -463,6 +483,7 @@ impl NodeCore {
             Input::Timer(Timer::Table) => {
                 let ctx = view!(self, now_ms);
                 self.table.on_tick(&ctx, &mut out);
+                self.ask_members(&mut out);
                 arm(&mut out, TABLE_INTERVAL, Timer::Table);
             }
             Input::Timer(Timer::Replication) => {

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::Store;
 
+/// Marks the call ids of members questions ([`crate::proto::PeerRequest::Members`]).
+pub const MEMBERS_CALL_BIT: u64 = 1 << 56;
+
 /// Store metadata name of the saved ring members.
 const META: &str = "ring-peers";
 
@@ -34,6 +37,7 @@ pub(super) struct Peers {
     keep_ms: u64,
     until_ms: Option<u64>,
     saved: Vec<Peer>,
+    calls: u64,
 }
 
 impl Peers {
@@ -61,6 +65,7 @@ impl Peers {
             keep_ms,
             until_ms: None,
             saved,
+            calls: 0,
         }
     }
 
@@ -89,6 +94,32 @@ impl Peers {
     /// Members remembered and not yet confirmed.
     pub fn remembered(&self) -> impl Iterator<Item = &Peer> {
         self.remembered.values()
+    }
+
+    /// Whether members gossip has not confirmed are still in the ring.
+    pub fn unsettled(&self) -> bool {
+        !self.remembered.is_empty()
+    }
+
+    /// A settled peer's ring: forget the remembered members it lacks (they left, or stayed
+    /// down long enough for gossip to drop them). Says whether any was forgotten.
+    pub fn refute(&mut self, ring: &[String]) -> bool {
+        let before = self.remembered.len();
+        self.remembered.retain(|name, _| ring.contains(name));
+        let gone = before - self.remembered.len();
+        if gone > 0 {
+            tracing::info!(
+                count = gone,
+                "forgetting saved ring members a peer's ring lacks"
+            );
+        }
+        gone > 0
+    }
+
+    /// The next call id of a members question.
+    pub fn next_call(&mut self) -> u64 {
+        self.calls = self.calls.wrapping_add(1) & (MEMBERS_CALL_BIT - 1);
+        self.calls | MEMBERS_CALL_BIT
     }
 
     /// Save the ring's other members when they changed (synced with the next group commit).
@@ -137,6 +168,20 @@ mod tests {
         assert!(again.expire(6_000));
         assert_eq!(again.remembered().count(), 0);
         assert!(!again.expire(7_000), "nothing left to forget");
+    }
+
+    #[test]
+    fn a_settled_peers_ring_refutes_members_that_left() {
+        let store = MemoryStore::default();
+        Peers::load(&store, "a", 1_000).save(&store, vec![peer("b", 1), peer("c", 2)]);
+        let mut again = Peers::load(&store, "a", 1_000);
+        assert!(again.unsettled());
+        assert!(!again.refute(&["a".into(), "b".into(), "c".into()]));
+        assert!(again.refute(&["a".into(), "b".into(), "d".into()]));
+        let names: Vec<_> = again.remembered().map(|p| p.name.clone()).collect();
+        assert_eq!(names, ["b"], "c left: the peer's ring lacks it");
+        again.confirm("b");
+        assert!(!again.unsettled());
     }
 
     #[test]

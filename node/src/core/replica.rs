@@ -110,6 +110,7 @@ impl Replica<'_> {
             PeerRequest::Exchange { .. }
             | PeerRequest::Hint { .. }
             | PeerRequest::Table { .. }
+            | PeerRequest::Members
             | PeerRequest::Repl(..)
             | PeerRequest::Forward(_) => Ok(PeerReply::Failed("not a replica request".into())),
         }

@@ -521,6 +521,7 @@ impl World {
             PeerRequest::Exchange { .. } => "exchange",
             PeerRequest::Hint { .. } => "hint",
             PeerRequest::Forward(_) => "forward",
+            PeerRequest::Members => "members",
             PeerRequest::Repl(r, _) => repl_kind(r),
             // Requests of core features newer than this simulator.
             #[allow(unreachable_patterns)]
