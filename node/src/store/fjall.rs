@@ -3,12 +3,16 @@
 //! Directory layout: `<dir>/LOCK` (held exclusively while the store is open) and `<dir>/db/`
 //! (fjall's files), with one fjall keyspace per kind of data: `data`, `meta`, `hints`.
 
+mod journal;
+
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
+use self::journal::ActiveJournal;
 use super::hints::{
     decode_hint, hint_key, hint_value, owner_range, record_len, split_hint_key, HintTallies,
 };
@@ -26,7 +30,9 @@ const HINTS_KEYSPACE: &str = "hints";
 /// A [`Store`] on disk, in one data directory that only one process may open at a time.
 ///
 /// Each write goes to fjall's journal in the operating system's buffers (no fsync);
-/// [`sync`](Store::sync) fsyncs the journal, making every earlier write durable.
+/// [`sync`](Store::sync) fsyncs the journal, making every earlier write durable. Writes do
+/// not wait for a sync in progress: the fsync runs outside fjall's journal lock (see
+/// `journal.rs`). After a failed sync every later write and sync fails.
 ///
 /// Hint counts per owner are kept in memory and rebuilt at [`open`](Self::open) by one scan
 /// of the stored hints (O(hints stored), bounded by the caller's hint storage limit).
@@ -46,6 +52,11 @@ pub struct FjallStore {
     data: Keyspace,
     meta: Keyspace,
     hints: Keyspace,
+    /// fjall's active journal, fsynced outside fjall's writer lock.
+    journal: ActiveJournal,
+    /// Set once a sync failed: what it should have made durable may be lost, so no later
+    /// sync may report success (the operating system reports a failed writeback only once).
+    sync_failed: AtomicBool,
     /// Per-owner counts of `hints`. Held across each hint write's read-then-write, so
     /// concurrent writes of one hint cannot miscount.
     tallies: Mutex<HintTallies>,
@@ -94,12 +105,11 @@ impl FjallStore {
             Err(TryLockError::Error(source)) => return Err(io(&lock_path)(source)),
         }
 
-        let db = Database::builder(dir.join(DB_DIR))
-            .open()
-            .map_err(|e| match e {
-                ::fjall::Error::Locked => locked(),
-                other => engine(other),
-            })?;
+        let db_dir = dir.join(DB_DIR);
+        let db = Database::builder(&db_dir).open().map_err(|e| match e {
+            ::fjall::Error::Locked => locked(),
+            other => engine(other),
+        })?;
         let data = db
             .keyspace(DATA_KEYSPACE, KeyspaceCreateOptions::default)
             .map_err(engine)?;
@@ -116,6 +126,8 @@ impl FjallStore {
             data,
             meta,
             hints,
+            journal: ActiveJournal::new(db_dir),
+            sync_failed: AtomicBool::new(false),
             tallies: Mutex::new(tallies),
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -126,6 +138,16 @@ impl FjallStore {
     #[must_use]
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Refuses writes and syncs after a failed sync, as fjall does after a failed fsync.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if self.sync_failed.load(Ordering::Acquire) {
+            return Err(StoreError::Engine(
+                "an earlier sync failed; restart the node".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn tallies(&self) -> MutexGuard<'_, HintTallies> {
@@ -167,16 +189,25 @@ impl Store for FjallStore {
     fn put(&self, token: u64, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let stored = data_key(token, key)?;
         check_len("value", value.len(), MAX_VALUE_LEN)?;
+        self.check_writable()?;
         self.data.insert(stored, value).map_err(engine)
     }
 
     fn delete(&self, token: u64, key: &[u8]) -> Result<(), StoreError> {
         let stored = data_key(token, key)?;
+        self.check_writable()?;
         self.data.remove(stored).map_err(engine)
     }
 
     fn sync(&self) -> Result<(), StoreError> {
-        self.db.persist(PersistMode::SyncAll).map_err(engine)
+        self.check_writable()?;
+        // Under fjall's journal lock only long enough to write out its buffer; the fsync,
+        // outside it, covers every write made before this point.
+        self.db.persist(PersistMode::Buffer).map_err(engine)?;
+        self.journal.sync().inspect_err(|e| {
+            tracing::error!(dir = %self.dir.display(), "sync failed, refusing writes: {e}");
+            self.sync_failed.store(true, Ordering::Release);
+        })
     }
 
     fn scan(
@@ -216,6 +247,7 @@ impl Store for FjallStore {
     fn meta_put(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         check_len("meta name", name.len(), MAX_KEY_LEN)?;
         check_len("value", value.len(), MAX_VALUE_LEN)?;
+        self.check_writable()?;
         self.meta.insert(name.as_bytes(), value).map_err(engine)
     }
 
@@ -230,6 +262,7 @@ impl Store for FjallStore {
     fn hint_put(&self, hint: &Hint) -> Result<(), StoreError> {
         let stored = hint_key(&hint.owner, hint.token, &hint.key)?;
         let value = hint_value(hint.stored_ms, &hint.value)?;
+        self.check_writable()?;
         let mut tallies = self.tallies();
         let replaced = self.stored_hint_len(&stored)?;
         self.hints.insert(stored, value).map_err(engine)?;
@@ -242,6 +275,7 @@ impl Store for FjallStore {
 
     fn hint_delete(&self, owner: &str, token: u64, key: &[u8]) -> Result<(), StoreError> {
         let stored = hint_key(owner, token, key)?;
+        self.check_writable()?;
         let mut tallies = self.tallies();
         // Deleting nothing writes nothing (no tombstone).
         if let Some(old) = self.stored_hint_len(&stored)? {
@@ -298,6 +332,35 @@ mod tests {
             .map(|e| e.token)
             .collect();
         assert_eq!(all, [2, u64::MAX]);
+    }
+
+    #[test]
+    fn after_a_failed_sync_every_write_and_sync_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FjallStore::open(dir.path()).unwrap();
+        s.put(1, b"a", b"1").unwrap();
+        s.sync().unwrap();
+        // With its journal gone the store cannot make the next write durable.
+        for entry in std::fs::read_dir(dir.path().join(DB_DIR)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|ext| ext == "jnl") {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+        s.put(2, b"b", b"2").unwrap();
+        assert!(matches!(s.sync(), Err(StoreError::Io { .. })));
+        for err in [
+            s.sync().unwrap_err(),
+            s.put(3, b"c", b"3").unwrap_err(),
+            s.delete(1, b"a").unwrap_err(),
+            s.meta_put("ring", b"x").unwrap_err(),
+            s.hint_put(&hint("n1", 1, "k", "v")).unwrap_err(),
+            s.hint_delete("n1", 1, b"k").unwrap_err(),
+        ] {
+            assert!(err.to_string().contains("an earlier sync failed"), "{err}");
+        }
+        // Reads still answer.
+        assert_eq!(s.get(1, b"a").unwrap(), Some(b"1".to_vec()));
     }
 
     fn hint(owner: &str, token: u64, key: &str, value: &str) -> Hint {
