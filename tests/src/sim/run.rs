@@ -190,7 +190,7 @@ impl<'a> Driver<'a> {
         }
         let table = config
             .primary
-            .map(|sync| primary_table(sync, &ringkv::TableLimits::of(&core)));
+            .map(|sync| primary_table(sync, config.topology, &ringkv::TableLimits::of(&core)));
         let (table, table_error) = match table {
             Some(Ok(t)) => (Some(t), None),
             Some(Err(e)) => (None, Some(e.to_string())),
