@@ -123,8 +123,7 @@ fn the_primary_streams_to_one_replica_and_the_last_one_catches_up_through_it() {
     assert_eq!(h["topology"], "chain", "{h}");
     assert_eq!(h["role"], "replica", "{h}");
     let relayed = poll(WITHIN, || {
-        shard(&cluster, index_of(&cluster, &head), key)
-            .filter(|h| h["relays_to"] == tail.as_str())
+        shard(&cluster, index_of(&cluster, &head), key).filter(|h| h["relays_to"] == tail.as_str())
     });
     assert!(relayed.is_some(), "the head never relayed to {tail}");
     let t = poll(WITHIN, || {

@@ -8,7 +8,7 @@ use ringkv_gossip::{GossipConfig, GossipOutput, Membership, NodeId};
 use ringkv_ring::{Ring, RingConfig, RingNode};
 
 use super::leader::{Leader, SyncState};
-use super::msg::ReplRequest;
+use super::msg::{ReplReply, ReplRequest};
 use super::tests::RING_ID;
 use super::{majority, Ctx, ReplConfig, Replication, Role, Shard, ShardMeta};
 use crate::core::coordinator::{CallId, ClientId};
@@ -479,4 +479,58 @@ fn a_replica_answers_with_what_it_has_when_its_successor_is_silent() {
     );
     c.settle();
     assert_eq!(c.follower(&r2), (1, true), "r2 caught up from its probe");
+}
+
+#[test]
+fn a_chain_nobody_answers_is_dropped_and_its_head_probed_directly() {
+    let mut c = Cluster::new(3, &[0, 1, 2]);
+    let (p, r1, r2) = (c.names[0].clone(), c.names[1].clone(), c.names[2].clone());
+    c.write(0);
+    c.step(); // flush
+    let lost = c.queue.remove(0);
+    assert!(
+        matches!(lost, Msg::Call(0, 1, ..)),
+        "the chain append to r1"
+    );
+    c.now += 2 * super::millis(ReplConfig::default().relay_timeout);
+    c.tick(0);
+    let mut sent = c.appends();
+    sent.sort();
+    assert_eq!(sent, vec![(p.clone(), r1, None), (p, r2, Some(vec![]))]);
+}
+
+#[test]
+fn relayed_appends_and_answers_outside_the_bounds_are_refused() {
+    let mut c = Cluster::new(3, &[0, 1, 2]);
+    let r1 = c.names[1].clone();
+    c.write(0);
+    c.step(); // flush
+    let Msg::Call(_, _, call, PeerRequest::Repl(mut req, ring)) = c.queue.remove(0) else {
+        panic!("the chain append");
+    };
+    // More downstream offsets than the shard has replicas: the answer counts as a failure.
+    let flood = (0..4).map(|i| (format!("x{i}"), 1)).collect();
+    let reply = ReplReply::Acked {
+        offset: 1,
+        downstream: flood,
+    };
+    c.answer(0, call, Ok(PeerReply::Repl(reply)));
+    assert_eq!(c.follower(&r1), (0, false), "not counted; probed directly");
+
+    // A route naming a node outside the shard is refused before anything is applied.
+    if let ReplRequest::Append { relay: Some(r), .. } = &mut req {
+        r.next = vec!["stranger".into()];
+    }
+    let ctx = c.ctx(1);
+    let mut repl = Replication::new(ReplConfig::default());
+    let answer = repl.on_request(
+        &ctx,
+        (&c.names[0], InboundId(9)),
+        (req, ring),
+        &mut Vec::new(),
+    );
+    assert!(
+        matches!(answer, Some((PeerReply::Failed(_), _))),
+        "{answer:?}"
+    );
 }
