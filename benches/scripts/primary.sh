@@ -5,10 +5,12 @@
 # Usage (from the repository root): bash benches/scripts/primary.sh [SECONDS] [CONCURRENCY] [FAILOVERS]
 # Starts its own nodes on free ports in a temporary directory and kills them all at the end.
 # NODE_LOG sets the nodes' RUST_LOG (default warn); KEEP_LOGS=DIR copies their logs there.
+# TOPOLOGY=chain sets every primary prefix to `--topology chain` (default star).
 set -euo pipefail
 SECS=${1:-15}
 CONC=${2:-32}
 TRIALS=${3:-5}
+TOPOLOGY=${TOPOLOGY:-star}
 KEYS=10000
 VALUE=100
 cargo build --release -q -p ringctl
@@ -80,11 +82,11 @@ sleep 3
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # One prefix per write policy; all of them share the shards' logs and primaries.
-at n1 range set --prefix pa: --mode primary --sync-replicas none >/dev/null
-at n1 range set --prefix p1: --mode primary --sync-replicas 1 >/dev/null
-at n1 range set --prefix pm: --mode primary --sync-replicas majority >/dev/null
-at n1 range set --prefix fo: --mode primary >/dev/null
-at n1 range set --prefix warm: --mode primary >/dev/null
+at n1 range set --prefix pa: --mode primary --sync-replicas none --topology $TOPOLOGY >/dev/null
+at n1 range set --prefix p1: --mode primary --sync-replicas 1 --topology $TOPOLOGY >/dev/null
+at n1 range set --prefix pm: --mode primary --sync-replicas majority --topology $TOPOLOGY >/dev/null
+at n1 range set --prefix fo: --mode primary --topology $TOPOLOGY >/dev/null
+at n1 range set --prefix warm: --mode primary --topology $TOPOLOGY >/dev/null
 has_rules() { at "$1" range list | grep -q warm:; }
 for n in "${NODES[@]}"; do until_true 30 has_rules $n; done
 # Elect every shard's primary (errors saying "retry" are expected here) and let replicas join.
@@ -94,6 +96,7 @@ for n in "${NODES[@]}"; do
   at $n -o json info replication | json "'$n: primary of %d shard(s), replicas online %d/%d' % (sum(r['role']=='primary' for r in d), sum(x['state']=='online' for r in d if r['role']=='primary' for x in r['replicas']), sum(len(r['replicas']) for r in d if r['role']=='primary'))"
 done
 
+echo "topology: $TOPOLOGY"
 echo "== writes: ${SECS}s, $CONC clients through n1, $KEYS keys, $VALUE B values, 100% writes"
 echo "| mode | writes ok | throughput | write p50 / p99 / p999 | errors | load avg (before -> after) |"
 echo "|---|---|---|---|---|---|"
@@ -205,7 +208,7 @@ EOF
   until_true 60 all_online "$NEW" "$key"
   sleep 2
 done
-python3 - "$DIR/failover.txt" <<'EOF'
+[ -f "$DIR/failover.txt" ] && python3 - "$DIR/failover.txt" <<'EOF' || true
 import statistics, sys
 t = [float(l.split()[0]) for l in open(sys.argv[1]) if l.split() and l.split()[0] != 'none']
 if t:

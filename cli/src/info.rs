@@ -65,6 +65,10 @@ fn text(rows: &[ShardInfo]) -> String {
         let _ = writeln!(s, "backlog_first_offset:{first}");
         let _ = writeln!(s, "sync_partial:{}", r.partial_syncs);
         let _ = writeln!(s, "sync_full:{}", r.full_syncs);
+        let _ = writeln!(s, "topology:{}", r.topology);
+        if let Some(next) = &r.relays_to {
+            let _ = writeln!(s, "relays_to:{next}");
+        }
         if let Some(silent) = r.primary_silent_ms {
             let _ = writeln!(s, "primary_last_heard_s:{:.1}", silent as f64 / 1000.0);
         }
@@ -72,9 +76,13 @@ fn text(rows: &[ShardInfo]) -> String {
             let lag = rep
                 .lag_ms
                 .map_or("-".into(), |l| format!("{:.1}", l as f64 / 1000.0));
+            let via = rep
+                .via
+                .as_deref()
+                .map_or(String::new(), |v| format!(",via={v}"));
             let _ = writeln!(
                 s,
-                "replica{i}:name={},state={},offset={},lag={lag}",
+                "replica{i}:name={},state={},offset={},lag={lag}{via}",
                 rep.name, rep.state, rep.offset
             );
         }

@@ -39,7 +39,10 @@ pub struct SetArgs {
     /// Which copies serve primary-mode reads (default `primary`).
     #[arg(long, value_enum)]
     pub read_from: Option<ReadFromArg>,
-    /// How writes reach the replicas: `star` from the primary to each (default), or `chain`.
+    /// How writes reach the replicas: `star` from the primary to each (default), or `chain`
+    /// (the primary to the first replica, each replica to the next). All primary prefixes of
+    /// a shard share one log, so shards stream by chain as soon as any primary prefix asks for
+    /// `chain`.
     #[arg(long, value_enum)]
     pub topology: Option<TopologyArg>,
 }
@@ -69,7 +72,7 @@ pub enum ReadFromArg {
 pub enum TopologyArg {
     /// The primary sends to every replica.
     Star,
-    /// Each replica forwards to the next.
+    /// The primary sends to the first replica, each replica passes writes to the next.
     Chain,
 }
 

@@ -358,6 +358,20 @@ impl RangeTable {
             .any(|r| matches!(r.mode, Mode::Primary(_)))
     }
 
+    /// How shards stream their log: one log carries every primary prefix of a shard, so it
+    /// goes by chain as soon as any primary-mode rule asks for it, else star.
+    pub fn topology(&self) -> Topology {
+        let chain = self
+            .rules
+            .values()
+            .any(|r| matches!(&r.mode, Mode::Primary(o) if o.topology == Topology::Chain));
+        if chain {
+            Topology::Chain
+        } else {
+            Topology::Star
+        }
+    }
+
     /// The rules as `ringctl range list` shows them.
     pub fn rows(&self) -> Vec<RuleRow> {
         self.rules

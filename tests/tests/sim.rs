@@ -3,7 +3,8 @@
 //! core bugs.
 //!
 //! Long runs: `cargo run --release -p ringkv-tests --bin sim -- --seeds 100000`, and in primary
-//! mode with `--primary majority` (or `none`, or a replica count).
+//! mode with `--primary majority` (or `none`, or a replica count), with `--topology chain` for
+//! chain streaming.
 
 use std::time::Duration;
 
@@ -380,6 +381,35 @@ fn primary_majority_batch_keeps_every_invariant() {
 #[test]
 fn primary_async_batch_keeps_every_invariant() {
     batch(&primary(SyncReplicas::None), 31_000..31_020);
+}
+
+/// Chain topology under every fault kind: the same invariants as star, and replicas do pass
+/// appends on to each other (a primary sends to the first replica of the chain only).
+#[test]
+fn primary_chain_batch_keeps_every_invariant_and_replicas_relay() {
+    let config = SimConfig {
+        topology: ringkv::Topology::Chain,
+        ..primary(SyncReplicas::Majority)
+    };
+    batch(&config, 32_000..32_012);
+    let report = run(32_000, &config, None);
+    assert!(
+        report.relayed_appends > 50,
+        "{} relayed",
+        report.relayed_appends
+    );
+    let star = run(32_000, &primary(SyncReplicas::Majority), None);
+    assert_eq!(star.relayed_appends, 0, "star relays nothing");
+}
+
+/// The crash-heavy schedule with chain topology, a few seeds that pass with star too.
+#[test]
+fn primary_chain_with_crashes_keeps_every_invariant() {
+    let config = SimConfig {
+        topology: ringkv::Topology::Chain,
+        ..primary_crashes()
+    };
+    batch(&config, 0..8);
 }
 
 /// A fault-free primary-mode run is checked for real: the watch saw log entries appended and

@@ -74,6 +74,7 @@ macro_rules! repl_ctx {
             primary_key: &primary_key,
             durable: $core.config.durability == $crate::store::Durability::Sync,
             ring_id: $core.ring_id,
+            chain: table.topology() == $crate::table::Topology::Chain,
         };
     };
 }
@@ -339,8 +340,12 @@ impl NodeCore {
                 req: PeerRequest::Repl(req, ring),
             } => {
                 repl_ctx!(self, now_ms, ctx);
-                let (reply, sync) = self.repl.on_request(&ctx, &from, (req, ring), &mut out);
-                out.push(Effect::Respond { id, reply, sync });
+                let answer = self
+                    .repl
+                    .on_request(&ctx, (&from, id), (req, ring), &mut out);
+                if let Some((reply, sync)) = answer {
+                    out.push(Effect::Respond { id, reply, sync });
+                }
             }
             Input::PeerRequest { id, req, .. } if self.quorum_write_refused(&req) => {
                 out.push(Effect::Respond {

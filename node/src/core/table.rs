@@ -85,14 +85,6 @@ impl TableSync {
         mode: Mode,
         out: &mut Vec<Effect>,
     ) -> Result<Vec<RuleRow>, ClientError> {
-        if let Mode::Primary(opts) = &mode {
-            if opts.topology == crate::table::Topology::Chain {
-                return Err(ClientError::BadRange(
-                    "chain topology is not available yet: replicas are fed by the primary (star)"
-                        .into(),
-                ));
-            }
-        }
         let mut next = self.table.clone();
         next.set(prefix, mode, ctx.me, &self.limits)
             .map_err(|e| ClientError::BadRange(e.to_string()))?;

@@ -174,3 +174,24 @@ fn names_print_as_the_cli_spells_them() {
     };
     assert_eq!(stamp.to_string(), "7@n2");
 }
+
+#[test]
+fn shards_stream_by_chain_while_any_primary_rule_asks_for_it() {
+    let chain = Mode::Primary(PrimaryOptions {
+        topology: Topology::Chain,
+        ..PrimaryOptions::default()
+    });
+    let mut t = RangeTable::new();
+    assert_eq!(t.topology(), Topology::Star);
+    t.set(b"a".to_vec(), primary(SyncReplicas::None), "n1", &LIMITS)
+        .unwrap();
+    assert_eq!(t.topology(), Topology::Star);
+    t.set(b"b".to_vec(), chain, "n1", &LIMITS).unwrap();
+    assert_eq!(t.topology(), Topology::Chain, "one chain rule is enough");
+    t.set(b"b".to_vec(), Mode::Quorum, "n1", &LIMITS).unwrap();
+    assert_eq!(
+        t.topology(),
+        Topology::Star,
+        "a quorum rule that kept the prefix asks for nothing"
+    );
+}

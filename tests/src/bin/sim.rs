@@ -74,6 +74,10 @@ struct Args {
     /// or majority (reads from the primary). Absent: the masterless quorum path.
     #[arg(long)]
     primary: Option<String>,
+    /// With --primary: how the primary streams its log, star (to each replica) or chain
+    /// (to the first, each replica to the next).
+    #[arg(long, default_value = "star")]
+    topology: String,
     /// Do not check that replicas converge after the faults heal (for a core without
     /// anti-entropy).
     #[arg(long)]
@@ -203,6 +207,12 @@ fn config_from(args: &Args) -> Result<SimConfig> {
         }
         config.primary = Some(sync);
     }
+    config.topology = match args.topology.as_str() {
+        "star" => ringkv::Topology::Star,
+        "chain" if config.primary.is_some() => ringkv::Topology::Chain,
+        "chain" => bail!("--topology chain needs --primary"),
+        other => bail!("unknown topology {other:?} (star or chain)"),
+    };
     config.capabilities.anti_entropy = !args.no_anti_entropy;
     config.capabilities.read_repair = !args.no_read_repair;
     config.trace_tail = args.trace.clamp(1, 100_000);
@@ -265,9 +275,10 @@ fn batch(config: &SimConfig, args: &Args) -> bool {
         args.seeds,
         args.start,
         config.drawn_faults(),
-        config
-            .primary
-            .map_or_else(|| "quorum".to_string(), |s| format!("primary, sync {s}"))
+        config.primary.map_or_else(
+            || "quorum".to_string(),
+            |s| format!("primary, sync {s}, {}", config.topology)
+        )
     );
     std::thread::scope(|scope| {
         for _ in 0..threads {

@@ -273,6 +273,8 @@ pub struct SimConfig {
     /// Primary mode: every workload key falls under a primary prefix with these sync
     /// replicas (reads from the primary); `None` runs the masterless quorum path.
     pub primary: Option<SyncReplicas>,
+    /// Primary mode: how the primary streams its log (star, or chain through the replicas).
+    pub topology: ringkv::Topology,
 }
 
 impl SimConfig {
@@ -338,6 +340,7 @@ impl Default for SimConfig {
             trace_tail: 60,
             core_overrides: None,
             primary: None,
+            topology: ringkv::Topology::Star,
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct RunReport {
     pub handoff_timeouts: usize,
     /// Primary-mode log entries the watch saw appended or applied (0 in quorum mode).
     pub log_entries: u64,
+    /// Appends a replica passed on to the next one (chain topology; 0 otherwise).
+    pub relayed_appends: u64,
     /// Broken invariants, first found first.
     pub violations: Vec<Violation>,
     /// The last events (as many as the configuration's `trace_tail`).
@@ -190,7 +192,7 @@ impl<'a> Driver<'a> {
         }
         let table = config
             .primary
-            .map(|sync| primary_table(sync, &ringkv::TableLimits::of(&core)));
+            .map(|sync| primary_table(sync, config.topology, &ringkv::TableLimits::of(&core)));
         let (table, table_error) = match table {
             Some(Ok(t)) => (Some(t), None),
             Some(Err(e)) => (None, Some(e.to_string())),
@@ -697,6 +699,7 @@ impl<'a> Driver<'a> {
             clean: self.clean(),
             handoff_timeouts: self.handoff_timeouts,
             log_entries: self.world.log_watch().map_or(0, |w| w.entries_seen),
+            relayed_appends: stats.relayed_appends,
             violations,
             trace_tail,
         }

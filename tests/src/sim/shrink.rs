@@ -109,6 +109,9 @@ pub fn config_flags(config: &SimConfig) -> Vec<String> {
     }
     if let Some(sync) = config.primary {
         flags.push(format!("--primary {sync}"));
+        if config.topology != ringkv::Topology::Star {
+            flags.push(format!("--topology {}", config.topology));
+        }
     }
     if !config.capabilities.anti_entropy {
         flags.push("--no-anti-entropy".into());
@@ -134,6 +137,7 @@ mod tests {
         config.sabotage.skip_read_merge = true;
         config.capabilities.anti_entropy = false;
         config.primary = Some(ringkv::SyncReplicas::Majority);
+        config.topology = ringkv::Topology::Chain;
         let cmd = replay_command(5, &config, &Schedule::none());
         assert!(cmd.contains("--seed 5 --schedule 'none'"), "{cmd}");
         for flag in [
@@ -142,6 +146,7 @@ mod tests {
             "--sabotage skip-read-merge",
             "--no-anti-entropy",
             "--primary majority",
+            "--topology chain",
         ] {
             assert!(cmd.contains(flag), "{cmd} lacks {flag}");
         }

@@ -90,6 +90,8 @@ pub struct Stats {
     pub failed_calls: u64,
     /// `Down` membership events seen on any node.
     pub downs: u64,
+    /// Appends a replica passed on to the next one (chain topology).
+    pub relayed_appends: u64,
     /// How many times each value was taken by a write leader (a retried leader can give
     /// one value two dots).
     pub leader_writes: BTreeMap<Vec<u8>, u32>,
@@ -551,6 +553,17 @@ impl World {
             self.trace.record(self.now, Some(to), What::Replica(text));
         }
         let from_name = self.nodes[from].name.clone();
+        if let PeerRequest::Repl(
+            ReplRequest::Append {
+                relay: Some(relay), ..
+            },
+            _,
+        ) = &req
+        {
+            if relay.primary != from_name {
+                self.stats.relayed_appends += 1;
+            }
+        }
         let id = self.nodes[to].inbound_id(ReplyTo::Remote { key, caller: from });
         self.input(
             to,
@@ -673,6 +686,12 @@ fn repl_kind(req: &ReplRequest) -> &'static str {
     match req {
         ReplRequest::Vote { .. } => "vote",
         ReplRequest::PreVote { .. } => "pre-vote",
+        ReplRequest::Append {
+            relay: Some(_),
+            entries,
+            ..
+        } if entries.is_empty() => "chain heartbeat",
+        ReplRequest::Append { relay: Some(_), .. } => "chain append",
         ReplRequest::Append { entries, .. } if entries.is_empty() => "heartbeat",
         ReplRequest::Append { .. } => "append",
         ReplRequest::Snapshot { .. } => "snapshot",

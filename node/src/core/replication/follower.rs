@@ -53,9 +53,12 @@ pub(super) fn handle(
             from: at,
             entries,
             commit,
+            relay,
             ..
         } => {
-            if let Some(fenced) = follow(st, ctx, id, from, epoch)? {
+            // A relayed append comes from another replica: follow the primary it names.
+            let primary = relay.as_ref().map_or(from, |r| r.primary.as_str());
+            if let Some(fenced) = follow(st, ctx, id, primary, epoch)? {
                 return Ok((fenced, false));
             }
             st.commit = st.commit.max(commit);
@@ -68,12 +71,7 @@ pub(super) fn handle(
                 return Ok((ReplReply::Behind(st.meta.position()), false));
             }
             let wrote = append(st, ctx.view.store, id, &replid, entries, env.audit)?;
-            Ok((
-                ReplReply::Acked {
-                    offset: st.meta.offset,
-                },
-                wrote,
-            ))
+            Ok((ReplReply::acked(st.meta.offset), wrote))
         }
         ReplRequest::Snapshot {
             epoch,
@@ -119,9 +117,9 @@ pub(super) fn handle(
             let offset = st.meta.offset;
             // A page that changed nothing (an empty range) need not wait for a sync: what the
             // snapshot stands for counts only from the last page, which does.
-            Ok((ReplReply::Acked { offset }, first || changed || done))
+            Ok((ReplReply::acked(offset), first || changed || done))
         }
-        ReplRequest::Flush { offset, .. } => Ok((ReplReply::Acked { offset }, true)),
+        ReplRequest::Flush { offset, .. } => Ok((ReplReply::acked(offset), true)),
         ReplRequest::Collect { epoch, cursor, .. } => {
             if let Some(fenced) = follow(st, ctx, id, from, epoch)? {
                 return Ok((fenced, false));

@@ -44,6 +44,11 @@ pub struct ShardInfo {
     pub primary_silent_ms: Option<u64>,
     /// A primary: its replicas.
     pub replicas: Vec<ReplicaInfo>,
+    /// How appends reach the replicas: `star` (from the primary to each) or `chain`.
+    pub topology: String,
+    /// Chain topology: the replica this node passed appends to within the replica timeout
+    /// (on a primary, the chain's head).
+    pub relays_to: Option<String>,
 }
 
 /// One replica, as its primary sees it.
@@ -57,6 +62,9 @@ pub struct ReplicaInfo {
     pub offset: u64,
     /// Milliseconds since it last answered (`None`: never).
     pub lag_ms: Option<u64>,
+    /// Chain topology: the replica its last acknowledgement was relayed by (`None`: it
+    /// answered the primary itself).
+    pub via: Option<String>,
 }
 
 impl Replication {
@@ -91,6 +99,7 @@ impl Replication {
                                     state: state.into(),
                                     offset: f.acked,
                                     lag_ms: lag,
+                                    via: f.via.clone(),
                                 }
                             })
                             .collect();
@@ -116,6 +125,12 @@ impl Replication {
                     primary_silent_ms: matches!(st.role, Role::Replica)
                         .then(|| now.saturating_sub(st.heard_ms)),
                     replicas,
+                    topology: if ctx.chain { "chain" } else { "star" }.into(),
+                    relays_to: st
+                        .relays_to
+                        .as_ref()
+                        .filter(|(_, at)| ctx.chain && now.saturating_sub(*at) < timeout)
+                        .map(|(name, _)| name.clone()),
                 }
             })
             .collect()

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use super::election::ms;
 use super::follower::shard_ranges;
 use super::log::AsOf;
-use super::msg::{Cursor, LogEntry, Position, ReplReply, ReplRequest, SnapshotSpan};
+use super::msg::{Cursor, LogEntry, Position, Relay, ReplReply, ReplRequest, SnapshotSpan};
 use super::{majority, CallKind, Ctx, Replication, Role, Shard};
 use crate::core::coordinator::ClientId;
 use crate::core::replica::load;
@@ -62,6 +62,8 @@ pub(super) struct Follower {
     pub round: u64,
     /// Round of the call in flight.
     pub sent_round: u64,
+    /// Chain topology: the replica its last acknowledgement came through (`None`: direct).
+    pub via: Option<String>,
 }
 
 /// A write waiting for its replicas.
@@ -104,6 +106,8 @@ pub(super) struct Leader {
     pub flushing: bool,
     /// Replicas whose pre-primary keys were collected.
     pub collected: BTreeSet<String>,
+    /// Chain topology: the append in flight down the chain.
+    pub chain: Option<super::chain::ChainCall>,
 }
 
 impl Leader {
@@ -120,6 +124,7 @@ impl Leader {
                     in_flight: None,
                     round: 0,
                     sent_round: 0,
+                    via: None,
                 };
                 (n, f)
             })
@@ -134,6 +139,7 @@ impl Leader {
             durable: 0,
             flushing: false,
             collected: BTreeSet::new(),
+            chain: None,
         }
     }
 
@@ -446,12 +452,14 @@ impl Replication {
                 });
             }
         }
+        self.expire_chain(ctx, id);
         self.flush(ctx, id, out);
         self.pump(ctx, id, out);
     }
 
     /// Send each idle replica what it needs next: a probe, entries, a heartbeat, a snapshot
-    /// page or a collect request.
+    /// page or a collect request. By chain, replicas that follow the log get their appends
+    /// through the chain instead ([`Self::pump_chain`]).
     pub(super) fn pump(&mut self, ctx: &Ctx<'_>, id: &[String], out: &mut Vec<Effect>) {
         let now = ctx.now();
         let beat = ms(self.config.beat_interval);
@@ -474,6 +482,9 @@ impl Replication {
             if matches!(f.state, SyncState::Stream) && !backlog.covers(f.acked, meta.offset) {
                 f.state = snapshot_start(meta);
             }
+            if ctx.chain && matches!(f.state, SyncState::Stream) {
+                continue;
+            }
             let req = match &f.state {
                 SyncState::Probe => Some(append(
                     meta,
@@ -482,6 +493,7 @@ impl Replication {
                     Vec::new(),
                     commit,
                     id,
+                    None,
                 )),
                 SyncState::Stream => {
                     let due = f.acked < meta.offset
@@ -489,7 +501,7 @@ impl Replication {
                         || now.saturating_sub(f.lease_ms) >= beat;
                     due.then(|| {
                         let entries = backlog.since(f.acked, max_entries, max_bytes);
-                        append(meta, leader.epoch, f.acked, entries, commit, id)
+                        append(meta, leader.epoch, f.acked, entries, commit, id, None)
                     })
                 }
                 SyncState::Collect(cursor) => Some(ReplRequest::Collect {
@@ -526,11 +538,14 @@ impl Replication {
             }
         }
         for (peer, kind, req) in sends {
-            if !self.send(ctx, id, &peer, kind, req, out) {
+            if self.send(ctx, id, &peer, kind, req, out).is_none() {
                 if let Some(f) = self.follower(id, &peer) {
                     f.in_flight = None;
                 }
             }
+        }
+        if ctx.chain {
+            self.pump_chain(ctx, id, out);
         }
     }
 
@@ -568,8 +583,9 @@ impl Replication {
         };
         let sent = f.in_flight.take().unwrap_or(now);
         match reply {
-            Ok(ReplReply::Acked { offset }) => {
+            Ok(ReplReply::Acked { offset, .. }) => {
                 f.acked = offset;
+                f.via = None;
                 f.heard_ms = now;
                 f.lease_ms = sent;
                 f.round = f.round.max(round);
@@ -638,7 +654,7 @@ impl Replication {
             let sent = f.in_flight.take().unwrap_or(now);
             match (reply, &mut f.state) {
                 (
-                    Ok(ReplReply::Acked { offset }),
+                    Ok(ReplReply::Acked { offset, .. }),
                     SyncState::Snapshot {
                         at,
                         range,
@@ -825,13 +841,14 @@ pub fn read_result(record: Option<Record>, replied: usize) -> ReadResult {
     }
 }
 
-fn append(
+pub(super) fn append(
     meta: &super::ShardMeta,
     epoch: u64,
     from: u64,
     entries: Vec<LogEntry>,
     commit: u64,
     id: &[String],
+    relay: Option<Relay>,
 ) -> ReplRequest {
     ReplRequest::Append {
         shard: id.to_vec(),
@@ -842,6 +859,7 @@ fn append(
         from,
         entries,
         commit,
+        relay,
     }
 }
 

@@ -10,6 +10,7 @@ use super::tests::{ctx, entry, fresh, node, record, vote, RING_ID};
 use super::{ReplConfig, Replication, Role};
 use crate::core::coordinator::ClientId;
 use crate::core::Effect;
+use crate::core::InboundId;
 use crate::proto::{ClientResponse, PeerReply};
 use crate::store::Store;
 use crate::version::DvvSet;
@@ -200,10 +201,24 @@ fn a_node_that_knows_too_few_replicas_neither_serves_nor_votes_for_them() {
         offset: 0,
     };
     let partial = vec!["a".to_string(), "b".to_string()];
-    let (reply, _) = repl.on_request(&ctx(&n, 1), "a", (ask(partial), RING_ID), &mut Vec::new());
+    let (reply, _) = repl
+        .on_request(
+            &ctx(&n, 1),
+            ("a", InboundId(1)),
+            (ask(partial), RING_ID),
+            &mut Vec::new(),
+        )
+        .unwrap();
     assert!(matches!(reply, PeerReply::Failed(_)), "{reply:?}");
     let full = Replication::shard_of(&n.ring, b"p/x");
     let voter = full.iter().find(|x| *x != "b").unwrap().clone();
-    let (reply, _) = repl.on_request(&ctx(&n, 1), &voter, (ask(full), RING_ID), &mut Vec::new());
+    let (reply, _) = repl
+        .on_request(
+            &ctx(&n, 1),
+            (&voter, InboundId(1)),
+            (ask(full), RING_ID),
+            &mut Vec::new(),
+        )
+        .unwrap();
     assert_eq!(reply, PeerReply::Repl(ReplReply::Granted));
 }

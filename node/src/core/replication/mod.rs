@@ -14,6 +14,9 @@
 //! write lease that stops a cut-off primary within one lease period.
 
 mod audit;
+mod chain;
+#[cfg(test)]
+mod chain_tests;
 mod election;
 mod follower;
 mod info;
@@ -33,7 +36,7 @@ use std::time::Duration;
 use ringkv_ring::Ring;
 
 use super::coordinator::{CallId, ClientId};
-use super::{Effect, View};
+use super::{Effect, InboundId, View};
 use crate::config::Sabotage;
 use crate::proto::{ClientError, PeerReply, PeerRequest};
 #[doc(hidden)]
@@ -64,6 +67,9 @@ pub struct ReplConfig {
     pub stagger: Duration,
     /// A replica silent this long is shown `offline` and does not count for `sync-replicas`.
     pub replica_timeout: Duration,
+    /// Chain topology: how long a replica waits for the next one to answer a relayed append,
+    /// per replica left in the chain, before it answers upstream with what it has.
+    pub relay_timeout: Duration,
     /// Backlog bytes per shard (Redis `repl-backlog-size`).
     pub backlog_bytes: usize,
     /// Most entries per append.
@@ -85,6 +91,7 @@ impl Default for ReplConfig {
             failover_timeout: Duration::from_millis(1000),
             stagger: Duration::from_millis(300),
             replica_timeout: Duration::from_millis(2000),
+            relay_timeout: Duration::from_millis(200),
             backlog_bytes: 1 << 20,
             max_batch_entries: 256,
             max_batch_bytes: 256 << 10,
@@ -104,6 +111,8 @@ pub struct Ctx<'a> {
     pub durable: bool,
     /// A digest of this node's ring members (see [`crate::proto::PeerRequest::Repl`]).
     pub ring_id: u64,
+    /// Shards stream appends by chain rather than star (see [`crate::table::Topology`]).
+    pub chain: bool,
 }
 
 impl Ctx<'_> {
@@ -149,6 +158,8 @@ struct Shard {
     abandoned: Vec<(ClientId, ClientError)>,
     /// Reads waiting for this replica to hold a session's write.
     session_reads: Vec<session::SessionRead>,
+    /// Chain topology: the replica this node last passed appends to, and when.
+    relays_to: Option<(String, u64)>,
 }
 
 impl Shard {
@@ -168,6 +179,7 @@ impl Shard {
             full_syncs: 0,
             abandoned: Vec::new(),
             session_reads: Vec::new(),
+            relays_to: None,
         }
     }
 }
@@ -182,12 +194,33 @@ struct Call {
 
 #[derive(Debug, Clone, Copy)]
 enum CallKind {
-    Vote { epoch: u64 },
-    PreVote { epoch: u64 },
-    Append { epoch: u64, round: u64 },
-    Snapshot { epoch: u64 },
-    Collect { epoch: u64 },
-    Flush { epoch: u64, offset: u64 },
+    Vote {
+        epoch: u64,
+    },
+    PreVote {
+        epoch: u64,
+    },
+    Append {
+        epoch: u64,
+        round: u64,
+    },
+    /// An append sent down the chain, to its head.
+    Chain {
+        epoch: u64,
+        round: u64,
+    },
+    /// An append this replica passes on to the next one.
+    Relay,
+    Snapshot {
+        epoch: u64,
+    },
+    Collect {
+        epoch: u64,
+    },
+    Flush {
+        epoch: u64,
+        offset: u64,
+    },
 }
 
 /// Where a primary-mode request should go.
@@ -205,6 +238,8 @@ pub struct Replication {
     shards: BTreeMap<Vec<String>, Shard>,
     calls: HashMap<CallId, Call>,
     next_call: u64,
+    /// Relayed appends waiting for the next replica's answer.
+    relays: HashMap<CallId, chain::PendingRelay>,
     /// Effects made where no effect list was at hand, sent with the next step's.
     pending_effects: Vec<Effect>,
     /// Log changes, when [`ReplConfig::audit_log`] is on.
@@ -224,6 +259,7 @@ impl Replication {
             shards: BTreeMap::new(),
             calls: HashMap::new(),
             next_call: 0,
+            relays: HashMap::new(),
             pending_effects: Vec::new(),
             sabotage: Sabotage::default(),
             scanned_ring: None,
@@ -311,21 +347,23 @@ impl Replication {
             .ok_or_else(|| ClientError::Unavailable("shard vanished".into()))
     }
 
-    /// A request from another node of a shard.
+    /// A request from another node of a shard: the answer and whether it waits for a sync,
+    /// or `None` when it is held back (a relayed append waits for the next replica) and
+    /// comes later as an [`Effect::Respond`] to `inbound`.
     pub fn on_request(
         &mut self,
         ctx: &Ctx<'_>,
-        from: &str,
+        (from, inbound): (&str, InboundId),
         (req, ring_id): (ReplRequest, u64),
         out: &mut Vec<Effect>,
-    ) -> (PeerReply, bool) {
+    ) -> Option<(PeerReply, bool)> {
         if ring_id != ctx.ring_id && !matches!(req, ReplRequest::Flush { .. }) {
             // Rings that differ could map a key to different shards: a node that restarted
             // while others were down knows fewer members and must not take part until it
             // learned them (or they left).
             let reason =
                 "this node's ring differs from the sender's (membership is changing); retry";
-            return (PeerReply::Failed(reason.into()), false);
+            return Some((PeerReply::Failed(reason.into()), false));
         }
         let shard = match &req {
             ReplRequest::Vote { shard, .. }
@@ -337,19 +375,30 @@ impl Replication {
         };
         if !shard.iter().any(|n| n == ctx.view.me) || shard.len() > 16 {
             let reason = "this node is not a replica of that shard".to_string();
-            return (PeerReply::Failed(reason), false);
+            return Some((PeerReply::Failed(reason), false));
         }
         if !full_shard(ctx.view.ring, &shard) {
             // Another view of the ring (a node that just restarted knows fewer nodes): taking
             // part would let two lists of one key's replicas each elect a primary.
             let reason = "that shard is not a full preference list of this node's ring".to_string();
-            return (PeerReply::Failed(reason), false);
+            return Some((PeerReply::Failed(reason), false));
         }
+        // Chain topology: a relayed append is checked, and kept to pass on after it applied.
+        let onward = match &req {
+            ReplRequest::Append { relay: Some(r), .. } => {
+                if !chain::valid_route(r, &shard, ctx.view.me) {
+                    let reason = "a relayed append with a route outside the shard".to_string();
+                    return Some((PeerReply::Failed(reason), false));
+                }
+                (!r.next.is_empty()).then(|| req.clone())
+            }
+            _ => None,
+        };
         if let Err(e) = self.shard(ctx, &shard) {
-            return (PeerReply::Failed(e.to_string()), false);
+            return Some((PeerReply::Failed(e.to_string()), false));
         }
         let Some(st) = self.shards.get_mut(&shard) else {
-            return (PeerReply::Failed("shard vanished".into()), false);
+            return Some((PeerReply::Failed("shard vanished".into()), false));
         };
         let env = follower::Env {
             config: &self.config,
@@ -363,9 +412,17 @@ impl Replication {
         if run_now {
             self.maybe_run(ctx, &shard, out);
         }
-        match result {
-            Ok((reply, sync)) => (PeerReply::Repl(reply), sync && ctx.durable),
-            Err(e) => (PeerReply::Failed(format!("replication: {e}")), false),
+        match (result, onward) {
+            (Ok((ReplReply::Acked { offset, .. }, sync)), Some(req)) => self.relay(
+                ctx,
+                &shard,
+                inbound,
+                req,
+                (offset, sync && ctx.durable),
+                out,
+            ),
+            (Ok((reply, sync)), _) => Some((PeerReply::Repl(reply), sync && ctx.durable)),
+            (Err(e), _) => Some((PeerReply::Failed(format!("replication: {e}")), false)),
         }
     }
 
@@ -377,6 +434,7 @@ impl Replication {
         reply: Result<PeerReply, String>,
         out: &mut Vec<Effect>,
     ) {
+        let call_id = call;
         let Some(call) = self.calls.remove(&call) else {
             return;
         };
@@ -392,6 +450,10 @@ impl Replication {
             CallKind::Append { epoch, round } => {
                 self.on_append_reply(ctx, id, peer, epoch, round, reply, out);
             }
+            CallKind::Chain { epoch, round } => {
+                self.on_chain_reply(ctx, id, call_id, (epoch, round), reply, out);
+            }
+            CallKind::Relay => self.on_relay_reply(ctx, call_id, reply, out),
             CallKind::Snapshot { epoch } | CallKind::Collect { epoch } => {
                 self.on_sync_reply(ctx, id, peer, epoch, reply, out);
             }
@@ -406,6 +468,7 @@ impl Replication {
     pub fn on_tick(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Effect>) {
         out.append(&mut self.pending_effects);
         self.load_logged_shards(ctx);
+        self.expire_relays(ctx, out);
         let ids: Vec<Vec<String>> = self.shards.keys().cloned().collect();
         for id in ids {
             self.tick_shard(ctx, &id, out);
@@ -487,7 +550,7 @@ impl Replication {
         id
     }
 
-    /// Send `req` to `peer` of `shard`; false when it has no live address.
+    /// Send `req` to `peer` of `shard`: the call, or `None` when it has no live address.
     fn send(
         &mut self,
         ctx: &Ctx<'_>,
@@ -496,17 +559,15 @@ impl Replication {
         kind: CallKind,
         req: ReplRequest,
         out: &mut Vec<Effect>,
-    ) -> bool {
-        let Some(to) = ctx.view.peer_addr(peer) else {
-            return false;
-        };
+    ) -> Option<CallId> {
+        let to = ctx.view.peer_addr(peer)?;
         let call = self.call(shard, peer, kind);
         out.push(Effect::Call {
             call,
             to,
             req: PeerRequest::Repl(req, ctx.ring_id),
         });
-        true
+        Some(call)
     }
 
     /// Effects made outside a step (an election started by a refused write).

@@ -79,6 +79,9 @@ pub enum ReplRequest {
         entries: Vec<LogEntry>,
         /// Offset known to be held by a majority.
         commit: u64,
+        /// Chain topology: the primary, and the replicas the receiver passes the append on to
+        /// (`None`: sent by the primary to this replica alone).
+        relay: Option<Relay>,
     },
     /// One page of a full resync: the receiver's keys of the shard's ranges are replaced.
     Snapshot {
@@ -132,6 +135,16 @@ pub enum ReplRequest {
     },
 }
 
+/// The route of an append streamed by chain: the receiver applies it, then passes it to the
+/// first of `next` it can reach (with the rest of the list) and answers with what it learned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relay {
+    /// The primary that ordered the entries (the sender may be another replica).
+    pub primary: String,
+    /// Replicas after the receiver, in chain order.
+    pub next: Vec<String>,
+}
+
 /// Where a scan over a shard's token ranges is.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
@@ -172,6 +185,9 @@ pub enum ReplReply {
     Acked {
         /// The receiver's offset now.
         offset: u64,
+        /// Chain topology: offsets the replicas after the receiver acknowledged for the same
+        /// append (at most the shard's size; empty otherwise).
+        downstream: Vec<(String, u64)>,
     },
     /// The receiver cannot apply from there: here is where it stands (PSYNC).
     Behind(Position),
@@ -187,4 +203,14 @@ pub enum ReplReply {
         /// Where the next page starts; `None` when done.
         next: Option<Cursor>,
     },
+}
+
+impl ReplReply {
+    /// `Acked` at `offset`, with nothing learned from other replicas.
+    pub fn acked(offset: u64) -> Self {
+        Self::Acked {
+            offset,
+            downstream: Vec::new(),
+        }
+    }
 }

@@ -10,6 +10,7 @@ use super::audit::Audit;
 use super::follower::{handle, Env};
 use super::msg::{LogEntry, Position, ReplReply, ReplRequest, SnapshotSpan};
 use super::{Ctx, ReplConfig, Replication, Shard, ShardMeta};
+use crate::core::InboundId;
 use crate::core::View;
 use crate::hlc::Timestamp;
 use crate::store::{MemoryStore, Store};
@@ -66,6 +67,7 @@ pub(super) fn ctx(n: &Node, now_ms: u64) -> Ctx<'_> {
         primary_key: &primary_key,
         durable: true,
         ring_id: RING_ID,
+        chain: false,
     }
 }
 
@@ -122,6 +124,7 @@ fn append(epoch: u64, replid: &str, from: u64, entries: Vec<LogEntry>) -> ReplRe
         from,
         entries,
         commit: 0,
+        relay: None,
     }
 }
 
@@ -275,7 +278,7 @@ fn appends_apply_in_order_are_idempotent_and_older_epochs_are_fenced() {
         append(3, "r3", 2, vec![entry(3, 3, "p/x", "1")]),
     )
     .unwrap();
-    assert_eq!(r, ReplReply::Acked { offset: 3 });
+    assert_eq!(r, ReplReply::acked(3));
     assert!(sync);
     assert_eq!(
         st.meta.position(),
@@ -296,7 +299,7 @@ fn appends_apply_in_order_are_idempotent_and_older_epochs_are_fenced() {
         append(3, "r3", 2, batch),
     )
     .unwrap();
-    assert_eq!(r, ReplReply::Acked { offset: 4 });
+    assert_eq!(r, ReplReply::acked(4));
     assert_eq!(value(&n, "p/x").as_deref(), Some(&b"2"[..]));
     // A gap: the replica says where it stands instead.
     let (r, _) = handle(
@@ -369,7 +372,7 @@ fn a_snapshot_replaces_the_primary_keys_of_its_span_and_nothing_else() {
         done: true,
     };
     let (r, _) = handle(&mut st, env!(&config), &ctx(&n, 1), &id, "a", page).unwrap();
-    assert_eq!(r, ReplReply::Acked { offset: 4 });
+    assert_eq!(r, ReplReply::acked(4));
     assert_eq!(
         value(&n, "p/stale"),
         None,
@@ -437,7 +440,7 @@ fn an_append_never_drops_what_a_replica_wrote_in_quorum_mode() {
         append(3, "r3", 2, batch),
     )
     .unwrap();
-    assert_eq!(r, ReplReply::Acked { offset: 4 });
+    assert_eq!(r, ReplReply::acked(4));
     assert_eq!(
         value(&n, "q/k").as_deref(),
         Some(&b"2"[..]),
@@ -472,8 +475,11 @@ fn a_session_read_waits_until_the_replica_holds_the_write() {
             from,
             entries,
             commit: 0,
+            relay: None,
         };
-        let (reply, _) = repl.on_request(&ctx(&n, 10), "a", (req, RING_ID), &mut out);
+        let (reply, _) = repl
+            .on_request(&ctx(&n, 10), ("a", InboundId(1)), (req, RING_ID), &mut out)
+            .unwrap();
         assert!(
             matches!(
                 reply,
@@ -495,7 +501,7 @@ fn a_session_read_waits_until_the_replica_holds_the_write() {
         items: Vec::new(),
         done: true,
     };
-    repl.on_request(&ctx(&n, 5), "a", (page, RING_ID), &mut out);
+    repl.on_request(&ctx(&n, 5), ("a", InboundId(1)), (page, RING_ID), &mut out);
     assert!(send(&mut repl, 0, vec![entry(1, 1, key, "one")]).is_empty());
 
     let mut out = Vec::new();
@@ -648,7 +654,7 @@ fn a_snapshot_page_that_changes_nothing_is_not_held_for_a_sync() {
     assert!(!sync, "the same key again changes nothing");
     let (r, sync) = handle(&mut st, env!(&config), &c, &id, "a", page(Vec::new(), true)).unwrap();
     assert!(sync, "the last page makes the snapshot count");
-    assert_eq!(r, ReplReply::Acked { offset: 4 });
+    assert_eq!(r, ReplReply::acked(4));
 }
 
 #[test]
@@ -678,11 +684,25 @@ fn a_node_whose_ring_differs_takes_no_part_in_replication() {
             ring,
         )
     };
-    let (reply, _) = repl.on_request(&ctx(&n, 1), "a", ask(RING_ID + 1), &mut Vec::new());
+    let (reply, _) = repl
+        .on_request(
+            &ctx(&n, 1),
+            ("a", InboundId(1)),
+            ask(RING_ID + 1),
+            &mut Vec::new(),
+        )
+        .unwrap();
     assert!(
         matches!(&reply, PeerReply::Failed(e) if e.contains("ring differs")),
         "{reply:?}"
     );
-    let (reply, _) = repl.on_request(&ctx(&n, 1), "a", ask(RING_ID), &mut Vec::new());
+    let (reply, _) = repl
+        .on_request(
+            &ctx(&n, 1),
+            ("a", InboundId(1)),
+            ask(RING_ID),
+            &mut Vec::new(),
+        )
+        .unwrap();
     assert_eq!(reply, PeerReply::Repl(ReplReply::Granted));
 }

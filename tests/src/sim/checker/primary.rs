@@ -221,13 +221,14 @@ pub fn replicas_caught_up(world: &World) -> Result<(), String> {
 /// The range table that puts every workload key under a primary prefix with `sync`.
 pub fn primary_table(
     sync: SyncReplicas,
+    topology: ringkv::Topology,
     limits: &TableLimits,
 ) -> Result<ringkv::RangeTable, ringkv::TableError> {
     let mut table = ringkv::RangeTable::new();
     let options = ringkv::PrimaryOptions {
         sync,
         read_from: ringkv::ReadFrom::Primary,
-        topology: ringkv::Topology::Star,
+        topology,
     };
     table.set(
         crate::sim::config::KEY_PREFIX.to_vec(),
@@ -257,7 +258,7 @@ mod tests {
             max_prefix: 64,
             replicas: 3,
         };
-        let table = primary_table(SyncReplicas::Majority, &limits).unwrap();
+        let table = primary_table(SyncReplicas::Majority, ringkv::Topology::Star, &limits).unwrap();
         for k in 0..100 {
             let key = crate::sim::history::key_bytes(k);
             assert_eq!(
