@@ -593,3 +593,21 @@ fn regression_seed_17_a_member_that_left_meanwhile_is_forgotten_after_a_restart(
     let report = run(17, &config, Some(&schedule));
     assert!(report.passed(), "{}", describe(&config, &report));
 }
+
+/// Core bug (fixed with this test): after a node joined, a key's new preference list elected
+/// its first primary, which served reads before it had gathered the keys its replicas held
+/// from the old list, and returned a value older than an acknowledged write. A first primary
+/// now serves once it has every replica's keys (a majority's after `collect_wait`).
+#[test]
+fn regression_seed_317_a_new_shards_first_primary_gathers_before_serving() {
+    let config = SimConfig {
+        faults: "all".parse().unwrap(),
+        ..primary(SyncReplicas::Majority)
+    };
+    let schedule: Schedule =
+        "3.231-9.958:pause:2;4.562-14.104:loss;8.042-17.962:oneway:0,1,3|2,4;11.721:join"
+            .parse()
+            .unwrap();
+    let report = run(317, &config, Some(&schedule));
+    assert!(report.passed(), "{}", describe(&config, &report));
+}

@@ -78,6 +78,10 @@ struct Args {
     /// (to the first, each replica to the next).
     #[arg(long, default_value = "star")]
     topology: String,
+    /// With --primary: draw joins and leaves too (left out by default: primary mode does not
+    /// yet promise to survive them under every fault).
+    #[arg(long)]
+    primary_membership: bool,
     /// Do not check that replicas converge after the faults heal (for a core without
     /// anti-entropy).
     #[arg(long)]
@@ -213,6 +217,7 @@ fn config_from(args: &Args) -> Result<SimConfig> {
         "chain" => bail!("--topology chain needs --primary"),
         other => bail!("unknown topology {other:?} (star or chain)"),
     };
+    config.primary_membership = args.primary_membership;
     config.capabilities.anti_entropy = !args.no_anti_entropy;
     config.capabilities.read_repair = !args.no_read_repair;
     config.trace_tail = args.trace.clamp(1, 100_000);

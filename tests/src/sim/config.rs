@@ -275,14 +275,16 @@ pub struct SimConfig {
     pub primary: Option<SyncReplicas>,
     /// Primary mode: how the primary streams its log (star, or chain through the replicas).
     pub topology: ringkv::Topology,
+    /// Primary mode: draw joins and leaves too (not a promise yet; see README).
+    pub primary_membership: bool,
 }
 
 impl SimConfig {
-    /// The fault kinds a run draws from: in primary mode without joins and leaves, since
-    /// primary mode does not yet survive ring changes (a shard is a preference list, and a
-    /// ring change makes new ones with fresh logs). An explicit schedule may still hold them.
+    /// The fault kinds a run draws from: in primary mode without joins and leaves unless
+    /// `primary_membership`, since primary mode does not yet promise to survive every ring
+    /// change under faults. An explicit schedule may still hold them.
     pub fn drawn_faults(&self) -> FaultKinds {
-        match self.primary {
+        match self.primary.filter(|_| !self.primary_membership) {
             Some(_) => self
                 .faults
                 .without(FaultKind::Join)
@@ -341,6 +343,7 @@ impl Default for SimConfig {
             core_overrides: None,
             primary: None,
             topology: ringkv::Topology::Star,
+            primary_membership: false,
         }
     }
 }

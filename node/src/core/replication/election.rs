@@ -215,7 +215,8 @@ impl Replication {
             prev_end: st.meta.prev_end,
         });
         let followers = id.iter().filter(|n| **n != me).cloned().collect();
-        let leader = Leader::new(epoch, followers, ctx.now());
+        let mut leader = Leader::new(epoch, followers, ctx.now());
+        leader.first = st.meta.offset == 0;
         st.role = Role::Primary(Box::new(leader));
         st.primary = Some(me);
         tracing::info!(shard = ?id, epoch, replid = %st.meta.replid, "became primary");

@@ -108,6 +108,12 @@ pub(super) struct Leader {
     pub collected: BTreeSet<String>,
     /// Chain topology: the append in flight down the chain.
     pub chain: Option<super::chain::ChainCall>,
+    /// A first lineage (the log was empty): the keys the replicas hold come first.
+    pub first: bool,
+    /// Replicas whose keys are in the log (collected, or following it).
+    pub ready: BTreeSet<String>,
+    /// When this node won the epoch.
+    pub since_ms: u64,
 }
 
 impl Leader {
@@ -140,7 +146,21 @@ impl Leader {
             flushing: false,
             collected: BTreeSet::new(),
             chain: None,
+            first: false,
+            ready: BTreeSet::new(),
+            since_ms: now_ms,
         }
+    }
+
+    /// Whether a first lineage still waits for replicas' keys before serving: every
+    /// replica's, or a majority's once `wait` ms passed. A write acknowledged before a ring
+    /// change sits on a majority of the old preference list, and every one of those that is
+    /// also in the new list must be heard, or a read could miss it.
+    pub fn gathering(&self, now: u64, wait: u64, n: usize) -> bool {
+        let heard = self.ready.len();
+        self.first
+            && heard < self.followers.len()
+            && (heard + 1 < majority(n) || now < self.since_ms.saturating_add(wait))
     }
 
     /// Whether a majority of the shard (this node included) answered within `lease` ms.
@@ -200,6 +220,9 @@ impl Replication {
         match &st.role {
             Role::Primary(leader) => {
                 let now = ctx.now();
+                if leader.gathering(now, ms(config.collect_wait), id.len()) {
+                    return Err(gathering());
+                }
                 if !leader.holds_lease(now, ms(config.lease), id.len()) {
                     return Err(ClientError::Unavailable(
                         "this primary has not heard a majority of its replicas within its lease; retry".into(),
@@ -295,6 +318,7 @@ impl Replication {
     ) {
         let id = Self::shard_of(ctx.view.ring, &key);
         let token = ringkv_ring::token(&key);
+        let wait = ms(self.config.collect_wait);
         let Some(Shard {
             role: Role::Primary(leader),
             meta,
@@ -307,6 +331,13 @@ impl Replication {
             });
             return;
         };
+        if leader.gathering(ctx.now(), wait, id.len()) {
+            out.push(Effect::Reply {
+                id: client,
+                result: Err(gathering()),
+            });
+            return;
+        }
         leader.round += 1;
         leader.reads.push(PendingRead {
             client,
@@ -584,6 +615,7 @@ impl Replication {
         let sent = f.in_flight.take().unwrap_or(now);
         match reply {
             Ok(ReplReply::Acked { offset, .. }) => {
+                leader.ready.insert(peer.to_string());
                 f.acked = offset;
                 f.via = None;
                 f.heard_ms = now;
@@ -683,7 +715,10 @@ impl Replication {
                     merges = items;
                     f.state = match next {
                         Some(cursor) => SyncState::Collect(cursor),
-                        None => snapshot_start(&st.meta),
+                        None => {
+                            leader.ready.insert(peer.to_string());
+                            snapshot_start(&st.meta)
+                        }
                     };
                 }
                 (Ok(ReplReply::Fenced { promised }), _) => {
@@ -861,6 +896,13 @@ pub(super) fn append(
         commit,
         relay,
     }
+}
+
+/// A first primary's answer while it gathers its replicas' keys.
+fn gathering() -> ClientError {
+    ClientError::Unavailable(
+        "the key's range has a new primary, gathering the keys its replicas hold; retry".into(),
+    )
 }
 
 /// What a replica at `pos` needs: the log from there, its old keys first, or a snapshot.
