@@ -387,6 +387,26 @@ impl Cluster {
         ringctl_at(self.nodes[i].addr, &self.certs(), args)
     }
 
+    /// `ringctl ARGS` against node `i`: its stdout when it succeeds, else its stderr (or why
+    /// it could not run).
+    pub fn ringctl_text(&self, i: usize, args: &[&str]) -> std::result::Result<String, String> {
+        let out = self.ringctl(i, args).map_err(|e| e.to_string())?;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        if out.status.success() {
+            Ok(text(&out.stdout))
+        } else {
+            Err(text(&out.stderr))
+        }
+    }
+
+    /// Node `i`'s view of the shard holding `key` (`ringctl -o json info replication --key`).
+    pub fn replication_of(&self, i: usize, key: &str) -> Option<serde_json::Value> {
+        let args = ["-o", "json", "info", "replication", "--key", key];
+        let out = self.ringctl_text(i, &args).ok()?;
+        let doc: serde_json::Value = serde_json::from_str(&out).ok()?;
+        doc.as_array()?.first().cloned()
+    }
+
     /// Wait until every running node sees `n` members alive.
     pub fn wait_alive(&self, n: usize, within: Duration) -> Result<()> {
         let running: Vec<usize> = (0..self.nodes.len())

@@ -5,41 +5,9 @@
 use std::time::Duration;
 
 use ringkv_tests::{poll, serial, Cluster};
-use serde_json::Value;
 
 /// Bound on a rule spreading, an election, or replicas catching up.
 const WITHIN: Duration = Duration::from_secs(20);
-
-/// Run ringctl on node `i`: stdout on success, stderr on failure.
-fn run(cluster: &Cluster, i: usize, args: &[&str]) -> Result<String, String> {
-    let out = cluster.ringctl(i, args).map_err(|e| e.to_string())?;
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    if out.status.success() {
-        Ok(text(&out.stdout))
-    } else {
-        Err(text(&out.stderr))
-    }
-}
-
-/// Node `i`'s view of the shard holding `key`.
-fn shard(cluster: &Cluster, i: usize, key: &str) -> Option<Value> {
-    let out = run(
-        cluster,
-        i,
-        &["-o", "json", "info", "replication", "--key", key],
-    )
-    .ok()?;
-    let doc: Value = serde_json::from_str(&out).ok()?;
-    doc.as_array()?.first().cloned()
-}
-
-fn index_of(cluster: &Cluster, name: &str) -> usize {
-    cluster
-        .nodes
-        .iter()
-        .position(|n| n.name == name)
-        .unwrap_or_else(|| panic!("no node {name}"))
-}
 
 #[test]
 fn the_primary_streams_to_one_replica_and_the_last_one_catches_up_through_it() {
@@ -58,10 +26,11 @@ fn the_primary_streams_to_one_replica_and_the_last_one_catches_up_through_it() {
         "--topology",
         "chain",
     ];
-    run(&cluster, 0, &set).unwrap();
+    cluster.ringctl_text(0, &set).unwrap();
     for i in 0..3 {
         poll(WITHIN, || {
-            run(&cluster, i, &["range", "list"])
+            cluster
+                .ringctl_text(i, &["range", "list"])
                 .ok()
                 .filter(|t| t.contains("chain:") && t.contains("chain"))
         })
@@ -69,19 +38,19 @@ fn the_primary_streams_to_one_replica_and_the_last_one_catches_up_through_it() {
     }
     for v in 1..=5 {
         let done = poll(WITHIN, || {
-            run(&cluster, 0, &["put", key, &v.to_string()]).ok()
+            cluster.ringctl_text(0, &["put", key, &v.to_string()]).ok()
         });
         assert!(done.is_some(), "put {v} never acknowledged");
     }
 
     let primary = poll(WITHIN, || {
-        shard(&cluster, 0, key)?["primary"]
+        cluster.replication_of(0, key)?["primary"]
             .as_str()
             .map(str::to_string)
     })
     .expect("a primary was elected");
-    let p = index_of(&cluster, &primary);
-    let info = shard(&cluster, p, key).unwrap();
+    let p = cluster.index_of(&primary).unwrap();
+    let info = cluster.replication_of(p, key).unwrap();
     let list: Vec<String> = info["shard"]
         .as_array()
         .unwrap()
@@ -96,7 +65,7 @@ fn the_primary_streams_to_one_replica_and_the_last_one_catches_up_through_it() {
     // The primary: chain, streaming to the head; the tail's acknowledgements come via the head,
     // and both replicas hold everything the primary logged.
     let seen = poll(WITHIN, || {
-        let s = shard(&cluster, p, key)?;
+        let s = cluster.replication_of(p, key)?;
         let offset = s["offset"].as_u64()?;
         let replicas = s["replicas"].as_array()?.clone();
         let by = |name: &str| replicas.iter().find(|r| r["name"] == name).cloned();
@@ -113,21 +82,26 @@ fn the_primary_streams_to_one_replica_and_the_last_one_catches_up_through_it() {
     assert!(
         seen.is_some(),
         "the primary never showed a chain through {head} to {tail}: {:?}",
-        shard(&cluster, p, key)
+        cluster.replication_of(p, key)
     );
     let offset = seen.unwrap()["offset"].as_u64().unwrap();
     assert!(offset >= 5, "five writes logged: {offset}");
 
     // The head relays to the tail; the tail follows the primary and reached its offset.
-    let h = shard(&cluster, index_of(&cluster, &head), key).unwrap();
+    let h = cluster
+        .replication_of(cluster.index_of(&head).unwrap(), key)
+        .unwrap();
     assert_eq!(h["topology"], "chain", "{h}");
     assert_eq!(h["role"], "replica", "{h}");
     let relayed = poll(WITHIN, || {
-        shard(&cluster, index_of(&cluster, &head), key).filter(|h| h["relays_to"] == tail.as_str())
+        cluster
+            .replication_of(cluster.index_of(&head).unwrap(), key)
+            .filter(|h| h["relays_to"] == tail.as_str())
     });
     assert!(relayed.is_some(), "the head never relayed to {tail}");
     let t = poll(WITHIN, || {
-        shard(&cluster, index_of(&cluster, &tail), key)
+        cluster
+            .replication_of(cluster.index_of(&tail).unwrap(), key)
             .filter(|t| t["offset"].as_u64().is_some_and(|o| o >= offset))
     })
     .expect("the tail reaches the primary's offset");

@@ -11,28 +11,16 @@ use serde_json::Value;
 /// Bound on a rule spreading, an election, or a failover.
 const WITHIN: Duration = Duration::from_secs(20);
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Run ringctl on node `i`: stdout on success, stderr on failure.
-fn run(cluster: &Cluster, i: usize, args: &[&str]) -> Result<String, String> {
-    let out = cluster.ringctl(i, args).map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(text(&out.stdout))
-    } else {
-        Err(text(&out.stderr))
-    }
-}
-
 /// Put until it is acknowledged (an election may be under way).
 fn put(cluster: &Cluster, i: usize, key: &str, value: &str) {
     let mut last = String::new();
-    let done = poll(WITHIN, || match run(cluster, i, &["put", key, value]) {
-        Ok(_) => Some(()),
-        Err(e) => {
-            last = e;
-            None
+    let done = poll(WITHIN, || {
+        match cluster.ringctl_text(i, &["put", key, value]) {
+            Ok(_) => Some(()),
+            Err(e) => {
+                last = e;
+                None
+            }
         }
     });
     assert!(
@@ -44,7 +32,7 @@ fn put(cluster: &Cluster, i: usize, key: &str, value: &str) {
 
 fn get(cluster: &Cluster, i: usize, key: &str) -> String {
     let mut last = String::new();
-    poll(WITHIN, || match run(cluster, i, &["get", key]) {
+    poll(WITHIN, || match cluster.ringctl_text(i, &["get", key]) {
         Ok(out) => Some(out.trim().to_string()),
         Err(e) => {
             last = e;
@@ -54,49 +42,30 @@ fn get(cluster: &Cluster, i: usize, key: &str) -> String {
     .unwrap_or_else(|| panic!("get {key} via node {} failed: {last}", i + 1))
 }
 
-/// Node `i`'s view of the shard holding `key`.
-fn shard(cluster: &Cluster, i: usize, key: &str) -> Option<Value> {
-    let out = run(
-        cluster,
-        i,
-        &["-o", "json", "info", "replication", "--key", key],
-    )
-    .ok()?;
-    let doc: Value = serde_json::from_str(&out).ok()?;
-    doc.as_array()?.first().cloned()
-}
-
-fn index_of(cluster: &Cluster, name: &str) -> usize {
-    cluster
-        .nodes
-        .iter()
-        .position(|n| n.name == name)
-        .unwrap_or_else(|| panic!("no node {name}"))
-}
-
 #[test]
 fn a_primary_range_fails_over_without_losing_majority_writes() {
     let _serial = serial();
     let mut cluster = Cluster::start(3).unwrap();
     let key = "acct:alice";
-    run(
-        &cluster,
-        0,
-        &[
-            "range",
-            "set",
-            "--prefix",
-            "acct:",
-            "--mode",
-            "primary",
-            "--sync-replicas",
-            "majority",
-        ],
-    )
-    .unwrap();
+    cluster
+        .ringctl_text(
+            0,
+            &[
+                "range",
+                "set",
+                "--prefix",
+                "acct:",
+                "--mode",
+                "primary",
+                "--sync-replicas",
+                "majority",
+            ],
+        )
+        .unwrap();
     for i in 0..3 {
         poll(WITHIN, || {
-            run(&cluster, i, &["range", "list"])
+            cluster
+                .ringctl_text(i, &["range", "list"])
                 .ok()
                 .filter(|t| t.contains("acct:"))
         })
@@ -108,14 +77,16 @@ fn a_primary_range_fails_over_without_losing_majority_writes() {
     assert!(get(&cluster, 1, key).contains('1'));
 
     // The primary and its replicas, as the primary reports them.
-    let owner = shard(&cluster, 0, key).expect("node 1 knows the shard");
+    let owner = cluster
+        .replication_of(0, key)
+        .expect("node 1 knows the shard");
     let primary = owner["primary"]
         .as_str()
         .expect("a primary is known")
         .to_string();
-    let p = index_of(&cluster, &primary);
+    let p = cluster.index_of(&primary).unwrap();
     let info = poll(WITHIN, || {
-        shard(&cluster, p, key).filter(|s| {
+        cluster.replication_of(p, key).filter(|s| {
             s["role"] == "primary"
                 && s["replicas"]
                     .as_array()
@@ -127,7 +98,9 @@ fn a_primary_range_fails_over_without_losing_majority_writes() {
 
     // A replica asked to write without forwarding answers READONLY.
     let replica = (0..3).find(|i| *i != p).unwrap();
-    let refused = run(&cluster, replica, &["put", "--direct", key, "x"]).unwrap_err();
+    let refused = cluster
+        .ringctl_text(replica, &["put", "--direct", key, "x"])
+        .unwrap_err();
     assert!(refused.contains("READONLY"), "{refused}");
 
     for v in 2..=5 {
@@ -139,18 +112,18 @@ fn a_primary_range_fails_over_without_losing_majority_writes() {
     put(&cluster, replica, key, "6");
     let read = get(&cluster, replica, key);
     assert!(read.contains('6'), "{read}");
-    let survivor = shard(&cluster, replica, key).unwrap();
+    let survivor = cluster.replication_of(replica, key).unwrap();
     let new_primary = survivor["primary"].as_str().unwrap().to_string();
     assert_ne!(new_primary, primary);
-    let np = index_of(&cluster, &new_primary);
-    let promoted = shard(&cluster, np, key).unwrap();
+    let np = cluster.index_of(&new_primary).unwrap();
+    let promoted = cluster.replication_of(np, key).unwrap();
     assert!(promoted["epoch"].as_u64().unwrap() > epoch, "{promoted}");
 
     // The old primary returns as a replica and catches up.
     let seed = cluster.nodes[np].addr;
     cluster.restart(p, &[seed]).unwrap();
     poll(WITHIN, || {
-        shard(&cluster, np, key).filter(|s| {
+        cluster.replication_of(np, key).filter(|s| {
             s["replicas"].as_array().is_some_and(|r| {
                 r.iter()
                     .any(|r| r["name"] == primary.as_str() && r["state"] == "online")
@@ -159,7 +132,8 @@ fn a_primary_range_fails_over_without_losing_majority_writes() {
     })
     .expect("the old primary follows the new one");
     let back = poll(WITHIN, || {
-        run(&cluster, p, &["get", "--direct", key])
+        cluster
+            .ringctl_text(p, &["get", "--direct", key])
             .ok()
             .filter(|t| t.contains('6'))
     });
@@ -171,24 +145,25 @@ fn a_replica_read_after_a_session_sees_that_write() {
     let _serial = serial();
     let cluster = Cluster::start(3).unwrap();
     let key = "sess:bob";
-    run(
-        &cluster,
-        0,
-        &[
-            "range",
-            "set",
-            "--prefix",
-            "sess:",
-            "--mode",
-            "primary",
-            "--read-from",
-            "replica",
-        ],
-    )
-    .unwrap();
+    cluster
+        .ringctl_text(
+            0,
+            &[
+                "range",
+                "set",
+                "--prefix",
+                "sess:",
+                "--mode",
+                "primary",
+                "--read-from",
+                "replica",
+            ],
+        )
+        .unwrap();
     for i in 0..3 {
         poll(WITHIN, || {
-            run(&cluster, i, &["range", "list"])
+            cluster
+                .ringctl_text(i, &["range", "list"])
                 .ok()
                 .filter(|t| t.contains("sess:"))
         })
@@ -196,7 +171,7 @@ fn a_replica_read_after_a_session_sees_that_write() {
     }
     put(&cluster, 0, key, "first");
     let primary = poll(WITHIN, || {
-        shard(&cluster, 0, key)?["primary"]
+        cluster.replication_of(0, key)?["primary"]
             .as_str()
             .map(String::from)
     })
@@ -206,19 +181,20 @@ fn a_replica_read_after_a_session_sees_that_write() {
     // waits until the replica holds it.
     for v in 0..20 {
         let value = format!("v{v}");
-        let out = run(&cluster, 0, &["-o", "json", "put", key, &value]).unwrap();
+        let out = cluster
+            .ringctl_text(0, &["-o", "json", "put", key, &value])
+            .unwrap();
         let out: Value = serde_json::from_str(&out).unwrap();
         let session = out["session"]
             .as_str()
             .expect("a primary-mode write has a session");
-        let read = run(
-            &cluster,
-            replica,
-            &["get", "--direct", "--after", session, key],
-        )
-        .unwrap();
+        let read = cluster
+            .ringctl_text(replica, &["get", "--direct", "--after", session, key])
+            .unwrap();
         assert!(read.contains(&value), "after {session}: {read}");
     }
-    let bad = run(&cluster, replica, &["get", "--after", "nocolon", key]).unwrap_err();
+    let bad = cluster
+        .ringctl_text(replica, &["get", "--after", "nocolon", key])
+        .unwrap_err();
     assert!(bad.contains("REPLID:OFFSET"), "{bad}");
 }
