@@ -111,6 +111,9 @@ pub struct Sabotage {
     /// Primary mode: a new primary goes on with the replication id it followed instead of
     /// starting its own, so replicas holding entries it never had take its log as theirs.
     pub keep_replid: bool,
+    /// Primary mode: a node that forwarded a request neither learns from nor follows an
+    /// answer naming another primary, so a stale guess is never corrected.
+    pub ignore_not_primary: bool,
 }
 
 impl Default for CoreConfig {

@@ -422,6 +422,56 @@ pub enum ClientError {
     /// A range table rule that breaks the table's bounds.
     #[error("range rule refused: {0}")]
     BadRange(String),
+    /// A request forwarded to a node as to the key's primary reached a node that is not the
+    /// primary. `primary` is the node it follows under `epoch`, when it knows one: the
+    /// forwarding node tries that one next. Retryable.
+    #[error("this node is not the key's primary ({}); retry", match primary {
+        Some(p) => format!("{p} is, as of epoch {epoch}"),
+        None => "it knows of none yet".to_string(),
+    })]
+    NotPrimary {
+        /// The primary this node follows, if it knows one.
+        primary: Option<String>,
+        /// The epoch in which it heard of that primary.
+        epoch: u64,
+    },
+}
+
+impl ClientError {
+    /// Whether the same request may succeed later unchanged: the cluster could not answer
+    /// now (a quorum not met, an election, an overloaded or unreachable node). Final errors
+    /// (bad input, `READONLY`) fail the same way however often they are retried.
+    ///
+    /// ```
+    /// use ringkv::proto::ClientError;
+    /// assert!(ClientError::NotPrimary { primary: None, epoch: 0 }.retryable());
+    /// assert!(!ClientError::ReadOnly { primary: None }.retryable());
+    /// ```
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::QuorumFailed { .. }
+                | ClientError::Overloaded { .. }
+                | ClientError::Unavailable(_)
+                | ClientError::NotPrimary { .. }
+        )
+    }
+
+    /// A stable name of the variant, for machine-readable output (`ringctl -o json`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientError::BadKey { .. } => "bad_key",
+            ClientError::ValueTooLarge { .. } => "value_too_large",
+            ClientError::BadQuorum { .. } => "bad_quorum",
+            ClientError::QuorumFailed { .. } => "quorum_failed",
+            ClientError::Overloaded { .. } => "overloaded",
+            ClientError::BadContext(_) => "bad_context",
+            ClientError::ReadOnly { .. } => "readonly",
+            ClientError::Unavailable(_) => "unavailable",
+            ClientError::BadRange(_) => "bad_range",
+            ClientError::NotPrimary { .. } => "not_primary",
+        }
+    }
 }
 
 /// What a coordinator asks a replica.

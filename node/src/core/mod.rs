@@ -413,7 +413,7 @@ impl NodeCore {
                 self.repl.on_reply(&ctx, call, reply, &mut out);
             }
             Input::PeerReply { call, reply } if call.0 & FORWARD_CALL_BIT != 0 => {
-                self.forwards.on_reply(call, reply, &mut out);
+                self.on_forward_reply(now_ms, call, reply, &mut out);
             }
             Input::PeerReply { call, reply } if call.0 & HINT_CALL_BIT != 0 => {
                 self.hints.on_reply(self.store.as_ref(), call, reply);

@@ -18,12 +18,24 @@ mod tests;
 pub const FORWARD_CALL_BIT: u64 = 1 << 57;
 /// Client ids of requests forwarded to this node carry this bit.
 const FORWARDED_CLIENT_BIT: u64 = 1 << 63;
+/// Most nodes one forwarded request is sent to: the first guess and two corrections, each
+/// named by the node asked before (an answer never sends it to a node already asked).
+const MAX_FORWARD_TRIES: usize = 3;
+
+/// A client's request on its way to the key's primary.
+struct Forward {
+    client: ClientId,
+    req: ClientRequest,
+    /// Nodes asked so far, oldest first.
+    tried: Vec<String>,
+    deadline_ms: u64,
+}
 
 /// Requests this node forwarded, and requests forwarded to it.
 #[derive(Default)]
 pub struct Forwards {
-    /// Our calls to a primary, by the client waiting.
-    out: HashMap<CallId, ClientId>,
+    /// Our calls to a primary.
+    out: HashMap<CallId, Forward>,
     /// Requests another node forwarded here, by the stream to answer.
     inbound: HashMap<ClientId, InboundId>,
     next: u64,
@@ -58,33 +70,11 @@ impl Forwards {
         }
     }
 
-    /// The primary answered (or the call failed).
-    pub fn on_reply(
-        &mut self,
-        call: CallId,
-        reply: Result<PeerReply, String>,
-        out: &mut Vec<Effect>,
-    ) {
-        let Some(id) = self.out.remove(&call) else {
-            return;
-        };
-        let result = match reply {
-            Ok(PeerReply::Forwarded(result)) => result,
-            Ok(PeerReply::Failed(e)) | Err(e) => Err(ClientError::Unavailable(format!(
-                "the key's primary did not answer ({e}); retry"
-            ))),
-            Ok(other) => Err(ClientError::Unavailable(format!(
-                "unexpected answer {other:?}"
-            ))),
-        };
-        out.push(Effect::Reply { id, result });
-    }
-
     /// A forwarded call's deadline passed.
     pub fn on_deadline(&mut self, call: CallId, out: &mut Vec<Effect>) {
-        if let Some(id) = self.out.remove(&call) {
+        if let Some(fwd) = self.out.remove(&call) {
             out.push(Effect::Reply {
-                id,
+                id: fwd.client,
                 result: Err(ClientError::Unavailable(
                     "the key's primary did not answer in time; retry".into(),
                 )),
@@ -148,37 +138,31 @@ impl NodeCore {
             return out.push(Effect::Reply { id, result });
         }
         match route {
-            Route::Forward(primary, addr) => {
+            Route::Forward { to, addr, epoch } => {
                 if origin == Origin::Forwarded {
-                    // The forwarding node's view is stale (or this one's is): one hop only.
-                    let e = format!(
-                        "this node is not the key's primary ({primary} is, as far as it knows); retry"
-                    );
-                    return out.push(Effect::Reply {
-                        id,
-                        result: Err(ClientError::Unavailable(e)),
-                    });
+                    // The forwarding node's view is stale (or this one's is): one hop only,
+                    // and the answer names the primary this node follows so that the
+                    // forwarding node asks it next.
+                    let known = epoch.is_some();
+                    let e = ClientError::NotPrimary {
+                        primary: known.then_some(to),
+                        epoch: epoch.unwrap_or(0),
+                    };
+                    return out.push(Effect::Reply { id, result: Err(e) });
                 }
                 if origin == Origin::Direct {
                     return out.push(Effect::Reply {
                         id,
-                        result: Err(ClientError::ReadOnly {
-                            primary: Some(primary),
-                        }),
+                        result: Err(ClientError::ReadOnly { primary: Some(to) }),
                     });
                 }
-                self.forwards.next = (self.forwards.next + 1) & (FORWARD_CALL_BIT - 1);
-                let call = CallId(FORWARD_CALL_BIT | self.forwards.next);
-                self.forwards.out.insert(call, id);
-                out.push(Effect::Call {
-                    call,
-                    to: addr,
-                    req: PeerRequest::Forward(req),
-                });
-                out.push(Effect::Schedule {
-                    after: self.config.request_timeout,
-                    timer: Timer::Forward(call),
-                });
+                let fwd = Forward {
+                    client: id,
+                    req,
+                    tried: Vec::new(),
+                    deadline_ms: deadline,
+                };
+                self.forward(now_ms, fwd, (to, addr), out);
             }
             Route::Local if read => {
                 let need = 0;
@@ -219,6 +203,89 @@ impl NodeCore {
                 }
             }
         }
+    }
+
+    /// Send `fwd` to `to`, the node believed to be the key's primary, until its deadline.
+    fn forward(
+        &mut self,
+        now_ms: u64,
+        mut fwd: Forward,
+        (to, addr): (String, std::net::SocketAddr),
+        out: &mut Vec<Effect>,
+    ) {
+        self.forwards.next = (self.forwards.next + 1) & (FORWARD_CALL_BIT - 1);
+        let call = CallId(FORWARD_CALL_BIT | self.forwards.next);
+        out.push(Effect::Call {
+            call,
+            to: addr,
+            req: PeerRequest::Forward(fwd.req.clone()),
+        });
+        let left = fwd.deadline_ms.saturating_sub(now_ms);
+        out.push(Effect::Schedule {
+            after: std::time::Duration::from_millis(left),
+            timer: Timer::Forward(call),
+        });
+        fwd.tried.push(to);
+        self.forwards.out.insert(call, fwd);
+    }
+
+    /// The node a request was forwarded to answered (or the call failed). An answer that
+    /// names another primary corrects this node's guess, and the request goes there while
+    /// tries and time are left.
+    pub(super) fn on_forward_reply(
+        &mut self,
+        now_ms: u64,
+        call: CallId,
+        reply: Result<PeerReply, String>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(fwd) = self.forwards.out.remove(&call) else {
+            return;
+        };
+        let result = match reply {
+            Ok(PeerReply::Forwarded(result)) => result,
+            Ok(PeerReply::Failed(e)) | Err(e) => Err(ClientError::Unavailable(format!(
+                "the key's primary did not answer ({e}); retry"
+            ))),
+            Ok(other) => Err(ClientError::Unavailable(format!(
+                "unexpected answer {other:?}"
+            ))),
+        };
+        let correctable = !self.config.sabotage.ignore_not_primary;
+        if let (
+            Err(ClientError::NotPrimary {
+                primary: Some(primary),
+                epoch,
+            }),
+            true,
+        ) = (&result, correctable)
+        {
+            let next = {
+                repl_ctx!(self, now_ms, ctx);
+                let key = match &fwd.req {
+                    ClientRequest::Get { key, .. }
+                    | ClientRequest::Put { key, .. }
+                    | ClientRequest::Delete { key, .. } => key.as_slice(),
+                    _ => &[],
+                };
+                self.repl.learn_primary(&ctx, key, primary, *epoch);
+                match self.repl.route(&ctx, key) {
+                    Ok(Route::Forward { to, addr, .. }) if !fwd.tried.contains(&to) => {
+                        Some((to, addr))
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(next) = next {
+                if fwd.tried.len() < MAX_FORWARD_TRIES && now_ms < fwd.deadline_ms {
+                    return self.forward(now_ms, fwd, next, out);
+                }
+            }
+        }
+        out.push(Effect::Reply {
+            id: fwd.client,
+            result,
+        });
     }
 
     /// Write `value` (a tombstone when `None`) as the primary: it replaces whatever the key

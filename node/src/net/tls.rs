@@ -201,6 +201,12 @@ impl fmt::Debug for TlsMaterial {
 }
 
 impl TlsMaterial {
+    /// A secret derived from this identity's private key for `purpose`: the same for every
+    /// process holding the key, unknown to anyone without it.
+    pub(crate) fn derive_secret(&self, purpose: &str) -> [u8; 32] {
+        blake3::derive_key(purpose, self.inner.key.secret_der())
+    }
+
     /// Loads the CA certificate and node `name`'s certificate and key from `dir`.
     pub fn load_node(dir: &Path, name: &str) -> Result<Self, TlsError> {
         validate_name(name)?;

@@ -78,7 +78,13 @@ impl Transport {
         cfg.validate().map_err(TransportError::Config)?;
         let server = server_config(tls, &cfg)?;
         let client = client_config(tls, &cfg)?;
-        let mut endpoint = Endpoint::server(server, addr)?;
+        let socket = std::net::UdpSocket::bind(addr)?;
+        let mut endpoint = Endpoint::new(
+            restartable_endpoint(tls),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
         endpoint.set_default_client_config(client.clone());
         let (tx, rx) = mpsc::channel(cfg.max_inbound_queue);
         let stats = Arc::new(Counters::default());
@@ -377,6 +383,23 @@ async fn dial_task(inner: Arc<Inner>, to: SocketAddr, tx: watch::Sender<Option<D
         }
     }
     tx.send_replace(Some(outcome));
+}
+
+/// Connection ids and stateless resets keyed by the node's identity: a node restarted on the
+/// same address recognises the ids its previous process handed out and resets the
+/// connections peers still hold to it, so they redial at once instead of sending into a dead
+/// connection until its idle timeout (without this a restarted node waited that long to
+/// rejoin).
+fn restartable_endpoint(tls: &TlsMaterial) -> quinn::EndpointConfig {
+    let reset = tls.derive_secret("ringkv 2026-12 QUIC stateless reset key");
+    let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset);
+    let cid = tls.derive_secret("ringkv 2026-12 QUIC connection id key");
+    let cid = u64::from_le_bytes([
+        cid[0], cid[1], cid[2], cid[3], cid[4], cid[5], cid[6], cid[7],
+    ]);
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset));
+    config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid)));
+    config
 }
 
 fn client_endpoint(

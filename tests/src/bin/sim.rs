@@ -67,7 +67,7 @@ struct Args {
     #[arg(long)]
     workload_secs: Option<u64>,
     /// Break the core on purpose: ack-after-one, skip-read-merge, drop-hints,
-    /// grant-every-vote, ack-before-replicas or keep-replid.
+    /// grant-every-vote, ack-before-replicas, keep-replid or ignore-not-primary.
     #[arg(long)]
     sabotage: Vec<String>,
     /// Primary mode for every workload key, with these sync replicas: none, a count (like 1)
@@ -191,10 +191,11 @@ fn config_from(args: &Args) -> Result<SimConfig> {
             "grant-every-vote" => config.sabotage.grant_every_vote = true,
             "ack-before-replicas" => config.sabotage.ack_before_replicas = true,
             "keep-replid" => config.sabotage.keep_replid = true,
+            "ignore-not-primary" => config.sabotage.ignore_not_primary = true,
             other => {
                 bail!(
                     "unknown sabotage {other:?} (ack-after-one, skip-read-merge, drop-hints, \
-                     grant-every-vote, ack-before-replicas, keep-replid)"
+                     grant-every-vote, ack-before-replicas, keep-replid, ignore-not-primary)"
                 )
             }
         }

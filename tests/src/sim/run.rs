@@ -1,6 +1,7 @@
 //! One run: build the world from a seed, warm it up, run the workload under the fault
 //! schedule, heal, settle, read everything back, and check.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ringkv::config::CoreConfig;
@@ -335,6 +336,10 @@ impl<'a> Driver<'a> {
             .filter(|o| o.client == auditor && matches!(o.outcome, Outcome::Read { .. }))
             .map(|o| o.key)
             .collect();
+        self.availability_reads();
+        if self.stopped {
+            return;
+        }
         self.checker
             .at_end(&self.world, &self.workload.history, clean, &audited);
     }
@@ -673,6 +678,42 @@ impl<'a> Driver<'a> {
         }
         if self.workload.history.pending() > 0 {
             self.violation("final-reads", "a final read got no answer".into());
+        }
+    }
+
+    /// Availability once healed: every key with an acknowledged write is read (at the default
+    /// R) through every running node, and each read must succeed at its first try. Catches a
+    /// node that forwards to a primary that is not one and never learns better.
+    fn availability_reads(&mut self) {
+        let prober = self.config.clients;
+        let keys: BTreeSet<usize> = self
+            .workload
+            .history
+            .ops()
+            .iter()
+            .filter(|o| o.is_write() && matches!(o.outcome, Outcome::Written))
+            .map(|o| o.key)
+            .collect();
+        let r = u8::try_from(self.config.quorum.r).unwrap_or(u8::MAX);
+        for key in keys {
+            for node in self.running() {
+                let op = self.workload.read(&mut self.world, prober, key, r, node);
+                self.run_until(
+                    |d| d.workload.history.pending() == 0,
+                    CLIENT_TIMEOUT,
+                    10_000,
+                );
+                if self.stopped {
+                    return;
+                }
+                match self.workload.history.get(op).map(|o| &o.outcome) {
+                    Some(Outcome::Read { .. }) => {}
+                    other => {
+                        let detail = format!("key{key} through n{node} after healing: {other:?}");
+                        self.violation("availability", detail);
+                    }
+                }
+            }
         }
     }
 

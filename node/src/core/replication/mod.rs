@@ -233,9 +233,21 @@ enum CallKind {
 pub enum Route {
     /// This node is (or is about to be) the shard's primary.
     Local,
-    /// Another node is.
-    Forward(String, SocketAddr),
+    /// Another node is, or is the best guess.
+    Forward {
+        /// The node to ask.
+        to: String,
+        /// Its address.
+        addr: SocketAddr,
+        /// The epoch in which `to` was heard of as the primary; `None` when it is only the
+        /// shard's first live node (no primary is known).
+        epoch: Option<u64>,
+    },
 }
+
+/// Most shards whose primary a node remembers from answers (there are at most as many shards
+/// as ring ranges; this bounds the map whatever peers say).
+const MAX_GUESSES: usize = 1 << 16;
 
 /// Every shard this node replicates in primary mode.
 pub struct Replication {
@@ -253,6 +265,10 @@ pub struct Replication {
     sabotage: Sabotage,
     /// The ring (by [`Ctx::ring_id`]) last searched for shards with a durable log.
     scanned_ring: Option<u64>,
+    /// A shard's primary and its epoch as another node answered them: how a node outside the
+    /// shard (which keeps no shard state) or a member that missed a failover finds the
+    /// primary. The newer epoch wins; pruned to the ring's shards when the ring changes.
+    guesses: BTreeMap<Vec<String>, (String, u64)>,
 }
 
 impl Replication {
@@ -268,6 +284,7 @@ impl Replication {
             pending_effects: Vec::new(),
             sabotage: Sabotage::default(),
             scanned_ring: None,
+            guesses: BTreeMap::new(),
         }
     }
 
@@ -284,8 +301,9 @@ impl Replication {
         ring.preference_list(key).to_vec()
     }
 
-    /// Where a request for `key` should go: the shard's primary when known and alive, else
-    /// its first live node (which stands for election when asked).
+    /// Where a request for `key` should go: the primary this node knows of with the newest
+    /// epoch (its own shard state, or what an answer told it) when that node is alive, else
+    /// the shard's first live node (which stands for election when asked).
     pub fn route(&mut self, ctx: &Ctx<'_>, key: &[u8]) -> Result<Route, ClientError> {
         let shard = Self::shard_of(ctx.view.ring, key);
         if shard.is_empty() {
@@ -300,14 +318,25 @@ impl Replication {
         }
         let me = ctx.view.me;
         let live = |n: &str| n == me || ctx.view.membership.is_alive(n);
-        let st = self.shard(ctx, &shard)?;
-        if matches!(st.role, Role::Primary(_)) {
-            return Ok(Route::Local);
+        // Only members keep shard state: a node outside the shard would load and drop it on
+        // every request.
+        let mut known = None;
+        if shard.iter().any(|n| n == me) {
+            let st = self.shard(ctx, &shard)?;
+            if matches!(st.role, Role::Primary(_)) {
+                return Ok(Route::Local);
+            }
+            known = st.primary.clone().map(|p| (p, st.meta.promised));
         }
-        let target = match st.primary.as_deref().filter(|p| live(p)) {
-            Some(p) => p.to_string(),
+        if let Some((p, epoch)) = self.guesses.get(&shard) {
+            if known.as_ref().is_none_or(|(_, e)| epoch > e) {
+                known = Some((p.clone(), *epoch));
+            }
+        }
+        let (target, epoch) = match known.filter(|(p, _)| live(p)) {
+            Some((p, epoch)) => (p, Some(epoch)),
             None => match shard.iter().find(|n| live(n)) {
-                Some(n) => n.clone(),
+                Some(n) => (n.clone(), None),
                 None => {
                     return Err(ClientError::Unavailable(
                         "no replica of the key is up".into(),
@@ -319,9 +348,33 @@ impl Replication {
             return Ok(Route::Local);
         }
         match ctx.view.addrs.get(&target) {
-            Some(addr) => Ok(Route::Forward(target, *addr)),
+            Some(addr) => Ok(Route::Forward {
+                to: target,
+                addr: *addr,
+                epoch,
+            }),
             None => Err(ClientError::Unavailable(format!("no address for {target}"))),
         }
+    }
+
+    /// Another node answered that `primary` leads `key`'s shard in `epoch`: remember it
+    /// unless something newer is known. Says whether it was taken.
+    pub fn learn_primary(&mut self, ctx: &Ctx<'_>, key: &[u8], primary: &str, epoch: u64) -> bool {
+        let shard = Self::shard_of(ctx.view.ring, key);
+        // A peer cannot make up shards or primaries outside them.
+        if !shard.iter().any(|n| n == primary) || !full_shard(ctx.view.ring, &shard) {
+            return false;
+        }
+        let own = self.shards.get(&shard).map_or(0, |st| st.meta.promised);
+        let guessed = self.guesses.get(&shard).map_or(0, |(_, e)| *e);
+        if epoch < own.max(guessed) {
+            return false;
+        }
+        if self.guesses.len() >= MAX_GUESSES && !self.guesses.contains_key(&shard) {
+            self.guesses.pop_first();
+        }
+        self.guesses.insert(shard, (primary.to_string(), epoch));
+        true
     }
 
     /// The shard's state, loaded from the store the first time.
@@ -489,6 +542,8 @@ impl Replication {
             return;
         }
         self.scanned_ring = Some(ctx.ring_id);
+        let ring = ctx.view.ring;
+        self.guesses.retain(|id, _| full_shard(ring, id));
         let me = ctx.view.me;
         let ids: BTreeSet<&[String]> = (0..ctx.view.ring.vnode_count())
             .map(|i| ctx.view.ring.preference_list_at(i))
