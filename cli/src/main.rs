@@ -9,6 +9,7 @@ mod args;
 mod bench;
 mod certs;
 mod cluster;
+mod exit;
 mod info;
 mod inspect;
 mod ops;
@@ -31,7 +32,7 @@ use crate::output::OutputFormat;
 
 /// Talk to, run and benchmark a ringkv cluster.
 #[derive(Debug, Parser)]
-#[command(name = "ringctl", version, about, propagate_version = true)]
+#[command(name = "ringctl", version, about, propagate_version = true, after_help = exit::HELP)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -113,11 +114,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let json = cli.global.output == OutputFormat::Json;
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            output::error_line(&output::error_chain(&e));
-            ExitCode::FAILURE
+            let (status, kind) = exit::classify(&e);
+            let message = output::error_chain(&e);
+            if json {
+                output::error_json(&message, kind, status);
+            } else {
+                output::error_line(&message);
+            }
+            exit::code(status)
         }
     }
 }
@@ -145,7 +153,7 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     let message = first.join(" ");
     let message = message.strip_prefix("error: ").unwrap_or(&message);
     output::error_line(&format!("{message} (see --help)"));
-    ExitCode::from(2)
+    exit::code(exit::USAGE)
 }
 
 impl Cli {

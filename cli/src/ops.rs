@@ -191,7 +191,8 @@ fn print_written(format: OutputFormat, key: &str, w: &WriteResult) -> anyhow::Re
     }
 }
 
-/// `ringctl get`: exit status 1 and `not found` on stderr when the key has no live value.
+/// `ringctl get`: exit status 1 and `not found` on stderr when the key has no live value (see
+/// [`crate::exit`] for the other statuses).
 pub async fn get(g: &Global, a: GetArgs) -> anyhow::Result<ExitCode> {
     let client = connect(g).await?;
     let mut req = ClientRequest::Get {

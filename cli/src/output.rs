@@ -43,6 +43,13 @@ pub fn error_line(message: &str) {
     note(&format!("error: {}", one_line(message)));
 }
 
+/// An error as one JSON object on stderr (`-o json`): the message, a stable `kind` and the
+/// exit status.
+pub fn error_json(message: &str, kind: &str, status: u8) {
+    let doc = serde_json::json!({ "error": one_line(message), "kind": kind, "status": status });
+    note(&doc.to_string());
+}
+
 /// An error and its causes as `outer: inner: ...`, skipping a cause whose text the message
 /// before it already ends with (errors that print their source as part of their own text).
 pub fn error_chain(e: &anyhow::Error) -> String {

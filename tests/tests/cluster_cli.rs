@@ -52,6 +52,42 @@ fn get_of_a_missing_key_exits_1_with_not_found() {
     assert_eq!(doc["values"].as_array().map(Vec::len), Some(0));
 }
 
+/// A script tells an absent key (1) from a node that cannot answer (3) and from a request
+/// refused as it stands (4); with `-o json` the error is one object on stderr with its kind.
+#[test]
+fn exit_statuses_tell_absent_from_unreachable_from_refused() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3).unwrap();
+    let absent = cluster.ringctl(0, &["get", "never-written"]).unwrap();
+    assert_eq!(absent.status.code(), Some(1), "stderr: {}", stderr(&absent));
+
+    let huge = "k".repeat(5000);
+    let refused = cluster.ringctl(0, &["put", &huge, "v"]).unwrap();
+    assert_eq!(
+        refused.status.code(),
+        Some(4),
+        "stderr: {}",
+        stderr(&refused)
+    );
+
+    cluster.nodes[2].kill();
+    let dead = cluster
+        .ringctl(2, &["-o", "json", "--timeout", "1s", "get", "k"])
+        .unwrap();
+    assert_eq!(dead.status.code(), Some(3), "stderr: {}", stderr(&dead));
+    let doc: Value = serde_json::from_str(stderr(&dead).trim())
+        .unwrap_or_else(|e| panic!("one JSON error object, got {:?}: {e}", stderr(&dead)));
+    assert_eq!(doc["status"], 3);
+    assert!(
+        matches!(doc["kind"].as_str(), Some("timeout" | "unreachable")),
+        "{doc}"
+    );
+    assert!(
+        doc["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{doc}"
+    );
+}
+
 #[test]
 fn put_get_del_round_trip_through_the_cli_in_text_and_json() {
     let _serial = serial();
