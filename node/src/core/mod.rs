@@ -27,10 +27,10 @@ pub use antientropy::AE_CALL_BIT;
 pub use client::status_name;
 pub use coordinator::{CallId, ClientId, OpId};
 pub use effects::{Effect, InboundId, Input, Timer};
+pub use forward::FORWARD_CALL_BIT;
 pub use gc::GC_CALL_BIT;
 pub use hints::{HintTally, HINT_CALL_BIT};
 pub use peers::MEMBERS_CALL_BIT;
-pub use primary::FORWARD_CALL_BIT;
 pub use replica::{load, Change, Replica, ReplicaError};
 pub use replication::REPL_CALL_BIT;
 pub use table::TABLE_CALL_BIT;
@@ -80,6 +80,7 @@ macro_rules! repl_ctx {
 }
 
 mod client;
+mod forward;
 mod members;
 mod peers;
 mod primary;
@@ -113,7 +114,7 @@ pub struct NodeCore {
     /// A digest of the ring's members: replication runs only between nodes that agree on it.
     ring_id: u64,
     /// Primary-mode requests forwarded to a primary, or from another node.
-    forwards: primary::Forwards,
+    forwards: forward::Forwards,
     /// Ring members saved for the next start.
     peers: peers::Peers,
 }
@@ -161,7 +162,7 @@ impl NodeCore {
             repl: replication::Replication::new(config.replication.clone())
                 .sabotaged(config.sabotage),
             ring_id: 0,
-            forwards: primary::Forwards::default(),
+            forwards: forward::Forwards::default(),
             peers,
             coordinator: Coordinator::new(config.conflict_policy, config.sabotage),
             hlc: Hlc::new(max_drift),
@@ -496,7 +497,7 @@ impl NodeCore {
                 self.repl.on_tick(&ctx, &mut out);
                 arm(&mut out, REPL_TICK, Timer::Replication);
             }
-            Input::Timer(Timer::Forward(call)) => self.forwards.on_deadline(call, &mut out),
+            Input::Timer(Timer::Forward(call)) => self.on_forward_timer(now_ms, call, &mut out),
             Input::Timer(Timer::Deadline(op)) => {
                 let mut actions = Vec::new();
                 self.coordinator.on_deadline(op, &mut actions);
