@@ -6,17 +6,18 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::coordinator::{CallId, ClientId};
+use super::calls::{CallId, Owner};
+use super::coordinator::ClientId;
 use super::primary::Origin;
 use super::replication::Route;
 use super::{Effect, InboundId, NodeCore, Timer};
 use crate::proto::{ClientError, ClientRequest, PeerReply, PeerRequest, Session};
 use crate::table::PrimaryOptions;
 
-/// Call ids of forwarded requests (and of waiting retries) carry this bit.
-pub const FORWARD_CALL_BIT: u64 = 1 << 57;
-/// Client ids of requests forwarded to this node carry this bit.
-const FORWARDED_CLIENT_BIT: u64 = 1 << 63;
+/// Client ids of requests forwarded to this node start here, apart from the shell's.
+const FORWARDED_CLIENT_BASE: u64 = 1 << 63;
+/// Bound of the sequence shared by forwarded clients' ids and forwards' call ids.
+const SEQ_BOUND: u64 = 1 << 57;
 /// Most nodes one forwarded request is sent to before a retry: the first guess and two
 /// corrections, each named by the node asked before (never a node already asked).
 const MAX_FORWARD_TRIES: usize = 3;
@@ -76,15 +77,18 @@ pub struct Forwards {
 impl Forwards {
     /// A client id for a request another node forwarded here.
     pub fn accept(&mut self, from: InboundId) -> ClientId {
-        self.next = (self.next + 1) & (FORWARD_CALL_BIT - 1);
-        let id = ClientId(FORWARDED_CLIENT_BIT | self.next);
+        self.next = (self.next + 1) & (SEQ_BOUND - 1);
+        let id = ClientId(FORWARDED_CLIENT_BASE | self.next);
         self.inbound.insert(id, from);
         id
     }
 
     fn call_id(&mut self) -> CallId {
-        self.next = (self.next + 1) & (FORWARD_CALL_BIT - 1);
-        CallId(FORWARD_CALL_BIT | self.next)
+        self.next = (self.next + 1) & (SEQ_BOUND - 1);
+        CallId {
+            owner: Owner::Forward,
+            seq: self.next,
+        }
     }
 
     /// Answers to forwarded requests go back to the forwarding node.
