@@ -7,6 +7,7 @@
 //! foreground traffic. Trees are built from the store the first time a range needs one and
 //! dropped when the ring changes (ranges move).
 
+use super::calls::CallError;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -196,7 +197,7 @@ impl AntiEntropy {
         &mut self,
         ctx: &Ctx<'_>,
         call: CallId,
-        reply: Result<PeerReply, String>,
+        reply: Result<PeerReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
         let Some(o) = self.outbound.as_mut().filter(|o| o.call == Some(call)) else {
@@ -209,7 +210,8 @@ impl AntiEntropy {
                 None => Err("tree dropped".into()),
             },
             Ok(PeerReply::Exchange(None)) => Ok(()),
-            Ok(PeerReply::Failed(e)) | Err(e) => Err(e),
+            Ok(PeerReply::Failed(e)) => Err(e),
+            Err(e) => Err(e.to_string()),
             Ok(other) => Err(format!("unexpected reply {other:?}")),
         };
         match step {

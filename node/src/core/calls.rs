@@ -63,3 +63,43 @@ impl Calls {
         }
     }
 }
+
+/// Why a call to a peer brought no reply. The variant says whether the peer may have acted
+/// on the request; the text is for people.
+///
+/// ```
+/// use ringkv::core::CallError;
+/// assert!(!CallError::Unreachable("cannot connect".into()).may_have_acted());
+/// assert!(CallError::Timeout("timed out".into()).may_have_acted());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// No reply within the call's bound.
+    #[error("{0}")]
+    Timeout(String),
+    /// The request never reached the peer: no connection, a refused handshake, or this
+    /// node's connection limit.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The connection broke, or the peer reset the request, after it was sent.
+    #[error("{0}")]
+    Lost(String),
+    /// The reply was not a valid answer to this request.
+    #[error("{0}")]
+    BadAnswer(String),
+    /// This node could not send the request (its transport is closed or misconfigured, or
+    /// the request could not be encoded).
+    #[error("{0}")]
+    Local(String),
+}
+
+impl CallError {
+    /// Whether the peer may have received and acted on the request (so a write may have
+    /// been applied there).
+    pub fn may_have_acted(&self) -> bool {
+        matches!(
+            self,
+            CallError::Timeout(_) | CallError::Lost(_) | CallError::BadAnswer(_)
+        )
+    }
+}

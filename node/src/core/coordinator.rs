@@ -7,6 +7,7 @@
 //! that asked to wait for its repairs answers only once every reachable replica replied and
 //! the stale ones acknowledged the merged record.
 
+use super::calls::CallError;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -247,7 +248,7 @@ impl Coordinator {
     pub fn on_reply(
         &mut self,
         call: CallId,
-        reply: Result<PeerReply, String>,
+        reply: Result<PeerReply, CallError>,
         out: &mut Vec<Action>,
     ) {
         if let Some(id) = self.repair_calls.remove(&call) {
@@ -260,7 +261,7 @@ impl Coordinator {
             return;
         };
         let (mut leader_failed, mut written) = (false, false);
-        let state = match (&mut op.kind, reply) {
+        let state = match (&mut op.kind, reply.map_err(|e| e.to_string())) {
             (Kind::Write { record, .. }, Ok(PeerReply::Written(r))) => {
                 *record = Some(r);
                 written = true;

@@ -8,6 +8,7 @@
 //!    refused: its writes go through the shard's primary. Hints are kept regardless (they were
 //!    accepted as quorum writes before the prefix changed mode).
 
+use super::calls::CallError;
 use super::calls::{CallId, Owner};
 use super::{arm, Effect, InboundId, NodeCore, Replica, Timer};
 use super::{GC_INTERVAL, REPL_TICK, STATUS_REFRESH, TABLE_INTERVAL, TRANSFER_INTERVAL};
@@ -60,7 +61,7 @@ impl NodeCore {
         &mut self,
         now_ms: u64,
         call: CallId,
-        reply: Result<PeerReply, String>,
+        reply: Result<PeerReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
         match call.owner {
@@ -249,7 +250,7 @@ impl NodeCore {
     fn on_coordinator_reply(
         &mut self,
         call: CallId,
-        reply: Result<PeerReply, String>,
+        reply: Result<PeerReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
         let mut actions = Vec::new();
@@ -261,7 +262,7 @@ impl NodeCore {
         &mut self,
         now_ms: u64,
         call: CallId,
-        reply: Result<PeerReply, String>,
+        reply: Result<PeerReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
         let mut effects = Vec::new();
@@ -274,7 +275,7 @@ impl NodeCore {
         &mut self,
         now_ms: u64,
         call: CallId,
-        reply: Result<PeerReply, String>,
+        reply: Result<PeerReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
         self.transfer.on_reply(call, reply);
@@ -287,12 +288,12 @@ impl NodeCore {
         }
     }
 
-    fn on_gc_reply(&mut self, call: CallId, reply: Result<PeerReply, String>) {
+    fn on_gc_reply(&mut self, call: CallId, reply: Result<PeerReply, CallError>) {
         self.gc.on_reply(call, reply);
         self.drop_reaped();
     }
 
-    fn on_table_reply(&mut self, reply: Result<PeerReply, String>) {
+    fn on_table_reply(&mut self, reply: Result<PeerReply, CallError>) {
         if self.table.on_reply(self.store.as_ref(), reply) {
             self.table_changed();
         }
@@ -302,14 +303,14 @@ impl NodeCore {
         &mut self,
         now_ms: u64,
         call: CallId,
-        reply: Result<PeerReply, String>,
+        reply: Result<PeerReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
         repl_ctx!(self, now_ms, ctx);
         self.repl.on_reply(&ctx, call, reply, out);
     }
 
-    fn on_members_reply(&mut self, reply: Result<PeerReply, String>) {
+    fn on_members_reply(&mut self, reply: Result<PeerReply, CallError>) {
         if let Ok(PeerReply::Members(Some(ring))) = reply {
             if self.peers.refute(&ring) {
                 self.rebuild_ring();

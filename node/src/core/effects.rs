@@ -1,5 +1,6 @@
 //! What the core is fed and what it returns: inputs, timers and effects.
 
+use super::calls::CallError;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ pub enum Input {
         /// The call.
         call: CallId,
         /// The reply, or the transport's error.
-        reply: Result<PeerReply, String>,
+        reply: Result<PeerReply, CallError>,
     },
     /// A gossip datagram arrived.
     Datagram(Bytes),

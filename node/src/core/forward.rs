@@ -2,6 +2,7 @@
 //! be it, corrected by a `NotPrimary` answer, and tried again within the request's deadline
 //! when refused by a state that passes (an election, a lost lease, a first primary gathering).
 
+use super::calls::CallError;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -143,7 +144,7 @@ impl NodeCore {
         &mut self,
         now_ms: u64,
         call: CallId,
-        reply: Result<PeerReply, String>,
+        reply: Result<PeerReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
         let Some(fwd) = self.forwards.out.remove(&call) else {
@@ -151,7 +152,10 @@ impl NodeCore {
         };
         let result = match reply {
             Ok(PeerReply::Forwarded(result)) => result,
-            Ok(PeerReply::Failed(e)) | Err(e) => Err(ClientError::Unavailable(format!(
+            Ok(PeerReply::Failed(e)) => Err(ClientError::Unavailable(format!(
+                "the key's primary did not answer ({e}); retry"
+            ))),
+            Err(e) => Err(ClientError::Unavailable(format!(
                 "the key's primary did not answer ({e}); retry"
             ))),
             Ok(other) => Err(ClientError::Unavailable(format!(

@@ -6,6 +6,7 @@
 //! The grace period must outlast anything that could still carry the old value to a replica:
 //! hints (`HintConfig::max_age`) and ownership transfers.
 
+use super::calls::CallError;
 use std::collections::{HashSet, VecDeque};
 
 use super::calls::{CallId, Calls, Owner};
@@ -202,7 +203,7 @@ impl Gc {
     }
 
     /// A replica said what it holds; once all did, remove the tombstone if they agree.
-    pub fn on_reply(&mut self, call: CallId, reply: Result<PeerReply, String>) {
+    pub fn on_reply(&mut self, call: CallId, reply: Result<PeerReply, CallError>) {
         let Some(check) = self.check.as_mut().filter(|c| c.awaiting.contains(&call)) else {
             return;
         };

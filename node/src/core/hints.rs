@@ -6,6 +6,7 @@
 //! arrived meanwhile). Storage is bounded in bytes and age; what is refused or expires is
 //! counted and left to anti-entropy.
 
+use super::calls::CallError;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 
@@ -338,7 +339,12 @@ impl Hints {
     }
 
     /// The owner answered a delivery: on success the hint goes, unless a newer one replaced it.
-    pub fn on_reply(&mut self, store: &dyn Store, call: CallId, reply: Result<PeerReply, String>) {
+    pub fn on_reply(
+        &mut self,
+        store: &dyn Store,
+        call: CallId,
+        reply: Result<PeerReply, CallError>,
+    ) {
         let Some(d) = self.in_flight.remove(&call) else {
             return;
         };

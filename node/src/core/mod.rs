@@ -24,7 +24,7 @@ use std::time::Duration;
 use ringkv_gossip::{GossipConfig, Membership, NodeId, NodeStatus};
 use ringkv_ring::{Ring, RingConfig};
 
-pub use calls::{CallId, Calls, Owner};
+pub use calls::{CallError, CallId, Calls, Owner};
 pub use client::status_name;
 pub use coordinator::{ClientId, OpId};
 pub use effects::{Effect, InboundId, Input, Timer};

@@ -7,6 +7,7 @@
 //! `Durability::Sync` before the client is answered) and pushed to every live peer at once.
 //! A table from a peer that breaks this node's bounds is refused whole and logged.
 
+use super::calls::CallError;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -121,7 +122,7 @@ impl TableSync {
 
     /// A peer's answer to an exchange: merge its table if it sent one. Says whether ours
     /// changed.
-    pub fn on_reply(&mut self, store: &dyn Store, reply: Result<PeerReply, String>) -> bool {
+    pub fn on_reply(&mut self, store: &dyn Store, reply: Result<PeerReply, CallError>) -> bool {
         match reply {
             Ok(PeerReply::Table(Some(theirs))) => {
                 self.merge(store, "a peer", &theirs).unwrap_or(false)

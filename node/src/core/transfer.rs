@@ -5,6 +5,7 @@
 //! Stateless across ring changes: each pass looks at the store and the current ring, so a
 //! ring that changes again mid-transfer just redirects what is left.
 
+use super::calls::CallError;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
@@ -185,7 +186,7 @@ impl Transfer {
     }
 
     /// A replica answered a page; once all did, the page's keys are ready to drop here.
-    pub fn on_reply(&mut self, call: CallId, reply: Result<PeerReply, String>) {
+    pub fn on_reply(&mut self, call: CallId, reply: Result<PeerReply, CallError>) {
         let Some(page) = self.page.as_mut().filter(|p| p.awaiting.contains(&call)) else {
             return;
         };

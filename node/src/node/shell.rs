@@ -1,6 +1,7 @@
 //! The tokio shell: turns I/O into core inputs and core effects into I/O. No protocol
 //! decisions live here; only plumbing (who waits for which answer).
 
+use crate::core::CallError;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use super::wall_ms;
 use ringkv_gossip::MemberEvent;
 
 use crate::core::{status_name, CallId, ClientId, Effect, InboundId, Input, NodeCore, Timer};
-use crate::net::{Inbound, InboundEvent, Responder, Transport};
+use crate::net::{Inbound, InboundEvent, Responder, Transport, TransportError};
 use crate::proto::{
     self, ClientError, ClientRequest, ClientResponse, PeerReply, Request, Response,
 };
@@ -38,7 +39,7 @@ pub(super) enum Command {
 /// Inputs produced by tasks the shell spawned (timers, calls, group commits).
 pub(super) enum Internal {
     Timer(Timer),
-    CallDone(CallId, Result<PeerReply, String>),
+    CallDone(CallId, Result<PeerReply, CallError>),
 }
 
 /// Where a client's answer goes.
@@ -237,7 +238,7 @@ impl Shell {
                     tokio::spawn(async move {
                         let reply = match frame {
                             Ok(frame) => call_peer(&transport, to, &frame).await,
-                            Err(e) => Err(e.to_string()),
+                            Err(e) => Err(CallError::Local(e.to_string())),
                         };
                         let _ = internal.send(Internal::CallDone(call, reply));
                     });
@@ -318,12 +319,30 @@ async fn call_peer(
     transport: &Transport,
     to: SocketAddr,
     frame: &[u8],
-) -> Result<PeerReply, String> {
-    let bytes = transport.call(to, frame).await.map_err(|e| e.to_string())?;
+) -> Result<PeerReply, CallError> {
+    let bytes = transport.call(to, frame).await.map_err(call_error)?;
     match proto::decode::<Response>(&bytes) {
         Ok(Response::Peer(reply)) => Ok(reply),
-        Ok(other) => Err(format!("unexpected answer {other:?}")),
-        Err(e) => Err(e.to_string()),
+        Ok(other) => Err(CallError::BadAnswer(format!("unexpected answer {other:?}"))),
+        Err(e) => Err(CallError::BadAnswer(e.to_string())),
+    }
+}
+
+/// What a transport failure means to the core: whether the peer may have acted on the call.
+fn call_error(e: TransportError) -> CallError {
+    let text = e.to_string();
+    match e {
+        TransportError::Timeout { .. } => CallError::Timeout(text),
+        TransportError::Connect { .. }
+        | TransportError::Handshake { .. }
+        | TransportError::TooManyConnections { .. } => CallError::Unreachable(text),
+        TransportError::ConnectionLost { .. } | TransportError::Remote { .. } => {
+            CallError::Lost(text)
+        }
+        TransportError::BadResponse { .. } | TransportError::FrameTooLarge { .. } => {
+            CallError::BadAnswer(text)
+        }
+        _ => CallError::Local(text),
     }
 }
 

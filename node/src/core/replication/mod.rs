@@ -29,6 +29,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
+use crate::core::CallError;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -487,7 +488,7 @@ impl Replication {
         &mut self,
         ctx: &Ctx<'_>,
         call: CallId,
-        reply: Result<PeerReply, String>,
+        reply: Result<PeerReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
         let call_id = call;
@@ -496,7 +497,8 @@ impl Replication {
         };
         let reply = match reply {
             Ok(PeerReply::Repl(r)) => Ok(r),
-            Ok(PeerReply::Failed(e)) | Err(e) => Err(e),
+            Ok(PeerReply::Failed(e)) => Err(e),
+            Err(e) => Err(e.to_string()),
             Ok(other) => Err(format!("unexpected reply {other:?}")),
         };
         let (id, peer) = (&call.shard, call.peer.as_str());
