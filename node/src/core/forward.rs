@@ -171,7 +171,7 @@ impl NodeCore {
             }
             Err(e) => e,
         };
-        let correctable = !self.config.sabotage.ignore_not_primary;
+        let correctable = !self.config.sabotage().ignore_not_primary;
         if let (
             ClientError::NotPrimary {
                 primary: Some(primary),
@@ -213,7 +213,7 @@ impl NodeCore {
         let wait = RETRY_BACKOFF_MS[attempt.tries.min(RETRY_BACKOFF_MS.len() - 1)];
         let retry = attempt.origin == Origin::Client
             && e.passing_refusal()
-            && !self.config.sabotage.ignore_not_primary
+            && !self.config.sabotage().ignore_not_primary
             && now_ms + wait < attempt.deadline_ms;
         if !retry {
             return out.push(Effect::Reply {

@@ -144,7 +144,7 @@ impl NodeCore {
         let max_drift = u64::try_from(config.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
         let mut core = Self {
             ae: AntiEntropy::new(config.anti_entropy.clone()),
-            hints: Hints::load(config.hints.clone(), config.sabotage, store.as_ref()),
+            hints: Hints::load(config.hints.clone(), config.sabotage(), store.as_ref()),
             transfer: Transfer::default(),
             gc: Gc::new(u64::try_from(config.tombstone_grace.as_millis()).unwrap_or(u64::MAX)),
             table,
@@ -155,11 +155,11 @@ impl NodeCore {
             },
             actor,
             repl: replication::Replication::new(config.replication.clone())
-                .sabotaged(config.sabotage),
+                .sabotaged(config.sabotage()),
             ring_id: 0,
             forwards: forward::Forwards::default(),
             peers,
-            coordinator: Coordinator::new(config.conflict_policy, config.sabotage),
+            coordinator: Coordinator::new(config.conflict_policy, config.sabotage()),
             hlc: Hlc::new(max_drift),
             ring: Ring::empty(ring_config),
             addrs: BTreeMap::new(),
