@@ -448,12 +448,17 @@ pub enum ClientError {
     Gathering,
     /// Fewer replicas online than the write must wait for (Redis `NOREPLICAS`). Nothing was
     /// written.
-    #[error("NOREPLICAS not enough good replicas to write: {needed} needed, {online} online")]
+    #[error(
+        "NOREPLICAS not enough good replicas to write: {needed} needed, {online} online, \
+         {syncing} catching up"
+    )]
     NoReplicas {
         /// Replicas the write must wait for.
         needed: usize,
-        /// Replicas online.
+        /// Replicas online and following the log.
         online: usize,
+        /// Replicas that answer but are still catching up (a resync or their first snapshot).
+        syncing: usize,
     },
 }
 
@@ -482,8 +487,10 @@ impl ClientError {
     }
 
     /// Whether the request was refused before anything was written, because of a state that
-    /// passes (an election, a lease, a first primary gathering): sending it again cannot
-    /// apply it twice. Nodes retry these themselves within the request's deadline.
+    /// passes (an election, a lease, a first primary gathering, replicas that answer but are
+    /// still catching up): sending it again cannot apply it twice. Nodes retry these
+    /// themselves within the request's deadline; `NOREPLICAS` with too few replicas even
+    /// counting those catching up is answered at once, as Redis does.
     ///
     /// ```
     /// use ringkv::proto::ClientError;
@@ -498,7 +505,8 @@ impl ClientError {
                 | ClientError::Electing
                 | ClientError::LeaseExpired
                 | ClientError::Gathering
-        )
+        ) || matches!(self, ClientError::NoReplicas { needed, online, syncing }
+                if online + syncing >= *needed)
     }
 
     /// A stable name of the variant, for machine-readable output (`ringctl -o json`).

@@ -165,6 +165,26 @@ impl NodeProc {
         }
     }
 
+    /// SIGSTOP: the node stops answering without closing anything, as a host that hangs
+    /// or drops off the network (SIGKILL on loopback lets the kernel refuse its port at
+    /// once). [`Node::resume`] or dropping the node ends it.
+    pub fn pause(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Node::pause`].
+    pub fn resume(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = self.child.as_ref() {
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
+        }
+    }
+
     /// SIGTERM, then wait up to `within` for a graceful exit; true if it exited by itself.
     pub fn terminate(&mut self, within: Duration) -> bool {
         let Some(mut c) = self.child.take() else {

@@ -22,6 +22,9 @@ const SEQ_BOUND: u64 = 1 << 57;
 /// Most nodes one forwarded request is sent to before a retry: the first guess and two
 /// corrections, each named by the node asked before (never a node already asked).
 const MAX_FORWARD_TRIES: usize = 3;
+/// Most members declared down in one step that forwards are moved on from (more is a
+/// cluster falling apart; those forwards wait out their deadline).
+const MAX_DOWN_PER_STEP: usize = 64;
 /// Waits before the next try of a refused request: about what an election or a lease takes,
 /// growing, so that a long outage costs few tries. The last one repeats.
 const RETRY_BACKOFF_MS: [u64; 5] = [50, 100, 200, 400, 800];
@@ -72,6 +75,8 @@ pub struct Forwards {
     waiting: HashMap<CallId, Attempt>,
     /// Requests another node forwarded here, by the stream to answer.
     inbound: HashMap<ClientId, InboundId>,
+    /// Members declared down since the last step: forwards waiting on them are moved on.
+    down: Vec<String>,
     next: u64,
 }
 
@@ -89,6 +94,13 @@ impl Forwards {
         CallId {
             owner: Owner::Forward,
             seq: self.next,
+        }
+    }
+
+    /// Membership declared `name` down.
+    pub fn peer_down(&mut self, name: &str) {
+        if self.down.len() < MAX_DOWN_PER_STEP {
+            self.down.push(name.to_owned());
         }
     }
 
@@ -228,6 +240,42 @@ impl NodeCore {
             timer: Timer::Forward(call),
         });
         self.forwards.waiting.insert(call, attempt);
+    }
+
+    /// Forwards waiting on a node membership just declared down are not left to wait out
+    /// their deadline: a read is tried again at once (it goes to the shard's next primary,
+    /// or waits for its election); a write is answered at once, since the dead node may
+    /// have applied it and a second try could apply it twice.
+    pub(super) fn reroute_forwards(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+        if self.forwards.down.is_empty() {
+            return;
+        }
+        let down = std::mem::take(&mut self.forwards.down);
+        let mut stuck: Vec<CallId> = self
+            .forwards
+            .out
+            .iter()
+            .filter(|(_, f)| f.tried.last().is_some_and(|t| down.contains(t)))
+            .map(|(call, _)| *call)
+            .collect();
+        stuck.sort_unstable();
+        for call in stuck {
+            let Some(fwd) = self.forwards.out.remove(&call) else {
+                continue;
+            };
+            let to = fwd.tried.last().cloned().unwrap_or_default();
+            if matches!(fwd.attempt.req, ClientRequest::Get { .. }) {
+                self.primary_attempt(now_ms, fwd.attempt, out);
+            } else {
+                out.push(Effect::Reply {
+                    id: fwd.attempt.client,
+                    result: Err(ClientError::Unavailable(format!(
+                        "the key's primary {to} went down before it answered (the write may or \
+                         may not have been applied); retry"
+                    ))),
+                });
+            }
+        }
     }
 
     /// A forward's deadline passed, or a waiting attempt's next try is due.

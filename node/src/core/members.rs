@@ -102,6 +102,9 @@ impl NodeCore {
                     timer: Timer::Gossip(timer),
                 },
                 GossipOutput::Event(event) => {
+                    if let MemberEvent::Down(id) = &event {
+                        self.forwards.peer_down(&id.name);
+                    }
                     changed |= matches!(
                         event,
                         MemberEvent::Up(_)

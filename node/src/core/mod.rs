@@ -234,6 +234,7 @@ impl NodeCore {
             self.rebuild_ring();
         }
         let mut out = self.step(now_ms, input);
+        self.reroute_forwards(now_ms, &mut out);
         self.forwards.route_replies(&mut out);
         out
     }

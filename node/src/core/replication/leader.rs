@@ -182,6 +182,15 @@ impl Leader {
             .count()
     }
 
+    /// Replicas that answered within `timeout` ms but do not follow the stream yet.
+    pub fn syncing(&self, now: u64, timeout: u64) -> usize {
+        self.followers
+            .values()
+            .filter(|f| !matches!(f.state, SyncState::Stream))
+            .filter(|f| now.saturating_sub(f.heard_ms) < timeout)
+            .count()
+    }
+
     /// The offset a majority (this node's synced log included) holds.
     pub fn commit(&self, n: usize) -> u64 {
         let mut held: Vec<u64> = self.followers.values().map(|f| f.acked).collect();
@@ -231,6 +240,7 @@ impl Replication {
                     return Err(ClientError::NoReplicas {
                         needed: need,
                         online,
+                        syncing: leader.syncing(now, ms(config.replica_timeout)),
                     });
                 }
                 if leader.waiting.len() >= config.max_waiting {
