@@ -8,7 +8,8 @@
 #      REDIS=0 skips Redis; NODE_LOG sets the nodes' RUST_LOG (default warn);
 #      KEEP=DIR keeps the nodes' logs there; RINGCTL=path uses that binary instead of building;
 #      PROFILE=DIR records `perf record -e cpu-clock` of n1 (the coordinator) and n2 (a replica)
-#      during the quorum SET run into DIR/n1.data and DIR/n2.data (needs perf).
+#      during the quorum runs into DIR/n1-0.data, DIR/n2-0.data (SET), DIR/n1-1.data,
+#      DIR/n2-1.data (GET) (needs perf; the profiled runs' CPU figures include its overhead).
 # Installs nothing: Redis is measured only when redis-server and redis-benchmark are on PATH.
 # Starts its processes on free loopback ports in a temporary directory and stops every one of
 # them by pid at the end, on error and on Ctrl-C. Every run is bounded (SECONDS, or a request
@@ -53,12 +54,17 @@ measure() {
   local label=$1 opsfile=$2; shift 2
   local pids=()
   while [ "$1" != "--" ]; do pids+=("$1"); shift; done; shift
-  local before after
+  local before after u0 u1
   before=$(cpu_us "${pids[@]}" | tr '\n' ' ')
+  u0=$(udp)
   "$@"
+  u1=$(udp)
   after=$(cpu_us "${pids[@]}" | tr '\n' ' ')
-  echo "$label|$(cat "$opsfile")|$before|$after" >>"$DIR/rows"
+  echo "$label|$(cat "$opsfile")|$before|$after|$u0|$u1" >>"$DIR/rows"
 }
+# udp: the host's UDP datagrams sent and datagrams dropped for a full receive buffer (every
+# process on the machine counts, so other loopback traffic during a run shows here too).
+udp() { awk '/^Udp: [0-9]/ {print $5, $6}' /proc/net/snmp; }
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "ringkv: ${SECS}s runs, $CONC clients, $KEYS keys, $VALUE B values, durability $DURABILITY"
@@ -91,10 +97,10 @@ bench() {
     python3 -c "import json; d=json.load(open('$DIR/bench.json')); print(d['ops'])" >"$DIR/ops"
   }
   local perfs=()
-  if [ -n "${PROFILE:-}" ] && [ "$label" = "ringkv quorum SET" ]; then
+  if [ -n "${PROFILE:-}" ] && [ "$prefix" = q: ]; then
     mkdir -p "$PROFILE"
     for n in n1 n2; do
-      perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -o "$PROFILE/$n.data" -p "${PID[$n]}" \
+      perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -o "$PROFILE/$n-$ratio.data" -p "${PID[$n]}" \
         -- sleep "$SECS" >/dev/null 2>&1 &
       perfs+=($!); PIDS+=($!)
     done
@@ -166,17 +172,18 @@ import sys
 rows = [l.rstrip('\n').split('|') for l in open(sys.argv[1])]
 lat = {l.split('|')[0]: l.rstrip('\n').split('|')[1:] for l in open(sys.argv[2])}
 print()
-print("| run | ops | throughput (ops/s) | CPU µs/op per process | CPU µs/op summed | p50 / p99 / p999 (ms) | errors |")
-print("|---|---|---|---|---|---|---|")
+print("| run | ops | throughput (ops/s) | CPU µs/op per process | CPU µs/op summed | p50 / p99 / p999 (ms) | UDP datagrams/op | receive-buffer drops | errors |")
+print("|---|---|---|---|---|---|---|---|---|")
 res = {}
-for label, ops, before, after in rows:
+for label, ops, before, after, u0, u1 in rows:
+    (o0, d0), (o1, d1) = [map(int, u.split()) for u in (u0, u1)]
     ops = int(ops)
     b = [float(x) for x in before.split()]
     a = [float(x) for x in after.split()]
     per = [(y - x) / max(ops, 1) for x, y in zip(b, a)]
     tput, pct, errs = lat[label]
     res[label] = (float(tput), sum(per))
-    print(f"| {label} | {ops:,} | {float(tput):,.0f} | {' + '.join(f'{p:.0f}' for p in per)} | {sum(per):.0f} | {pct} | {errs} |")
+    print(f"| {label} | {ops:,} | {float(tput):,.0f} | {' + '.join(f'{p:.0f}' for p in per)} | {sum(per):.0f} | {pct} | {(o1 - o0) / max(ops, 1):.1f} | {d1 - d0} | {errs} |")
 print()
 for op in ("SET", "GET"):
     redis = res.get(f"redis {op}")
