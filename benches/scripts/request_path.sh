@@ -5,7 +5,8 @@
 # measured the same way in the same run.
 # Usage (from the repository root): bash benches/scripts/request_path.sh [SECONDS] [CONCURRENCY] [VALUE_BYTES]
 # Env: DURABILITY=sync|buffered (default sync); PRIMARY=0 skips the primary-mode run;
-#      REDIS=0 skips Redis; NODE_LOG sets the nodes' RUST_LOG (default warn);
+#      REDIS=0 skips Redis; ROUTE=node|token is passed to `ringctl bench --route` (unset: the
+#      binary's default, every request through n1); NODE_LOG sets the nodes' RUST_LOG (default warn);
 #      KEEP=DIR keeps the nodes' logs there; RINGCTL=path uses that binary instead of building;
 #      PROFILE=DIR records `perf record -e cpu-clock` of n1 (the coordinator) and n2 (a replica)
 #      during the quorum runs into DIR/n1-0.data, DIR/n2-0.data (SET), DIR/n1-1.data,
@@ -60,7 +61,16 @@ measure() {
   "$@"
   u1=$(udp)
   after=$(cpu_us "${pids[@]}" | tr '\n' ' ')
-  echo "$label|$(cat "$opsfile")|$before|$after|$u0|$u1" >>"$DIR/rows"
+  echo "$label|$(cat "$opsfile")|$before|$after|$u0|$u1|$(cat "$DIR/client_cpu")" >>"$DIR/rows"
+}
+# client CMD...: run the load generator, its CPU seconds (utime + stime) into $DIR/client_cpu.
+client() {
+  python3 -c '
+import resource, subprocess, sys
+subprocess.run(sys.argv[2:], check=True)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write(f"{r.ru_utime + r.ru_stime}\n")
+' "$DIR/client_cpu" "$@"
 }
 # udp: the host's UDP datagrams sent and datagrams dropped for a full receive buffer (every
 # process on the machine counts, so other loopback traffic during a run shows here too).
@@ -92,8 +102,8 @@ NODE_PIDS=("${PID[n1]}" "${PID[n2]}" "${PID[n3]}")
 bench() {
   local label=$1 prefix=$2 ratio=$3
   run() {
-    at -o json bench --duration "${SECS}s" --concurrency "$CONC" --keys $KEYS --value-size "$VALUE" \
-      --read-ratio "$ratio" --prefix "$prefix" >"$DIR/bench.json"
+    client "$R" --node "${ADDR[n1]}" --certs "$DIR/certs" -o json bench --duration "${SECS}s" --concurrency "$CONC" --keys $KEYS --value-size "$VALUE" \
+      --read-ratio "$ratio" --prefix "$prefix" ${ROUTE:+--route "$ROUTE"} >"$DIR/bench.json"
     python3 -c "import json; d=json.load(open('$DIR/bench.json')); print(d['ops'])" >"$DIR/ops"
   }
   local perfs=()
@@ -150,7 +160,7 @@ if [ "${REDIS:-1}" != 0 ] && command -v redis-server >/dev/null && command -v re
   N=$((SECS * 100000))
   for t in set get; do
     redis_run() {
-      redis-benchmark -p "${RP[0]}" -c "$CONC" -d "$VALUE" -r $KEYS -n $N -t $t --csv >"$DIR/redis.csv" 2>/dev/null
+      client redis-benchmark -p "${RP[0]}" -c "$CONC" -d "$VALUE" -r $KEYS -n $N -t $t --csv >"$DIR/redis.csv" 2>/dev/null
       echo $N >"$DIR/ops"
     }
     measure "redis ${t^^}" "$DIR/ops" "${RPID[@]}" -- redis_run
@@ -172,10 +182,10 @@ import sys
 rows = [l.rstrip('\n').split('|') for l in open(sys.argv[1])]
 lat = {l.split('|')[0]: l.rstrip('\n').split('|')[1:] for l in open(sys.argv[2])}
 print()
-print("| run | ops | throughput (ops/s) | CPU µs/op per process | CPU µs/op summed | p50 / p99 / p999 (ms) | UDP datagrams/op | receive-buffer drops | errors |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| run | ops | throughput (ops/s) | CPU µs/op per server process | CPU µs/op summed | client CPU µs/op | p50 / p99 / p999 (ms) | UDP datagrams/op | receive-buffer drops | errors |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 res = {}
-for label, ops, before, after, u0, u1 in rows:
+for label, ops, before, after, u0, u1, client in rows:
     (o0, d0), (o1, d1) = [map(int, u.split()) for u in (u0, u1)]
     ops = int(ops)
     b = [float(x) for x in before.split()]
@@ -183,7 +193,7 @@ for label, ops, before, after, u0, u1 in rows:
     per = [(y - x) / max(ops, 1) for x, y in zip(b, a)]
     tput, pct, errs = lat[label]
     res[label] = (float(tput), sum(per))
-    print(f"| {label} | {ops:,} | {float(tput):,.0f} | {' + '.join(f'{p:.0f}' for p in per)} | {sum(per):.0f} | {pct} | {(o1 - o0) / max(ops, 1):.1f} | {d1 - d0} | {errs} |")
+    print(f"| {label} | {ops:,} | {float(tput):,.0f} | {' + '.join(f'{p:.0f}' for p in per)} | {sum(per):.0f} | {float(client) * 1e6 / max(ops, 1):.0f} | {pct} | {(o1 - o0) / max(ops, 1):.1f} | {d1 - d0} | {errs} |")
 print()
 for op in ("SET", "GET"):
     redis = res.get(f"redis {op}")
