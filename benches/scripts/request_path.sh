@@ -16,6 +16,7 @@
 # them by pid at the end, on error and on Ctrl-C. Every run is bounded (SECONDS, or a request
 # count for redis-benchmark).
 set -euo pipefail
+source "$(dirname "$0")/common.sh"
 SECS=${1:-10}
 CONC=${2:-50}
 VALUE=${3:-100}
@@ -37,18 +38,10 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+tcp_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 TICK=$(getconf CLK_TCK)
 # cpu_us PID...: utime + stime of the processes, in microseconds, one per line.
 cpu_us() { for p in "$@"; do awk -v t="$TICK" '{sub(/.*\) /, ""); print ($12 + $13) * 1000000 / t}' "/proc/$p/stat"; done; }
-# until_true SECONDS CMD...: retry CMD every 0.2 s until it succeeds; fail after SECONDS.
-until_true() {
-  local end=$(($(date +%s) + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt $end ] || { echo "gave up waiting for: $*" >&2; return 1; }
-    sleep 0.2
-  done
-}
 # measure LABEL OPS_FILE PID... -- CMD...: run CMD, then print one row of CPU per op. The op
 # count is read from OPS_FILE (written by CMD's caller); rows go to $DIR/rows.
 measure() {
@@ -148,7 +141,7 @@ done
 if [ "${REDIS:-1}" != 0 ] && command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
   RP=(); RPID=()
   for i in 0 1 2; do
-    RP+=($(port))
+    RP+=($(tcp_port))
     repl=(); [ $i != 0 ] && repl=(--replicaof 127.0.0.1 "${RP[0]}")
     redis-server --port "${RP[$i]}" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
       --dir "$DIR" --dbfilename "r$i.rdb" "${repl[@]}" >"$DIR/redis$i.log" 2>&1 &

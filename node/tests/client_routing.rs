@@ -5,7 +5,7 @@ mod cluster_common;
 
 use std::time::Duration;
 
-use cluster_common::{certs, free_port, start, wait_alive};
+use cluster_common::start_three;
 use ringkv::config::CoreConfig;
 use ringkv::net::{TlsMaterial, TransportConfig};
 use ringkv::{Api, Client, ReadOptions, WriteOptions};
@@ -13,21 +13,7 @@ use ringkv::{Api, Client, ReadOptions, WriteOptions};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_aware_client_reaches_every_key_without_the_node_it_learned_from() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = certs(dir.path(), &["n1", "n2", "n3"]);
-    let config = CoreConfig::default();
-    let data = dir.path();
-    let n1 = start(&certs, data, "n1", free_port(), None, config.clone()).await;
-    let n2 = start(
-        &certs,
-        data,
-        "n2",
-        free_port(),
-        Some(n1.addr()),
-        config.clone(),
-    )
-    .await;
-    let n3 = start(&certs, data, "n3", free_port(), Some(n1.addr()), config).await;
-    wait_alive(&n1, 3).await;
+    let (certs, [n1, n2, n3]) = start_three(dir.path(), CoreConfig::default()).await;
 
     let tls = TlsMaterial::load_client(&certs).unwrap();
     let transport = TransportConfig {
