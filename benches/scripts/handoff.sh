@@ -4,6 +4,7 @@
 # Usage (from the repository root): bash benches/scripts/handoff.sh [WRITE_SECONDS] [VALUE_BYTES]
 # Starts its own nodes on free ports in a temporary directory and kills them all at the end.
 set -euo pipefail
+source "$(dirname "$0")/common.sh"
 SECS=${1:-10}
 VALUE=${2:-1000}
 cargo build --release -q -p ringctl
@@ -12,7 +13,6 @@ DIR=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$DIR"; }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 $R certs init --dir "$DIR/certs" >/dev/null
 declare -A ADDR PID
 for n in n1 n2 n3 n4 n5; do

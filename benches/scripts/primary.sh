@@ -7,6 +7,7 @@
 # NODE_LOG sets the nodes' RUST_LOG (default warn); KEEP_LOGS=DIR copies their logs there.
 # TOPOLOGY=chain sets every primary prefix to `--topology chain` (default star).
 set -euo pipefail
+source "$(dirname "$0")/common.sh"
 SECS=${1:-15}
 CONC=${2:-32}
 TRIALS=${3:-5}
@@ -23,7 +24,6 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 NODES=(n1 n2 n3)
 $R certs init --dir "$DIR/certs" >/dev/null
 declare -A ADDR PID
@@ -44,14 +44,6 @@ serve() {
 at() { local n=$1; shift; $R --node "${ADDR[$n]}" --certs "$DIR/certs" "$@"; }
 # json EXPR: evaluate a Python expression over the JSON document on stdin (as `d`).
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-# until_true SECONDS CMD...: retry CMD every 0.2 s until it succeeds; fail after SECONDS.
-until_true() {
-  local end=$(($(date +%s) + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt $end ] || { echo "gave up waiting for: $*" >&2; return 1; }
-    sleep 0.2
-  done
-}
 # all_online NAME KEY: NAME is the primary of KEY's shard and sees both replicas online.
 all_online() {
   at "$1" -o json info replication --key "$2" | json "d[0]['role']=='primary' and len(d[0]['replicas'])==2 and all(r['state']=='online' for r in d[0]['replicas'])" | grep -q True

@@ -30,6 +30,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::output::OutputFormat;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Talk to, run and benchmark a ringkv cluster.
 #[derive(Debug, Parser)]
 #[command(name = "ringctl", version, about, propagate_version = true, after_help = exit::HELP)]
@@ -104,10 +107,14 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     init_logging(&cli.command);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // A node runs on one thread: its shell, QUIC endpoint and connections hand each other
+    // work without waking other threads (a multi-thread runtime spent most of a node's CPU
+    // on cross-thread wake-ups); fsyncs run on a thread of their own (`node::commit`).
+    let mut builder = match cli.command {
+        Command::Serve(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             output::error_line(&format!("cannot start the async runtime: {e}"));

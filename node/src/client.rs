@@ -1,13 +1,24 @@
 //! A client of any node, over the same QUIC protocol the nodes speak.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ringkv_ring::{Ring, RingConfig, RingNode};
 
 use crate::api::Api;
-use crate::net::{TlsMaterial, Transport, TransportConfig};
+use crate::net::{TimeoutPhase, TlsMaterial, Transport, TransportConfig, TransportError};
 use crate::proto::{self, ClientRequest, ClientResponse, Request, Response};
 use crate::Error;
 
-/// Talks to one node of a cluster; that node coordinates every request.
+/// How long a node that could not be reached is passed over by token-aware routing.
+const SKIP_UNREACHABLE: Duration = Duration::from_secs(5);
+
+/// Talks to a cluster through one node, which coordinates every request; or, once
+/// [`Client::token_aware`] learned the ring from it, sends each key's request to a node of
+/// that key's preference list (one hop fewer when the cluster has more nodes than N, and the
+/// coordination spreads over every node).
 ///
 /// ```no_run
 /// use ringkv::{Api, Client, ReadOptions, WriteOptions};
@@ -25,6 +36,14 @@ use crate::Error;
 pub struct Client {
     transport: Transport,
     node: SocketAddr,
+    routes: Option<Arc<Routes>>,
+}
+
+/// The ring as a client learned it, and which of its nodes did not answer lately.
+struct Routes {
+    ring: Ring,
+    addrs: HashMap<String, SocketAddr>,
+    unreachable: Mutex<HashMap<SocketAddr, Instant>>,
 }
 
 impl Client {
@@ -40,22 +59,143 @@ impl Client {
         config: TransportConfig,
     ) -> Result<Self, Error> {
         let transport = Transport::client(tls, config)?;
-        Ok(Self { transport, node })
+        Ok(Self {
+            transport,
+            node,
+            routes: None,
+        })
     }
 
-    /// The node this client talks to.
+    /// Learns the ring (members, vnodes, N) from the node and from then on sends each
+    /// get, put and delete to the first reachable node of its key's preference list, falling
+    /// back to the node itself. A request goes to another node only when the first could not
+    /// be reached at all, so it is never applied twice. Call again to learn a changed ring.
+    pub async fn token_aware(mut self) -> Result<Self, Error> {
+        let home = self.at(self.node);
+        let members = home.members().await?;
+        let info = home.ring().await?;
+        let config = RingConfig::new(info.vnodes, info.n.into())
+            .map_err(|e| Error::Unexpected(format!("ring settings: {e}")))?;
+        let mut addrs = HashMap::new();
+        let mut nodes = Vec::new();
+        for m in members {
+            let node = match m.zone {
+                Some(zone) => RingNode::new(m.name.clone()).in_zone(zone),
+                None => RingNode::new(m.name.clone()),
+            };
+            nodes.push(node);
+            // Only live members that stay take requests; the others keep their place.
+            if m.state == "alive" && m.status != "leaving" {
+                if let Ok(addr) = m.addr.parse() {
+                    addrs.insert(m.name, addr);
+                }
+            }
+        }
+        self.routes = Some(Arc::new(Routes {
+            ring: Ring::new(nodes, config),
+            addrs,
+            unreachable: Mutex::new(HashMap::new()),
+        }));
+        Ok(self)
+    }
+
+    /// The node this client talks to (the one it learned the ring from, when token-aware).
     pub fn node(&self) -> SocketAddr {
         self.node
     }
+
+    /// This client's transport aimed at one node, without routing.
+    fn at(&self, node: SocketAddr) -> Client {
+        Client {
+            transport: self.transport.clone(),
+            node,
+            routes: None,
+        }
+    }
+
+    async fn call(&self, to: SocketAddr, frame: &[u8]) -> Result<ClientResponse, Error> {
+        let bytes = self.transport.call(to, frame).await?;
+        match proto::decode::<Response>(&bytes)? {
+            Response::Client(result) => Ok(result?),
+            Response::Peer(other) => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+}
+
+impl Routes {
+    /// Where a request for `key` goes, in order: the reachable nodes of its preference list.
+    fn targets(&self, key: &[u8]) -> Vec<SocketAddr> {
+        let now = Instant::now();
+        let unreachable = lock(&self.unreachable);
+        self.ring
+            .preference_list(key)
+            .iter()
+            .filter_map(|name| self.addrs.get(name).copied())
+            .filter(|addr| unreachable.get(addr).is_none_or(|until| *until <= now))
+            .collect()
+    }
+
+    fn skip(&self, addr: SocketAddr) {
+        lock(&self.unreachable).insert(addr, Instant::now() + SKIP_UNREACHABLE);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Only plain inserts happen under the lock: a poisoned one still holds usable data.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The key a request is about, when any node of its preference list may serve it.
+fn routed_key(req: &ClientRequest) -> Option<&[u8]> {
+    match req {
+        ClientRequest::Get { key, .. }
+        | ClientRequest::Put { key, .. }
+        | ClientRequest::Delete { key, .. } => Some(key),
+        ClientRequest::After { req, .. } => routed_key(req),
+        _ => None,
+    }
+}
+
+/// The request surely never reached the node: trying another cannot apply it twice.
+fn never_sent(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Transport(
+            TransportError::Connect { .. }
+                | TransportError::Handshake { .. }
+                | TransportError::Timeout {
+                    phase: TimeoutPhase::Connect,
+                    ..
+                }
+        )
+    )
 }
 
 impl Api for Client {
     async fn request(&self, req: ClientRequest) -> Result<ClientResponse, Error> {
+        let targets = match (&self.routes, routed_key(&req)) {
+            (Some(routes), Some(key)) => routes.targets(key),
+            _ => Vec::new(),
+        };
         let frame = proto::encode(&Request::Client(req))?;
-        let bytes = self.transport.call(self.node, &frame).await?;
-        match proto::decode::<Response>(&bytes)? {
-            Response::Client(result) => Ok(result?),
-            Response::Peer(other) => Err(Error::Unexpected(format!("{other:?}"))),
+        let mut home_unreached = None;
+        for to in targets {
+            match self.call(to, &frame).await {
+                Err(e) if never_sent(&e) => {
+                    if let Some(routes) = &self.routes {
+                        routes.skip(to);
+                    }
+                    if to == self.node {
+                        home_unreached = Some(e);
+                    }
+                }
+                other => return other,
+            }
+        }
+        match home_unreached {
+            // The contacted node was among those tried: no use dialling it twice.
+            Some(e) => Err(e),
+            None => self.call(self.node, &frame).await,
         }
     }
 }

@@ -5,30 +5,17 @@ mod cluster_common;
 
 use std::time::{Duration, Instant};
 
-use cluster_common::{certs, free_port, start, wait_alive};
+use cluster_common::start_three;
 use ringkv::config::CoreConfig;
 use ringkv::{Api, ReadOptions, WriteOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tombstones_held_by_every_replica_are_removed_after_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = certs(dir.path(), &["n1", "n2", "n3"]);
     let mut config = CoreConfig::default();
     config.hints.max_age = Duration::from_millis(500);
     config.tombstone_grace = Duration::from_secs(1);
-    let data = dir.path();
-    let n1 = start(&certs, data, "n1", free_port(), None, config.clone()).await;
-    let n2 = start(
-        &certs,
-        data,
-        "n2",
-        free_port(),
-        Some(n1.addr()),
-        config.clone(),
-    )
-    .await;
-    let n3 = start(&certs, data, "n3", free_port(), Some(n1.addr()), config).await;
-    wait_alive(&n1, 3).await;
+    let (_certs, [n1, n2, n3]) = start_three(dir.path(), config).await;
 
     let all = WriteOptions {
         w: Some(3),

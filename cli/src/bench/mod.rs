@@ -1,5 +1,6 @@
 //! `ringctl bench`: a closed-loop load generator. Each of `concurrency` workers sends one
-//! request at a time to `--node` through the library client, for a fixed duration.
+//! request at a time through the library client, for a fixed duration: to `--node`, or with
+//! `--route token` to a node of the key's preference list (the ring learned from `--node`).
 
 mod report;
 
@@ -65,6 +66,21 @@ pub struct BenchArgs {
     /// Seed of the key and operation choices (random when absent; printed to repeat a run).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Where requests go: `node` sends every request to `--node`; `token` learns the ring
+    /// from `--node` and sends each key's request to a node of its preference list (one hop
+    /// fewer when the cluster has more nodes than N; on 3 nodes with N=3 it only spreads the
+    /// coordination, and cost more CPU per request there, see benches/README.md).
+    #[arg(long, value_enum, default_value_t = Route::Node)]
+    pub route: Route,
+}
+
+/// `--route`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Route {
+    /// To a node of the key's preference list (the one `--node` is the fallback).
+    Token,
+    /// Every request to `--node`, which coordinates it.
+    Node,
 }
 
 fn run_length(s: &str) -> Result<Duration, String> {
@@ -106,10 +122,11 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
     let client = ops::connect(g).await?;
     let node = client.node().to_string();
     // Fail fast, with one clear line, when the node cannot be reached at all.
-    client
-        .members()
-        .await
-        .with_context(|| format!("cannot reach node {node}"))?;
+    let client = match a.route {
+        Route::Token => client.token_aware().await,
+        Route::Node => client.members().await.map(|_| client),
+    }
+    .with_context(|| format!("cannot reach node {node}"))?;
 
     let seed = a.seed.unwrap_or_else(rand::random);
     let mut rng = SmallRng::seed_from_u64(seed);
@@ -128,8 +145,12 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
         write_quorum: a.w,
     });
     if g.output == OutputFormat::Text {
+        let through = match a.route {
+            Route::Token => format!("the keys' replicas (ring learned from {node})"),
+            Route::Node => node.clone(),
+        };
         output::note(&format!(
-            "bench: {} workers against {node} for {} (seed {seed})",
+            "bench: {} workers against {through} for {} (seed {seed})",
             a.concurrency,
             humantime::format_duration(a.duration)
         ));
@@ -275,6 +296,9 @@ mod tests {
         assert_eq!(a.duration, Duration::from_secs(10));
         assert_eq!((a.r, a.w, a.seed), (None, None, None));
         assert_eq!(a.prefix, "");
+        assert_eq!(a.route, Route::Node);
+        assert_eq!(parse(&["--route", "token"]).unwrap().route, Route::Token);
+        assert!(parse(&["--route", "any"]).is_err());
     }
 
     #[test]

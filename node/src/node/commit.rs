@@ -2,9 +2,9 @@
 //! every write made before it, so many writes share one fsync.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{mpsc as std_mpsc, Arc};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::shell::{respond, Internal};
 use crate::core::CallId;
@@ -47,6 +47,7 @@ pub(super) fn spawn(
     internal: mpsc::UnboundedSender<Internal>,
 ) -> mpsc::UnboundedSender<Pending> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+    let syncer = Syncer::start(store);
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
@@ -56,12 +57,7 @@ pub(super) fn spawn(
                     Err(_) => break,
                 }
             }
-            let store = store.clone();
-            let synced = match tokio::task::spawn_blocking(move || store.sync()).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(format!("sync failed: {e}")),
-                Err(e) => Err(format!("sync did not run: {e}")),
-            };
+            let synced = syncer.sync().await;
             if let Err(e) = &synced {
                 tracing::error!("{e}");
             }
@@ -86,4 +82,39 @@ pub(super) fn spawn(
         }
     });
     tx
+}
+
+/// A thread of its own that syncs the store when asked, so an fsync never blocks the event
+/// loop and costs one wake-up each way (no task on a blocking pool per group commit).
+struct Syncer {
+    asks: std_mpsc::Sender<oneshot::Sender<Result<(), String>>>,
+}
+
+impl Syncer {
+    /// Starts the thread; it ends when the `Syncer` is dropped.
+    fn start(store: Arc<dyn Store>) -> Syncer {
+        let (asks, rx) = std_mpsc::channel::<oneshot::Sender<Result<(), String>>>();
+        let spawned = std::thread::Builder::new()
+            .name("ringkv-sync".into())
+            .spawn(move || {
+                while let Ok(done) = rx.recv() {
+                    let _ = done.send(store.sync().map_err(|e| format!("sync failed: {e}")));
+                }
+            });
+        if let Err(e) = spawned {
+            // Without the thread every ask below fails: nothing is acknowledged as durable.
+            tracing::error!("cannot start the sync thread: {e}");
+        }
+        Syncer { asks }
+    }
+
+    /// Syncs once; covers every write made before the call.
+    async fn sync(&self) -> Result<(), String> {
+        let (done, wait) = oneshot::channel();
+        self.asks
+            .send(done)
+            .map_err(|_| "sync did not run: no sync thread".to_string())?;
+        wait.await
+            .map_err(|_| "sync did not run: the sync thread ended".to_string())?
+    }
 }

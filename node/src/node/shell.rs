@@ -50,6 +50,7 @@ enum ClientTo {
 
 struct Shell {
     core: NodeCore,
+    store: Arc<dyn Store>,
     transport: Transport,
     me: SocketAddr,
     name: String,
@@ -77,6 +78,7 @@ pub(super) async fn run(
         me: core.me().addr,
         name: core.me().name.clone(),
         core,
+        store: store.clone(),
         transport,
         internal,
         commits,
@@ -212,7 +214,9 @@ impl Shell {
                     let Some(to) = self.inbound.remove(&id) else {
                         continue;
                     };
-                    if sync {
+                    // Nothing unsynced (a read when no write came since the last sync):
+                    // the answer is already durable.
+                    if sync && !self.store.is_synced() {
                         // Group commit: the committer syncs once for every response queued.
                         if let Err(mpsc::error::SendError(Pending::Respond { to, .. })) =
                             self.commits.send(Pending::Respond { to, reply })

@@ -7,7 +7,7 @@ mod journal;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -57,6 +57,10 @@ pub struct FjallStore {
     /// Set once a sync failed: what it should have made durable may be lost, so no later
     /// sync may report success (the operating system reports a failed writeback only once).
     sync_failed: AtomicBool,
+    /// Writes made (counted after each reached the journal) and the count the last
+    /// successful sync covered: equal means nothing waits for an fsync.
+    writes: AtomicU64,
+    synced: AtomicU64,
     /// Per-owner counts of `hints`. Held across each hint write's read-then-write, so
     /// concurrent writes of one hint cannot miscount.
     tallies: Mutex<HintTallies>,
@@ -128,6 +132,8 @@ impl FjallStore {
             hints,
             journal: ActiveJournal::new(db_dir),
             sync_failed: AtomicBool::new(false),
+            writes: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
             tallies: Mutex::new(tallies),
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -148,6 +154,13 @@ impl FjallStore {
             ));
         }
         Ok(())
+    }
+
+    /// Counts a write attempt once it is in the journal's buffer (or failed), so a sync
+    /// that reads the count afterwards covers it.
+    fn wrote<T>(&self, result: Result<T, ::fjall::Error>) -> Result<T, StoreError> {
+        self.writes.fetch_add(1, Ordering::AcqRel);
+        result.map_err(engine)
     }
 
     fn tallies(&self) -> MutexGuard<'_, HintTallies> {
@@ -190,24 +203,36 @@ impl Store for FjallStore {
         let stored = data_key(token, key)?;
         check_len("value", value.len(), MAX_VALUE_LEN)?;
         self.check_writable()?;
-        self.data.insert(stored, value).map_err(engine)
+        self.wrote(self.data.insert(stored, value))
     }
 
     fn delete(&self, token: u64, key: &[u8]) -> Result<(), StoreError> {
         let stored = data_key(token, key)?;
         self.check_writable()?;
-        self.data.remove(stored).map_err(engine)
+        self.wrote(self.data.remove(stored))
     }
 
     fn sync(&self) -> Result<(), StoreError> {
         self.check_writable()?;
+        // Read before the flush below, so every write counted here is in what it flushes.
+        let upto = self.writes.load(Ordering::Acquire);
+        if upto == self.synced.load(Ordering::Acquire) {
+            return Ok(());
+        }
         // Under fjall's journal lock only long enough to write out its buffer; the fsync,
         // outside it, covers every write made before this point.
         self.db.persist(PersistMode::Buffer).map_err(engine)?;
         self.journal.sync().inspect_err(|e| {
             tracing::error!(dir = %self.dir.display(), "sync failed, refusing writes: {e}");
             self.sync_failed.store(true, Ordering::Release);
-        })
+        })?;
+        self.synced.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn is_synced(&self) -> bool {
+        !self.sync_failed.load(Ordering::Acquire)
+            && self.writes.load(Ordering::Acquire) == self.synced.load(Ordering::Acquire)
     }
 
     fn scan(
@@ -248,7 +273,7 @@ impl Store for FjallStore {
         check_len("meta name", name.len(), MAX_KEY_LEN)?;
         check_len("value", value.len(), MAX_VALUE_LEN)?;
         self.check_writable()?;
-        self.meta.insert(name.as_bytes(), value).map_err(engine)
+        self.wrote(self.meta.insert(name.as_bytes(), value))
     }
 
     fn hint_get(&self, owner: &str, token: u64, key: &[u8]) -> Result<Option<Hint>, StoreError> {
@@ -265,7 +290,7 @@ impl Store for FjallStore {
         self.check_writable()?;
         let mut tallies = self.tallies();
         let replaced = self.stored_hint_len(&stored)?;
-        self.hints.insert(stored, value).map_err(engine)?;
+        self.wrote(self.hints.insert(stored, value))?;
         if let Some(old) = replaced {
             tallies.remove(&hint.owner, old);
         }
@@ -279,7 +304,7 @@ impl Store for FjallStore {
         let mut tallies = self.tallies();
         // Deleting nothing writes nothing (no tombstone).
         if let Some(old) = self.stored_hint_len(&stored)? {
-            self.hints.remove(stored).map_err(engine)?;
+            self.wrote(self.hints.remove(stored))?;
             tallies.remove(owner, old);
         }
         Ok(())
@@ -361,6 +386,38 @@ mod tests {
         }
         // Reads still answer.
         assert_eq!(s.get(1, b"a").unwrap(), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn is_synced_until_a_write_and_again_after_a_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FjallStore::open(dir.path()).unwrap();
+        assert!(s.is_synced(), "nothing written yet");
+        s.put(1, b"a", b"1").unwrap();
+        assert!(!s.is_synced());
+        s.sync().unwrap();
+        assert!(s.is_synced());
+        for write in [
+            |s: &FjallStore| s.delete(1, b"a"),
+            |s: &FjallStore| s.meta_put("ring", b"x"),
+            |s: &FjallStore| s.hint_put(&hint("n1", 1, "k", "v")),
+            |s: &FjallStore| s.hint_delete("n1", 1, b"k"),
+        ] {
+            write(&s).unwrap();
+            assert!(!s.is_synced());
+            s.sync().unwrap();
+            assert!(s.is_synced());
+        }
+        // A failed sync may have lost writes: the store never reports itself synced again.
+        for entry in std::fs::read_dir(dir.path().join(DB_DIR)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|ext| ext == "jnl") {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+        s.put(2, b"b", b"2").unwrap();
+        assert!(s.sync().is_err());
+        assert!(!s.is_synced(), "a failed store is never synced");
     }
 
     fn hint(owner: &str, token: u64, key: &str, value: &str) -> Hint {

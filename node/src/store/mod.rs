@@ -168,6 +168,12 @@ pub trait Store: Send + Sync + 'static {
     /// Engine or I/O failures; nothing written since the last successful sync is then durable.
     fn sync(&self) -> Result<(), StoreError>;
 
+    /// Whether every write made before the call is already durable, so a
+    /// [`sync`](Self::sync) now would have nothing to do. `false` when the store cannot tell.
+    fn is_synced(&self) -> bool {
+        false
+    }
+
     /// Entries with token in `(start, end]` (wrapping past `u64::MAX` when `start >= end`, so
     /// `start == end` is the whole ring), in ring order from `start` and then key order,
     /// resuming strictly after `after`, at most `limit` of them.

@@ -39,6 +39,25 @@ pub async fn start(
     b.start().await.unwrap()
 }
 
+/// Nodes n1, n2 and n3 on free ports with their data and certificates under `dir`, n2 and n3
+/// joined through n1, once n1 sees all three alive; and the certificates' directory.
+pub async fn start_three(dir: &Path, config: CoreConfig) -> (std::path::PathBuf, [Node; 3]) {
+    let certs = certs(dir, &["n1", "n2", "n3"]);
+    let n1 = start(&certs, dir, "n1", free_port(), None, config.clone()).await;
+    let n2 = start(
+        &certs,
+        dir,
+        "n2",
+        free_port(),
+        Some(n1.addr()),
+        config.clone(),
+    )
+    .await;
+    let n3 = start(&certs, dir, "n3", free_port(), Some(n1.addr()), config).await;
+    wait_alive(&n1, 3).await;
+    (certs, [n1, n2, n3])
+}
+
 /// Wait (bounded) until `node` sees `n` members alive.
 pub async fn wait_alive(node: &Node, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
