@@ -1,5 +1,9 @@
 //! A client of any node, over the same QUIC protocol the nodes speak.
 
+mod retry;
+
+pub use retry::{may_retry, RetryPolicy};
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -8,7 +12,7 @@ use std::time::{Duration, Instant};
 use ringkv_ring::{Ring, RingConfig, RingNode};
 
 use crate::api::Api;
-use crate::net::{TimeoutPhase, TlsMaterial, Transport, TransportConfig, TransportError};
+use crate::net::{TlsMaterial, Transport, TransportConfig};
 use crate::proto::{self, ClientRequest, ClientResponse, Request, Response};
 use crate::Error;
 
@@ -37,6 +41,7 @@ pub struct Client {
     transport: Transport,
     node: SocketAddr,
     routes: Option<Arc<Routes>>,
+    retry: RetryPolicy,
 }
 
 /// The ring as a client learned it, and which of its nodes did not answer lately.
@@ -63,6 +68,7 @@ impl Client {
             transport,
             node,
             routes: None,
+            retry: RetryPolicy::default(),
         })
     }
 
@@ -99,6 +105,13 @@ impl Client {
         Ok(self)
     }
 
+    /// The same client, retrying as `policy` says ([`RetryPolicy::none`] turns retries
+    /// off; the default retries for up to 5 s).
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
     /// The node this client talks to (the one it learned the ring from, when token-aware).
     pub fn node(&self) -> SocketAddr {
         self.node
@@ -110,6 +123,7 @@ impl Client {
             transport: self.transport.clone(),
             node,
             routes: None,
+            retry: self.retry,
         }
     }
 
@@ -158,29 +172,44 @@ fn routed_key(req: &ClientRequest) -> Option<&[u8]> {
 
 /// The request surely never reached the node: trying another cannot apply it twice.
 fn never_sent(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Transport(
-            TransportError::Connect { .. }
-                | TransportError::Handshake { .. }
-                | TransportError::Timeout {
-                    phase: TimeoutPhase::Connect,
-                    ..
-                }
-        )
-    )
+    matches!(e, Error::Transport(t) if retry::never_sent(t))
 }
 
 impl Api for Client {
+    /// Sends `req`, and again after a jittered wait while [`may_retry`] allows it and the
+    /// client's [`RetryPolicy`] budget lasts.
     async fn request(&self, req: ClientRequest) -> Result<ClientResponse, Error> {
+        let started = Instant::now();
         let targets = match (&self.routes, routed_key(&req)) {
             (Some(routes), Some(key)) => routes.targets(key),
             _ => Vec::new(),
         };
+        let read = retry::is_read(&req);
         let frame = proto::encode(&Request::Client(req))?;
+        let mut attempt = 0;
+        loop {
+            let result = self.send(&targets, &frame).await;
+            let e = match result {
+                Err(e) if retry::allowed(read, &e) => e,
+                done => return done,
+            };
+            let wait = self.retry.wait(attempt);
+            if started.elapsed() + wait >= self.retry.budget {
+                return Err(e);
+            }
+            tracing::debug!("retrying in {wait:?} after: {e}");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+}
+
+impl Client {
+    /// One attempt: the key's preference list in order when token-aware, else the node.
+    async fn send(&self, targets: &[SocketAddr], frame: &[u8]) -> Result<ClientResponse, Error> {
         let mut home_unreached = None;
-        for to in targets {
-            match self.call(to, &frame).await {
+        for &to in targets {
+            match self.call(to, frame).await {
                 Err(e) if never_sent(&e) => {
                     if let Some(routes) = &self.routes {
                         routes.skip(to);
@@ -195,7 +224,7 @@ impl Api for Client {
         match home_unreached {
             // The contacted node was among those tried: no use dialling it twice.
             Some(e) => Err(e),
-            None => self.call(self.node, &frame).await,
+            None => self.call(self.node, frame).await,
         }
     }
 }
