@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context as _, Result};
 use ringkv::net::init_cluster;
-use ringkv_tests::{free_port_pair, run_bounded, serial, Cluster};
+use ringkv_tests::{free_port_pair, poll, run_bounded, serial, Cluster};
 
 /// Bound on one client command: far above what it needs, only a guard against a hang.
 const CLIENT_LIMIT: Duration = Duration::from_secs(120);
@@ -344,5 +344,106 @@ fn bad_input_gets_clear_errors_and_the_node_keeps_serving() -> Result<()> {
 
     // The node still serves.
     assert_eq!(cli(&p, &Tls::Plain, &["PING"])?, "PONG");
+    Ok(())
+}
+
+/// redis-cli's answer once it is not `TRYAGAIN` (a shard electing its first primary, or
+/// gathering its replicas' keys), as a Redis client retries.
+fn retrying(port: &str, args: &[&str]) -> Result<String> {
+    let mut last = String::new();
+    poll(Duration::from_secs(30), || {
+        last = cli(port, &Tls::Plain, args).unwrap_or_else(|e| e.to_string());
+        (!last.starts_with("TRYAGAIN")).then(|| last.clone())
+    })
+    .with_context(|| format!("{args:?} still answers {last}"))
+}
+
+#[test]
+fn read_modify_write_commands_are_atomic_on_a_primary_and_refused_in_quorum_mode() -> Result<()> {
+    let _serial = serial();
+    let cluster = start(3, 3, &[])?;
+    let ports: Vec<String> = (0..3).map(|i| port(&cluster, i)).collect();
+    let set = ["range", "set", "--prefix", "ctr/", "--mode", "primary"];
+    cluster
+        .ringctl_text(0, &[&set[..], &["--sync-replicas", "majority"]].concat())
+        .map_err(anyhow::Error::msg)?;
+    for i in 0..3 {
+        poll(Duration::from_secs(20), || {
+            let rows = cluster.ringctl_text(i, &["range", "list"]).ok()?;
+            rows.contains("ctr/").then_some(())
+        })
+        .context("the rule did not spread")?;
+    }
+
+    // Quorum-mode keys refuse read-modify-writes instead of pretending.
+    for cmd in [
+        &["INCR", "q:1"][..],
+        &["SET", "q:1", "x", "NX"],
+        &["GETDEL", "q:1"],
+    ] {
+        let out = cli(&ports[0], &Tls::Plain, cmd)?;
+        assert!(
+            out.contains("needs the key's prefix in primary mode")
+                && out.contains("ringctl range set"),
+            "{out}"
+        );
+    }
+
+    assert_eq!(retrying(&ports[0], &["SET", "ctr/n", "0"])?, "OK");
+
+    // 8 clients, 25 INCRs each, through every node: every value from 1 to 200 once.
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let port = ports[c % 3].clone();
+            std::thread::spawn(move || cli(&port, &Tls::Plain, &["-r", "25", "INCR", "ctr/n"]))
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for c in clients {
+        let out = c
+            .join()
+            .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+        for line in out.lines() {
+            seen.push(
+                line.parse::<i64>()
+                    .with_context(|| format!("INCR answered {line:?}"))?,
+            );
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=200).collect::<Vec<_>>());
+    for p in &ports {
+        assert_eq!(cli(p, &Tls::Plain, &["GET", "ctr/n"])?, "200");
+    }
+
+    // The other read-modify-writes, as Redis answers them.
+    let p = &ports[1];
+    assert_eq!(cli(p, &Tls::Plain, &["DECRBY", "ctr/n", "50"])?, "150");
+    assert_eq!(retrying(p, &["APPEND", "ctr/s", "ab"])?, "2");
+    assert_eq!(cli(p, &Tls::Plain, &["APPEND", "ctr/s", "cd"])?, "4");
+    assert_eq!(cli(p, &Tls::Plain, &["SETNX", "ctr/s", "x"])?, "0");
+    assert_eq!(cli(p, &Tls::Plain, &["SET", "ctr/s", "x", "NX"])?, "");
+    assert_eq!(
+        cli(p, &Tls::Plain, &["SET", "ctr/s", "new", "XX", "GET"])?,
+        "abcd"
+    );
+    assert_eq!(cli(p, &Tls::Plain, &["GETDEL", "ctr/s"])?, "new");
+    assert_eq!(cli(p, &Tls::Plain, &["GET", "ctr/s"])?, "");
+    assert_eq!(retrying(p, &["SET", "ctr/t", "text"])?, "OK");
+    let not_int = cli(p, &Tls::Plain, &["INCR", "ctr/t"])?;
+    assert!(not_int.contains("not an integer"), "{not_int}");
+
+    // After READONLY, a replica serves this connection alone: a write answers -READONLY.
+    let shard = cluster
+        .replication_of(0, "ctr/n")
+        .context("no shard info")?;
+    let primary = shard["primary"].as_str().context("no primary")?;
+    let replica = (0..3)
+        .find(|&i| cluster.nodes[i].name != primary)
+        .context("no replica")?;
+    let asked = b"*1\r\n$8\r\nREADONLY\r\n*3\r\n$3\r\nSET\r\n$5\r\nctr/n\r\n$1\r\n1\r\n*1\r\n$4\r\nPING\r\n";
+    let (got, _) = exchange(&ports[replica], asked, false, |g| g.ends_with(b"+PONG\r\n"))?;
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("+OK\r\n-READONLY "), "{got}");
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use super::coordinator::{CallId, ClientId};
 use super::replica::load;
 use super::replication::{self, majority, Route};
+use super::update::Plan;
 use super::{Effect, InboundId, NodeCore, Timer};
 use crate::proto::{ClientError, ClientRequest, ClientResponse, PeerReply, PeerRequest, Session};
 use crate::table::{PrimaryOptions, ReadFrom, SyncReplicas};
@@ -38,6 +39,8 @@ pub struct Forwards {
     out: HashMap<CallId, Forward>,
     /// Requests another node forwarded here, by the stream to answer.
     inbound: HashMap<ClientId, InboundId>,
+    /// Updates waiting for their write's acknowledgement.
+    pub(super) updates: super::update::PendingUpdates,
     next: u64,
 }
 
@@ -52,6 +55,7 @@ impl Forwards {
 
     /// Answers to forwarded requests go back to the forwarding node.
     pub fn route_replies(&mut self, out: &mut [Effect]) {
+        self.updates.route_replies(out);
         if self.inbound.is_empty() {
             return;
         }
@@ -112,7 +116,8 @@ impl NodeCore {
         let key = match &req {
             ClientRequest::Get { key, .. }
             | ClientRequest::Put { key, .. }
-            | ClientRequest::Delete { key, .. } => key.clone(),
+            | ClientRequest::Delete { key, .. }
+            | ClientRequest::Update { key, .. } => key.clone(),
             _ => return,
         };
         let route = match self.repl.route(&ctx, &key) {
@@ -191,6 +196,10 @@ impl NodeCore {
                 }
                 let value = match req {
                     ClientRequest::Put { value, .. } => Some(value),
+                    ClientRequest::Update { op, .. } => match self.plan_update(id, &key, &op) {
+                        Plan::Write(value) => value,
+                        Plan::Answer(result) => return out.push(Effect::Reply { id, result }),
+                    },
                     _ => None,
                 };
                 match self.primary_record(now_ms, &key, value) {
@@ -265,7 +274,8 @@ impl NodeCore {
                 let key = match &fwd.req {
                     ClientRequest::Get { key, .. }
                     | ClientRequest::Put { key, .. }
-                    | ClientRequest::Delete { key, .. } => key.as_slice(),
+                    | ClientRequest::Delete { key, .. }
+                    | ClientRequest::Update { key, .. } => key.as_slice(),
                     _ => &[],
                 };
                 self.repl.learn_primary(&ctx, key, primary, *epoch);

@@ -30,6 +30,8 @@ pub(super) struct ConnState {
     pub name: Option<Bytes>,
     /// `CLIENT SETINFO LIB-NAME` and `LIB-VER`.
     pub lib: (Option<Bytes>, Option<Bytes>),
+    /// After `READONLY`: requests are served by this node alone.
+    pub direct: bool,
     /// The in-flight commands per key.
     pub order: KeyOrder,
 }
@@ -42,6 +44,7 @@ impl ConnState {
             resp3: false,
             name: None,
             lib: (None, None),
+            direct: false,
             order: KeyOrder::default(),
         }
     }

@@ -48,7 +48,10 @@ pub(super) fn dispatch(args: &[Bytes], conn: &mut ConnState, shared: &Arc<Shared
 
 fn run(spec: &table::Spec, args: &[Bytes], conn: &mut ConnState, shared: &Arc<Shared>) -> Step {
     let name = spec.name;
-    let node = &shared.node;
+    let node = &strings::Target {
+        node: shared.node.clone(),
+        direct: conn.direct,
+    };
     match name {
         "ping" => server::ping(args).into(),
         "echo" => Reply::Bulk(args[1].clone()).into(),
@@ -73,7 +76,10 @@ fn run(spec: &table::Spec, args: &[Bytes], conn: &mut ConnState, shared: &Arc<Sh
         .into(),
         "dbsize" => Reply::err("DBSIZE is not available: ringkv keeps no count of its keys").into(),
         "cluster" => cluster::cluster(args, shared),
-        "readonly" | "readwrite" => Reply::OK.into(),
+        "readonly" | "readwrite" => {
+            conn.direct = name == "readonly";
+            Reply::OK.into()
+        }
         "get" => strings::get(node, args),
         "set" => strings::set(node, args),
         "mget" => strings::mget(node, args),
@@ -81,6 +87,8 @@ fn run(spec: &table::Spec, args: &[Bytes], conn: &mut ConnState, shared: &Arc<Sh
         "del" | "unlink" => strings::del(node, args),
         "exists" => strings::exists(node, args),
         "strlen" => strings::strlen(node, args),
+        "incr" | "decr" | "incrby" | "decrby" => strings::incr(node, name, args),
+        "append" | "setnx" | "getset" | "getdel" => strings::update(node, name, args),
         _ => unknown(name, args).into(),
     }
 }
