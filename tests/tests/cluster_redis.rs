@@ -163,18 +163,42 @@ fn redis_cli_over_tls_and_plaintext_and_refused_without_a_cluster_certificate() 
     Ok(())
 }
 
+/// Set `prefix` to primary mode (`--sync-replicas majority`) and wait until every node has
+/// the rule.
+fn primary_prefix(cluster: &Cluster, prefix: &str) -> Result<()> {
+    let set = ["range", "set", "--prefix", prefix, "--mode", "primary"];
+    cluster
+        .ringctl_text(0, &[&set[..], &["--sync-replicas", "majority"]].concat())
+        .map_err(anyhow::Error::msg)?;
+    for i in 0..cluster.nodes.len() {
+        poll(Duration::from_secs(20), || {
+            let rows = cluster.ringctl_text(i, &["range", "list"]).ok()?;
+            rows.contains(prefix).then_some(())
+        })
+        .context("the rule did not spread")?;
+    }
+    Ok(())
+}
+
 #[test]
 fn redis_benchmark_runs_without_errors_against_one_node_and_the_cluster() -> Result<()> {
     let _serial = serial();
     let cluster = start(3, 3, &[])?;
     let p1 = port(&cluster, 0);
+    // redis-benchmark's INCR keys (`counter:...`) in primary mode; every shard elects its
+    // first primary before the run (60 keys cover the 6 shards of 3 nodes).
+    primary_prefix(&cluster, "counter:")?;
+    for i in 0..60 {
+        let key = format!("counter:warm{i}");
+        assert!(retrying(&p1, &["INCR", &key])?.parse::<i64>().is_ok());
+    }
     let common = [
         "-h",
         "127.0.0.1",
         "-p",
         &p1,
         "-t",
-        "set,get",
+        "set,get,incr",
         "-n",
         "20000",
         "-P",
@@ -197,18 +221,18 @@ fn redis_benchmark_runs_without_errors_against_one_node_and_the_cluster() -> Res
             !stdout.contains("rror") && !stderr.contains("rror"),
             "{stdout}\n{stderr}"
         );
-        assert!(
-            stdout.contains("\"SET\"") && stdout.contains("\"GET\""),
-            "{stdout}"
-        );
+        for test in ["\"SET\"", "\"GET\"", "\"INCR\""] {
+            assert!(stdout.contains(test), "{stdout}");
+        }
     }
-    // The keys redis-benchmark wrote read back through another node.
-    assert!(!cli(
-        &port(&cluster, 1),
-        &Tls::Plain,
-        &["GET", "key:__rand_int__"]
-    )?
-    .is_empty());
+    // What redis-benchmark wrote reads back through another node.
+    let p2 = port(&cluster, 1);
+    assert!(!cli(&p2, &Tls::Plain, &["GET", "key:__rand_int__"])?.is_empty());
+    let count: i64 = cli(&p2, &Tls::Plain, &["GET", "counter:__rand_int__"])?.parse()?;
+    assert_eq!(
+        count, 20_000,
+        "every INCR of the single-node run counted once"
+    );
     Ok(())
 }
 
@@ -363,17 +387,7 @@ fn read_modify_write_commands_are_atomic_on_a_primary_and_refused_in_quorum_mode
     let _serial = serial();
     let cluster = start(3, 3, &[])?;
     let ports: Vec<String> = (0..3).map(|i| port(&cluster, i)).collect();
-    let set = ["range", "set", "--prefix", "ctr/", "--mode", "primary"];
-    cluster
-        .ringctl_text(0, &[&set[..], &["--sync-replicas", "majority"]].concat())
-        .map_err(anyhow::Error::msg)?;
-    for i in 0..3 {
-        poll(Duration::from_secs(20), || {
-            let rows = cluster.ringctl_text(i, &["range", "list"]).ok()?;
-            rows.contains("ctr/").then_some(())
-        })
-        .context("the rule did not spread")?;
-    }
+    primary_prefix(&cluster, "ctr/")?;
 
     // Quorum-mode keys refuse read-modify-writes instead of pretending.
     for cmd in [
