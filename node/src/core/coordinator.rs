@@ -22,8 +22,8 @@ use crate::version::{apply_policy, live_values, ConflictPolicy, Context, Record,
 pub struct OpId(pub u64);
 
 /// Identifies one call to a replica; its reply comes back with the same id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CallId(pub u64);
+pub use super::calls::CallId;
+use super::calls::{Calls, Owner};
 
 /// Identifies a client request; its answer carries the same id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -134,7 +134,7 @@ pub struct Coordinator {
     /// Repairs a waiting read sent, by call.
     repair_calls: HashMap<CallId, OpId>,
     next_op: u64,
-    next_call: u64,
+    calls_out: Calls,
     policy: ConflictPolicy,
     sabotage: Sabotage,
 }
@@ -171,7 +171,7 @@ impl Coordinator {
             calls: HashMap::new(),
             repair_calls: HashMap::new(),
             next_op: 0,
-            next_call: 0,
+            calls_out: Calls::new(Owner::Coordinator),
             policy,
             sabotage,
         }
@@ -379,8 +379,7 @@ impl Coordinator {
             return;
         };
         let Some(to) = target.addr else { return };
-        self.next_call += 1;
-        let call = CallId(self.next_call);
+        let call = self.calls_out.next_id();
         target.state = TargetState::Pending(call);
         self.calls.insert(call, (id, idx));
         out.push(Action::Call { call, to, req });
@@ -546,8 +545,7 @@ impl Coordinator {
         }
         let sent = repairs.len();
         for (to, req) in repairs {
-            self.next_call += 1;
-            let call = CallId(self.next_call);
+            let call = self.calls_out.next_id();
             self.repair_calls.insert(call, id);
             out.push(Action::Call { call, to, req });
         }
@@ -564,9 +562,8 @@ impl Coordinator {
     /// waits for these answers, so the call ids are not registered.
     fn repair(&mut self, op: &Op, out: &mut Vec<Action>) {
         for (to, req) in repairs(op, self.policy) {
-            self.next_call += 1;
             out.push(Action::Call {
-                call: CallId(self.next_call),
+                call: self.calls_out.next_id(),
                 to,
                 req,
             });

@@ -66,7 +66,8 @@ pub enum Timer {
     StatusRefresh,
     /// Primary mode: heartbeats, elections, deadlines.
     Replication,
-    /// A request forwarded to a key's primary is overdue.
+    /// A request forwarded to a key's primary is overdue, or a refused one is due for its
+    /// next try.
     Forward(CallId),
     /// Push-pull the range table with the next live peer.
     Table,

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use ringkv_ring::Ring;
 
-use super::coordinator::CallId;
+use super::calls::{CallId, Calls, Owner};
 use super::Effect;
 use crate::config::{HintConfig, Sabotage};
 use crate::proto::{
@@ -20,8 +20,6 @@ use crate::proto::{
 use crate::store::{Hint, Store};
 use crate::version::{decode_record, encode_record, Record};
 
-/// Call ids of hint deliveries carry this bit, so replies find their way back here.
-pub const HINT_CALL_BIT: u64 = 1 << 62;
 /// Most owners looked at per delivery tick.
 const MAX_OWNERS: usize = 1024;
 /// Hints read per page when the per-token counts are rebuilt at start.
@@ -60,7 +58,7 @@ pub struct Hints {
     config: HintConfig,
     sabotage: Sabotage,
     in_flight: HashMap<CallId, Delivery>,
-    next_call: u64,
+    calls: Calls,
     /// Hints held per token, every owner together, for `ringctl status` per range. Kept in
     /// step with every hint stored or removed here (the only writer of the hints keyspace)
     /// and rebuilt from the store at start. Counting at status time instead would scan every
@@ -106,7 +104,7 @@ impl Hints {
             config,
             sabotage,
             in_flight: HashMap::new(),
-            next_call: 0,
+            calls: Calls::new(Owner::Hints),
             by_token,
             tally: HintTally {
                 held_at_start: held,
@@ -318,8 +316,7 @@ impl Hints {
     }
 
     fn deliver(&mut self, hint: Hint, record: Record, to: SocketAddr, out: &mut Vec<Effect>) {
-        self.next_call = self.next_call.wrapping_add(1) & !(HINT_CALL_BIT | (HINT_CALL_BIT << 1));
-        let call = CallId(self.next_call | HINT_CALL_BIT);
+        let call = self.calls.next_id();
         out.push(Effect::Call {
             call,
             to,

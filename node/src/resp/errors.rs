@@ -26,8 +26,8 @@ fn client_error(ce: &ClientError) -> Reply {
         _ => "ERR",
     };
     let text = ce.to_string();
-    // The READONLY variant's message already starts with the word.
-    let text = text.strip_prefix("READONLY ").unwrap_or(&text);
+    // Some messages (READONLY, NOREPLICAS) already start with the word.
+    let text = text.strip_prefix(&format!("{word} ")).unwrap_or(&text);
     Reply::Error(format!("{word} {text}"))
 }
 
@@ -54,6 +54,15 @@ mod tests {
         };
         assert_eq!(word(quorum), "CLUSTERDOWN");
         assert_eq!(word(ClientError::Overloaded { in_flight: 9 }), "TRYAGAIN");
+        assert_eq!(word(ClientError::Electing), "TRYAGAIN");
+        let few = ClientError::NoReplicas {
+            needed: 2,
+            online: 1,
+        };
+        assert_eq!(word(few.clone()), "NOREPLICAS");
+        assert!(
+            matches!(reply(&Error::Request(few)), Reply::Error(s) if !s.contains("NOREPLICAS NOREPLICAS"))
+        );
         assert_eq!(
             word(ClientError::NotPrimary {
                 primary: None,
