@@ -38,11 +38,11 @@ until_true() {
 # redis-server: a master and two replicas, RDB and AOF off (its defaults but for `save`).
 RM=$(port); RR1=$(port); RR2=$(port)
 redis-server --port "$RM" --save '' --appendonly no --dir "$DIR" --logfile "$DIR/rm.log" --daemonize no &
-PIDS+=($!)
+PIDS+=($!); disown $!  # killed on purpose at the end: no job-control notice
 for p in "$RR1" "$RR2"; do
   redis-server --port "$p" --save '' --appendonly no --replicaof 127.0.0.1 "$RM" --dir "$DIR" \
     --logfile "$DIR/r$p.log" --daemonize no &
-  PIDS+=($!)
+  PIDS+=($!); disown $!
 done
 until_true 20 sh -c "redis-cli -p $RM info replication | grep -q connected_slaves:2"
 
@@ -57,7 +57,7 @@ for n in n1 n2 n3; do
   seed=(); [ $n != n1 ] && seed=(--seed "${ADDR[n1]}")
   RUST_LOG=warn $R serve --name $n --listen "${ADDR[$n]}" --data "$DIR/$n" --certs "$DIR/certs" \
     --on-signal stop --redis "${ADDR[$n]}" --redis-plaintext "${seed[@]}" >>"$DIR/$n.log" 2>&1 &
-  PIDS+=($!)
+  PIDS+=($!); disown $!
 done
 KP=${ADDR[n1]##*:}
 until_true 30 sh -c "$R --node ${ADDR[n1]} --certs $DIR/certs -o json members | grep -o '\"alive\"' | wc -l | grep -qx 3"
