@@ -52,7 +52,7 @@ fn of_node(e: &ringkv::Error) -> (u8, &'static str) {
         ringkv::Error::Request(e) => of_request(e),
         ringkv::Error::Transport(e) => of_transport(e),
         ringkv::Error::Tls(_) => (REFUSED, "tls"),
-        ringkv::Error::Config(_) => (REFUSED, "config"),
+        ringkv::Error::Config(_) | ringkv::Error::Redis(_) => (REFUSED, "config"),
         ringkv::Error::Codec(_) | ringkv::Error::Unexpected(_) => (UNAVAILABLE, "bad_response"),
         ringkv::Error::Shutdown => (UNAVAILABLE, "shutdown"),
         ringkv::Error::Store(_) | ringkv::Error::Table(_) | ringkv::Error::Gossip(_) => {

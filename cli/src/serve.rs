@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use ringkv::config::{CoreConfig, Limits, Quorum};
 use ringkv::core::replication::ReplConfig;
 use ringkv::net::TlsMaterial;
+use ringkv::resp::RedisConfig;
 use ringkv::store::Durability;
 use ringkv::version::ConflictPolicy;
 use ringkv::Node;
@@ -100,6 +101,13 @@ pub struct ServeArgs {
     /// behind gets a full resync (a snapshot of the shard's keys).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(MIN_REPL_BACKLOG..=MAX_REPL_BACKLOG))]
     pub repl_backlog: u64,
+    /// Serve Redis clients (RESP2/RESP3) on this TCP address, over TLS with a client
+    /// certificate signed by the cluster CA, like every other connection.
+    #[arg(long, value_name = "ADDR")]
+    pub redis: Option<SocketAddr>,
+    /// The Redis front without TLS: accepted only on a loopback address.
+    #[arg(long, requires = "redis")]
+    pub redis_plaintext: bool,
 }
 
 /// `--durability`.
@@ -178,8 +186,15 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut builder = Node::builder(name.clone())
         .listen(a.listen)
         .data_dir(&a.data)
-        .tls(tls)
+        .tls(tls.clone())
         .config(config);
+    if let Some(addr) = a.redis {
+        builder = builder.redis(if a.redis_plaintext {
+            RedisConfig::plaintext(addr)
+        } else {
+            RedisConfig::tls(addr, tls)
+        });
+    }
     if let Some(addr) = a.advertise {
         builder = builder.advertise(addr);
     }
@@ -202,6 +217,14 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         node.name(),
         node.addr()
     ))?;
+    if let Some(addr) = node.redis_addr() {
+        let how = if a.redis_plaintext {
+            "plaintext"
+        } else {
+            "TLS"
+        };
+        output::emit(&format!("Redis front on {addr} ({how})\n"))?;
+    }
 
     let sig = signals.recv().await?;
     type Stopping =

@@ -1,6 +1,7 @@
 //! The operations a [`Node`](crate::Node) and a [`Client`](crate::Client) both offer.
 
 use crate::core::replication::ShardInfo;
+use crate::core::update::{UpdateOp, UpdateResult};
 use crate::proto::Session;
 use crate::proto::{
     ClientRequest, ClientResponse, InspectResult, MemberRow, ReadResult, RepairProgress, RingInfo,
@@ -156,6 +157,15 @@ pub trait Api {
     async fn replication(&self, key: Option<Vec<u8>>) -> Result<Vec<ShardInfo>, Error> {
         match self.request(ClientRequest::Replication { key }).await? {
             ClientResponse::Replication(rows) => Ok(rows),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Read-modify-write `key` atomically on its primary (primary-mode keys only; a
+    /// quorum-mode key answers [`UpdateError::NeedsPrimaryMode`](crate::core::update::UpdateError)).
+    async fn update(&self, key: Vec<u8>, op: UpdateOp) -> Result<UpdateResult, Error> {
+        match self.request(ClientRequest::Update { key, op }).await? {
+            ClientResponse::Updated(r) => Ok(r),
             other => Err(unexpected(other)),
         }
     }

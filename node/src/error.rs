@@ -28,6 +28,9 @@ pub enum Error {
     /// A message could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// The Redis front could not start.
+    #[error(transparent)]
+    Redis(#[from] crate::resp::FrontError),
     /// A setting is not usable.
     #[error("invalid configuration: {0}")]
     Config(String),

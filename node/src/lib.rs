@@ -15,6 +15,7 @@ pub mod merkle;
 pub mod net;
 pub mod node;
 pub mod proto;
+pub mod resp;
 pub mod store;
 pub mod table;
 pub mod version;
@@ -22,7 +23,7 @@ pub mod version;
 pub use api::{Api, ReadOptions, WriteOptions};
 pub use client::Client;
 pub use error::Error;
-pub use node::{Node, NodeBuilder};
+pub use node::{Node, NodeBuilder, NodeHandle};
 pub use table::{
     Mode, PrimaryOptions, RangeTable, ReadFrom, Rule, Stamp, SyncReplicas, TableError, TableLimits,
     Topology,

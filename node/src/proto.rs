@@ -106,6 +106,13 @@ pub enum ClientRequest {
     },
     /// The range table as this node holds it.
     RangeList,
+    /// Read-modify-write a primary-mode key atomically on its primary.
+    Update {
+        /// The key.
+        key: Vec<u8>,
+        /// What to do with its value.
+        op: crate::core::update::UpdateOp,
+    },
 }
 
 /// A successful answer to a [`ClientRequest`].
@@ -129,6 +136,8 @@ pub enum ClientResponse {
     Replication(Vec<crate::core::replication::ShardInfo>),
     /// The node's range table, one row per prefix in prefix order.
     RangeTable(Vec<RuleRow>),
+    /// The outcome of an update.
+    Updated(crate::core::update::UpdateResult),
 }
 
 /// One rule of the range table, as `ringctl range list` shows it.
@@ -435,6 +444,9 @@ pub enum ClientError {
         /// The epoch in which it heard of that primary.
         epoch: u64,
     },
+    /// A read-modify-write that could not be done.
+    #[error(transparent)]
+    Update(#[from] crate::core::update::UpdateError),
     /// No primary serves the key's range now: an election is under way. Nothing was written.
     #[error("electing a primary for the key's range; retry")]
     Electing,
@@ -522,6 +534,7 @@ impl ClientError {
             ClientError::Unavailable(_) => "unavailable",
             ClientError::BadRange(_) => "bad_range",
             ClientError::NotPrimary { .. } => "not_primary",
+            ClientError::Update(_) => "update",
             ClientError::Electing => "electing",
             ClientError::LeaseExpired => "lease_expired",
             ClientError::Gathering => "gathering",

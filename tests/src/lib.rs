@@ -60,8 +60,8 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// Run `ringctl --node ADDR --certs CERTS ARGS` and collect its exit status and output,
 /// killing it if it runs past [`RINGCTL_HANG_LIMIT`].
 pub fn ringctl_at(node: SocketAddr, certs: &Path, args: &[&str]) -> Result<Output> {
-    let mut child = Command::new(ringctl_bin()?)
-        .arg("--node")
+    let mut cmd = Command::new(ringctl_bin()?);
+    cmd.arg("--node")
         .arg(node.to_string())
         .arg("--certs")
         .arg(certs)
@@ -69,16 +69,23 @@ pub fn ringctl_at(node: SocketAddr, certs: &Path, args: &[&str]) -> Result<Outpu
         // The caller's environment must not steer the client or add log lines to stderr.
         .env_remove("RINGKV_NODE")
         .env_remove("RINGKV_CERTS")
-        .env_remove("RUST_LOG")
+        .env_remove("RUST_LOG");
+    run_bounded(&mut cmd, RINGCTL_HANG_LIMIT).with_context(|| format!("ringctl {args:?}"))
+}
+
+/// Run `cmd` with no input and collect its exit status and output, killing it if it runs
+/// past `limit`.
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<Output> {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context("starting ringctl")?;
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
     // Drain both pipes while waiting, so a chatty command cannot block on a full pipe.
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
-    let deadline = Instant::now() + RINGCTL_HANG_LIMIT;
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
@@ -86,7 +93,7 @@ pub fn ringctl_at(node: SocketAddr, certs: &Path, args: &[&str]) -> Result<Outpu
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("ringctl {args:?} still running after {RINGCTL_HANG_LIMIT:?}");
+            bail!("still running after {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -132,6 +139,19 @@ pub fn poll<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option
 /// A loopback UDP port free right now.
 pub fn free_port() -> Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A loopback port free for both UDP and TCP right now (a node's QUIC endpoint and its
+/// Redis front on the same port number, as `cluster up` runs them).
+pub fn free_port_pair() -> Result<u16> {
+    for _ in 0..20 {
+        let udp = UdpSocket::bind("127.0.0.1:0")?;
+        let port = udp.local_addr()?.port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no loopback port free for both UDP and TCP")
 }
 
 /// One `ringctl serve` process; killed and reaped on drop.

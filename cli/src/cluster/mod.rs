@@ -264,6 +264,10 @@ fn banner(dir: &Path, certs: &Path, plans: &[NodePlan]) -> String {
             p.log.display()
         ));
     }
+    out.push_str("\nRedis clients (plaintext on loopback; any node serves any key):\n");
+    for p in plans {
+        out.push_str(&format!("  redis-cli -p {}\n", p.addr.port()));
+    }
     if let Some(first) = plans.first() {
         out.push_str(&format!(
             "\nUse it from another shell:\n  export RINGKV_NODE={} RINGKV_CERTS={}\n  \
@@ -306,6 +310,7 @@ mod tests {
         let text = banner(Path::new("/c"), Path::new("/c/certs"), &plans);
         assert!(text.contains("export RINGKV_NODE=127.0.0.1:9000 RINGKV_CERTS=/c/certs"));
         assert!(text.contains("n2") && text.contains("/c/n2.log"));
+        assert!(text.contains("redis-cli -p 9001"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -92,6 +92,11 @@ impl NodeProcess {
             .args(["--w", &quorum.w.to_string()])
             // A dev cluster stopped with Ctrl-C keeps its data in place for the next `up`.
             .args(["--on-signal", "stop"])
+            // The Redis front on the same port number over TCP: the slot map names every
+            // node's front at its QUIC port (see `ringkv::resp`).
+            .arg("--redis")
+            .arg(plan.addr.to_string())
+            .arg("--redis-plaintext")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -183,7 +188,7 @@ pub async fn stop_all(nodes: &mut [NodeProcess], grace: Duration) {
     }
 }
 
-/// `count` distinct free UDP ports on 127.0.0.1, or `base..base+count` when given.
+/// `count` distinct ports free for UDP and TCP on 127.0.0.1, or `base..base+count` when given.
 pub fn choose_ports(count: u8, base: Option<u16>) -> anyhow::Result<Vec<u16>> {
     if count == 0 {
         return Ok(Vec::new());
@@ -199,20 +204,27 @@ pub fn choose_ports(count: u8, base: Option<u16>) -> anyhow::Result<Vec<u16>> {
     }
     // Hold every socket until all are chosen so the ports differ; a race with another
     // program between here and the node binding is possible but unlikely.
+    // Each port must be free for TCP too (the node's Redis front).
     let mut held = Vec::with_capacity(usize::from(count));
-    for _ in 0..count {
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+    for _ in 0..usize::from(count) * PORT_TRIES {
+        if held.len() == usize::from(count) {
+            break;
+        }
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
             .context("cannot find a free UDP port on 127.0.0.1")?;
-        held.push(socket);
+        let port = udp.local_addr().context("cannot read a bound port")?.port();
+        if let Ok(tcp) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            held.push((port, udp, tcp));
+        }
     }
-    held.iter()
-        .map(|s| {
-            s.local_addr()
-                .map(|a| a.port())
-                .context("cannot read a bound port")
-        })
-        .collect()
+    if held.len() < usize::from(count) {
+        bail!("cannot find {count} ports free for both UDP and TCP on 127.0.0.1");
+    }
+    Ok(held.into_iter().map(|(port, _, _)| port).collect())
 }
+
+/// Free UDP ports tried per node for one that is free for TCP as well.
+const PORT_TRIES: usize = 20;
 
 /// The last non-empty line of a log file, if it can be read.
 pub fn log_tail(path: &Path) -> Option<String> {

@@ -80,7 +80,8 @@ impl NodeCore {
         let primary = match &req {
             ClientRequest::Get { key, .. }
             | ClientRequest::Put { key, .. }
-            | ClientRequest::Delete { key, .. } => self.table.current().lookup(key).cloned(),
+            | ClientRequest::Delete { key, .. }
+            | ClientRequest::Update { key, .. } => self.table.current().lookup(key).cloned(),
             _ => None,
         };
         if let Some(opts) = primary {
@@ -96,6 +97,10 @@ impl NodeCore {
         }
         let op = match req {
             ClientRequest::Direct(_) | ClientRequest::After { .. } => return,
+            ClientRequest::Update { .. } => {
+                let e = ClientError::Update(super::update::UpdateError::NeedsPrimaryMode);
+                return reply(out, id, Err(e));
+            }
             ClientRequest::Replication { key } => {
                 repl_ctx!(self, now_ms, ctx);
                 let shard = key.map(|k| self.ring.preference_list(&k).to_vec());
@@ -387,6 +392,12 @@ impl DataOp {
                 value: None,
                 context: context.clone(),
                 w: *w,
+            },
+            ClientRequest::Update { key, op } => DataOp::Write {
+                key: key.clone(),
+                value: op.argument().cloned(),
+                context: None,
+                w: None,
             },
             _ => DataOp::Read {
                 key: Vec::new(),

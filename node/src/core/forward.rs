@@ -77,6 +77,8 @@ pub struct Forwards {
     inbound: HashMap<ClientId, InboundId>,
     /// Members declared down since the last step: forwards waiting on them are moved on.
     down: Vec<String>,
+    /// Updates waiting for their write's acknowledgement.
+    pub(super) updates: super::update::PendingUpdates,
     next: u64,
 }
 
@@ -106,6 +108,7 @@ impl Forwards {
 
     /// Answers to forwarded requests go back to the forwarding node.
     pub fn route_replies(&mut self, out: &mut [Effect]) {
+        self.updates.route_replies(out);
         if self.inbound.is_empty() {
             return;
         }
@@ -298,7 +301,8 @@ fn key_of(req: &ClientRequest) -> &[u8] {
     match req {
         ClientRequest::Get { key, .. }
         | ClientRequest::Put { key, .. }
-        | ClientRequest::Delete { key, .. } => key,
+        | ClientRequest::Delete { key, .. }
+        | ClientRequest::Update { key, .. } => key,
         _ => &[],
     }
 }

@@ -15,6 +15,7 @@ mod replica;
 pub mod replication;
 mod table;
 mod transfer;
+pub mod update;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

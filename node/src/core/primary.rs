@@ -5,6 +5,7 @@ use super::coordinator::ClientId;
 use super::forward::{Attempt, Forward};
 use super::replica::load;
 use super::replication::{self, majority, Route};
+use super::update::Plan;
 use super::{Effect, NodeCore};
 use crate::proto::{ClientError, ClientRequest, ClientResponse, PeerReply, PeerRequest, Session};
 use crate::table::{PrimaryOptions, ReadFrom, SyncReplicas};
@@ -72,7 +73,8 @@ impl NodeCore {
         let key = match &a.req {
             ClientRequest::Get { key, .. }
             | ClientRequest::Put { key, .. }
-            | ClientRequest::Delete { key, .. } => key.clone(),
+            | ClientRequest::Delete { key, .. }
+            | ClientRequest::Update { key, .. } => key.clone(),
             _ => return Ok(()),
         };
         let route = match self.repl.route(&ctx, &key) {
@@ -144,6 +146,13 @@ impl NodeCore {
                 }
                 let value = match a.req {
                     ClientRequest::Put { value, .. } => Some(value),
+                    ClientRequest::Update { op, .. } => match self.plan_update(id, &key, &op) {
+                        Plan::Write(value) => value,
+                        Plan::Answer(result) => {
+                            out.push(Effect::Reply { id, result });
+                            return Ok(());
+                        }
+                    },
                     _ => None,
                 };
                 match self.primary_record(now_ms, &key, value) {

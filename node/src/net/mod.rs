@@ -22,6 +22,7 @@ pub use error::{TimeoutPhase, TransportError};
 pub use inbound::{Inbound, InboundEvent, Responder};
 pub use stats::TransportStats;
 pub use tls::{
-    client_config, init_cluster, issue_node, server_config, TlsError, TlsMaterial, ALPN,
+    client_config, init_cluster, issue_node, server_config, tcp_server_config, TlsError,
+    TlsMaterial, ALPN,
 };
 pub use transport::Transport;

@@ -251,16 +251,7 @@ pub fn server_config(
     m: &TlsMaterial,
     t: &TransportConfig,
 ) -> Result<quinn::ServerConfig, TlsError> {
-    let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(m.roots()?, provider.clone())
-        .build()
-        .map_err(config_err)?;
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(config_err)?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(m.inner.chain.clone(), m.inner.key.clone_key())
-        .map_err(config_err)?;
+    let mut tls = tls_server(m)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(config_err)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -268,6 +259,26 @@ pub fn server_config(
     // Handshakes waiting to be accepted or refused are bounded like connections.
     server.max_incoming(t.max_connections.max(1));
     Ok(server)
+}
+
+/// The TLS (over TCP) server configuration of the Redis front: the same certificate and the
+/// same rule as QUIC (a client certificate signed by the cluster CA), without ALPN, which
+/// Redis clients do not send.
+pub fn tcp_server_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    Ok(Arc::new(tls_server(m)?))
+}
+
+fn tls_server(m: &TlsMaterial) -> Result<rustls::ServerConfig, TlsError> {
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(m.roots()?, provider.clone())
+        .build()
+        .map_err(config_err)?;
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(config_err)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(m.inner.chain.clone(), m.inner.key.clone_key())
+        .map_err(config_err)
 }
 
 /// The QUIC client configuration: verifies servers against the CA, presents this side's

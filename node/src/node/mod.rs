@@ -17,6 +17,7 @@ use crate::config::CoreConfig;
 use crate::core::NodeCore;
 use crate::net::{TlsMaterial, Transport, TransportConfig};
 use crate::proto::{ClientRequest, ClientResponse};
+use crate::resp::{Front, NodeFacts, RedisConfig};
 use crate::store::{FjallStore, MemoryStore, Store};
 use crate::Error;
 
@@ -37,6 +38,7 @@ pub struct NodeBuilder {
     core: CoreConfig,
     gossip: GossipConfig,
     transport: TransportConfig,
+    redis: Option<RedisConfig>,
 }
 
 impl NodeBuilder {
@@ -94,11 +96,21 @@ impl NodeBuilder {
         self
     }
 
+    /// Serve Redis clients too (see [`crate::resp`]); the node does not start if the front
+    /// cannot.
+    pub fn redis(mut self, config: RedisConfig) -> Self {
+        self.redis = Some(config);
+        self
+    }
+
     /// Open the store, bind the endpoint, join the cluster and start serving.
     pub async fn start(self) -> Result<Node, Error> {
         let tls = self
             .tls
             .ok_or_else(|| Error::Config("a node needs TLS material (NodeBuilder::tls)".into()))?;
+        if let Some(redis) = &self.redis {
+            redis.check()?;
+        }
         let q = self.core.quorum;
         if q.n == 0 || q.r == 0 || q.w == 0 || q.r > q.n || q.w > q.n {
             return Err(Error::Config(format!(
@@ -135,16 +147,28 @@ impl NodeBuilder {
             bump: now,
         };
         let seeds = self.seeds.into_iter().filter(|s| *s != addr).collect();
+        let facts = NodeFacts {
+            name: self.name.clone(),
+            addr,
+            persistent: self.data_dir.is_some(),
+            durability: self.core.durability,
+        };
         let core = NodeCore::new(me, seeds, self.core, self.gossip, store.clone(), now)?;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let task = tokio::spawn(shell::run(core, store, transport, inbound, rx));
-        tracing::info!(name = %self.name, %addr, "node started");
-        Ok(Node {
+        let mut node = Node {
             name: self.name,
             addr,
             tx,
             task: Some(task),
-        })
+            front: None,
+        };
+        if let Some(config) = self.redis {
+            // On error the node is dropped, which stops it.
+            node.front = Some(Front::start(config, node.handle(), facts).await?);
+        }
+        tracing::info!(name = %node.name, %addr, "node started");
+        Ok(node)
     }
 }
 
@@ -171,6 +195,7 @@ pub struct Node {
     addr: SocketAddr,
     tx: mpsc::Sender<Command>,
     task: Option<JoinHandle<()>>,
+    front: Option<Front>,
 }
 
 impl Node {
@@ -187,7 +212,20 @@ impl Node {
             core: CoreConfig::default(),
             gossip: GossipConfig::lan(),
             transport: TransportConfig::default(),
+            redis: None,
         }
+    }
+
+    /// A handle other tasks can send requests through while the node runs.
+    pub fn handle(&self) -> NodeHandle {
+        NodeHandle {
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Where the Redis front listens, if the node has one.
+    pub fn redis_addr(&self) -> Option<SocketAddr> {
+        self.front.as_ref().map(Front::addr)
     }
 
     /// The node's name.
@@ -209,6 +247,7 @@ impl Node {
     /// Stop without leaving the cluster (a restart, an upgrade): the data stays here, peers
     /// see the node down and keep hints for it until it is back.
     pub async fn stop(mut self) -> Result<(), Error> {
+        self.front = None;
         let (done, wait) = oneshot::channel();
         if self.tx.send(Command::Stop(done)).await.is_ok() {
             let _ = wait.await;
@@ -222,6 +261,7 @@ impl Node {
     /// Like [`Node::shutdown`], waiting at most `within` for the handoff; what is not handed
     /// off by then stays on disk here and anti-entropy repairs the other replicas.
     pub async fn shutdown_within(mut self, within: Duration) -> Result<(), Error> {
+        self.front = None;
         let (done, wait) = oneshot::channel();
         if self.tx.send(Command::Shutdown(done, within)).await.is_ok() {
             let _ = wait.await;
@@ -235,13 +275,29 @@ impl Node {
 
 impl Api for Node {
     async fn request(&self, req: ClientRequest) -> Result<ClientResponse, Error> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::Request(req, reply))
-            .await
-            .map_err(|_| Error::Shutdown)?;
-        Ok(answer.await.map_err(|_| Error::Shutdown)??)
+        request(&self.tx, req).await
     }
+}
+
+/// A cheap, clonable way to send requests to a running node from other tasks of the same
+/// process (the Redis front holds one per connection); it does not keep the node running.
+#[derive(Clone)]
+pub struct NodeHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Api for NodeHandle {
+    async fn request(&self, req: ClientRequest) -> Result<ClientResponse, Error> {
+        request(&self.tx, req).await
+    }
+}
+
+async fn request(tx: &mpsc::Sender<Command>, req: ClientRequest) -> Result<ClientResponse, Error> {
+    let (reply, answer) = oneshot::channel();
+    tx.send(Command::Request(req, reply))
+        .await
+        .map_err(|_| Error::Shutdown)?;
+    Ok(answer.await.map_err(|_| Error::Shutdown)??)
 }
 
 impl Drop for Node {
