@@ -100,6 +100,11 @@ pub struct ServeArgs {
     /// behind gets a full resync (a snapshot of the shard's keys).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(MIN_REPL_BACKLOG..=MAX_REPL_BACKLOG))]
     pub repl_backlog: u64,
+    /// Accept fault-injection requests (`ringctl chaos` partitions, clock shifts, slow
+    /// syncs). FOR TEST CLUSTERS ONLY: any holder of a client certificate could then cut this
+    /// node off from its peers.
+    #[arg(long)]
+    pub fault_injection: bool,
 }
 
 /// `--durability`.
@@ -179,7 +184,8 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         .listen(a.listen)
         .data_dir(&a.data)
         .tls(tls)
-        .config(config);
+        .config(config)
+        .fault_injection(a.fault_injection);
     if let Some(addr) = a.advertise {
         builder = builder.advertise(addr);
     }
@@ -188,6 +194,9 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(zone) = &a.zone {
         builder = builder.zone(zone.clone());
+    }
+    if a.fault_injection {
+        tracing::warn!("fault injection is on: this node is for test clusters only");
     }
     let node = tokio::select! {
         started = builder.start() => started.with_context(|| {

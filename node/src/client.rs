@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use crate::api::Api;
+use crate::faults::{FaultPlan, FaultRequest};
 use crate::net::{TlsMaterial, Transport, TransportConfig};
 use crate::proto::{self, ClientRequest, ClientResponse, Request, Response};
 use crate::Error;
@@ -47,6 +48,16 @@ impl Client {
     pub fn node(&self) -> SocketAddr {
         self.node
     }
+
+    /// Sets or reads the faults of a node started with fault injection (test clusters only).
+    pub async fn faults(&self, req: FaultRequest) -> Result<FaultPlan, Error> {
+        let frame = proto::encode(&Request::Fault(req))?;
+        let bytes = self.transport.call(self.node, &frame).await?;
+        match proto::decode::<Response>(&bytes)? {
+            Response::Fault(result) => Ok(result?),
+            other => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
 }
 
 impl Api for Client {
@@ -55,7 +66,7 @@ impl Api for Client {
         let bytes = self.transport.call(self.node, &frame).await?;
         match proto::decode::<Response>(&bytes)? {
             Response::Client(result) => Ok(result?),
-            Response::Peer(other) => Err(Error::Unexpected(format!("{other:?}"))),
+            other => Err(Error::Unexpected(format!("{other:?}"))),
         }
     }
 }

@@ -28,6 +28,9 @@ pub enum Error {
     /// A message could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// The node refused a fault-injection request.
+    #[error(transparent)]
+    Fault(#[from] crate::faults::FaultError),
     /// A setting is not usable.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -56,8 +56,13 @@ pub(super) fn spawn(
                     Err(_) => break,
                 }
             }
-            let store = store.clone();
-            let synced = match tokio::task::spawn_blocking(move || store.sync()).await {
+            let (store, faults) = (store.clone(), transport.faults().clone());
+            let synced = match tokio::task::spawn_blocking(move || {
+                faults.delay_sync();
+                store.sync()
+            })
+            .await
+            {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(format!("sync failed: {e}")),
                 Err(e) => Err(format!("sync did not run: {e}")),

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+mod faults;
+
 use super::commit::{self, Pending, ResponseTo};
 use super::wall_ms;
 use ringkv_gossip::MemberEvent;
@@ -60,6 +62,7 @@ struct Shell {
     next_inbound: u64,
     /// Inputs for this node made by this node (calls to itself), handled in order.
     queue: VecDeque<Input>,
+    faults: crate::faults::Faults,
 }
 
 /// Drive the core until shutdown.
@@ -76,7 +79,7 @@ pub(super) async fn run(
         me: core.me().addr,
         name: core.me().name.clone(),
         core,
-        transport,
+        transport: transport.clone(),
         internal,
         commits,
         clients: HashMap::new(),
@@ -84,6 +87,7 @@ pub(super) async fn run(
         next_client: 0,
         next_inbound: 0,
         queue: VecDeque::new(),
+        faults: transport.faults().clone(),
     };
     let effects = shell.core.start();
     shell.apply(effects);
@@ -170,12 +174,15 @@ impl Shell {
     fn input(&mut self, input: Input) {
         self.queue.push_back(input);
         while let Some(next) = self.queue.pop_front() {
-            let effects = self.core.handle(wall_ms(), next);
+            let effects = self.core.handle(self.faults.clock(wall_ms()), next);
             self.apply(effects);
         }
     }
 
     fn inbound(&mut self, event: InboundEvent) {
+        let Some(event) = self.faults.admit(event) else {
+            return;
+        };
         match event {
             InboundEvent::Datagram { data, .. } => self.input(Input::Datagram(data)),
             InboundEvent::Request {
@@ -190,6 +197,9 @@ impl Shell {
                 Ok(Request::Peer { from, req }) => {
                     let id = self.inbound_id(ResponseTo::Remote(respond));
                     self.input(Input::PeerRequest { id, from, req });
+                }
+                Ok(Request::Fault(req)) => {
+                    self::respond(respond, &Response::Fault(self.fault(req)))
                 }
                 // Dropping the responder resets that stream; everything else keeps going.
                 Err(e) => tracing::warn!(%from, "refused a request that does not decode: {e}"),
