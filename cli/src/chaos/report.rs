@@ -589,4 +589,40 @@ mod tests {
         assert_eq!(w["primary"].failed, 15);
         assert_eq!(w["primary"].by_error["timeout"], 15);
     }
+
+    #[test]
+    fn the_page_is_self_contained_with_four_plots_and_the_verdict() {
+        let event: Event = "2+3:partition:n2:in"
+            .parse::<super::super::nemesis::Schedule>()
+            .unwrap()
+            .events[0]
+            .clone();
+        let ops: Vec<Op> = (0..50)
+            .map(|i| op(i as f64 * 0.1, 3, Outcome::Ok, false, None))
+            .collect();
+        let series = series(&ops, 6);
+        let report = Report {
+            replay: "ringctl chaos --seed 1".into(),
+            settings: [("nodes".to_string(), "3".to_string())].into(),
+            schedule: "2.0+3.0:partition:n2:in".into(),
+            ops: 50,
+            ok: 50,
+            failed: 0,
+            unknown: 0,
+            heal_s: 0.1,
+            settle_s: 1.0,
+            findings: Findings::default(),
+            clean: true,
+            faults: vec![FaultRecord::new(&event, 2.0, 5.0, &series)],
+            faulted_writes: BTreeMap::new(),
+            series,
+        };
+        let page = report.html().unwrap();
+        assert_eq!(page.matches("<svg").count(), 4);
+        assert!(page.contains("partition-in n2"));
+        assert!(page.contains("CLEAN"));
+        for fetch in ["src=", "href=", "<script", "<link", "@import", "url("] {
+            assert!(!page.contains(fetch), "the page fetches something: {fetch}");
+        }
+    }
 }
