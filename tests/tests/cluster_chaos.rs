@@ -130,6 +130,70 @@ fn a_short_chaos_run_with_every_kind_of_fault_has_a_clean_verdict_and_a_report()
     assert!(run.report.join("report.html").exists());
 }
 
+/// Whether a run's nodes logged that they sabotage themselves.
+fn sabotaged(dir: &Path) -> bool {
+    (1..=5).any(|i| {
+        std::fs::read_to_string(dir.join(format!("cluster/n{i}.log")))
+            .is_ok_and(|log| log.contains("SABOTAGE"))
+    })
+}
+
+#[test]
+fn nodes_that_acknowledge_puts_before_storing_them_fail_the_verdict() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--nodes",
+        "5",
+        "--duration",
+        "25s",
+        "--seed",
+        "5",
+        "--settle",
+        "3s",
+        "--concurrency",
+        "8",
+        "--faults",
+        "kill",
+        "--schedule",
+        "3+2:kill:n1;7+2:kill:n2;11+2:kill:n3;15+2:kill:n4;19+2:kill:n5",
+    ];
+    let env = [("RINGKV_SABOTAGE", "ack-before-store")];
+    let mut run = chaos(dir.path(), &args, &env).unwrap();
+    let again = tempfile::tempdir().unwrap();
+    if !sabotaged(dir.path()) {
+        // This ringctl was built without the test-only feature (`cargo test` of the whole
+        // workspace builds it with it): build one that has it.
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "ringctl", "--features", "ringkv/sabotage"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "building ringctl with the sabotage feature"
+        );
+        run = chaos(again.path(), &args, &env).unwrap();
+        assert!(
+            sabotaged(again.path()),
+            "the nodes did not sabotage themselves"
+        );
+    }
+    assert_eq!(
+        run.status,
+        Some(1),
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(run.stdout.contains("verdict: FAILED"), "{}", run.stdout);
+    let json = std::fs::read_to_string(run.report.join("report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["clean"], false);
+    let lost = report["findings"]["lost"].as_array().unwrap();
+    assert!(!lost.is_empty(), "{}", run.stdout);
+}
+
 /// Chromium's command, if one is installed.
 fn chromium() -> Option<&'static str> {
     ["chromium", "chromium-browser", "google-chrome"]

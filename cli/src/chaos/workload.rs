@@ -173,12 +173,28 @@ pub fn classify(e: &ringkv::Error) -> (Outcome, String) {
         _ => Outcome::Unknown,
     };
     let kind = match e {
+        E::Request(ClientError::Unavailable(why)) => format!("unavailable: {}", reason(why)),
         E::Request(c) => c.kind().to_string(),
         E::Transport(TransportError::Timeout { .. }) => "timeout".into(),
         E::Transport(_) => "unreachable".into(),
         _ => "other".into(),
     };
     (outcome, kind)
+}
+
+/// The gist of an `unavailable` error's text, so errors group by cause: up to the first
+/// `:`, `;` or `(`, numbers as `N`.
+fn reason(text: &str) -> String {
+    let gist = text.split([':', ';', '(']).next().unwrap_or(text).trim();
+    let mut out = String::with_capacity(gist.len());
+    for c in gist.chars() {
+        match c {
+            '0'..='9' if out.ends_with('N') => {}
+            '0'..='9' => out.push('N'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A put key this client may delete later, with the context its put returned.
@@ -386,6 +402,22 @@ mod tests {
         assert_eq!(
             classify(&quorum),
             (Outcome::Unknown, "quorum_failed".into())
+        );
+        let electing = ringkv::Error::Request(ClientError::Unavailable(
+            "electing a primary for the key's range; retry".into(),
+        ));
+        assert_eq!(
+            classify(&electing),
+            (
+                Outcome::Unknown,
+                "unavailable: electing a primary for the key's range".into()
+            )
+        );
+        let knows =
+            ClientError::Unavailable("this node knows 12 of the key's 3 replicas (x)".into());
+        assert_eq!(
+            classify(&ringkv::Error::Request(knows)).1,
+            "unavailable: this node knows N of the key's N replicas"
         );
         let busy = ringkv::Error::Request(ClientError::Overloaded { in_flight: 9 });
         assert_eq!(classify(&busy).0, Outcome::Failed);

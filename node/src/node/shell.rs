@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 mod faults;
+#[cfg(feature = "sabotage")]
+mod sabotage;
 
 use super::commit::{self, Pending, ResponseTo};
 use super::wall_ms;
@@ -41,6 +43,9 @@ pub(super) enum Command {
 pub(super) enum Internal {
     Timer(Timer),
     CallDone(CallId, Result<PeerReply, String>),
+    /// A client request acknowledged already, handed to the core late (test sabotage).
+    #[cfg(feature = "sabotage")]
+    Deferred(ClientRequest),
 }
 
 /// Where a client's answer goes.
@@ -136,6 +141,8 @@ pub(super) async fn run(
             Some(event) = internal_rx.recv() => match event {
                 Internal::Timer(t) => shell.input(Input::Timer(t)),
                 Internal::CallDone(call, reply) => shell.input(Input::PeerReply { call, reply }),
+                #[cfg(feature = "sabotage")]
+                Internal::Deferred(req) => shell.deferred(req),
             },
             _ = tokio::time::sleep_until(wake) => {}
         }
@@ -191,6 +198,10 @@ impl Shell {
                 respond,
             } => match proto::decode::<Request>(&data) {
                 Ok(Request::Client(req)) => {
+                    #[cfg(feature = "sabotage")]
+                    let Some((req, respond)) = self.ack_before_store(req, respond) else {
+                        return;
+                    };
                     let id = self.client_id(ClientTo::Remote(respond));
                     self.input(Input::Client { id, req });
                 }
