@@ -224,7 +224,7 @@ impl Report {
             Some(bad) if bad.is_empty() => format!("ok ({} operations)", f.lin_ops),
             Some(bad) => format!("VIOLATED on {}", bad.join(", ")),
         };
-        let mut rows = vec![
+        let rows = vec![
             (
                 "operations",
                 format!(
@@ -252,38 +252,31 @@ impl Report {
             ),
             ("linearizability", lin),
         ];
+        let mut out = String::new();
+        for (k, v) in rows {
+            let label = if k.is_empty() {
+                String::new()
+            } else {
+                format!("{k}:")
+            };
+            let _ = writeln!(out, "{label:<20} {v}");
+        }
         for (mode, w) in &self.faulted_writes {
             let share = if w.total == 0 {
                 0.0
             } else {
                 100.0 * w.failed as f64 / w.total as f64
             };
-            let why: Vec<String> = w.by_error.iter().map(|(k, n)| format!("{k} {n}")).collect();
-            rows.push((
-                "",
-                format!(
-                    "{mode} writes during faults: {} of {} failed ({share:.0}%){}",
-                    w.failed,
-                    w.total,
-                    if why.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", why.join(", "))
-                    }
-                ),
-            ));
-        }
-        let mut out = String::new();
-        for (k, v) in rows {
             let _ = writeln!(
                 out,
-                "{:<20} {v}",
-                if k.is_empty() {
-                    String::new()
-                } else {
-                    format!("{k}:")
-                }
+                "{mode} writes during faults: {} of {} failed ({share:.0}%)",
+                w.failed, w.total
             );
+            let mut why: Vec<(&String, &u64)> = w.by_error.iter().collect();
+            why.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            for (kind, n) in why {
+                let _ = writeln!(out, "  {n:>7}  {kind}");
+            }
         }
         let _ = writeln!(out, "\nrecovery per fault:");
         for r in &self.faults {
