@@ -86,13 +86,26 @@ pub struct CoreConfig {
     pub tombstone_grace: Duration,
     /// Primary mode: heartbeats, leases, failover and backlog.
     pub replication: crate::core::replication::ReplConfig,
-    /// Deliberate bugs, so tests can prove the simulator's checker catches them. Never set
-    /// outside tests.
+    /// Deliberate bugs, so tests can prove the simulator's checker catches them. Present only
+    /// in builds with the `sabotage` feature, which only the test crate enables: a production
+    /// build cannot switch them on.
+    #[cfg(feature = "sabotage")]
     #[doc(hidden)]
     pub sabotage: Sabotage,
 }
 
-/// Bugs a test may switch on to check that the checker notices them.
+impl CoreConfig {
+    /// The deliberate bugs switched on: none in a build without the `sabotage` feature.
+    pub(crate) fn sabotage(&self) -> Sabotage {
+        #[cfg(feature = "sabotage")]
+        return self.sabotage;
+        #[cfg(not(feature = "sabotage"))]
+        return Sabotage::default();
+    }
+}
+
+/// Bugs a test may switch on to check that the checker notices them (through
+/// `CoreConfig::sabotage`, which exists only with the `sabotage` feature).
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sabotage {
@@ -130,6 +143,7 @@ impl Default for CoreConfig {
             hints: HintConfig::default(),
             tombstone_grace: Duration::from_secs(24 * 3600),
             replication: crate::core::replication::ReplConfig::default(),
+            #[cfg(feature = "sabotage")]
             sabotage: Sabotage::default(),
         }
     }

@@ -440,6 +440,26 @@ pub enum ClientError {
         /// The epoch in which it heard of that primary.
         epoch: u64,
     },
+    /// No primary serves the key's range now: an election is under way. Nothing was written.
+    #[error("electing a primary for the key's range; retry")]
+    Electing,
+    /// The key's primary has not heard a majority of its replicas within its lease and takes
+    /// no write until it does (or another is elected). Nothing was written.
+    #[error("this primary has not heard a majority of its replicas within its lease; retry")]
+    LeaseExpired,
+    /// The key's range has a new primary, gathering the keys its replicas hold before it
+    /// serves. Nothing was written.
+    #[error("the key's range has a new primary, gathering the keys its replicas hold; retry")]
+    Gathering,
+    /// Fewer replicas online than the write must wait for (Redis `NOREPLICAS`). Nothing was
+    /// written.
+    #[error("NOREPLICAS not enough good replicas to write: {needed} needed, {online} online")]
+    NoReplicas {
+        /// Replicas the write must wait for.
+        needed: usize,
+        /// Replicas online.
+        online: usize,
+    },
 }
 
 impl ClientError {
@@ -459,6 +479,30 @@ impl ClientError {
                 | ClientError::Overloaded { .. }
                 | ClientError::Unavailable(_)
                 | ClientError::NotPrimary { .. }
+                | ClientError::Electing
+                | ClientError::LeaseExpired
+                | ClientError::Gathering
+                | ClientError::NoReplicas { .. }
+        )
+    }
+
+    /// Whether the request was refused before anything was written, because of a state that
+    /// passes (an election, a lease, a first primary gathering): sending it again cannot
+    /// apply it twice. Nodes retry these themselves within the request's deadline.
+    ///
+    /// ```
+    /// use ringkv::proto::ClientError;
+    /// assert!(ClientError::Electing.passing_refusal());
+    /// // A primary that did not answer may have applied the write.
+    /// assert!(!ClientError::Unavailable("no answer".into()).passing_refusal());
+    /// ```
+    pub fn passing_refusal(&self) -> bool {
+        matches!(
+            self,
+            ClientError::NotPrimary { .. }
+                | ClientError::Electing
+                | ClientError::LeaseExpired
+                | ClientError::Gathering
         )
     }
 
@@ -475,6 +519,10 @@ impl ClientError {
             ClientError::Unavailable(_) => "unavailable",
             ClientError::BadRange(_) => "bad_range",
             ClientError::NotPrimary { .. } => "not_primary",
+            ClientError::Electing => "electing",
+            ClientError::LeaseExpired => "lease_expired",
+            ClientError::Gathering => "gathering",
+            ClientError::NoReplicas { .. } => "no_replicas",
         }
     }
 }

@@ -165,7 +165,13 @@ fn nodes_that_acknowledge_puts_before_storing_them_fail_the_verdict() {
         // This ringctl was built without the test-only feature (`cargo test` of the whole
         // workspace builds it with it): build one that has it.
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "ringctl", "--features", "ringkv/sabotage"])
+            .args([
+                "build",
+                "-p",
+                "ringctl",
+                "--features",
+                "ringkv/sabotage-ack",
+            ])
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .status()
             .unwrap();

@@ -491,10 +491,10 @@ fn acknowledging_majority_writes_before_the_replicas_hold_them_is_caught() {
         max_faults: 6,
         ..primary(SyncReplicas::Majority)
     };
-    let report = run(8, &config, None);
+    let report = run(0, &config, None);
     assert!(report.passed(), "{}", describe(&config, &report));
     config.sabotage.ack_before_replicas = true;
-    let report = run(8, &config, None);
+    let report = run(0, &config, None);
     assert!(
         report
             .violations
@@ -515,10 +515,10 @@ fn a_new_primary_keeping_the_old_replication_id_is_caught_forking_the_log() {
         ..primary_crashes()
     };
     config.primary = Some(SyncReplicas::None);
-    let report = run(3, &config, None);
+    let report = run(4, &config, None);
     assert!(report.passed(), "{}", describe(&config, &report));
     config.sabotage.keep_replid = true;
-    let report = run(3, &config, None);
+    let report = run(4, &config, None);
     assert!(
         report
             .violations

@@ -7,13 +7,14 @@
 //! foreground traffic. Trees are built from the store the first time a range needs one and
 //! dropped when the ring changes (ranges move).
 
+use super::calls::CallError;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use ringkv_ring::Ring;
 
-use super::coordinator::CallId;
+use super::calls::{CallId, Calls, Owner};
 use super::replica::{load, Change};
 use super::{Effect, Timer};
 use crate::config::AeConfig;
@@ -21,8 +22,6 @@ use crate::merkle::{item_hash, Action, Exchange, ExchangeMsg, Item, RangeTree};
 use crate::proto::{self, PeerReply, PeerRequest, RangeStatus, RepairProgress, StatusReport};
 use crate::store::Store;
 
-/// Call ids of anti-entropy carry this bit, so replies find their way back here.
-pub const AE_CALL_BIT: u64 = 1 << 63;
 /// Keys read from the store per scan page.
 const SCAN_PAGE: usize = 1024;
 /// A responder forgets a session idle this long (the initiator gave up or crashed).
@@ -71,7 +70,7 @@ pub struct AntiEntropy {
     progress: RepairProgress,
     cursor: usize,
     next_session: u64,
-    next_call: u64,
+    calls: Calls,
     /// No step is sent before this time: the bytes already sent are paid off.
     paused_until_ms: u64,
     exchanges: u64,
@@ -91,7 +90,7 @@ impl AntiEntropy {
             progress: RepairProgress::default(),
             cursor: 0,
             next_session: 0,
-            next_call: 0,
+            calls: Calls::new(Owner::AntiEntropy),
             paused_until_ms: 0,
             exchanges: 0,
             failures: 0,
@@ -198,7 +197,7 @@ impl AntiEntropy {
         &mut self,
         ctx: &Ctx<'_>,
         call: CallId,
-        reply: Result<PeerReply, String>,
+        reply: Result<PeerReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
         let Some(o) = self.outbound.as_mut().filter(|o| o.call == Some(call)) else {
@@ -211,7 +210,8 @@ impl AntiEntropy {
                 None => Err("tree dropped".into()),
             },
             Ok(PeerReply::Exchange(None)) => Ok(()),
-            Ok(PeerReply::Failed(e)) | Err(e) => Err(e),
+            Ok(PeerReply::Failed(e)) => Err(e),
+            Err(e) => Err(e.to_string()),
             Ok(other) => Err(format!("unexpected reply {other:?}")),
         };
         match step {
@@ -498,7 +498,7 @@ impl AntiEntropy {
                 self.config.bytes_per_sec,
                 ctx.now_ms,
             );
-            let call = next_call(&mut self.next_call);
+            let call = self.calls.next_id();
             o.call = Some(call);
             out.push(Effect::Call {
                 call,
@@ -576,11 +576,6 @@ impl AntiEntropy {
 fn pay(paused_until_ms: &mut u64, bytes: u64, bytes_per_sec: u64, now_ms: u64) {
     let cost_ms = bytes.saturating_mul(1000) / bytes_per_sec.max(1);
     *paused_until_ms = (*paused_until_ms).max(now_ms).saturating_add(cost_ms);
-}
-
-fn next_call(counter: &mut u64) -> CallId {
-    *counter = counter.wrapping_add(1) & !AE_CALL_BIT;
-    CallId(*counter | AE_CALL_BIT)
 }
 
 /// Send our records for `keys` to `to`; returns how many went and their encoded size.

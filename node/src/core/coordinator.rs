@@ -7,6 +7,7 @@
 //! that asked to wait for its repairs answers only once every reachable replica replied and
 //! the stale ones acknowledged the merged record.
 
+use super::calls::CallError;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -22,8 +23,8 @@ use crate::version::{apply_policy, live_values, ConflictPolicy, Context, Record,
 pub struct OpId(pub u64);
 
 /// Identifies one call to a replica; its reply comes back with the same id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CallId(pub u64);
+pub use super::calls::CallId;
+use super::calls::{Calls, Owner};
 
 /// Identifies a client request; its answer carries the same id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -134,7 +135,7 @@ pub struct Coordinator {
     /// Repairs a waiting read sent, by call.
     repair_calls: HashMap<CallId, OpId>,
     next_op: u64,
-    next_call: u64,
+    calls_out: Calls,
     policy: ConflictPolicy,
     sabotage: Sabotage,
 }
@@ -171,7 +172,7 @@ impl Coordinator {
             calls: HashMap::new(),
             repair_calls: HashMap::new(),
             next_op: 0,
-            next_call: 0,
+            calls_out: Calls::new(Owner::Coordinator),
             policy,
             sabotage,
         }
@@ -247,7 +248,7 @@ impl Coordinator {
     pub fn on_reply(
         &mut self,
         call: CallId,
-        reply: Result<PeerReply, String>,
+        reply: Result<PeerReply, CallError>,
         out: &mut Vec<Action>,
     ) {
         if let Some(id) = self.repair_calls.remove(&call) {
@@ -260,7 +261,7 @@ impl Coordinator {
             return;
         };
         let (mut leader_failed, mut written) = (false, false);
-        let state = match (&mut op.kind, reply) {
+        let state = match (&mut op.kind, reply.map_err(|e| e.to_string())) {
             (Kind::Write { record, .. }, Ok(PeerReply::Written(r))) => {
                 *record = Some(r);
                 written = true;
@@ -379,8 +380,7 @@ impl Coordinator {
             return;
         };
         let Some(to) = target.addr else { return };
-        self.next_call += 1;
-        let call = CallId(self.next_call);
+        let call = self.calls_out.next_id();
         target.state = TargetState::Pending(call);
         self.calls.insert(call, (id, idx));
         out.push(Action::Call { call, to, req });
@@ -546,8 +546,7 @@ impl Coordinator {
         }
         let sent = repairs.len();
         for (to, req) in repairs {
-            self.next_call += 1;
-            let call = CallId(self.next_call);
+            let call = self.calls_out.next_id();
             self.repair_calls.insert(call, id);
             out.push(Action::Call { call, to, req });
         }
@@ -564,9 +563,8 @@ impl Coordinator {
     /// waits for these answers, so the call ids are not registered.
     fn repair(&mut self, op: &Op, out: &mut Vec<Action>) {
         for (to, req) in repairs(op, self.policy) {
-            self.next_call += 1;
             out.push(Action::Call {
-                call: CallId(self.next_call),
+                call: self.calls_out.next_id(),
                 to,
                 req,
             });

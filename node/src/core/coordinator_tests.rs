@@ -1,6 +1,7 @@
 //! Coordinator state machine tests: writes, reads, quorums, read repair.
 
 use super::*;
+use crate::core::CallError;
 use crate::version::{DvvSet, Sibling};
 
 fn addr(i: u8) -> Option<SocketAddr> {
@@ -104,7 +105,11 @@ fn a_failed_leader_hands_the_write_to_the_next_replica() {
     c.write(ClientId(1), targets(&[]), spec(2), &mut out);
     let first = calls(&out);
     let mut out = Vec::new();
-    c.on_reply(first[0].0, Err("connection lost".into()), &mut out);
+    c.on_reply(
+        first[0].0,
+        Err(CallError::Lost("connection lost".into())),
+        &mut out,
+    );
     let next = calls(&out);
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].1, addr(2).unwrap());
@@ -313,7 +318,11 @@ fn a_read_that_waits_for_repair_answers_only_after_the_repair_ack() {
 fn a_failed_repair_is_not_counted_as_repaired() {
     let (mut c, _, repair) = waiting_read_with_c_stale();
     let mut out = Vec::new();
-    c.on_reply(repair.0, Err("connection lost".into()), &mut out);
+    c.on_reply(
+        repair.0,
+        Err(CallError::Lost("connection lost".into())),
+        &mut out,
+    );
     match reply(&out) {
         Some(Ok(ClientResponse::Got(r))) => assert_eq!((r.replied, r.repaired), (3, 0)),
         other => panic!("expected the read with nothing repaired, got {other:?}"),

@@ -1,5 +1,6 @@
 //! What the core is fed and what it returns: inputs, timers and effects.
 
+use super::calls::CallError;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ pub enum Input {
         /// The call.
         call: CallId,
         /// The reply, or the transport's error.
-        reply: Result<PeerReply, String>,
+        reply: Result<PeerReply, CallError>,
     },
     /// A gossip datagram arrived.
     Datagram(Bytes),
@@ -66,7 +67,8 @@ pub enum Timer {
     StatusRefresh,
     /// Primary mode: heartbeats, elections, deadlines.
     Replication,
-    /// A request forwarded to a key's primary is overdue.
+    /// A request forwarded to a key's primary is overdue, or a refused one is due for its
+    /// next try.
     Forward(CallId),
     /// Push-pull the range table with the next live peer.
     Table,

@@ -6,9 +6,10 @@
 //! The grace period must outlast anything that could still carry the old value to a replica:
 //! hints (`HintConfig::max_age`) and ownership transfers.
 
+use super::calls::CallError;
 use std::collections::{HashSet, VecDeque};
 
-use super::coordinator::CallId;
+use super::calls::{CallId, Calls, Owner};
 use super::Effect;
 use crate::merkle::item_hash;
 use crate::proto::{PeerReply, PeerRequest};
@@ -17,8 +18,6 @@ use crate::version::{decode_record, Record};
 /// A tombstone to drop: (token, key, stored bytes it must still hold, its item hash).
 pub type Drop = (u64, Vec<u8>, Vec<u8>, crate::merkle::Hash);
 
-/// Call ids of GC checks carry this bit, so replies find their way back here.
-pub const GC_CALL_BIT: u64 = 1 << 60;
 /// Keys read per scan page.
 const PAGE: usize = 256;
 /// Most ranges looked at in one tick.
@@ -46,7 +45,7 @@ pub struct Gc {
     after: Option<(u64, Vec<u8>)>,
     queue: VecDeque<(u64, Vec<u8>, Vec<u8>, Record)>,
     check: Option<Check>,
-    next_call: u64,
+    calls: Calls,
     reaped: u64,
     /// Tombstones every replica agreed on: (token, key, stored bytes, item hash), for the
     /// core to drop if unchanged.
@@ -62,7 +61,7 @@ impl Gc {
             after: None,
             queue: VecDeque::new(),
             check: None,
-            next_call: 0,
+            calls: Calls::new(Owner::Gc),
             reaped: 0,
             drops: Vec::new(),
         }
@@ -179,8 +178,7 @@ impl Gc {
         }
         let mut awaiting = HashSet::new();
         for to in targets {
-            self.next_call = self.next_call.wrapping_add(1) & (GC_CALL_BIT - 1);
-            let call = CallId(self.next_call | GC_CALL_BIT);
+            let call = self.calls.next_id();
             awaiting.insert(call);
             let req = PeerRequest::Read {
                 token,
@@ -205,7 +203,7 @@ impl Gc {
     }
 
     /// A replica said what it holds; once all did, remove the tombstone if they agree.
-    pub fn on_reply(&mut self, call: CallId, reply: Result<PeerReply, String>) {
+    pub fn on_reply(&mut self, call: CallId, reply: Result<PeerReply, CallError>) {
         let Some(check) = self.check.as_mut().filter(|c| c.awaiting.contains(&call)) else {
             return;
         };

@@ -6,12 +6,13 @@
 //! arrived meanwhile). Storage is bounded in bytes and age; what is refused or expires is
 //! counted and left to anti-entropy.
 
+use super::calls::CallError;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 
 use ringkv_ring::Ring;
 
-use super::coordinator::CallId;
+use super::calls::{CallId, Calls, Owner};
 use super::Effect;
 use crate::config::{HintConfig, Sabotage};
 use crate::proto::{
@@ -20,8 +21,6 @@ use crate::proto::{
 use crate::store::{Hint, Store};
 use crate::version::{decode_record, encode_record, Record};
 
-/// Call ids of hint deliveries carry this bit, so replies find their way back here.
-pub const HINT_CALL_BIT: u64 = 1 << 62;
 /// Most owners looked at per delivery tick.
 const MAX_OWNERS: usize = 1024;
 /// Hints read per page when the per-token counts are rebuilt at start.
@@ -60,7 +59,7 @@ pub struct Hints {
     config: HintConfig,
     sabotage: Sabotage,
     in_flight: HashMap<CallId, Delivery>,
-    next_call: u64,
+    calls: Calls,
     /// Hints held per token, every owner together, for `ringctl status` per range. Kept in
     /// step with every hint stored or removed here (the only writer of the hints keyspace)
     /// and rebuilt from the store at start. Counting at status time instead would scan every
@@ -106,7 +105,7 @@ impl Hints {
             config,
             sabotage,
             in_flight: HashMap::new(),
-            next_call: 0,
+            calls: Calls::new(Owner::Hints),
             by_token,
             tally: HintTally {
                 held_at_start: held,
@@ -318,8 +317,7 @@ impl Hints {
     }
 
     fn deliver(&mut self, hint: Hint, record: Record, to: SocketAddr, out: &mut Vec<Effect>) {
-        self.next_call = self.next_call.wrapping_add(1) & !(HINT_CALL_BIT | (HINT_CALL_BIT << 1));
-        let call = CallId(self.next_call | HINT_CALL_BIT);
+        let call = self.calls.next_id();
         out.push(Effect::Call {
             call,
             to,
@@ -341,7 +339,12 @@ impl Hints {
     }
 
     /// The owner answered a delivery: on success the hint goes, unless a newer one replaced it.
-    pub fn on_reply(&mut self, store: &dyn Store, call: CallId, reply: Result<PeerReply, String>) {
+    pub fn on_reply(
+        &mut self,
+        store: &dyn Store,
+        call: CallId,
+        reply: Result<PeerReply, CallError>,
+    ) {
         let Some(d) = self.in_flight.remove(&call) else {
             return;
         };

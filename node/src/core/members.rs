@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use ringkv_gossip::{GossipOutput, MemberEvent, MemberState, NodeStatus};
 use ringkv_ring::{Ring, RingNode};
 
-use super::coordinator::CallId;
 use super::peers::Peer;
 use super::replica::Change;
 use super::{Effect, NodeCore, Timer};
@@ -198,10 +197,10 @@ impl NodeCore {
         if live.is_empty() {
             return;
         }
-        let call = self.peers.next_call();
-        let to = live[(call as usize) % live.len()];
+        let (call, turn) = self.peers.next_call();
+        let to = live[(turn as usize) % live.len()];
         out.push(Effect::Call {
-            call: CallId(call),
+            call,
             to,
             req: PeerRequest::Members,
         });

@@ -6,6 +6,7 @@
 
 mod actor;
 mod antientropy;
+mod calls;
 mod coordinator;
 mod effects;
 mod gc;
@@ -23,22 +24,15 @@ use std::time::Duration;
 use ringkv_gossip::{GossipConfig, Membership, NodeId, NodeStatus};
 use ringkv_ring::{Ring, RingConfig};
 
-pub use antientropy::AE_CALL_BIT;
+pub use calls::{CallError, CallId, Calls, Owner};
 pub use client::status_name;
-pub use coordinator::{CallId, ClientId, OpId};
+pub use coordinator::{ClientId, OpId};
 pub use effects::{Effect, InboundId, Input, Timer};
-pub use gc::GC_CALL_BIT;
-pub use hints::{HintTally, HINT_CALL_BIT};
-pub use peers::MEMBERS_CALL_BIT;
-pub use primary::FORWARD_CALL_BIT;
+pub use hints::HintTally;
 pub use replica::{load, Change, Replica, ReplicaError};
-pub use replication::REPL_CALL_BIT;
-pub use table::TABLE_CALL_BIT;
-pub use transfer::TRANSFER_CALL_BIT;
 
 use crate::config::CoreConfig;
 use crate::hlc::Hlc;
-use crate::proto::{PeerReply, PeerRequest};
 use crate::store::{Durability, Store};
 use crate::table::{RangeTable, TableLimits};
 use antientropy::AntiEntropy;
@@ -80,6 +74,8 @@ macro_rules! repl_ctx {
 }
 
 mod client;
+mod dispatch;
+mod forward;
 mod members;
 mod peers;
 mod primary;
@@ -113,7 +109,7 @@ pub struct NodeCore {
     /// A digest of the ring's members: replication runs only between nodes that agree on it.
     ring_id: u64,
     /// Primary-mode requests forwarded to a primary, or from another node.
-    forwards: primary::Forwards,
+    forwards: forward::Forwards,
     /// Ring members saved for the next start.
     peers: peers::Peers,
 }
@@ -148,7 +144,7 @@ impl NodeCore {
         let max_drift = u64::try_from(config.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
         let mut core = Self {
             ae: AntiEntropy::new(config.anti_entropy.clone()),
-            hints: Hints::load(config.hints.clone(), config.sabotage, store.as_ref()),
+            hints: Hints::load(config.hints.clone(), config.sabotage(), store.as_ref()),
             transfer: Transfer::default(),
             gc: Gc::new(u64::try_from(config.tombstone_grace.as_millis()).unwrap_or(u64::MAX)),
             table,
@@ -159,11 +155,11 @@ impl NodeCore {
             },
             actor,
             repl: replication::Replication::new(config.replication.clone())
-                .sabotaged(config.sabotage),
+                .sabotaged(config.sabotage()),
             ring_id: 0,
-            forwards: primary::Forwards::default(),
+            forwards: forward::Forwards::default(),
             peers,
-            coordinator: Coordinator::new(config.conflict_policy, config.sabotage),
+            coordinator: Coordinator::new(config.conflict_policy, config.sabotage()),
             hlc: Hlc::new(max_drift),
             ring: Ring::empty(ring_config),
             addrs: BTreeMap::new(),
@@ -242,266 +238,18 @@ impl NodeCore {
         out
     }
 
+    /// One input, routed to its handler: one line per input kind (see `dispatch.rs` for the
+    /// routing of peer requests, replies and timers to their owners).
     fn step(&mut self, now_ms: u64, input: Input) -> Vec<Effect> {
         let mut out = Vec::new();
         match input {
             Input::Client { id, req } => self.client(now_ms, id, req, &mut out),
-            // A leaving node takes no new data: what it accepted after its last handoff pass
-            // would leave with it.
-            Input::PeerRequest { id, req, .. }
-                if self.membership.status() == NodeStatus::Leaving
-                    && !matches!(req, PeerRequest::Read { .. } | PeerRequest::Exchange { .. }) =>
-            {
-                out.push(Effect::Respond {
-                    id,
-                    reply: PeerReply::Failed("this node is leaving the cluster".into()),
-                    sync: false,
-                });
+            Input::PeerRequest { id, from, req } => {
+                self.peer_request(now_ms, (id, from), req, &mut out)
             }
-            Input::PeerRequest {
-                id,
-                from,
-                req:
-                    PeerRequest::Exchange {
-                        session,
-                        start,
-                        end,
-                        msg,
-                    },
-            } => {
-                let mut effects = Vec::new();
-                let reply = self.ae.on_request(
-                    &view!(self, now_ms),
-                    &from,
-                    session,
-                    (start, end),
-                    msg,
-                    &mut effects,
-                );
-                self.pushes(effects, &mut out);
-                out.push(Effect::Respond {
-                    id,
-                    reply,
-                    sync: false,
-                });
-            }
-            Input::PeerRequest {
-                id,
-                req:
-                    PeerRequest::Hint {
-                        owner,
-                        token,
-                        key,
-                        record,
-                    },
-                ..
-            } => {
-                let store = self.store.as_ref();
-                let reply = self.hints.keep(store, &owner, token, &key, &record, now_ms);
-                let sync = self.config.durability == Durability::Sync
-                    && matches!(reply, PeerReply::Replicated);
-                out.push(Effect::Respond { id, reply, sync });
-            }
-            Input::PeerRequest {
-                id,
-                from,
-                req: PeerRequest::Table { table },
-            } => {
-                let (reply, changed) = self.table.on_request(self.store.as_ref(), &from, &table);
-                let sync = changed && self.config.durability == Durability::Sync;
-                out.push(Effect::Respond { id, reply, sync });
-                if changed {
-                    self.table_changed();
-                }
-            }
-            Input::PeerRequest {
-                id,
-                req: PeerRequest::Members,
-                ..
-            } => {
-                let reply = PeerReply::Members(self.settled_ring());
-                out.push(Effect::Respond {
-                    id,
-                    reply,
-                    sync: false,
-                });
-            }
-            Input::PeerRequest {
-                id,
-                req: PeerRequest::Forward(req),
-                ..
-            } => {
-                let client = self.forwards.accept(id);
-                self.client_from(now_ms, client, req, true, &mut out);
-            }
-            Input::PeerRequest {
-                id,
-                from,
-                req: PeerRequest::Repl(req, ring),
-            } => {
-                repl_ctx!(self, now_ms, ctx);
-                let answer = self
-                    .repl
-                    .on_request(&ctx, (&from, id), (req, ring), &mut out);
-                if let Some((reply, sync)) = answer {
-                    out.push(Effect::Respond { id, reply, sync });
-                }
-            }
-            Input::PeerRequest { id, req, .. } if self.quorum_write_refused(&req) => {
-                out.push(Effect::Respond {
-                    id,
-                    reply: PeerReply::Failed(
-                        "the key is under a primary prefix: its writes go through the primary"
-                            .into(),
-                    ),
-                    sync: false,
-                });
-            }
-            Input::PeerRequest { id, req, .. } => {
-                // Under `Sync` nothing unsynced may leave a replica, reads included: a dot a
-                // client saw and a crash then erased could be issued again to another write.
-                let must_sync = self.config.durability == Durability::Sync;
-                let is_read = matches!(req, PeerRequest::Read { .. });
-                if matches!(req, PeerRequest::Write { .. }) {
-                    if let Err(e) = self.actor.before_dot(self.store.as_ref()) {
-                        let reply = PeerReply::Failed(format!("cannot record the actor: {e}"));
-                        out.push(Effect::Respond {
-                            id,
-                            reply,
-                            sync: false,
-                        });
-                        return out;
-                    }
-                }
-                let mut replica = Replica {
-                    me: self.actor.name(),
-                    store: self.store.as_ref(),
-                    hlc: &mut self.hlc,
-                    policy: self.config.conflict_policy,
-                    max_siblings: self.config.limits.max_siblings,
-                    changes: Vec::new(),
-                };
-                let (reply, wrote) = replica.handle(now_ms, req);
-                for change in &replica.changes {
-                    self.ae.on_change(&self.ring, change);
-                }
-                let sync = must_sync && (wrote || is_read);
-                out.push(Effect::Respond { id, reply, sync });
-            }
-            Input::PeerReply { call, reply } if call.0 & AE_CALL_BIT != 0 => {
-                let mut effects = Vec::new();
-                let ctx = view!(self, now_ms);
-                self.ae.on_reply(&ctx, call, reply, &mut effects);
-                self.pushes(effects, &mut out);
-            }
-            Input::PeerReply { call, reply } if call.0 & GC_CALL_BIT != 0 => {
-                self.gc.on_reply(call, reply);
-                self.drop_reaped();
-            }
-            Input::PeerReply { call, reply } if call.0 & TRANSFER_CALL_BIT != 0 => {
-                self.transfer.on_reply(call, reply);
-                let drops = self.transfer.take_drops();
-                if !drops.is_empty() {
-                    let moved = self.drop_keys(&drops).into_iter().filter(|d| *d).count();
-                    self.transfer.count_moved(moved as u64);
-                    let ctx = view!(self, now_ms);
-                    self.transfer.on_tick(&ctx, &mut out);
-                }
-            }
-            Input::PeerReply { call, reply } if call.0 & REPL_CALL_BIT != 0 => {
-                repl_ctx!(self, now_ms, ctx);
-                self.repl.on_reply(&ctx, call, reply, &mut out);
-            }
-            Input::PeerReply { call, reply } if call.0 & FORWARD_CALL_BIT != 0 => {
-                self.on_forward_reply(now_ms, call, reply, &mut out);
-            }
-            Input::PeerReply { call, reply } if call.0 & HINT_CALL_BIT != 0 => {
-                self.hints.on_reply(self.store.as_ref(), call, reply);
-            }
-            Input::PeerReply { call, reply } if call.0 & MEMBERS_CALL_BIT != 0 => {
-                if let Ok(PeerReply::Members(Some(ring))) = reply {
-                    if self.peers.refute(&ring) {
-                        self.rebuild_ring();
-                    }
-                }
-            }
-            Input::PeerReply { call, reply } if call.0 & TABLE_CALL_BIT != 0 => {
-                if self.table.on_reply(self.store.as_ref(), reply) {
-                    self.table_changed();
-                }
-            }
-            Input::PeerReply { call, reply } => {
-                let mut actions = Vec::new();
-                self.coordinator.on_reply(call, reply, &mut actions);
-                self.act(actions, &mut out);
-            }
-            Input::Datagram(data) => match self.membership.handle_datagram(&data) {
-                Ok(outputs) => self.gossip(outputs, &mut out),
-                Err(e) => {
-                    // A datagram can be partly applied before it is rejected: keep its effects.
-                    tracing::debug!("refused gossip datagram: {e}");
-                    let outputs = self.membership.take_pending_outputs();
-                    self.gossip(outputs, &mut out);
-                }
-            },
-            Input::Timer(Timer::Gossip(t)) => {
-                let outputs = self.membership.handle_timer(t);
-                self.gossip(outputs, &mut out);
-            }
-            Input::Timer(Timer::AntiEntropy) => {
-                let mut effects = Vec::new();
-                let ctx = view!(self, now_ms);
-                self.ae.on_tick(&ctx, &mut effects);
-                self.pushes(effects, &mut out);
-                arm(&mut out, self.ae.interval(), Timer::AntiEntropy);
-            }
-            Input::Timer(Timer::AntiEntropyStep) => {
-                let mut effects = Vec::new();
-                let ctx = view!(self, now_ms);
-                self.ae.on_step(&ctx, &mut effects);
-                self.pushes(effects, &mut out);
-            }
-            Input::Timer(Timer::StatusRefresh) => {
-                let outputs = self.membership.refresh_status();
-                self.gossip(outputs, &mut out);
-                arm(&mut out, STATUS_REFRESH, Timer::StatusRefresh);
-            }
-            Input::Timer(Timer::Gc) => {
-                let ctx = view!(self, now_ms);
-                self.gc.on_tick(&ctx, &mut out);
-                self.drop_reaped();
-                arm(&mut out, GC_INTERVAL, Timer::Gc);
-            }
-            Input::Timer(Timer::Transfer) => {
-                let ctx = view!(self, now_ms);
-                let mut effects = Vec::new();
-                self.transfer.on_tick(&ctx, &mut effects);
-                out.extend(effects);
-                self.advance_joining(now_ms, &mut out);
-                arm(&mut out, TRANSFER_INTERVAL, Timer::Transfer);
-            }
-            Input::Timer(Timer::Hints) => {
-                let ctx = view!(self, now_ms);
-                self.hints.on_tick(&ctx, &mut out);
-                arm(&mut out, self.hints.interval(), Timer::Hints);
-            }
-            Input::Timer(Timer::Table) => {
-                let ctx = view!(self, now_ms);
-                self.table.on_tick(&ctx, &mut out);
-                self.ask_members(&mut out);
-                arm(&mut out, TABLE_INTERVAL, Timer::Table);
-            }
-            Input::Timer(Timer::Replication) => {
-                repl_ctx!(self, now_ms, ctx);
-                self.repl.on_tick(&ctx, &mut out);
-                arm(&mut out, REPL_TICK, Timer::Replication);
-            }
-            Input::Timer(Timer::Forward(call)) => self.forwards.on_deadline(call, &mut out),
-            Input::Timer(Timer::Deadline(op)) => {
-                let mut actions = Vec::new();
-                self.coordinator.on_deadline(op, &mut actions);
-                self.act(actions, &mut out);
-            }
+            Input::PeerReply { call, reply } => self.peer_reply(now_ms, call, reply, &mut out),
+            Input::Datagram(data) => self.datagram(&data, &mut out),
+            Input::Timer(timer) => self.timer(now_ms, timer, &mut out),
         }
         out
     }

@@ -3,6 +3,7 @@
 //! about so far. Otherwise two restarted nodes could agree on a smaller ring, map a key to
 //! another preference list and elect a second primary for it.
 
+use super::calls::{CallId, Owner};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -10,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::Store;
 
-/// Marks the call ids of members questions ([`crate::proto::PeerRequest::Members`]).
-pub const MEMBERS_CALL_BIT: u64 = 1 << 56;
+/// Where the rotation over live peers for members questions starts (any value serves; this
+/// one keeps recorded simulator runs replaying unchanged).
+const MEMBERS_ROTATION_START: u64 = 1 << 56;
 
 /// Store metadata name of the saved ring members.
 const META: &str = "ring-peers";
@@ -116,10 +118,15 @@ impl Peers {
         gone > 0
     }
 
-    /// The next call id of a members question.
-    pub fn next_call(&mut self) -> u64 {
-        self.calls = self.calls.wrapping_add(1) & (MEMBERS_CALL_BIT - 1);
-        self.calls | MEMBERS_CALL_BIT
+    /// The next members question: its call id, and the turn that picks the live peer to ask
+    /// (one after another).
+    pub fn next_call(&mut self) -> (CallId, u64) {
+        self.calls = self.calls.wrapping_add(1) & (MEMBERS_ROTATION_START - 1);
+        let call = CallId {
+            owner: Owner::Members,
+            seq: self.calls,
+        };
+        (call, self.calls | MEMBERS_ROTATION_START)
     }
 
     /// Save the ring's other members when they changed (synced with the next group commit).

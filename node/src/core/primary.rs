@@ -1,87 +1,17 @@
 //! Client requests for keys under a primary prefix: served by the shard's primary, forwarded
 //! to it, or refused with `READONLY` when the client asked this node alone.
 
-use std::collections::HashMap;
-
-use super::coordinator::{CallId, ClientId};
+use super::coordinator::ClientId;
+use super::forward::{Attempt, Forward};
 use super::replica::load;
 use super::replication::{self, majority, Route};
-use super::{Effect, InboundId, NodeCore, Timer};
+use super::{Effect, NodeCore};
 use crate::proto::{ClientError, ClientRequest, ClientResponse, PeerReply, PeerRequest, Session};
 use crate::table::{PrimaryOptions, ReadFrom, SyncReplicas};
 
 #[cfg(test)]
 #[path = "primary_tests.rs"]
 mod tests;
-
-/// Call ids of forwarded requests carry this bit.
-pub const FORWARD_CALL_BIT: u64 = 1 << 57;
-/// Client ids of requests forwarded to this node carry this bit.
-const FORWARDED_CLIENT_BIT: u64 = 1 << 63;
-/// Most nodes one forwarded request is sent to: the first guess and two corrections, each
-/// named by the node asked before (an answer never sends it to a node already asked).
-const MAX_FORWARD_TRIES: usize = 3;
-
-/// A client's request on its way to the key's primary.
-struct Forward {
-    client: ClientId,
-    req: ClientRequest,
-    /// Nodes asked so far, oldest first.
-    tried: Vec<String>,
-    deadline_ms: u64,
-}
-
-/// Requests this node forwarded, and requests forwarded to it.
-#[derive(Default)]
-pub struct Forwards {
-    /// Our calls to a primary.
-    out: HashMap<CallId, Forward>,
-    /// Requests another node forwarded here, by the stream to answer.
-    inbound: HashMap<ClientId, InboundId>,
-    next: u64,
-}
-
-impl Forwards {
-    /// A client id for a request another node forwarded here.
-    pub fn accept(&mut self, from: InboundId) -> ClientId {
-        self.next = (self.next + 1) & (FORWARD_CALL_BIT - 1);
-        let id = ClientId(FORWARDED_CLIENT_BIT | self.next);
-        self.inbound.insert(id, from);
-        id
-    }
-
-    /// Answers to forwarded requests go back to the forwarding node.
-    pub fn route_replies(&mut self, out: &mut [Effect]) {
-        if self.inbound.is_empty() {
-            return;
-        }
-        for effect in out.iter_mut() {
-            if let Effect::Reply { id, result } = effect {
-                if let Some(inbound) = self.inbound.remove(id) {
-                    let result =
-                        std::mem::replace(result, Err(ClientError::Unavailable(String::new())));
-                    *effect = Effect::Respond {
-                        id: inbound,
-                        reply: PeerReply::Forwarded(result),
-                        sync: false,
-                    };
-                }
-            }
-        }
-    }
-
-    /// A forwarded call's deadline passed.
-    pub fn on_deadline(&mut self, call: CallId, out: &mut Vec<Effect>) {
-        if let Some(fwd) = self.out.remove(&call) {
-            out.push(Effect::Reply {
-                id: fwd.client,
-                result: Err(ClientError::Unavailable(
-                    "the key's primary did not answer in time; retry".into(),
-                )),
-            });
-        }
-    }
-}
 
 /// Who asked for a primary-mode operation, which decides where it may be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,35 +37,67 @@ impl NodeCore {
         (origin, after): (Origin, Option<Session>),
         out: &mut Vec<Effect>,
     ) {
+        let deadline_ms = now_ms + super::replication::millis(self.config.request_timeout);
+        let attempt = Attempt {
+            client: id,
+            req,
+            opts,
+            origin,
+            after,
+            deadline_ms,
+            tries: 0,
+        };
+        self.primary_attempt(now_ms, attempt, out);
+    }
+
+    /// One try at `attempt`; a refusal that passes is tried again later (see
+    /// [`NodeCore::retry_or_fail`]).
+    pub(super) fn primary_attempt(&mut self, now_ms: u64, attempt: Attempt, out: &mut Vec<Effect>) {
+        if let Err(refused) = self.primary_serve(now_ms, attempt, out) {
+            let (attempt, e) = *refused;
+            self.retry_or_fail(now_ms, attempt, e, out);
+        }
+    }
+
+    /// Serve, forward or refuse `a`. A refusal before anything was written comes back with
+    /// the attempt, for the caller to retry or answer.
+    fn primary_serve(
+        &mut self,
+        now_ms: u64,
+        a: Attempt,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), Box<(Attempt, ClientError)>> {
         repl_ctx!(self, now_ms, ctx);
-        let deadline = now_ms + super::replication::millis(self.config.request_timeout);
-        let key = match &req {
+        let (id, origin, deadline) = (a.client, a.origin, a.deadline_ms);
+        let key = match &a.req {
             ClientRequest::Get { key, .. }
             | ClientRequest::Put { key, .. }
             | ClientRequest::Delete { key, .. } => key.clone(),
-            _ => return,
+            _ => return Ok(()),
         };
         let route = match self.repl.route(&ctx, &key) {
             Ok(route) => route,
-            Err(e) => return out.push(Effect::Reply { id, result: Err(e) }),
+            Err(e) => return Err(Box::new((a, e))),
         };
         let n = ctx.view.ring.preference_list(&key).len();
         let me = ctx.view.me.to_string();
         let replica_here = ctx.view.ring.preference_list(&key).contains(&me);
-        let read = matches!(req, ClientRequest::Get { .. });
+        let read = matches!(a.req, ClientRequest::Get { .. });
         // A replica answers from its own copy when reads may be stale, or when the client asked
         // this node alone.
         let serve_here = read
             && replica_here
-            && (origin == Origin::Direct || opts.read_from != ReadFrom::Primary);
+            && (origin == Origin::Direct || a.opts.read_from != ReadFrom::Primary);
         if serve_here {
-            if let Some(after) = after {
-                return self.repl.session_read(&ctx, id, key, after, deadline, out);
+            if let Some(after) = a.after {
+                self.repl.session_read(&ctx, id, key, after, deadline, out);
+                return Ok(());
             }
             let result = load(ctx.view.store, ringkv_ring::token(&key), &key)
                 .map(|rec| ClientResponse::Got(replication::read_result(rec, 1)))
                 .map_err(|e| ClientError::Unavailable(e.to_string()));
-            return out.push(Effect::Reply { id, result });
+            out.push(Effect::Reply { id, result });
+            return Ok(());
         }
         match route {
             Route::Forward { to, addr, epoch } => {
@@ -148,29 +110,20 @@ impl NodeCore {
                         primary: known.then_some(to),
                         epoch: epoch.unwrap_or(0),
                     };
-                    return out.push(Effect::Reply { id, result: Err(e) });
+                    return Err(Box::new((a, e)));
                 }
                 if origin == Origin::Direct {
-                    return out.push(Effect::Reply {
-                        id,
-                        result: Err(ClientError::ReadOnly { primary: Some(to) }),
-                    });
+                    return Err(Box::new((a, ClientError::ReadOnly { primary: Some(to) })));
                 }
-                let fwd = Forward {
-                    client: id,
-                    req,
-                    tried: Vec::new(),
-                    deadline_ms: deadline,
-                };
-                self.forward(now_ms, fwd, (to, addr), out);
+                self.forward(now_ms, Forward::new(a), (to, addr), out);
             }
             Route::Local if read => {
                 let need = 0;
                 if let Err(e) = self.repl.admit_write(&ctx, &key, need) {
                     self.repl.take_effects(out);
-                    return out.push(Effect::Reply { id, result: Err(e) });
+                    return Err(Box::new((a, e)));
                 }
-                if opts.sync == SyncReplicas::Majority {
+                if a.opts.sync == SyncReplicas::Majority {
                     self.repl.primary_read(&ctx, id, key, deadline, out);
                 } else {
                     let result = load(ctx.view.store, ringkv_ring::token(&key), &key)
@@ -180,16 +133,16 @@ impl NodeCore {
                 }
             }
             Route::Local => {
-                let need = match opts.sync {
+                let need = match a.opts.sync {
                     SyncReplicas::None => 0,
                     SyncReplicas::Count(k) => usize::from(k),
                     SyncReplicas::Majority => majority(n) - 1,
                 };
                 if let Err(e) = self.repl.admit_write(&ctx, &key, need) {
                     self.repl.take_effects(out);
-                    return out.push(Effect::Reply { id, result: Err(e) });
+                    return Err(Box::new((a, e)));
                 }
-                let value = match req {
+                let value = match a.req {
                     ClientRequest::Put { value, .. } => Some(value),
                     _ => None,
                 };
@@ -203,89 +156,7 @@ impl NodeCore {
                 }
             }
         }
-    }
-
-    /// Send `fwd` to `to`, the node believed to be the key's primary, until its deadline.
-    fn forward(
-        &mut self,
-        now_ms: u64,
-        mut fwd: Forward,
-        (to, addr): (String, std::net::SocketAddr),
-        out: &mut Vec<Effect>,
-    ) {
-        self.forwards.next = (self.forwards.next + 1) & (FORWARD_CALL_BIT - 1);
-        let call = CallId(FORWARD_CALL_BIT | self.forwards.next);
-        out.push(Effect::Call {
-            call,
-            to: addr,
-            req: PeerRequest::Forward(fwd.req.clone()),
-        });
-        let left = fwd.deadline_ms.saturating_sub(now_ms);
-        out.push(Effect::Schedule {
-            after: std::time::Duration::from_millis(left),
-            timer: Timer::Forward(call),
-        });
-        fwd.tried.push(to);
-        self.forwards.out.insert(call, fwd);
-    }
-
-    /// The node a request was forwarded to answered (or the call failed). An answer that
-    /// names another primary corrects this node's guess, and the request goes there while
-    /// tries and time are left.
-    pub(super) fn on_forward_reply(
-        &mut self,
-        now_ms: u64,
-        call: CallId,
-        reply: Result<PeerReply, String>,
-        out: &mut Vec<Effect>,
-    ) {
-        let Some(fwd) = self.forwards.out.remove(&call) else {
-            return;
-        };
-        let result = match reply {
-            Ok(PeerReply::Forwarded(result)) => result,
-            Ok(PeerReply::Failed(e)) | Err(e) => Err(ClientError::Unavailable(format!(
-                "the key's primary did not answer ({e}); retry"
-            ))),
-            Ok(other) => Err(ClientError::Unavailable(format!(
-                "unexpected answer {other:?}"
-            ))),
-        };
-        let correctable = !self.config.sabotage.ignore_not_primary;
-        if let (
-            Err(ClientError::NotPrimary {
-                primary: Some(primary),
-                epoch,
-            }),
-            true,
-        ) = (&result, correctable)
-        {
-            let next = {
-                repl_ctx!(self, now_ms, ctx);
-                let key = match &fwd.req {
-                    ClientRequest::Get { key, .. }
-                    | ClientRequest::Put { key, .. }
-                    | ClientRequest::Delete { key, .. } => key.as_slice(),
-                    _ => &[],
-                };
-                self.repl.learn_primary(&ctx, key, primary, *epoch);
-                match self.repl.route(&ctx, key) {
-                    Ok(Route::Forward { to, addr, .. }) if !fwd.tried.contains(&to) => {
-                        Some((to, addr))
-                    }
-                    _ => None,
-                }
-            };
-            if let Some(next) = next {
-                if fwd.tried.len() < MAX_FORWARD_TRIES && now_ms < fwd.deadline_ms {
-                    return self.forward(now_ms, fwd, next, out);
-                }
-            }
-        }
-        out.push(Effect::Reply {
-            id: fwd.client,
-            result,
-        });
+        Ok(())
     }
 
     /// Write `value` (a tombstone when `None`) as the primary: it replaces whatever the key

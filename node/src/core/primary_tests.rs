@@ -61,3 +61,77 @@ fn a_forwarded_read_is_served_by_the_primary_only_never_from_a_replica_copy() {
     let (result, _) = client(&mut cores[1], direct);
     assert!(matches!(result, Ok(ClientResponse::Got(_))), "{result:?}");
 }
+
+/// A client's write refused by a state that passes (here an election nobody can win: the
+/// votes are never delivered) waits and is tried again inside its deadline instead of failing
+/// at once, with growing waits; past the deadline it is answered with the typed refusal. The
+/// same request forwarded by another node is answered at once: the forwarding node retries.
+#[test]
+fn a_write_refused_by_an_election_is_retried_until_its_deadline_and_a_forwarded_one_is_not() {
+    use super::super::coordinator::ClientId;
+    use super::super::Timer;
+    use crate::proto::ClientError;
+
+    let mut cores = primary_cluster();
+    let key = b"p/x".to_vec();
+    let first = cores[0].ring().preference_list(&key)[0].clone();
+    let core = cores.iter_mut().find(|c| c.me().name == first).unwrap();
+    let put = ClientRequest::Put {
+        key: key.clone(),
+        value: b"v".to_vec(),
+        context: None,
+        w: None,
+    };
+    let retry_timer = |effects: &[Effect]| {
+        effects.iter().find_map(|e| match e {
+            Effect::Schedule {
+                after,
+                timer: Timer::Forward(call),
+            } => Some((*after, *call)),
+            _ => None,
+        })
+    };
+    let reply = |effects: &[Effect]| {
+        effects.iter().find_map(|e| match e {
+            Effect::Reply { id, result } => Some((*id, result.clone())),
+            _ => None,
+        })
+    };
+    let mut now = 1;
+    let mut effects = core.handle(
+        now,
+        Input::Client {
+            id: ClientId(7),
+            req: put.clone(),
+        },
+    );
+    let mut waits = Vec::new();
+    let answer = loop {
+        if let Some(answer) = reply(&effects) {
+            break answer;
+        }
+        let (after, call) = retry_timer(&effects).expect("a refused write waits for a retry");
+        waits.push(after.as_millis() as u64);
+        now += after.as_millis() as u64;
+        effects = core.handle(now, Input::Timer(Timer::Forward(call)));
+    };
+    assert_eq!(answer.0, ClientId(7));
+    assert!(
+        matches!(answer.1, Err(ClientError::Electing)),
+        "{:?}",
+        answer.1
+    );
+    assert_eq!(&waits[..4], &[50, 100, 200, 400], "{waits:?}");
+    assert!(waits[4..].iter().all(|&w| w == 800), "{waits:?}");
+    // Answered once the next wait would pass the 5 s request timeout, not before.
+    assert!(now <= 5_001 && now + 800 >= 5_001, "answered at {now} ms");
+
+    let forwarded_reply = forwarded(core, put);
+    assert!(
+        matches!(
+            forwarded_reply,
+            PeerReply::Forwarded(Err(ClientError::Electing))
+        ),
+        "{forwarded_reply:?}"
+    );
+}

@@ -7,17 +7,15 @@
 //! `Durability::Sync` before the client is answered) and pushed to every live peer at once.
 //! A table from a peer that breaks this node's bounds is refused whole and logged.
 
+use super::calls::CallError;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::coordinator::CallId;
+use super::calls::{Calls, Owner};
 use super::Effect;
 use crate::proto::{ClientError, PeerReply, PeerRequest, RuleRow};
 use crate::store::Store;
 use crate::table::{Mode, RangeTable, TableError, TableLimits};
-
-/// Call ids of table exchanges carry this bit, so replies find their way back here.
-pub const TABLE_CALL_BIT: u64 = 1 << 59;
 
 /// Time between two push-pulls with a peer.
 pub const TABLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,7 +29,7 @@ pub struct TableSync {
     limits: TableLimits,
     /// Sync the store before a set is answered (`Durability::Sync`).
     durable: bool,
-    next_call: u64,
+    calls: Calls,
     /// Which live peer the next tick exchanges with.
     turn: usize,
 }
@@ -51,7 +49,7 @@ impl TableSync {
             table,
             limits,
             durable,
-            next_call: 0,
+            calls: Calls::new(Owner::Table),
             turn: 0,
         })
     }
@@ -124,7 +122,7 @@ impl TableSync {
 
     /// A peer's answer to an exchange: merge its table if it sent one. Says whether ours
     /// changed.
-    pub fn on_reply(&mut self, store: &dyn Store, reply: Result<PeerReply, String>) -> bool {
+    pub fn on_reply(&mut self, store: &dyn Store, reply: Result<PeerReply, CallError>) -> bool {
         match reply {
             Ok(PeerReply::Table(Some(theirs))) => {
                 self.merge(store, "a peer", &theirs).unwrap_or(false)
@@ -162,9 +160,8 @@ impl TableSync {
     }
 
     fn call(&mut self, to: SocketAddr, out: &mut Vec<Effect>) {
-        self.next_call = self.next_call.wrapping_add(1) & (TABLE_CALL_BIT - 1);
         out.push(Effect::Call {
-            call: CallId(self.next_call | TABLE_CALL_BIT),
+            call: self.calls.next_id(),
             to,
             req: PeerRequest::Table {
                 table: self.table.clone(),

@@ -5,18 +5,17 @@
 //! Stateless across ring changes: each pass looks at the store and the current ring, so a
 //! ring that changes again mid-transfer just redirects what is left.
 
+use super::calls::CallError;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use ringkv_ring::Ring;
 
-use super::coordinator::CallId;
+use super::calls::{CallId, Calls, Owner};
 use super::Effect;
 use crate::proto::{PeerReply, PeerRequest};
 use crate::version::decode_record;
 
-/// Call ids of transfers carry this bit, so replies find their way back here.
-pub const TRANSFER_CALL_BIT: u64 = 1 << 61;
 /// Keys per page.
 const PAGE: usize = 256;
 /// Record bytes per page (a frame must stay well under the transport's limit).
@@ -47,11 +46,10 @@ enum Range {
 }
 
 /// The node's ownership-transfer state.
-#[derive(Default)]
 pub struct Transfer {
     cursor: usize,
     page: Option<Page>,
-    next_call: u64,
+    calls: Calls,
     /// Ranges in a row found with nothing to move; a whole ring's worth means done. A range
     /// with data whose replicas cannot all be reached is not clean: a leaving node that
     /// counted it so would leave with the data.
@@ -59,6 +57,19 @@ pub struct Transfer {
     moved: u64,
     /// Keys every replica confirmed, for the core to drop if unchanged.
     drops: Vec<(u64, Vec<u8>, Vec<u8>)>,
+}
+
+impl Default for Transfer {
+    fn default() -> Self {
+        Self {
+            cursor: 0,
+            page: None,
+            calls: Calls::new(Owner::Transfer),
+            clean: 0,
+            moved: 0,
+            drops: Vec::new(),
+        }
+    }
 }
 
 impl Transfer {
@@ -157,8 +168,7 @@ impl Transfer {
         }
         let mut awaiting = HashSet::new();
         for to in targets {
-            self.next_call = self.next_call.wrapping_add(1) & ((TRANSFER_CALL_BIT) - 1);
-            let call = CallId(self.next_call | TRANSFER_CALL_BIT);
+            let call = self.calls.next_id();
             awaiting.insert(call);
             let req = PeerRequest::Handoff {
                 entries: records.clone(),
@@ -176,7 +186,7 @@ impl Transfer {
     }
 
     /// A replica answered a page; once all did, the page's keys are ready to drop here.
-    pub fn on_reply(&mut self, call: CallId, reply: Result<PeerReply, String>) {
+    pub fn on_reply(&mut self, call: CallId, reply: Result<PeerReply, CallError>) {
         let Some(page) = self.page.as_mut().filter(|p| p.awaiting.contains(&call)) else {
             return;
         };

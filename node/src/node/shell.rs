@@ -1,6 +1,7 @@
 //! The tokio shell: turns I/O into core inputs and core effects into I/O. No protocol
 //! decisions live here; only plumbing (who waits for which answer).
 
+use crate::core::CallError;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 mod faults;
-#[cfg(feature = "sabotage")]
+#[cfg(feature = "sabotage-ack")]
 mod sabotage;
 
 use super::commit::{self, Pending, ResponseTo};
@@ -17,7 +18,7 @@ use super::wall_ms;
 use ringkv_gossip::MemberEvent;
 
 use crate::core::{status_name, CallId, ClientId, Effect, InboundId, Input, NodeCore, Timer};
-use crate::net::{Inbound, InboundEvent, Responder, Transport};
+use crate::net::{Inbound, InboundEvent, Responder, Transport, TransportError};
 use crate::proto::{
     self, ClientError, ClientRequest, ClientResponse, PeerReply, Request, Response,
 };
@@ -42,9 +43,9 @@ pub(super) enum Command {
 /// Inputs produced by tasks the shell spawned (timers, calls, group commits).
 pub(super) enum Internal {
     Timer(Timer),
-    CallDone(CallId, Result<PeerReply, String>),
+    CallDone(CallId, Result<PeerReply, CallError>),
     /// A client request acknowledged already, handed to the core late (test sabotage).
-    #[cfg(feature = "sabotage")]
+    #[cfg(feature = "sabotage-ack")]
     Deferred(ClientRequest),
 }
 
@@ -141,7 +142,7 @@ pub(super) async fn run(
             Some(event) = internal_rx.recv() => match event {
                 Internal::Timer(t) => shell.input(Input::Timer(t)),
                 Internal::CallDone(call, reply) => shell.input(Input::PeerReply { call, reply }),
-                #[cfg(feature = "sabotage")]
+                #[cfg(feature = "sabotage-ack")]
                 Internal::Deferred(req) => shell.deferred(req),
             },
             _ = tokio::time::sleep_until(wake) => {}
@@ -198,7 +199,7 @@ impl Shell {
                 respond,
             } => match proto::decode::<Request>(&data) {
                 Ok(Request::Client(req)) => {
-                    #[cfg(feature = "sabotage")]
+                    #[cfg(feature = "sabotage-ack")]
                     let Some((req, respond)) = self.ack_before_store(req, respond) else {
                         return;
                     };
@@ -258,7 +259,7 @@ impl Shell {
                     tokio::spawn(async move {
                         let reply = match frame {
                             Ok(frame) => call_peer(&transport, to, &frame).await,
-                            Err(e) => Err(e.to_string()),
+                            Err(e) => Err(CallError::Local(e.to_string())),
                         };
                         let _ = internal.send(Internal::CallDone(call, reply));
                     });
@@ -339,12 +340,30 @@ async fn call_peer(
     transport: &Transport,
     to: SocketAddr,
     frame: &[u8],
-) -> Result<PeerReply, String> {
-    let bytes = transport.call(to, frame).await.map_err(|e| e.to_string())?;
+) -> Result<PeerReply, CallError> {
+    let bytes = transport.call(to, frame).await.map_err(call_error)?;
     match proto::decode::<Response>(&bytes) {
         Ok(Response::Peer(reply)) => Ok(reply),
-        Ok(other) => Err(format!("unexpected answer {other:?}")),
-        Err(e) => Err(e.to_string()),
+        Ok(other) => Err(CallError::BadAnswer(format!("unexpected answer {other:?}"))),
+        Err(e) => Err(CallError::BadAnswer(e.to_string())),
+    }
+}
+
+/// What a transport failure means to the core: whether the peer may have acted on the call.
+fn call_error(e: TransportError) -> CallError {
+    let text = e.to_string();
+    match e {
+        TransportError::Timeout { .. } => CallError::Timeout(text),
+        TransportError::Connect { .. }
+        | TransportError::Handshake { .. }
+        | TransportError::TooManyConnections { .. } => CallError::Unreachable(text),
+        TransportError::ConnectionLost { .. } | TransportError::Remote { .. } => {
+            CallError::Lost(text)
+        }
+        TransportError::BadResponse { .. } | TransportError::FrameTooLarge { .. } => {
+            CallError::BadAnswer(text)
+        }
+        _ => CallError::Local(text),
     }
 }
 

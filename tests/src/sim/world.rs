@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use ringkv::config::CoreConfig;
 use ringkv::core::replication::msg::ReplRequest;
-use ringkv::core::{CallId, Input, NodeCore, Timer};
+use ringkv::core::{CallError, CallId, Input, NodeCore, Timer};
 use ringkv::proto::{ClientError, ClientRequest, ClientResponse, PeerReply, PeerRequest};
 use ringkv::store::Store;
 use ringkv_gossip::{GossipConfig, GossipError, Membership, NodeId};
@@ -478,7 +478,9 @@ impl World {
                 req,
             } => self.call_arrive(key, to, to_inc, from, req),
             Event::CallReply { key, reply } => self.call_done(key, Ok(reply)),
-            Event::CallTimeout { key } => self.call_done(key, Err("timed out".into())),
+            Event::CallTimeout { key } => {
+                self.call_done(key, Err(CallError::Timeout("timed out".into())))
+            }
             Event::SyncDone { node, inc } => self.sync_done(node, inc),
             Event::ClientArrive { tag, node, req } => self.client_arrive(tag, node, req),
             Event::ClientReply {
@@ -575,7 +577,7 @@ impl World {
         );
     }
 
-    fn call_done(&mut self, key: u64, reply: Result<PeerReply, String>) {
+    fn call_done(&mut self, key: u64, reply: Result<PeerReply, CallError>) {
         let Some(call) = self.calls.remove(&key) else {
             return; // answered or timed out already
         };

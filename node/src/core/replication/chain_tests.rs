@@ -1,6 +1,7 @@
 //! Chain topology across several nodes' replication state machines: who the primary sends to,
 //! how replicas relay, how acknowledgements come back, and how dead replicas are skipped.
 
+use crate::core::CallError;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 
@@ -149,7 +150,11 @@ impl Cluster {
         match msg {
             Msg::Call(from, to, call, req) => {
                 if self.unreachable.contains(&to) {
-                    return self.answer(from, call, Err("connection refused".into()));
+                    return self.answer(
+                        from,
+                        call,
+                        Err(CallError::Unreachable("connection refused".into())),
+                    );
                 }
                 let PeerRequest::Repl(req, ring) = req else {
                     panic!("not a replication call: {req:?}");
@@ -179,7 +184,12 @@ impl Cluster {
         }
     }
 
-    fn answer(&mut self, i: usize, call: CallId, reply: Result<PeerReply, String>) -> Vec<Effect> {
+    fn answer(
+        &mut self,
+        i: usize,
+        call: CallId,
+        reply: Result<PeerReply, CallError>,
+    ) -> Vec<Effect> {
         let mut out = Vec::new();
         let mut repl =
             std::mem::replace(&mut self.repls[i], Replication::new(ReplConfig::default()));

@@ -221,18 +221,17 @@ impl Replication {
             Role::Primary(leader) => {
                 let now = ctx.now();
                 if leader.gathering(now, ms(config.collect_wait), id.len()) {
-                    return Err(gathering());
+                    return Err(ClientError::Gathering);
                 }
                 if !leader.holds_lease(now, ms(config.lease), id.len()) {
-                    return Err(ClientError::Unavailable(
-                        "this primary has not heard a majority of its replicas within its lease; retry".into(),
-                    ));
+                    return Err(ClientError::LeaseExpired);
                 }
                 let online = leader.online(now, ms(config.replica_timeout));
                 if online < need {
-                    return Err(ClientError::Unavailable(format!(
-                        "NOREPLICAS not enough good replicas to write: {need} needed, {online} online"
-                    )));
+                    return Err(ClientError::NoReplicas {
+                        needed: need,
+                        online,
+                    });
                 }
                 if leader.waiting.len() >= config.max_waiting {
                     return Err(ClientError::Overloaded {
@@ -241,9 +240,7 @@ impl Replication {
                 }
                 Ok(())
             }
-            Role::Candidate(_) => Err(ClientError::Unavailable(
-                "electing a primary for the key's range; retry".into(),
-            )),
+            Role::Candidate(_) => Err(ClientError::Electing),
             Role::Replica => {
                 // Asked as the first live replica: stand now rather than after the timeout,
                 // unless a recent candidacy failed (another node may be winning).
@@ -252,9 +249,7 @@ impl Replication {
                     self.run(ctx, &id, &mut out);
                     self.pending_effects.extend(out);
                 }
-                Err(ClientError::Unavailable(
-                    "electing a primary for the key's range; retry".into(),
-                ))
+                Err(ClientError::Electing)
             }
         }
     }
@@ -334,7 +329,7 @@ impl Replication {
         if leader.gathering(ctx.now(), wait, id.len()) {
             out.push(Effect::Reply {
                 id: client,
-                result: Err(gathering()),
+                result: Err(ClientError::Gathering),
             });
             return;
         }
@@ -896,13 +891,6 @@ pub(super) fn append(
         commit,
         relay,
     }
-}
-
-/// A first primary's answer while it gathers its replicas' keys.
-fn gathering() -> ClientError {
-    ClientError::Unavailable(
-        "the key's range has a new primary, gathering the keys its replicas hold; retry".into(),
-    )
 }
 
 /// What a replica at `pos` needs: the log from there, its old keys first, or a snapshot.

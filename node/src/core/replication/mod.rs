@@ -29,13 +29,15 @@ mod session;
 #[cfg(test)]
 mod tests;
 
+use crate::core::CallError;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use ringkv_ring::Ring;
 
-use super::coordinator::{CallId, ClientId};
+use super::calls::{CallId, Calls, Owner};
+use super::coordinator::ClientId;
 use super::{Effect, InboundId, View};
 use crate::config::Sabotage;
 use crate::proto::{ClientError, PeerReply, PeerRequest};
@@ -48,9 +50,6 @@ pub use leader::read_result;
 use leader::Leader;
 pub use log::{Backlog, ShardMeta};
 use msg::{ReplReply, ReplRequest};
-
-/// Call ids of replication calls carry this bit, so replies find their way back here.
-pub const REPL_CALL_BIT: u64 = 1 << 58;
 
 /// Timing and bounds of primary mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,7 +253,7 @@ pub struct Replication {
     config: ReplConfig,
     shards: BTreeMap<Vec<String>, Shard>,
     calls: HashMap<CallId, Call>,
-    next_call: u64,
+    call_ids: Calls,
     /// Relayed appends waiting for the next replica's answer.
     relays: HashMap<CallId, chain::PendingRelay>,
     /// Effects made where no effect list was at hand, sent with the next step's.
@@ -279,7 +278,7 @@ impl Replication {
             config,
             shards: BTreeMap::new(),
             calls: HashMap::new(),
-            next_call: 0,
+            call_ids: Calls::new(Owner::Replication),
             relays: HashMap::new(),
             pending_effects: Vec::new(),
             sabotage: Sabotage::default(),
@@ -489,7 +488,7 @@ impl Replication {
         &mut self,
         ctx: &Ctx<'_>,
         call: CallId,
-        reply: Result<PeerReply, String>,
+        reply: Result<PeerReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
         let call_id = call;
@@ -498,7 +497,8 @@ impl Replication {
         };
         let reply = match reply {
             Ok(PeerReply::Repl(r)) => Ok(r),
-            Ok(PeerReply::Failed(e)) | Err(e) => Err(e),
+            Ok(PeerReply::Failed(e)) => Err(e),
+            Err(e) => Err(e.to_string()),
             Ok(other) => Err(format!("unexpected reply {other:?}")),
         };
         let (id, peer) = (&call.shard, call.peer.as_str());
@@ -597,8 +597,7 @@ impl Replication {
 
     /// A fresh call id.
     fn call(&mut self, shard: &[String], peer: &str, kind: CallKind) -> CallId {
-        self.next_call = (self.next_call + 1) & (REPL_CALL_BIT - 1);
-        let id = CallId(REPL_CALL_BIT | self.next_call);
+        let id = self.call_ids.next_id();
         self.calls.insert(
             id,
             Call {

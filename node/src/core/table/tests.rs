@@ -7,7 +7,6 @@ use std::sync::Arc;
 use ringkv_gossip::{GossipConfig, NodeId};
 
 use super::super::{ClientId, Effect, InboundId, Input, NodeCore, Timer};
-use super::TABLE_CALL_BIT;
 use crate::config::CoreConfig;
 use crate::proto::{ClientError, ClientRequest, ClientResponse, PeerReply, PeerRequest};
 use crate::store::{MemoryStore, Store};
@@ -100,7 +99,7 @@ fn table_calls(effects: &[Effect]) -> Vec<(SocketAddr, RangeTable)> {
                 to,
                 req: PeerRequest::Table { table },
             } => {
-                assert_ne!(call.0 & TABLE_CALL_BIT, 0);
+                assert_eq!(call.owner, crate::core::Owner::Table);
                 Some((*to, table.clone()))
             }
             _ => None,

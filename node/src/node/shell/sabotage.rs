@@ -1,4 +1,4 @@
-//! TEST-ONLY sabotage, compiled only with the `sabotage` feature (which only the tests crate
+//! TEST-ONLY sabotage, compiled only with the `sabotage-ack` feature (which only the tests crate
 //! enables): with `RINGKV_SABOTAGE=ack-before-store` in its environment, a node acknowledges a
 //! client's put at once and hands it to the core a second later, so a node killed meanwhile
 //! loses writes it acknowledged. The chaos checker must report them.
