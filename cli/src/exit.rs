@@ -53,6 +53,7 @@ fn of_node(e: &ringkv::Error) -> (u8, &'static str) {
         ringkv::Error::Transport(e) => of_transport(e),
         ringkv::Error::Tls(_) => (REFUSED, "tls"),
         ringkv::Error::Config(_) | ringkv::Error::Redis(_) => (REFUSED, "config"),
+        ringkv::Error::Fault(_) => (REFUSED, "fault_refused"),
         ringkv::Error::Codec(_) | ringkv::Error::Unexpected(_) => (UNAVAILABLE, "bad_response"),
         ringkv::Error::Shutdown => (UNAVAILABLE, "shutdown"),
         ringkv::Error::Store(_) | ringkv::Error::Table(_) | ringkv::Error::Gossip(_) => {

@@ -8,6 +8,7 @@
 mod args;
 mod bench;
 mod certs;
+mod chaos;
 mod cluster;
 mod exit;
 mod info;
@@ -99,6 +100,8 @@ enum Command {
     Cluster(cluster::ClusterCommand),
     /// Closed-loop load generator against one node.
     Bench(bench::BenchArgs),
+    /// Chaos benchmark: a local cluster under a seeded schedule of faults, checked after.
+    Chaos(chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -191,6 +194,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Certs(c) => certs::run(&g, c),
         Command::Cluster(c) => cluster::run(&g, c).await,
         Command::Bench(a) => bench::run(&g, a).await,
+        Command::Chaos(a) => chaos::run(&g, a).await,
     }
 }
 

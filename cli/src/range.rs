@@ -77,7 +77,7 @@ pub enum TopologyArg {
 }
 
 /// `--sync-replicas`: `none`, `majority` or a count from 1.
-fn sync_replicas(s: &str) -> Result<SyncReplicas, String> {
+pub fn sync_replicas(s: &str) -> Result<SyncReplicas, String> {
     match s.trim() {
         "none" => Ok(SyncReplicas::None),
         "majority" => Ok(SyncReplicas::Majority),

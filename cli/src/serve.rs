@@ -108,6 +108,11 @@ pub struct ServeArgs {
     /// The Redis front without TLS: accepted only on a loopback address.
     #[arg(long, requires = "redis")]
     pub redis_plaintext: bool,
+    /// Accept fault-injection requests (`ringctl chaos` partitions, clock shifts, slow
+    /// syncs). FOR TEST CLUSTERS ONLY: any holder of a client certificate could then cut this
+    /// node off from its peers.
+    #[arg(long)]
+    pub fault_injection: bool,
 }
 
 /// `--durability`.
@@ -187,7 +192,8 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         .listen(a.listen)
         .data_dir(&a.data)
         .tls(tls.clone())
-        .config(config);
+        .config(config)
+        .fault_injection(a.fault_injection);
     if let Some(addr) = a.redis {
         builder = builder.redis(if a.redis_plaintext {
             RedisConfig::plaintext(addr)
@@ -203,6 +209,9 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(zone) = &a.zone {
         builder = builder.zone(zone.clone());
+    }
+    if a.fault_injection {
+        tracing::warn!("fault injection is on: this node is for test clusters only");
     }
     let node = tokio::select! {
         started = builder.start() => started.with_context(|| {

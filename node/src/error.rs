@@ -31,6 +31,9 @@ pub enum Error {
     /// The Redis front could not start.
     #[error(transparent)]
     Redis(#[from] crate::resp::FrontError),
+    /// The node refused a fault-injection request.
+    #[error(transparent)]
+    Fault(#[from] crate::faults::FaultError),
     /// A setting is not usable.
     #[error("invalid configuration: {0}")]
     Config(String),

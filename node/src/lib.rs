@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod faults;
 pub mod hlc;
 pub mod merkle;
 pub mod net;

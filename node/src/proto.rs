@@ -23,6 +23,9 @@ pub enum Request {
         /// What it asks.
         req: PeerRequest,
     },
+    /// An admin asks a node started with fault injection to inject faults (test clusters
+    /// only; answered by the node's shell, refused by any other node).
+    Fault(crate::faults::FaultRequest),
 }
 
 /// The answer to a [`Request`].
@@ -32,6 +35,8 @@ pub enum Response {
     Client(Result<ClientResponse, ClientError>),
     /// The answer to a peer request.
     Peer(PeerReply),
+    /// The answer to a fault request: the faults now in force.
+    Fault(Result<crate::faults::FaultPlan, crate::faults::FaultError>),
 }
 
 /// What a client may ask of any node.

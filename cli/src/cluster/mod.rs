@@ -1,7 +1,7 @@
 //! `ringctl cluster up`: a local multi-process cluster for development. Each node is a
 //! `ringctl serve` child on 127.0.0.1 with its data and log under one directory.
 
-mod process;
+pub mod process;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ use process::{ClusterQuorum, NodePlan, NodeProcess};
 pub const MAX_NODES: u8 = 32;
 
 /// How long a node has to leave after SIGTERM before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Pause between checks on the cluster (readiness while starting, exits while running).
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -118,7 +118,7 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Names, addresses, data directories and logs of the nodes.
-fn plan_nodes(dir: &Path, count: u8, base_port: Option<u16>) -> anyhow::Result<Vec<NodePlan>> {
+pub fn plan_nodes(dir: &Path, count: u8, base_port: Option<u16>) -> anyhow::Result<Vec<NodePlan>> {
     let ports = process::choose_ports(count, base_port)?;
     Ok(ports
         .into_iter()
@@ -136,7 +136,7 @@ fn plan_nodes(dir: &Path, count: u8, base_port: Option<u16>) -> anyhow::Result<V
 }
 
 /// Makes the CA and the missing node certificates; keeps whatever already exists.
-fn prepare_certs(certs: &Path, plans: &[NodePlan]) -> anyhow::Result<()> {
+pub fn prepare_certs(certs: &Path, plans: &[NodePlan]) -> anyhow::Result<()> {
     if !certs.join("ca.pem").exists() {
         ringkv::net::init_cluster(certs)
             .with_context(|| format!("cannot create the cluster CA in {}", certs.display()))?;
@@ -160,7 +160,7 @@ fn prepare_certs(certs: &Path, plans: &[NodePlan]) -> anyhow::Result<()> {
 }
 
 /// Waits until `seed` reports every node alive, a node exits, or `limit` passes.
-async fn wait_ready(
+pub async fn wait_ready(
     nodes: &mut [NodeProcess],
     certs: &Path,
     seed: SocketAddr,

@@ -53,12 +53,28 @@ pub struct NodePlan {
     pub log: PathBuf,
 }
 
+/// How a node is started, kept to restart it the same way.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// The `ringctl` executable.
+    pub exe: PathBuf,
+    /// The node it joins through.
+    pub seed: SocketAddr,
+    /// The certificate directory.
+    pub certs: PathBuf,
+    /// Replication settings.
+    pub quorum: ClusterQuorum,
+    /// Further `serve` flags (e.g. `--fault-injection`).
+    pub extra: Vec<String>,
+}
+
 /// A running (or exited) `ringctl serve` child.
 pub struct NodeProcess {
     /// What it was started as.
     pub plan: NodePlan,
     child: Child,
     exited: Option<ExitStatus>,
+    launch: Option<Launch>,
 }
 
 impl NodeProcess {
@@ -70,7 +86,25 @@ impl NodeProcess {
         certs: &Path,
         quorum: ClusterQuorum,
     ) -> anyhow::Result<Self> {
-        let log = File::create(&plan.log)
+        let launch = Launch {
+            exe: exe.to_path_buf(),
+            seed,
+            certs: certs.to_path_buf(),
+            quorum,
+            extra: Vec::new(),
+        };
+        Self::launch(plan, launch, false)
+    }
+
+    /// Starts a node as `launch` says; `append` keeps the log of an earlier run.
+    pub fn launch(plan: NodePlan, launch: Launch, append: bool) -> anyhow::Result<Self> {
+        let (exe, seed, certs, quorum) = (&launch.exe, launch.seed, &launch.certs, launch.quorum);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&plan.log)
             .with_context(|| format!("cannot create log file {}", plan.log.display()))?;
         let log_err = log
             .try_clone()
@@ -97,6 +131,7 @@ impl NodeProcess {
             .arg("--redis")
             .arg(plan.addr.to_string())
             .arg("--redis-plaintext")
+            .args(&launch.extra)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -113,7 +148,48 @@ impl NodeProcess {
             plan,
             child,
             exited: None,
+            launch: Some(launch),
         })
+    }
+
+    /// Starts the node again as it was first started, its log appended to.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let launch = self
+            .launch
+            .clone()
+            .context("no record of how the node was started")?;
+        *self = Self::launch(self.plan.clone(), launch, true)?;
+        Ok(())
+    }
+
+    /// SIGKILLs the child and reaps it.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        self.child
+            .kill()
+            .await
+            .with_context(|| format!("cannot kill node {}", self.plan.name))?;
+        self.exited = self.child.try_wait().ok().flatten();
+        Ok(())
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT) to the running child.
+    #[cfg(unix)]
+    pub fn signal(&mut self, signal: libc::c_int) -> anyhow::Result<()> {
+        let pid = self
+            .child
+            .id()
+            .and_then(|id| libc::pid_t::try_from(id).ok())
+            .with_context(|| format!("node {} is not running", self.plan.name))?;
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours; the pid is our
+        // own unreaped child, so it cannot have been reused by another process.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            bail!(
+                "cannot signal node {}: {}",
+                self.plan.name,
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
     }
 
     /// Whether the child is still running as far as we know.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use ringkv_ring::{Ring, RingConfig, RingNode};
 
 use crate::api::Api;
+use crate::faults::{FaultPlan, FaultRequest};
 use crate::net::{TlsMaterial, Transport, TransportConfig};
 use crate::proto::{self, ClientRequest, ClientResponse, Request, Response};
 use crate::Error;
@@ -117,6 +118,16 @@ impl Client {
         self.node
     }
 
+    /// Sets or reads the faults of a node started with fault injection (test clusters only).
+    pub async fn faults(&self, req: FaultRequest) -> Result<FaultPlan, Error> {
+        let frame = proto::encode(&Request::Fault(req))?;
+        let bytes = self.transport.call(self.node, &frame).await?;
+        match proto::decode::<Response>(&bytes)? {
+            Response::Fault(result) => Ok(result?),
+            other => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// This client's transport aimed at one node, without routing.
     fn at(&self, node: SocketAddr) -> Client {
         Client {
@@ -131,7 +142,7 @@ impl Client {
         let bytes = self.transport.call(to, frame).await?;
         match proto::decode::<Response>(&bytes)? {
             Response::Client(result) => Ok(result?),
-            Response::Peer(other) => Err(Error::Unexpected(format!("{other:?}"))),
+            other => Err(Error::Unexpected(format!("{other:?}"))),
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct TransportConfig {
     pub max_pending_dials: usize,
     /// Bytes of datagrams buffered per connection, each way.
     pub datagram_buffer: usize,
+    /// Injected faults (test clusters only; off by default): peers whose traffic is dropped.
+    pub faults: crate::faults::Faults,
 }
 
 impl Default for TransportConfig {
@@ -52,6 +54,7 @@ impl Default for TransportConfig {
             max_connections: 1024,
             max_pending_dials: 64,
             datagram_buffer: 1024 * 1024,
+            faults: crate::faults::Faults::off(),
         }
     }
 }

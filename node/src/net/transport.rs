@@ -168,6 +168,7 @@ impl Transport {
 
     async fn exchange(&self, to: SocketAddr, request: &[u8]) -> Result<Vec<u8>, TransportError> {
         let max = self.inner.cfg.max_frame;
+        self.inner.cfg.faults.hold_if_cut_to(to).await;
         let conn = self.connection(to).await?;
         let (mut send, mut recv) = conn
             .open_bi()
@@ -187,6 +188,9 @@ impl Transport {
     /// dials and sends (at most `max_pending_dials` such tasks at once). Datagrams that are
     /// too large or cannot be sent are dropped and counted in [`Transport::stats`].
     pub fn send_datagram(&self, to: SocketAddr, data: Bytes) {
+        if self.inner.cfg.faults.cuts_to(to) {
+            return;
+        }
         if let Some(conn) = self.ready(to) {
             self.inner.send_on(&conn, to, data);
             return;
@@ -214,6 +218,11 @@ impl Transport {
     /// The largest datagram the connection to `to` can carry, if a connection exists.
     pub fn max_datagram_size(&self, to: SocketAddr) -> Option<usize> {
         self.ready(to)?.max_datagram_size()
+    }
+
+    /// The faults injected into this endpoint (test clusters only).
+    pub fn faults(&self) -> &crate::faults::Faults {
+        &self.inner.cfg.faults
     }
 
     /// A snapshot of the counters.

@@ -47,7 +47,7 @@ pub(super) fn spawn(
     internal: mpsc::UnboundedSender<Internal>,
 ) -> mpsc::UnboundedSender<Pending> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
-    let syncer = Syncer::start(store);
+    let syncer = Syncer::start(store, transport.faults().clone());
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
@@ -92,12 +92,13 @@ struct Syncer {
 
 impl Syncer {
     /// Starts the thread; it ends when the `Syncer` is dropped.
-    fn start(store: Arc<dyn Store>) -> Syncer {
+    fn start(store: Arc<dyn Store>, faults: crate::faults::Faults) -> Syncer {
         let (asks, rx) = std_mpsc::channel::<oneshot::Sender<Result<(), String>>>();
         let spawned = std::thread::Builder::new()
             .name("ringkv-sync".into())
             .spawn(move || {
                 while let Ok(done) = rx.recv() {
+                    faults.delay_sync();
                     let _ = done.send(store.sync().map_err(|e| format!("sync failed: {e}")));
                 }
             });

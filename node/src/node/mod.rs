@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::api::Api;
 use crate::config::CoreConfig;
 use crate::core::NodeCore;
+use crate::faults::Faults;
 use crate::net::{TlsMaterial, Transport, TransportConfig};
 use crate::proto::{ClientRequest, ClientResponse};
 use crate::resp::{Front, NodeFacts, RedisConfig};
@@ -42,6 +43,13 @@ pub struct NodeBuilder {
 }
 
 impl NodeBuilder {
+    /// Accept fault-injection requests ([`crate::faults`]): for test clusters only, since
+    /// any client of the cluster could then cut this node off.
+    pub fn fault_injection(mut self, on: bool) -> Self {
+        self.transport.faults = if on { Faults::on() } else { Faults::off() };
+        self
+    }
+
     /// The UDP address the node's QUIC endpoint binds (port 0 picks a free one).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;

@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+mod faults;
+#[cfg(feature = "sabotage-ack")]
+mod sabotage;
+
 use super::commit::{self, Pending, ResponseTo};
 use super::wall_ms;
 use ringkv_gossip::MemberEvent;
@@ -40,6 +44,9 @@ pub(super) enum Command {
 pub(super) enum Internal {
     Timer(Timer),
     CallDone(CallId, Result<PeerReply, CallError>),
+    /// A client request acknowledged already, handed to the core late (test sabotage).
+    #[cfg(feature = "sabotage-ack")]
+    Deferred(ClientRequest),
 }
 
 /// Where a client's answer goes.
@@ -62,6 +69,7 @@ struct Shell {
     next_inbound: u64,
     /// Inputs for this node made by this node (calls to itself), handled in order.
     queue: VecDeque<Input>,
+    faults: crate::faults::Faults,
 }
 
 /// Drive the core until shutdown.
@@ -79,7 +87,7 @@ pub(super) async fn run(
         name: core.me().name.clone(),
         core,
         store: store.clone(),
-        transport,
+        transport: transport.clone(),
         internal,
         commits,
         clients: HashMap::new(),
@@ -87,6 +95,7 @@ pub(super) async fn run(
         next_client: 0,
         next_inbound: 0,
         queue: VecDeque::new(),
+        faults: transport.faults().clone(),
     };
     let effects = shell.core.start();
     shell.apply(effects);
@@ -135,6 +144,8 @@ pub(super) async fn run(
             Some(event) = internal_rx.recv() => match event {
                 Internal::Timer(t) => shell.input(Input::Timer(t)),
                 Internal::CallDone(call, reply) => shell.input(Input::PeerReply { call, reply }),
+                #[cfg(feature = "sabotage-ack")]
+                Internal::Deferred(req) => shell.deferred(req),
             },
             _ = tokio::time::sleep_until(wake) => {}
         }
@@ -173,12 +184,15 @@ impl Shell {
     fn input(&mut self, input: Input) {
         self.queue.push_back(input);
         while let Some(next) = self.queue.pop_front() {
-            let effects = self.core.handle(wall_ms(), next);
+            let effects = self.core.handle(self.faults.clock(wall_ms()), next);
             self.apply(effects);
         }
     }
 
     fn inbound(&mut self, event: InboundEvent) {
+        let Some(event) = self.faults.admit(event) else {
+            return;
+        };
         match event {
             InboundEvent::Datagram { data, .. } => self.input(Input::Datagram(data)),
             InboundEvent::Request {
@@ -187,12 +201,19 @@ impl Shell {
                 respond,
             } => match proto::decode::<Request>(&data) {
                 Ok(Request::Client(req)) => {
+                    #[cfg(feature = "sabotage-ack")]
+                    let Some((req, respond)) = self.ack_before_store(req, respond) else {
+                        return;
+                    };
                     let id = self.client_id(ClientTo::Remote(respond));
                     self.input(Input::Client { id, req });
                 }
                 Ok(Request::Peer { from, req }) => {
                     let id = self.inbound_id(ResponseTo::Remote(respond));
                     self.input(Input::PeerRequest { id, from, req });
+                }
+                Ok(Request::Fault(req)) => {
+                    self::respond(respond, &Response::Fault(self.fault(req)))
                 }
                 // Dropping the responder resets that stream; everything else keeps going.
                 Err(e) => tracing::warn!(%from, "refused a request that does not decode: {e}"),

@@ -1,0 +1,177 @@
+//! Fault injection end to end: a node started without it refuses fault requests; one started
+//! with it checks their bounds, cuts a peer off (which then sees it down) and shifts the
+//! clock its writes are stamped with.
+
+mod cluster_common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cluster_common::{certs, free_port, wait_alive};
+use ringkv::faults::{FaultError, FaultPlan, FaultRequest, MAX_CLOCK_OFFSET_MS, MAX_SYNC_DELAY_MS};
+use ringkv::net::TlsMaterial;
+use ringkv::{Api, Client, Error, Node, ReadOptions, WriteOptions};
+
+async fn node(certs: &std::path::Path, name: &str, seed: Option<&Node>, faults: bool) -> Node {
+    let mut b = Node::builder(name)
+        .listen(([127, 0, 0, 1], free_port()).into())
+        .tls(TlsMaterial::load_node(certs, name).unwrap())
+        .fault_injection(faults);
+    if let Some(seed) = seed {
+        b = b.seed(seed.addr());
+    }
+    b.start().await.unwrap()
+}
+
+fn names(n: &[&str]) -> BTreeSet<String> {
+    n.iter().map(|s| s.to_string()).collect()
+}
+
+fn fault_error(r: Result<FaultPlan, Error>) -> FaultError {
+    match r {
+        Err(Error::Fault(e)) => e,
+        other => panic!("expected a fault refusal, got {other:?}"),
+    }
+}
+
+/// Waits (bounded) until `node` sees `peer` in `state`.
+async fn wait_state(node: &Node, peer: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let members = node.members().await.unwrap();
+        if members.iter().any(|m| m.name == peer && m.state == state) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} never saw {peer} {state}", node.name());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_requests_are_refused_without_the_switch_and_bounded_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path(), &["n1", "n2"]);
+    let n1 = node(&certs, "n1", None, true).await;
+    let n2 = node(&certs, "n2", Some(&n1), false).await;
+    wait_alive(&n1, 2).await;
+    let tls = TlsMaterial::load_client(&certs).unwrap();
+    let c1 = Client::connect(n1.addr(), &tls).unwrap();
+    let c2 = Client::connect(n2.addr(), &tls).unwrap();
+
+    // Without the switch: refused, whatever is asked, and the node keeps serving.
+    let cut = FaultPlan {
+        drop_to: names(&["n1"]),
+        ..FaultPlan::default()
+    };
+    let refused = fault_error(c2.faults(FaultRequest::Set(cut)).await);
+    assert_eq!(refused, FaultError::Disabled("n2".into()));
+    assert!(
+        refused.to_string().contains("--fault-injection"),
+        "{refused}"
+    );
+    assert!(matches!(
+        fault_error(c2.faults(FaultRequest::Get).await),
+        FaultError::Disabled(_)
+    ));
+    c2.put(b"k".to_vec(), b"v".to_vec(), WriteOptions::default())
+        .await
+        .unwrap();
+
+    // With it: every bound is checked and nothing is set by a refused request.
+    let set = |plan: FaultPlan| c1.faults(FaultRequest::Set(plan));
+    let e = fault_error(
+        set(FaultPlan {
+            drop_from: names(&["n9"]),
+            ..FaultPlan::default()
+        })
+        .await,
+    );
+    assert!(
+        matches!(&e, FaultError::UnknownPeer { name, known } if name == "n9" && known == &["n2"])
+    );
+    let e = fault_error(
+        set(FaultPlan {
+            drop_to: names(&["n1"]),
+            ..FaultPlan::default()
+        })
+        .await,
+    );
+    assert_eq!(e, FaultError::SelfNamed("n1".into()));
+    let e = fault_error(
+        set(FaultPlan {
+            clock_offset_ms: MAX_CLOCK_OFFSET_MS + 1,
+            ..FaultPlan::default()
+        })
+        .await,
+    );
+    assert!(matches!(e, FaultError::ClockOffset { .. }));
+    let e = fault_error(
+        set(FaultPlan {
+            sync_delay_ms: MAX_SYNC_DELAY_MS + 1,
+            ..FaultPlan::default()
+        })
+        .await,
+    );
+    assert!(matches!(e, FaultError::SyncDelay { .. }));
+    assert_eq!(
+        c1.faults(FaultRequest::Get).await.unwrap(),
+        FaultPlan::default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_node_is_seen_down_and_a_shifted_clock_stamps_its_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path(), &["n1", "n2"]);
+    let n1 = node(&certs, "n1", None, true).await;
+    let n2 = node(&certs, "n2", Some(&n1), false).await;
+    wait_alive(&n2, 2).await;
+    let c1 = Client::connect(n1.addr(), &TlsMaterial::load_client(&certs).unwrap()).unwrap();
+
+    // Both directions cut on n1 alone: n2's probes go unanswered.
+    let cut = FaultPlan {
+        drop_from: names(&["n2"]),
+        drop_to: names(&["n2"]),
+        ..FaultPlan::default()
+    };
+    let set = c1.faults(FaultRequest::Set(cut.clone())).await.unwrap();
+    assert_eq!(set, cut);
+    assert_eq!(c1.faults(FaultRequest::Get).await.unwrap(), cut);
+    wait_state(&n2, "n1", "down").await;
+    c1.faults(FaultRequest::Set(FaultPlan::default()))
+        .await
+        .unwrap();
+    wait_state(&n2, "n1", "alive").await;
+
+    // Ten minutes ahead: a write n1 coordinates alone carries its shifted clock.
+    let ahead = 600_000;
+    c1.faults(FaultRequest::Set(FaultPlan {
+        clock_offset_ms: ahead,
+        ..FaultPlan::default()
+    }))
+    .await
+    .unwrap();
+    let key = b"clock".to_vec();
+    let w1 = WriteOptions {
+        w: Some(1),
+        ..WriteOptions::default()
+    };
+    n1.put(key.clone(), b"v".to_vec(), w1).await.unwrap();
+    let read = n1
+        .get(
+            key,
+            ReadOptions {
+                r: Some(1),
+                ..ReadOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let now = u64::try_from(now.as_millis()).unwrap();
+    let stamped = read.values[0].ts.millis;
+    assert!(
+        stamped >= now + u64::try_from(ahead).unwrap() - 60_000,
+        "stamped {stamped}, wall clock {now}"
+    );
+}
