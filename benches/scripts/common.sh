@@ -1,7 +1,15 @@
 # Helpers the benchmark scripts share; sourced, not run.
 
-# port: a loopback UDP port free right now.
-port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# port: a loopback port free right now for both UDP (a node's QUIC) and TCP (its Redis front).
+port() { python3 -c '
+import socket
+while True:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass'; }
 # until_true SECONDS CMD...: retry CMD every 0.2 s until it succeeds; fail after SECONDS.
 until_true() {
   local end=$(($(date +%s) + $1)); shift

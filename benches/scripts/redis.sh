@@ -17,23 +17,7 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT
-# A loopback port free for both UDP (a node's QUIC) and TCP (its Redis front).
-port() { python3 -c '
-import socket
-while True:
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
-    t = socket.socket(); 
-    try:
-        t.bind(("127.0.0.1", p)); print(p); break
-    except OSError:
-        pass'; }
-until_true() {
-  local end=$(($(date +%s) + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt $end ] || { echo "gave up waiting for: $*" >&2; return 1; }
-    sleep 0.2
-  done
-}
+source "$(dirname "$0")/common.sh"
 
 # redis-server: a master and two replicas, RDB and AOF off (its defaults but for `save`).
 RM=$(port); RR1=$(port); RR2=$(port)
