@@ -186,7 +186,7 @@ impl NodeCore {
             }
             Err(e) => e,
         };
-        let correctable = !self.config.sabotage().ignore_not_primary;
+        let correctable = !self.shared.config.sabotage().ignore_not_primary;
         if let (
             ClientError::NotPrimary {
                 primary: Some(primary),
@@ -196,7 +196,7 @@ impl NodeCore {
         ) = (&e, correctable)
         {
             let next = {
-                repl_ctx!(self, now_ms, ctx);
+                let ctx = self.shared.repl_ctx(self.table.current(), now_ms);
                 let key = key_of(&fwd.attempt.req);
                 self.repl.learn_primary(&ctx, key, primary, *epoch);
                 match self.repl.route(&ctx, key) {
@@ -228,7 +228,7 @@ impl NodeCore {
         let wait = RETRY_BACKOFF_MS[attempt.tries.min(RETRY_BACKOFF_MS.len() - 1)];
         let retry = attempt.origin == Origin::Client
             && e.passing_refusal()
-            && !self.config.sabotage().ignore_not_primary
+            && !self.shared.config.sabotage().ignore_not_primary
             && now_ms + wait < attempt.deadline_ms;
         if !retry {
             return out.push(Effect::Reply {

@@ -38,7 +38,7 @@ impl NodeCore {
         (origin, after): (Origin, Option<Session>),
         out: &mut Vec<Effect>,
     ) {
-        let deadline_ms = now_ms + super::replication::millis(self.config.request_timeout);
+        let deadline_ms = now_ms + super::replication::millis(self.shared.config.request_timeout);
         let attempt = Attempt {
             client: id,
             req,
@@ -68,7 +68,7 @@ impl NodeCore {
         a: Attempt,
         out: &mut Vec<Effect>,
     ) -> Result<(), Box<(Attempt, ClientError)>> {
-        repl_ctx!(self, now_ms, ctx);
+        let ctx = self.shared.repl_ctx(self.table.current(), now_ms);
         let (id, origin, deadline) = (a.client, a.origin, a.deadline_ms);
         let key = match &a.req {
             ClientRequest::Get { key, .. }
@@ -157,7 +157,7 @@ impl NodeCore {
                 };
                 match self.primary_record(now_ms, &key, value) {
                     Ok((token, record)) => {
-                        repl_ctx!(self, now_ms, ctx);
+                        let ctx = self.shared.repl_ctx(self.table.current(), now_ms);
                         self.repl
                             .logged_write(&ctx, id, token, key, record, need, deadline, out);
                     }
@@ -176,7 +176,7 @@ impl NodeCore {
         key: &[u8],
         value: Option<Vec<u8>>,
     ) -> Result<(u64, crate::version::Record), ClientError> {
-        let store = self.store.as_ref();
+        let store = self.shared.store.as_ref();
         let token = ringkv_ring::token(key);
         let unavailable = |e: String| ClientError::Unavailable(e);
         self.actor
@@ -186,9 +186,9 @@ impl NodeCore {
         let mut replica = super::Replica {
             me: self.actor.name(),
             store,
-            hlc: &mut self.hlc,
-            policy: self.config.conflict_policy,
-            max_siblings: self.config.limits.max_siblings,
+            hlc: &mut self.shared.hlc,
+            policy: self.shared.config.conflict_policy,
+            max_siblings: self.shared.config.limits.max_siblings,
             changes: Vec::new(),
         };
         let ts = replica.hlc.now(now_ms);
@@ -201,7 +201,7 @@ impl NodeCore {
         };
         let (reply, _) = replica.handle(now_ms, req);
         for change in &replica.changes {
-            self.ae.on_change(&self.ring, change);
+            self.ae.on_change(&self.shared.ring, change);
         }
         match reply {
             PeerReply::Written(record) => Ok((token, record)),

@@ -17,9 +17,6 @@ use crate::proto::{ClientError, PeerReply, PeerRequest, RuleRow};
 use crate::store::Store;
 use crate::table::{Mode, RangeTable, TableError, TableLimits};
 
-/// Time between two push-pulls with a peer.
-pub const TABLE_INTERVAL: Duration = Duration::from_secs(1);
-
 /// What this mechanism sees of the node for one step.
 pub type Ctx<'a> = super::View<'a>;
 
@@ -35,6 +32,9 @@ pub struct TableSync {
 }
 
 impl TableSync {
+    /// Time between two push-pulls with a peer.
+    pub(super) const INTERVAL: Duration = Duration::from_secs(1);
+
     /// The table the store holds, or an empty one.
     ///
     /// # Errors

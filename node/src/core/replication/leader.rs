@@ -737,7 +737,10 @@ impl Replication {
             }
         }
         // The replica sent every key it holds in the shard's ranges: keep those of primary mode.
-        for (token, key, theirs) in merges.into_iter().filter(|(_, k, _)| (ctx.primary_key)(k)) {
+        for (token, key, theirs) in merges
+            .into_iter()
+            .filter(|(_, k, _)| ctx.primary_key.covers(k))
+        {
             if let Err(e) = self.merge_collected(ctx, id, token, key, &theirs, out) {
                 tracing::warn!("cannot merge a collected key: {e}");
             }
@@ -963,7 +966,7 @@ fn snapshot_page(
             };
             let mut items = Vec::new();
             for e in page {
-                if (ctx.primary_key)(&e.key) {
+                if ctx.primary_key.covers(&e.key) {
                     let record =
                         decode_record(&e.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     items.push((e.token, e.key, record));

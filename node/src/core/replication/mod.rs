@@ -110,13 +110,31 @@ pub struct Ctx<'a> {
     /// The node.
     pub view: View<'a>,
     /// Whether a key falls under a primary prefix.
-    pub primary_key: &'a dyn Fn(&[u8]) -> bool,
+    pub primary_key: &'a dyn PrimaryKeys,
     /// Replies must wait for the store's sync (`Durability::Sync`).
     pub durable: bool,
     /// A digest of this node's ring members (see [`crate::proto::PeerRequest::Repl`]).
     pub ring_id: u64,
     /// Shards stream appends by chain rather than star (see [`crate::table::Topology`]).
     pub chain: bool,
+}
+
+/// Which keys fall under a primary prefix: the range table on a node, any predicate in tests.
+pub trait PrimaryKeys {
+    /// Whether `key` is under a primary prefix.
+    fn covers(&self, key: &[u8]) -> bool;
+}
+
+impl<F: Fn(&[u8]) -> bool> PrimaryKeys for F {
+    fn covers(&self, key: &[u8]) -> bool {
+        self(key)
+    }
+}
+
+impl PrimaryKeys for crate::table::RangeTable {
+    fn covers(&self, key: &[u8]) -> bool {
+        self.lookup(key).is_some()
+    }
 }
 
 impl Ctx<'_> {
@@ -271,6 +289,9 @@ pub struct Replication {
 }
 
 impl Replication {
+    /// How often primary mode checks heartbeats, elections and deadlines.
+    pub const TICK: Duration = Duration::from_millis(50);
+
     /// No shard yet: shards appear with their first primary-mode request or message.
     pub fn new(config: ReplConfig) -> Self {
         Self {
