@@ -1,6 +1,7 @@
 //! Client requests: admin answers, admission against the limits, and quorum-mode reads and
 //! writes handed to the coordinator (primary-mode keys go to `primary.rs`).
 
+use crate::proto::Unavailable;
 use ringkv_gossip::{MemberState, NodeStatus};
 
 use super::coordinator::{ReadSpec, Target, WriteSpec};
@@ -74,7 +75,7 @@ impl NodeCore {
             };
         }
         if matches!(req, ClientRequest::Direct(_) | ClientRequest::After { .. }) {
-            let e = ClientError::Unavailable("a request modifier may appear once".into());
+            let e = ClientError::BadRequest("a request modifier may appear once".into());
             return reply(out, id, Err(e));
         }
         let primary = match &req {
@@ -240,10 +241,11 @@ impl NodeCore {
         }
         let token = ringkv_ring::token(&key);
         let record = load(self.shared.store.as_ref(), token, &key)
-            .map_err(|e| ClientError::Unavailable(e.to_string()))?
+            .map_err(|e| ClientError::Unavailable(Unavailable::Storage(e.to_string())))?
             .unwrap_or_default();
-        let hints = hints::held_for(self.shared.store.as_ref(), token, &key)
-            .map_err(|e| ClientError::Unavailable(format!("cannot read hints: {e}")))?;
+        let hints = hints::held_for(self.shared.store.as_ref(), token, &key).map_err(|e| {
+            ClientError::Unavailable(Unavailable::Storage(format!("cannot read hints: {e}")))
+        })?;
         let me = &self.shared.membership.me().name;
         Ok(InspectResult {
             node: me.clone(),

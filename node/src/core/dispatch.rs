@@ -14,7 +14,7 @@ use super::members::STATUS_REFRESH;
 use super::replication::Replication;
 use super::{arm, Effect, InboundId, NodeCore, Replica, Timer};
 use super::{Gc, TableSync, Transfer};
-use crate::proto::{PeerReply, PeerRequest};
+use crate::proto::{PeerReply, PeerRequest, Refusal};
 use crate::store::Durability;
 use ringkv_gossip::NodeStatus;
 
@@ -30,7 +30,7 @@ impl NodeCore {
         if self.shared.membership.status() == NodeStatus::Leaving
             && !matches!(req, PeerRequest::Read { .. } | PeerRequest::Exchange { .. })
         {
-            return refuse(id, "this node is leaving the cluster", out);
+            return refuse(id, Refusal::Leaving, out);
         }
         match req {
             PeerRequest::Exchange {
@@ -49,11 +49,7 @@ impl NodeCore {
             PeerRequest::Members => self.on_members(id, out),
             PeerRequest::Forward(req) => self.on_forwarded(now_ms, id, req, out),
             PeerRequest::Repl(req, ring) => self.on_repl(now_ms, (id, &from), (req, ring), out),
-            req if self.quorum_write_refused(&req) => refuse(
-                id,
-                "the key is under a primary prefix: its writes go through the primary",
-                out,
-            ),
+            req if self.quorum_write_refused(&req) => refuse(id, Refusal::PrimaryPrefix, out),
             req => self.on_replica_request(now_ms, id, req, out),
         }
     }
@@ -225,7 +221,8 @@ impl NodeCore {
         let is_read = matches!(req, PeerRequest::Read { .. });
         if matches!(req, PeerRequest::Write { .. }) {
             if let Err(e) = self.actor.before_dot(self.shared.store.as_ref()) {
-                let reply = PeerReply::Failed(format!("cannot record the actor: {e}"));
+                let reply =
+                    PeerReply::Failed(Refusal::Storage(format!("cannot record the actor: {e}")));
                 return out.push(Effect::Respond {
                     id,
                     reply,
@@ -382,10 +379,10 @@ impl NodeCore {
 }
 
 /// Answer `id` with a refusal.
-fn refuse(id: InboundId, why: &str, out: &mut Vec<Effect>) {
+fn refuse(id: InboundId, why: Refusal, out: &mut Vec<Effect>) {
     out.push(Effect::Respond {
         id,
-        reply: PeerReply::Failed(why.into()),
+        reply: PeerReply::Failed(why),
         sync: false,
     });
 }

@@ -7,7 +7,9 @@ use super::replica::load;
 use super::replication::{self, majority, Route};
 use super::update::Plan;
 use super::{Effect, NodeCore};
-use crate::proto::{ClientError, ClientRequest, ClientResponse, PeerReply, PeerRequest, Session};
+use crate::proto::{
+    ClientError, ClientRequest, ClientResponse, PeerReply, PeerRequest, Session, Unavailable,
+};
 use crate::table::{PrimaryOptions, ReadFrom, SyncReplicas};
 
 #[cfg(test)]
@@ -97,7 +99,7 @@ impl NodeCore {
             }
             let result = load(ctx.view.store, ringkv_ring::token(&key), &key)
                 .map(|rec| ClientResponse::Got(replication::read_result(rec, 1)))
-                .map_err(|e| ClientError::Unavailable(e.to_string()));
+                .map_err(|e| ClientError::Unavailable(Unavailable::Storage(e.to_string())));
             out.push(Effect::Reply { id, result });
             return Ok(());
         }
@@ -130,7 +132,7 @@ impl NodeCore {
                 } else {
                     let result = load(ctx.view.store, ringkv_ring::token(&key), &key)
                         .map(|rec| ClientResponse::Got(replication::read_result(rec, 1)))
-                        .map_err(|e| ClientError::Unavailable(e.to_string()));
+                        .map_err(|e| ClientError::Unavailable(Unavailable::Storage(e.to_string())));
                     out.push(Effect::Reply { id, result });
                 }
             }
@@ -178,11 +180,11 @@ impl NodeCore {
     ) -> Result<(u64, crate::version::Record), ClientError> {
         let store = self.shared.store.as_ref();
         let token = ringkv_ring::token(key);
-        let unavailable = |e: String| ClientError::Unavailable(e);
+        let storage = |e: String| ClientError::Unavailable(Unavailable::Storage(e));
         self.actor
             .before_dot(store)
-            .map_err(|e| unavailable(format!("cannot record the actor: {e}")))?;
-        let seen = load(store, token, key).map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| storage(format!("cannot record the actor: {e}")))?;
+        let seen = load(store, token, key).map_err(|e| storage(e.to_string()))?;
         let mut replica = super::Replica {
             me: self.actor.name(),
             store,
@@ -205,8 +207,8 @@ impl NodeCore {
         }
         match reply {
             PeerReply::Written(record) => Ok((token, record)),
-            PeerReply::Failed(e) => Err(unavailable(e)),
-            other => Err(unavailable(format!("unexpected {other:?}"))),
+            PeerReply::Failed(e) => Err(ClientError::Unavailable(Unavailable::Refused(e))),
+            other => Err(storage(format!("unexpected {other:?}"))),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! step, so no other write to the key can come between. Quorum-mode keys have no single node
 //! ordering their writes and refuse these operations.
 
+use crate::proto::Unavailable;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -161,7 +162,11 @@ impl NodeCore {
         let token = ringkv_ring::token(key);
         let record = match load(self.shared.store.as_ref(), token, key) {
             Ok(r) => r,
-            Err(e) => return Plan::Answer(Err(ClientError::Unavailable(e.to_string()))),
+            Err(e) => {
+                return Plan::Answer(Err(ClientError::Unavailable(Unavailable::Storage(
+                    e.to_string(),
+                ))))
+            }
         };
         let previous = read_result(record, 1)
             .values
