@@ -8,10 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::hlc::Timestamp;
 use crate::merkle::ExchangeMsg;
-use crate::table::{Mode, RangeTable, Stamp};
+use crate::table::{Mode, RangeTable};
 use crate::version::{Context, Record, VersionVector};
 
+pub use crate::codec::{decode, encode, CodecError};
 pub use crate::reason::{Refusal, Unavailable};
+pub use crate::table::RuleRow;
+
+pub mod repl;
+pub mod shard;
+pub mod update;
 
 /// A request on a stream: from a client, or from another node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +124,7 @@ pub enum ClientRequest {
         /// The key.
         key: Vec<u8>,
         /// What to do with its value.
-        op: crate::core::update::UpdateOp,
+        op: update::UpdateOp,
     },
 }
 
@@ -140,22 +146,11 @@ pub enum ClientResponse {
     /// A repair round started (or one already running continues).
     Repair(RepairProgress),
     /// Replication state per shard.
-    Replication(Vec<crate::core::replication::ShardInfo>),
+    Replication(Vec<shard::ShardInfo>),
     /// The node's range table, one row per prefix in prefix order.
     RangeTable(Vec<RuleRow>),
     /// The outcome of an update.
-    Updated(crate::core::update::UpdateResult),
-}
-
-/// One rule of the range table, as `ringctl range list` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleRow {
-    /// The key prefix.
-    pub prefix: Vec<u8>,
-    /// Quorum, or primary mode with its options.
-    pub mode: Mode,
-    /// When and where the rule was set.
-    pub stamp: Stamp,
+    Updated(update::UpdateResult),
 }
 
 /// What one node holds for a key.
@@ -456,7 +451,7 @@ pub enum ClientError {
     },
     /// A read-modify-write that could not be done.
     #[error(transparent)]
-    Update(#[from] crate::core::update::UpdateError),
+    Update(#[from] update::UpdateError),
     /// No primary serves the key's range now: an election is under way. Nothing was written.
     #[error("electing a primary for the key's range; retry")]
     Electing,
@@ -607,7 +602,7 @@ pub enum PeerRequest {
     /// A primary-mode replication message.
     /// With the sender's ring id: nodes whose rings differ could disagree on a key's shard, so
     /// they refuse each other's replication messages until their rings agree.
-    Repl(crate::core::replication::msg::ReplRequest, u64),
+    Repl(repl::ReplRequest, u64),
     /// One step of a Merkle-tree exchange for the range `(start, end]`.
     Exchange {
         /// The initiator's session id.
@@ -644,7 +639,7 @@ pub enum PeerReply {
     /// The answer to a forwarded client request.
     Forwarded(Result<ClientResponse, ClientError>),
     /// The answer to a replication message.
-    Repl(crate::core::replication::msg::ReplReply),
+    Repl(repl::ReplReply),
     /// The peer refused the request.
     Failed(Refusal),
     /// The responder's range table after merging the caller's, if it differs from the
@@ -653,26 +648,4 @@ pub enum PeerReply {
     /// The names of the responder's ring members, when its own view is settled (it is up and
     /// holds no saved member gossip has not confirmed); `None` otherwise.
     Members(Option<Vec<String>>),
-}
-
-/// A frame could not be encoded or decoded.
-#[derive(Debug, thiserror::Error)]
-#[error("bad frame: {0}")]
-pub struct CodecError(#[from] postcard::Error);
-
-/// Encode a message as one frame.
-pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
-    Ok(postcard::to_stdvec(msg)?)
-}
-
-/// Decode one frame; garbage gives an error, never a panic.
-///
-/// ```
-/// use ringkv::proto::{decode, encode, ClientRequest, Request};
-/// let req = Request::Client(ClientRequest::Members);
-/// assert_eq!(decode::<Request>(&encode(&req).unwrap()).unwrap(), req);
-/// assert!(decode::<Request>(&[0xff, 0xff, 0xff]).is_err());
-/// ```
-pub fn decode<'a, T: Deserialize<'a>>(frame: &'a [u8]) -> Result<T, CodecError> {
-    Ok(postcard::from_bytes(frame)?)
 }
