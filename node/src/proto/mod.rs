@@ -505,7 +505,8 @@ impl ClientError {
 
     /// Whether the request was refused before anything was written, because of a state that
     /// passes (an election, a lease, a first primary gathering, replicas that answer but are
-    /// still catching up): sending it again cannot apply it twice. Nodes retry these
+    /// still catching up, a ring this node has not fully learned yet, see
+    /// [`Unavailable::nothing_written`]): sending it again cannot apply it twice. Nodes retry these
     /// themselves within the request's deadline; `NOREPLICAS` with too few replicas even
     /// counting those catching up is answered at once, as Redis does.
     ///
@@ -514,6 +515,8 @@ impl ClientError {
     /// assert!(ClientError::Electing.passing_refusal());
     /// // A primary that did not answer may have applied the write.
     /// assert!(!ClientError::Unavailable(Unavailable::PrimaryTimedOut).passing_refusal());
+    /// // A node that restarted and has not yet heard that the key's replicas are up.
+    /// assert!(ClientError::Unavailable(Unavailable::NoReplicaUp).passing_refusal());
     /// ```
     pub fn passing_refusal(&self) -> bool {
         matches!(
@@ -524,6 +527,7 @@ impl ClientError {
                 | ClientError::Gathering
         ) || matches!(self, ClientError::NoReplicas { needed, online, syncing }
                 if online + syncing >= *needed)
+            || matches!(self, ClientError::Unavailable(u) if u.nothing_written())
     }
 
     /// A stable name of the variant, for machine-readable output (`ringctl -o json`).
