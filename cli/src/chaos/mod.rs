@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use ringkv::faults::{FaultError, FaultPlan, FaultRequest};
+use ringkv::faults::{FaultPlan, FaultRequest};
 use ringkv::net::TlsMaterial;
 use ringkv::table::{Mode, PrimaryOptions, SyncReplicas};
 use ringkv::{Api, Client, WriteOptions};
@@ -282,17 +282,14 @@ impl Cluster {
         process::stop_all(&mut self.procs, STOP_GRACE).await;
     }
 
-    /// Sets node `i`'s faults, retrying for a while: a node just restarted may not know its
-    /// peers' addresses yet.
+    /// Sets node `i`'s faults, retrying for a while: a node just restarted may not answer
+    /// yet.
     async fn set_faults(&self, i: usize, plan: FaultPlan) -> anyhow::Result<()> {
         let deadline = Instant::now() + SET_FAULTS_LIMIT;
         loop {
             match self.admins[i].faults(FaultRequest::Set(plan.clone())).await {
                 Ok(_) => return Ok(()),
-                Err(
-                    ringkv::Error::Fault(FaultError::UnknownPeer { .. })
-                    | ringkv::Error::Transport(_),
-                ) if Instant::now() < deadline => {
+                Err(ringkv::Error::Transport(_)) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(e) => {
@@ -316,9 +313,11 @@ impl Cluster {
                     self.paused[i] = true;
                 }
                 FaultKind::Partition => {
+                    // By address: a node just restarted applies the cut before it has heard
+                    // of its peers again.
                     let others: std::collections::BTreeSet<String> = (0..self.plans.len())
                         .filter(|o| !e.nodes.contains(o))
-                        .map(|o| self.plans[o].name.clone())
+                        .map(|o| self.plans[o].addr.to_string())
                         .collect();
                     let dir = e.direction.unwrap_or(Direction::Both);
                     let plan = FaultPlan {
