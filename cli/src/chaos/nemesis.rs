@@ -42,7 +42,8 @@ impl FaultKind {
         FaultKind::SlowDisk,
     ];
 
-    fn name(self) -> &'static str {
+    /// The kind's name, as `--faults` and schedules spell it.
+    pub fn name(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
