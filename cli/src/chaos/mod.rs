@@ -75,7 +75,7 @@ pub struct ChaosArgs {
     /// Replay this fault schedule (as printed by an earlier run) instead of drawing one.
     #[arg(long, value_parser = |s: &str| s.parse::<Schedule>())]
     pub schedule: Option<Schedule>,
-    /// Most nodes faulted at once (default: a minority).
+    /// Most nodes faulted at once (default: a minority); a replayed schedule is held to it.
     #[arg(long)]
     pub max_faulted: Option<usize>,
     /// Quiet time after healing, before the check, e.g. `10s`.
@@ -141,7 +141,7 @@ pub async fn run(_g: &Global, a: ChaosArgs) -> anyhow::Result<ExitCode> {
     let max_faulted = a.max_faulted.unwrap_or((n - 1) / 2).min(n);
     let schedule = match &a.schedule {
         Some(s) => {
-            s.check(n).map_err(anyhow::Error::msg)?;
+            s.check(n, max_faulted).map_err(anyhow::Error::msg)?;
             s.clone()
         }
         None => Schedule::generate(
@@ -286,6 +286,7 @@ async fn run_on(
         linearizable: primary && a.sync_replicas == SyncReplicas::Majority,
         concurrency: a.concurrency,
         seed,
+        run: run_tag(),
     };
     let shared = Shared::new();
     let addrs = cluster.addrs();
@@ -360,10 +361,19 @@ async fn run_on(
         output::note(&format!("nemesis: {note}"));
     }
 
+    // The phases after the workload take a while too: a spinner says which one runs.
+    let phase = ProgressBar::new_spinner();
+    phase.enable_steady_tick(TICK);
+    phase.set_message("healing every node");
     let healing = Instant::now();
     cluster.heal_all().await.context("healing the cluster")?;
     let heal_s = healing.elapsed().as_secs_f64();
+    phase.set_message(format!(
+        "settling for {}",
+        humantime::format_duration(a.settle)
+    ));
     tokio::time::sleep(a.settle).await;
+    phase.set_message(format!("checking {} operations", ops.len()));
 
     let mut findings = Findings::default();
     let expect = checker::expectations(&ops);
@@ -405,6 +415,7 @@ async fn run_on(
         findings.lin_ops = lin.lin_ops;
     }
 
+    phase.finish_and_clear();
     let seconds = run_end.ceil() as u64;
     let series = report::series(&ops, seconds);
     let faults: Vec<FaultRecord> = applied
@@ -453,6 +464,7 @@ async fn run_on(
         findings,
         faulted_writes: report::faulted_writes(&ops, &faults),
         faults,
+        nemesis_notes: notes,
         series,
     })
 }
@@ -504,6 +516,14 @@ async fn prepare_primary(cluster: &Cluster, sync: SyncReplicas) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// A tag unique to this run: the wall clock in milliseconds, in hex.
+fn run_tag() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{ms:x}")
 }
 
 fn progress_bar(duration: Duration) -> ProgressBar {
