@@ -159,6 +159,16 @@ pub async fn run(_g: &Global, a: ChaosArgs) -> anyhow::Result<ExitCode> {
     }
     let replay = replay_command(&a, n, seed, &schedule);
 
+    output::emit(&format!(
+        "chaos: {n} nodes{}, {} of {} workload, seed {seed}\nschedule: {schedule}\nreplay: {replay}\n",
+        if let Some(dir) = &attached {
+            format!(" of the cluster in {}", dir.display())
+        } else {
+            String::new()
+        },
+        humantime::format_duration(a.duration),
+        a.settings_workload()
+    ))?;
     let (mut cluster, dir, temporary) = match &attached {
         Some(dir) => {
             // Refused up front: what the schedule holds and what --faults asks for.
@@ -192,16 +202,6 @@ pub async fn run(_g: &Global, a: ChaosArgs) -> anyhow::Result<ExitCode> {
             (Cluster::start(&dir, n).await?, dir, temporary)
         }
     };
-    output::emit(&format!(
-        "chaos: {n} nodes{}, {} of {} workload, seed {seed}\nschedule: {schedule}\nreplay: {replay}\n",
-        if attached.is_some() {
-            format!(" of the cluster in {}", dir.display())
-        } else {
-            String::new()
-        },
-        humantime::format_duration(a.duration),
-        a.settings_workload()
-    ))?;
     let outcome = tokio::select! {
         r = run_on(&a, &mut cluster, seed, &schedule, replay) => r,
         sig = signals.recv() => Err(anyhow::anyhow!(
