@@ -215,30 +215,22 @@ fn runs(pid: u64) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
 }
 
-#[test]
-fn a_run_against_a_cluster_up_cluster_faults_it_and_leaves_it_running() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = dir.path().join("cluster");
-    let up_log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let mut up = ChaosProc(Some(
+/// Starts `ringctl cluster up --nodes 3 EXTRA --dir DIR` and waits for its record; returns
+/// the process and the nodes' pids.
+fn cluster_up(dir: &Path, extra: &[&str]) -> (ChaosProc, Vec<u64>) {
+    let up_log = std::fs::File::create(dir.with_extension("log")).unwrap();
+    let up = ChaosProc(Some(
         Command::new(ringctl_bin().unwrap())
-            .args([
-                "cluster",
-                "up",
-                "--nodes",
-                "3",
-                "--fault-injection",
-                "--dir",
-            ])
-            .arg(&cluster)
+            .args(["cluster", "up", "--nodes", "3", "--dir"])
+            .arg(dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(up_log.try_clone().unwrap())
             .stderr(up_log)
             .spawn()
             .unwrap(),
     ));
-    let record = cluster.join("cluster.json");
+    let record = dir.join("cluster.json");
     let deadline = Instant::now() + Duration::from_secs(90);
     while !record.exists() {
         assert!(Instant::now() < deadline, "cluster up did not come up");
@@ -253,6 +245,39 @@ fn a_run_against_a_cluster_up_cluster_faults_it_and_leaves_it_running() {
         .map(|n| n["pid"].as_u64().unwrap())
         .collect();
     assert_eq!(pids.len(), 3);
+    (up, pids)
+}
+
+#[test]
+fn faults_a_cluster_up_cluster_cannot_take_are_refused_before_anything_is_faulted() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("cluster");
+    let (_up, pids) = cluster_up(&cluster, &[]);
+    let on = ["--cluster", cluster.to_str().unwrap()];
+    let args = ["--faults", "pause,clock", "--duration", "10s"];
+    let refused = chaos_on(dir.path(), &on, &args, &[]).unwrap();
+    assert_eq!(refused.status, Some(1), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("fault(s) `clock` need nodes started with `serve --fault-injection`"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stdout.contains("verdict"), "{}", refused.stdout);
+    assert!(pids.iter().all(|p| runs(*p)), "a node was stopped");
+}
+
+#[test]
+fn a_run_against_a_cluster_up_cluster_faults_it_and_leaves_it_running() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("cluster");
+    let (mut up, pids) = cluster_up(&cluster, &["--fault-injection"]);
+    let record = cluster.join("cluster.json");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
     let on = ["--cluster", cluster.to_str().unwrap()];
 
     // kill needs restarts `cluster up` would not own: refused before anything is faulted.
