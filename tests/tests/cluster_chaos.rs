@@ -271,6 +271,8 @@ fn faults_a_cluster_up_cluster_cannot_take_are_refused_before_anything_is_faulte
 
 #[test]
 fn a_run_against_a_cluster_up_cluster_faults_it_and_leaves_it_running() {
+    // Every kind of fault, kill too: the killed node is started again with its recorded
+    // command line and the record names its new pid.
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let cluster = dir.path().join("cluster");
@@ -280,20 +282,8 @@ fn a_run_against_a_cluster_up_cluster_faults_it_and_leaves_it_running() {
         serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
     let on = ["--cluster", cluster.to_str().unwrap()];
 
-    // kill needs restarts `cluster up` would not own: refused before anything is faulted.
-    let refused_dir = tempfile::tempdir().unwrap();
-    let refused = chaos_on(refused_dir.path(), &on, &["--faults", "kill,pause"], &[]).unwrap();
-    assert_eq!(refused.status, Some(1), "{}", refused.stderr);
-    assert!(
-        refused
-            .stderr
-            .contains("fault `kill` cannot run against a cluster"),
-        "{}",
-        refused.stderr
-    );
-    assert!(pids.iter().all(|p| runs(*p)));
-
-    let schedule = "2+3:pause:n2;5.5+3:partition:n3:out;9+3:clock:n1:-5000;12.5+3:slow-disk:n2:300";
+    let schedule =
+        "2+3:pause:n2;5.5+3:partition:n3:out;9+3:clock:n1:-5000;12.5+3:slow-disk:n2:300;16+2:kill:n3";
     let args = [
         "--duration",
         "20s",
@@ -319,7 +309,7 @@ fn a_run_against_a_cluster_up_cluster_faults_it_and_leaves_it_running() {
     assert!(
         run.stdout.contains(
             "schedule: 2.0+3.0:pause:n2;5.5+3.0:partition:n3:out;9.0+3.0:clock:n1:-5000;\
-             12.5+3.0:slow-disk:n2:300"
+             12.5+3.0:slow-disk:n2:300;16.0+2.0:kill:n3"
         ),
         "{}",
         run.stdout
@@ -332,7 +322,7 @@ fn a_run_against_a_cluster_up_cluster_faults_it_and_leaves_it_running() {
         .iter()
         .filter_map(|f| f["kind"].as_str())
         .collect();
-    for kind in ["pause", "partition", "clock", "slow-disk"] {
+    for kind in ["pause", "partition", "clock", "slow-disk", "kill"] {
         assert!(kinds.contains(&kind), "no {kind} fault in {kinds:?}");
     }
     assert!(
@@ -341,9 +331,21 @@ fn a_run_against_a_cluster_up_cluster_faults_it_and_leaves_it_running() {
         run.stderr
     );
 
-    // The same processes still run, healed, and `cluster up` still watches them.
+    // n3 was killed and started again under a new pid, which the record now names; the
+    // others are the same processes; all healed, and `cluster up` still runs.
+    let after: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    let now: Vec<u64> = after["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(now[..2], pids[..2]);
+    assert_ne!(now[2], pids[2]);
+    assert!(!runs(pids[2]), "the killed n3 still runs");
     assert!(
-        pids.iter().all(|p| runs(*p)),
+        now.iter().all(|p| runs(*p)),
         "a node of the cluster stopped"
     );
     let child = up.0.as_mut().unwrap();
@@ -356,10 +358,15 @@ fn a_run_against_a_cluster_up_cluster_faults_it_and_leaves_it_running() {
         assert!(plan.is_healed(), "{plan:?} left on {addr}");
     }
 
-    // Stopped by its own Ctrl-C path, `cluster up` takes its record away.
+    // Stopped by its own Ctrl-C path, `cluster up` stops the restarted n3 too and takes its
+    // record away.
     drop(up);
     assert!(!record.exists(), "the record outlived the cluster");
-    assert!(pids.iter().all(|p| !runs(*p)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while now.iter().any(|p| runs(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(now.iter().all(|p| !runs(*p)), "a node outlived cluster up");
 }
 
 /// Chromium's command, if one is installed.

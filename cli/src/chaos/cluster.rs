@@ -1,6 +1,7 @@
 //! The cluster a chaos run faults: one it starts itself (its own directory, nodes with
 //! `--fault-injection`, every process stopped by pid at the end), or one `ringctl cluster up`
-//! already runs (`--cluster DIR`), found through its record and left running at the end.
+//! already runs (`--cluster DIR`), found through its record and left running at the end (a
+//! node killed and restarted is recorded there under its new pid, for `cluster up` to stop).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use ringkv::net::TlsMaterial;
 use ringkv::Client;
 use tokio::time::Instant;
 
-use crate::cluster::manifest::{Manifest, NodeRecord};
+use crate::cluster::manifest::Manifest;
 use crate::cluster::process::{self, ClusterQuorum, Launch, NodePlan, NodeProcess};
 use crate::cluster::{self as local, STOP_GRACE};
 use crate::output;
@@ -23,6 +24,8 @@ use super::workload;
 
 /// Bound on the cluster coming up and on a healed cluster being seen alive.
 pub const READY_LIMIT: Duration = Duration::from_secs(60);
+/// Bound on a node killed by SIGKILL being gone.
+const KILL_LIMIT: Duration = Duration::from_secs(5);
 /// Bound on setting one node's faults.
 const SET_FAULTS_LIMIT: Duration = Duration::from_secs(5);
 
@@ -31,7 +34,14 @@ enum Procs {
     /// Started by this run, which stops them at the end.
     Owned(Vec<NodeProcess>),
     /// Run by `cluster up`; signalled only while they run their recorded command lines.
-    Attached(Vec<NodeRecord>),
+    Attached {
+        /// The record, with the pids of nodes this run restarted.
+        manifest: Manifest,
+        /// The cluster directory holding the record.
+        dir: PathBuf,
+        /// Nodes this run restarted: left running, reaped if they exit before the run ends.
+        restarted: Vec<std::process::Child>,
+    },
 }
 
 /// The cluster under test.
@@ -96,14 +106,6 @@ impl Cluster {
                 m.nodes.len()
             );
         }
-        if kinds.contains(&FaultKind::Kill) {
-            bail!(
-                "fault `kill` cannot run against a cluster that `ringctl cluster up` runs: a node \
-                 chaos restarted would no longer be that command's child, so its Ctrl-C would not \
-                 stop it; leave `kill` out of --faults (or the schedule), or let chaos start its \
-                 own cluster (no --cluster)"
-            );
-        }
         for n in &m.nodes {
             n.running_pid()
                 .with_context(|| format!("is the cluster in {} still up?", dir.display()))?;
@@ -128,7 +130,13 @@ impl Cluster {
             .filter(|k| kinds.contains(k))
             .map(FaultKind::name)
             .collect();
-        let cluster = Self::new(plans, Procs::Attached(m.nodes.clone()), m.certs, m.quorum)?;
+        let (certs, quorum) = (m.certs.clone(), m.quorum);
+        let procs = Procs::Attached {
+            manifest: m,
+            dir: dir.to_path_buf(),
+            restarted: Vec::new(),
+        };
+        let cluster = Self::new(plans, procs, certs, quorum)?;
         if !injected.is_empty() {
             for (admin, plan) in cluster.admins.iter().zip(&cluster.plans) {
                 match admin.faults(FaultRequest::Get).await {
@@ -203,7 +211,11 @@ impl Cluster {
         }
         match &mut self.procs {
             Procs::Owned(procs) => process::stop_all(procs, STOP_GRACE).await,
-            Procs::Attached(_) => {
+            Procs::Attached { restarted, .. } => {
+                // Restarted nodes keep running; only those that already exited are reaped.
+                for child in restarted.iter_mut() {
+                    let _ = child.try_wait();
+                }
                 for i in 0..self.plans.len() {
                     if let Err(e) = self.set_faults(i, FaultPlan::default()).await {
                         output::note(&format!("{e:#}; heal it with a fault request"));
@@ -216,7 +228,7 @@ impl Cluster {
     fn signal(&mut self, i: usize, signal: libc::c_int) -> anyhow::Result<()> {
         match &mut self.procs {
             Procs::Owned(procs) => procs[i].signal(signal),
-            Procs::Attached(nodes) => nodes[i].signal(signal),
+            Procs::Attached { manifest, .. } => manifest.nodes[i].signal(signal),
         }
     }
 
@@ -242,13 +254,27 @@ impl Cluster {
     pub async fn apply(&mut self, e: &Event) -> anyhow::Result<()> {
         for &i in &e.nodes {
             match e.kind {
-                FaultKind::Kill => match &mut self.procs {
-                    Procs::Owned(procs) => {
-                        procs[i].kill().await?;
-                        self.killed[i] = true;
+                FaultKind::Kill => {
+                    match &mut self.procs {
+                        Procs::Owned(procs) => procs[i].kill().await?,
+                        Procs::Attached { manifest, .. } => {
+                            let node = &manifest.nodes[i];
+                            node.signal(libc::SIGKILL)?;
+                            // `cluster up` reaps it; its ports are free once it is gone.
+                            let deadline = Instant::now() + KILL_LIMIT;
+                            while node.running_pid().is_ok() {
+                                if Instant::now() > deadline {
+                                    bail!(
+                                        "node {} still runs {KILL_LIMIT:?} after SIGKILL",
+                                        node.name
+                                    );
+                                }
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        }
                     }
-                    Procs::Attached(_) => bail!("kill is refused on a cluster chaos did not start"),
-                },
+                    self.killed[i] = true;
+                }
                 FaultKind::Pause => {
                     self.signal(i, libc::SIGSTOP)?;
                     self.paused[i] = true;
@@ -305,8 +331,13 @@ impl Cluster {
 
     async fn heal_node(&mut self, i: usize) -> anyhow::Result<()> {
         if self.killed[i] {
-            if let Procs::Owned(procs) = &mut self.procs {
-                procs[i].restart()?;
+            match &mut self.procs {
+                Procs::Owned(procs) => procs[i].restart()?,
+                Procs::Attached {
+                    manifest,
+                    dir,
+                    restarted,
+                } => restarted.push(manifest.restart(i, dir)?),
             }
             self.killed[i] = false;
         } else if self.paused[i] {
@@ -330,15 +361,13 @@ impl Cluster {
             Procs::Owned(procs) => {
                 local::wait_ready(procs, &self.certs, seed, READY_LIMIT).await?;
             }
-            Procs::Attached(nodes) => {
+            Procs::Attached { manifest, dir, .. } => {
                 let names: Vec<String> = self.plans.iter().map(|p| p.name.clone()).collect();
-                let logs = self.plans[0]
-                    .log
-                    .parent()
-                    .unwrap_or(Path::new("."))
-                    .to_path_buf();
-                local::wait_alive(&self.certs, seed, &names, &logs, READY_LIMIT, || {
-                    nodes.iter().try_for_each(|n| n.running_pid().map(drop))
+                local::wait_alive(&self.certs, seed, &names, dir, READY_LIMIT, || {
+                    manifest
+                        .nodes
+                        .iter()
+                        .try_for_each(|n| n.running_pid().map(drop))
                 })
                 .await?;
             }

@@ -92,8 +92,9 @@ pub struct ChaosArgs {
     #[arg(long, conflicts_with = "cluster")]
     pub dir: Option<PathBuf>,
     /// Run against the cluster `ringctl cluster up --dir DIR` runs instead of starting one; it
-    /// keeps running afterwards. `kill` is refused; `partition`, `clock` and `slow-disk` need
-    /// `cluster up --fault-injection`.
+    /// keeps running afterwards (a killed node restarted under a new pid, recorded in
+    /// DIR/cluster.json). `partition`, `clock` and `slow-disk` need `cluster up
+    /// --fault-injection`; `--workload primary|mixed` leaves keys under `p/` in primary mode.
     #[arg(long, value_name = "DIR")]
     pub cluster: Option<PathBuf>,
 }

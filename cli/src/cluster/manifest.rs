@@ -2,12 +2,18 @@
 //! name, address, data, log, process id and command line. Other commands (`ringctl chaos
 //! --cluster DIR`) find the nodes through it and signal a process only while it still runs
 //! the command recorded for that node, so they never touch a process the record does not name.
+//! A command that kills a node and starts it again with its recorded command line writes the
+//! new pid into the record ([`Manifest::restart`]); `cluster up` stops such nodes too.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::process::Stdio;
+use std::time::Duration;
+
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use super::process::{ClusterQuorum, NodeProcess};
 use super::MAX_NODES;
@@ -152,6 +158,71 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+impl Manifest {
+    /// Starts node `i` again with its recorded command line (its log appended to), in its
+    /// own process group so it outlives the caller, and records its new pid in `dir`. The
+    /// returned child is the caller's to reap; dropping it leaves the node running.
+    pub fn restart(&mut self, i: usize, dir: &Path) -> anyhow::Result<std::process::Child> {
+        let node = self.nodes.get_mut(i).context("no such node")?;
+        // `cluster up` removes the record when it stops: a node started after that would
+        // run with nobody to stop it.
+        if !dir.join(FILE).exists() {
+            bail!(
+                "not starting node {} again: the cluster in {} is no longer up",
+                node.name,
+                dir.display()
+            );
+        }
+        let (exe, args) = node
+            .command
+            .split_first()
+            .with_context(|| format!("node {} has no command line", node.name))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .with_context(|| format!("cannot open log file {}", node.log.display()))?;
+        let log_err = log.try_clone()?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start node {} again", node.name))?;
+        node.pid = child.id();
+        self.write(dir)?;
+        Ok(child)
+    }
+}
+
+/// Stops `nodes` (processes not children of the caller): SIGTERM to each still running its
+/// recorded command, then SIGKILL to those still running after `grace`. Reports on stderr.
+pub async fn stop_records(nodes: &[NodeRecord], grace: Duration) {
+    let running: Vec<&NodeRecord> = nodes
+        .iter()
+        .filter(|n| n.signal(libc::SIGTERM).is_ok())
+        .collect();
+    let deadline = Instant::now() + grace;
+    for node in running {
+        while node.running_pid().is_ok() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        match node.signal(libc::SIGKILL) {
+            Ok(()) => crate::output::note(&format!(
+                "node {} (pid {}) did not stop within {grace:?}; killed it",
+                node.name, node.pid
+            )),
+            Err(_) => {
+                crate::output::note(&format!("node {} (pid {}) stopped", node.name, node.pid))
+            }
+        }
     }
 }
 

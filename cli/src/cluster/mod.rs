@@ -123,6 +123,7 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         return Err(e);
     }
     // The record other commands find the nodes by; gone again once the nodes are stopped.
+    let own: Vec<u32> = nodes.iter().filter_map(NodeProcess::pid).collect();
     match Manifest::of(&nodes, &certs, quorum, a.fault_injection) {
         Ok(m) => {
             if let Err(e) = m.write(&dir) {
@@ -138,9 +139,11 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
     }
     output::emit(&banner(&dir, &certs, &plans))?;
 
-    let result = watch(&mut nodes, &mut signals).await;
+    let result = watch(&mut nodes, &dir, &own, &mut signals).await;
+    let restarted = restarted_nodes(&dir, &own);
     Manifest::remove(&dir);
     process::stop_all(&mut nodes, STOP_GRACE).await;
+    manifest::stop_records(&restarted, STOP_GRACE).await;
     result.map(|()| ExitCode::SUCCESS)
 }
 
@@ -268,7 +271,25 @@ pub async fn wait_alive(
 }
 
 /// Keeps the cluster running until a stop signal; reports nodes that exit on their own.
-async fn watch(nodes: &mut [NodeProcess], signals: &mut StopSignals) -> anyhow::Result<()> {
+/// Nodes the record names under a pid this command did not start (another command, such as
+/// `ringctl chaos --cluster`, killed and restarted them) and that still run.
+fn restarted_nodes(dir: &Path, own: &[u32]) -> Vec<manifest::NodeRecord> {
+    Manifest::read(dir)
+        .map(|m| {
+            m.nodes
+                .into_iter()
+                .filter(|n| !own.contains(&n.pid) && n.running_pid().is_ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn watch(
+    nodes: &mut [NodeProcess],
+    dir: &Path,
+    own: &[u32],
+    signals: &mut StopSignals,
+) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     loop {
         tokio::select! {
@@ -280,14 +301,16 @@ async fn watch(nodes: &mut [NodeProcess], signals: &mut StopSignals) -> anyhow::
                 for node in nodes.iter_mut() {
                     match node.poll_exit() {
                         Ok(Some(status)) => output::note(&format!(
-                            "{}; the other nodes keep running",
-                            node.describe_exit(status)
+                            "{}; the other nodes keep running (a command that restarts it, \
+                             such as `ringctl chaos --cluster`, records it in {})",
+                            node.describe_exit(status),
+                            manifest::FILE
                         )),
                         Ok(None) => {}
                         Err(e) => output::note(&output::error_chain(&e)),
                     }
                 }
-                if nodes.iter().all(|n| !n.is_running()) {
+                if nodes.iter().all(|n| !n.is_running()) && restarted_nodes(dir, own).is_empty() {
                     bail!("every node has exited");
                 }
             }
