@@ -5,9 +5,11 @@
 //! without root. Never enable it on a production node: any client holding a certificate of
 //! the cluster could cut the node off.
 //!
-//! The state lives here, shared by the shell, the transport and the committer; each of them
-//! calls one hook. A node started without fault injection holds [`Faults::off`], whose hooks
-//! do nothing and whose admin request is refused with [`FaultError::Disabled`].
+//! The state lives here, shared by the shell (clock, membership), the transport (every
+//! datagram, request and response, on send and on receipt, so each direction of a cut is
+//! exact) and the committer (syncs). A node started without fault injection holds
+//! [`Faults::off`], whose hooks do nothing and whose admin request is refused with
+//! [`FaultError::Disabled`].
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -211,14 +211,29 @@ impl Cluster {
         }
         match &mut self.procs {
             Procs::Owned(procs) => process::stop_all(procs, STOP_GRACE).await,
-            Procs::Attached { restarted, .. } => {
+            Procs::Attached {
+                manifest,
+                dir,
+                restarted,
+            } => {
+                // A node killed and not yet started again (the run was stopped) is started
+                // now: the cluster is left as found.
+                for (i, killed) in self.killed.iter_mut().enumerate() {
+                    if *killed {
+                        match manifest.restart(i, dir).await {
+                            Ok(child) => restarted.push(child),
+                            Err(e) => output::note(&format!("{e:#}")),
+                        }
+                        *killed = false;
+                    }
+                }
                 // Restarted nodes keep running; only those that already exited are reaped.
                 for child in restarted.iter_mut() {
                     let _ = child.try_wait();
                 }
                 for i in 0..self.plans.len() {
                     if let Err(e) = self.set_faults(i, FaultPlan::default()).await {
-                        output::note(&format!("{e:#}; heal it with a fault request"));
+                        output::note(&format!("{e:#}; its faults last until it restarts"));
                     }
                 }
             }
@@ -337,7 +352,7 @@ impl Cluster {
                     manifest,
                     dir,
                     restarted,
-                } => restarted.push(manifest.restart(i, dir)?),
+                } => restarted.push(manifest.restart(i, dir).await?),
             }
             self.killed[i] = false;
         } else if self.paused[i] {

@@ -20,6 +20,8 @@ use super::MAX_NODES;
 
 /// The record's file name inside the cluster directory.
 pub const FILE: &str = "cluster.json";
+/// Bound on a restarted node's process running its command line.
+const EXEC_LIMIT: Duration = Duration::from_secs(5);
 /// Largest record read.
 const MAX_BYTES: u64 = 1024 * 1024;
 
@@ -165,7 +167,7 @@ impl Manifest {
     /// Starts node `i` again with its recorded command line (its log appended to), in its
     /// own process group so it outlives the caller, and records its new pid in `dir`. The
     /// returned child is the caller's to reap; dropping it leaves the node running.
-    pub fn restart(&mut self, i: usize, dir: &Path) -> anyhow::Result<std::process::Child> {
+    pub async fn restart(&mut self, i: usize, dir: &Path) -> anyhow::Result<std::process::Child> {
         let node = self.nodes.get_mut(i).context("no such node")?;
         // `cluster up` removes the record when it stops: a node started after that would
         // run with nobody to stop it.
@@ -193,10 +195,28 @@ impl Manifest {
             .stderr(log_err);
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start node {} again", node.name))?;
         node.pid = child.id();
+        // Until it has exec'd, the child's command line is still ours: wait for the node's.
+        let deadline = Instant::now() + EXEC_LIMIT;
+        while node.running_pid().is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!(
+                    "node {} exited at once ({status}); see {}",
+                    node.name,
+                    node.log.display()
+                );
+            }
+            if Instant::now() > deadline {
+                // Our own child, not yet in the record: stopped rather than left unnamed.
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("node {} did not start within {EXEC_LIMIT:?}", node.name);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.write(dir)?;
         Ok(child)
     }
@@ -339,6 +359,13 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
+        let same = record(pid, &["sleep", "30"]);
+        // Until the child has exec'd, its command line is still this test's.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while same.running_pid().is_err() {
+            assert!(std::time::Instant::now() < deadline, "sleep never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let other = record(pid, &["sleep", "31"]);
         let err = other.signal(libc::SIGKILL).unwrap_err().to_string();
         assert!(err.contains("not touching it"), "{err}");
