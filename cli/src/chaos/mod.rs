@@ -261,12 +261,17 @@ fn replay_command(a: &ChaosArgs, nodes: usize, seed: u64, schedule: &Schedule) -
     format!(
         "ringctl chaos {cluster} --duration {} --faults {} --workload {} --sync-replicas {sync} \
          --concurrency {}{max_faulted} --seed {seed} --settle {} --schedule '{schedule}'",
-        humantime::format_duration(a.duration),
+        flag_duration(a.duration),
         faults.join(","),
         a.settings_workload(),
         a.concurrency,
-        humantime::format_duration(a.settle),
+        flag_duration(a.settle),
     )
+}
+
+/// A duration as one shell word the duration flags parse back (`1m30s`, not `1m 30s`).
+fn flag_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string().replace(' ', "")
 }
 
 /// Everything between the cluster coming up and it stopping.
@@ -535,4 +540,24 @@ fn progress_bar(duration: Duration) -> ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_the_replay_command_are_one_word_that_parses_back() {
+        for secs in [5.0, 90.0, 300.0, 3_599.5] {
+            let d = Duration::from_secs_f64(secs);
+            let word = flag_duration(d);
+            assert!(!word.contains(' '), "{word}");
+            assert_eq!(run_length(&word), Ok(d), "{word}");
+        }
+        assert_eq!(flag_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(
+            settle_length(&flag_duration(Duration::ZERO)),
+            Ok(Duration::ZERO)
+        );
+    }
 }
