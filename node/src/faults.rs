@@ -5,9 +5,11 @@
 //! without root. Never enable it on a production node: any client holding a certificate of
 //! the cluster could cut the node off.
 //!
-//! The state lives here, shared by the shell, the transport and the committer; each of them
-//! calls one hook. A node started without fault injection holds [`Faults::off`], whose hooks
-//! do nothing and whose admin request is refused with [`FaultError::Disabled`].
+//! The state lives here, shared by the shell (clock, membership), the transport (every
+//! datagram, request and response, on send and on receipt, so each direction of a cut is
+//! exact) and the committer (syncs). A node started without fault injection holds
+//! [`Faults::off`], whose hooks do nothing and whose admin request is refused with
+//! [`FaultError::Disabled`].
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -16,8 +18,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-
-use crate::net::InboundEvent;
 
 /// Largest clock offset a node accepts, either way (one hour).
 pub const MAX_CLOCK_OFFSET_MS: i64 = 3_600_000;
@@ -38,12 +38,14 @@ pub enum FaultRequest {
     Get,
 }
 
-/// The faults one node applies. Peers are named as in the ring.
+/// The faults one node applies. Peers are named as in the ring (`n2`) or by address
+/// (`127.0.0.1:7002`); a name the node does not know yet is remembered and cut as soon as the
+/// node learns that member's address, so a cut can be set on a node that has just (re)started.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultPlan {
-    /// Peers whose datagrams and calls to this node are dropped (held unanswered).
+    /// Peers whose datagrams, requests and responses to this node are dropped on receipt.
     pub drop_from: BTreeSet<String>,
-    /// Peers this node's datagrams and calls to are dropped (its calls time out).
+    /// Peers this node's datagrams, requests and responses to are dropped before sending.
     pub drop_to: BTreeSet<String>,
     /// Milliseconds added to the wall clock the node feeds its core (negative: behind).
     pub clock_offset_ms: i64,
@@ -51,17 +53,24 @@ pub struct FaultPlan {
     pub sync_delay_ms: u64,
 }
 
+/// Most peers one direction of a plan may name.
+pub const MAX_PEERS: usize = 256;
+/// Longest peer name or address accepted in a plan.
+pub const MAX_PEER_LEN: usize = 256;
+
 impl FaultPlan {
     /// Whether the plan injects nothing.
     pub fn is_healed(&self) -> bool {
         *self == FaultPlan::default()
     }
 
-    /// Checks the plan's bounds and resolves its peers among `members` (name, address),
-    /// which must not include this node `me`.
+    /// Checks the plan's bounds and resolves its peers: addresses as given, names among
+    /// `members` (name, address); names not among them wait for [`Faults::learn`]. Naming this
+    /// node itself (`me` at `my_addr`) is refused.
     pub fn resolve(
         &self,
         me: &str,
+        my_addr: SocketAddr,
         members: &[(String, SocketAddr)],
     ) -> Result<ActiveFaults, FaultError> {
         if self.clock_offset_ms.unsigned_abs() > MAX_CLOCK_OFFSET_MS.unsigned_abs() {
@@ -76,23 +85,33 @@ impl FaultPlan {
                 max: MAX_SYNC_DELAY_MS,
             });
         }
-        let addrs = |names: &BTreeSet<String>| {
-            names
-                .iter()
-                .map(|name| {
-                    if name == me {
-                        return Err(FaultError::SelfNamed(name.clone()));
+        let addrs = |peers: &BTreeSet<String>| {
+            if peers.len() > MAX_PEERS {
+                return Err(FaultError::TooManyPeers {
+                    count: peers.len(),
+                    max: MAX_PEERS,
+                });
+            }
+            let mut out = BTreeSet::new();
+            for peer in peers {
+                if peer.is_empty() || peer.len() > MAX_PEER_LEN {
+                    return Err(FaultError::BadPeer(
+                        peer.chars().take(MAX_PEER_LEN).collect(),
+                    ));
+                }
+                if let Ok(addr) = peer.parse::<SocketAddr>() {
+                    if addr == my_addr {
+                        return Err(FaultError::SelfNamed(peer.clone()));
                     }
-                    members
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, a)| *a)
-                        .ok_or_else(|| FaultError::UnknownPeer {
-                            name: name.clone(),
-                            known: members.iter().map(|(n, _)| n.clone()).collect(),
-                        })
-                })
-                .collect::<Result<BTreeSet<_>, _>>()
+                    out.insert(addr);
+                    continue;
+                }
+                if peer == me {
+                    return Err(FaultError::SelfNamed(peer.clone()));
+                }
+                out.extend(members.iter().filter(|(n, _)| n == peer).map(|(_, a)| *a));
+            }
+            Ok(out)
         };
         Ok(ActiveFaults {
             drop_from: addrs(&self.drop_from)?,
@@ -113,13 +132,16 @@ pub enum FaultError {
          `ringctl serve --fault-injection` accepts fault requests"
     )]
     Disabled(String),
-    /// A peer named is not a member this node knows.
-    #[error("no member named {name:?} (known: {})", known.join(", "))]
-    UnknownPeer {
-        /// The name given.
-        name: String,
-        /// The members the node knows, itself excluded.
-        known: Vec<String>,
+    /// A peer entry is empty or too long to be a name or an address.
+    #[error("{0:?} is not a peer name or address")]
+    BadPeer(String),
+    /// A direction names too many peers.
+    #[error("{count} peers named in one direction; at most {max}")]
+    TooManyPeers {
+        /// Peers named.
+        count: usize,
+        /// The most accepted.
+        max: usize,
     },
     /// The node itself was named as a peer.
     #[error("{0:?} is this node itself, not a peer")]
@@ -142,7 +164,7 @@ pub enum FaultError {
     },
 }
 
-/// A checked plan with its peers resolved to addresses.
+/// A checked plan with its peers resolved to addresses (as far as known).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ActiveFaults {
     drop_from: BTreeSet<SocketAddr>,
@@ -201,36 +223,44 @@ impl Faults {
         Some(f(&state.active.read().unwrap_or_else(|p| p.into_inner())))
     }
 
-    /// Hook of the shell's inbound queue: `None` when the event comes from a cut-off peer. A
-    /// request is held unanswered (up to [`HOLD_LIMIT`], [`MAX_HELD`] at once) so the peer
-    /// waits as it would for a lost packet, instead of seeing its stream reset at once.
-    pub fn admit(&self, event: InboundEvent) -> Option<InboundEvent> {
-        let from = match &event {
-            InboundEvent::Datagram { from, .. } | InboundEvent::Request { from, .. } => *from,
-        };
-        if !self.cuts_from(from) {
-            return Some(event);
+    /// Hook of the shell's membership events: a member named in the plan (by name) is now
+    /// known at `addr`, so its traffic is cut from now on.
+    pub fn learn(&self, name: &str, addr: SocketAddr) {
+        let Some(state) = &self.0 else { return };
+        let mut active = state.active.write().unwrap_or_else(|p| p.into_inner());
+        if active.plan.drop_from.contains(name) && active.drop_from.insert(addr) {
+            tracing::warn!(peer = name, %addr, "fault injection: now dropping traffic from it");
         }
-        let shared = self.0.as_ref()?;
-        if let InboundEvent::Request { respond, .. } = event {
-            if shared.held.fetch_add(1, Ordering::AcqRel) < MAX_HELD {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(HOLD_LIMIT).await;
-                    drop(respond);
-                    shared.held.fetch_sub(1, Ordering::AcqRel);
-                });
-            } else {
-                shared.held.fetch_sub(1, Ordering::AcqRel);
-            }
+        if active.plan.drop_to.contains(name) && active.drop_to.insert(addr) {
+            tracing::warn!(peer = name, %addr, "fault injection: now dropping traffic to it");
         }
-        None
     }
 
-    /// Hook of the transport's outgoing calls: never returns while traffic to `to` is cut, so
-    /// the caller's timeout ends the call as a real partition would.
+    /// Keeps `stream` (a request or response stream of a cut-off peer) open and unanswered
+    /// for up to [`HOLD_LIMIT`], [`MAX_HELD`] at once, so the peer waits as it would for a
+    /// lost packet instead of seeing its stream reset at once.
+    pub async fn hold<T: Send>(&self, stream: T) {
+        let Some(shared) = &self.0 else { return };
+        if shared.held.fetch_add(1, Ordering::AcqRel) < MAX_HELD {
+            tokio::time::sleep(HOLD_LIMIT).await;
+        }
+        drop(stream);
+        shared.held.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Hook of the transport's outgoing calls before the request is sent: never returns
+    /// while traffic to `to` is cut, so the caller's timeout ends the call as a real
+    /// partition would.
     pub async fn hold_if_cut_to(&self, to: SocketAddr) {
         if self.cuts_to(to) {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Hook of the transport's outgoing calls when the response arrives: never returns while
+    /// traffic from `to` is cut (the request was delivered; its answer is lost).
+    pub async fn hold_if_cut_from(&self, to: SocketAddr) {
+        if self.cuts_from(to) {
             std::future::pending::<()>().await;
         }
     }
@@ -266,6 +296,12 @@ impl Faults {
 mod tests {
     use super::*;
 
+    const ME: &str = "127.0.0.1:7001";
+
+    fn me() -> SocketAddr {
+        ME.parse().unwrap()
+    }
+
     fn members() -> Vec<(String, SocketAddr)> {
         vec![
             ("n2".into(), "127.0.0.1:7002".parse().unwrap()),
@@ -287,7 +323,7 @@ mod tests {
         };
         let faults = Faults::on();
         faults
-            .set("n1", plan.resolve("n1", &members()).unwrap())
+            .set("n1", plan.resolve("n1", me(), &members()).unwrap())
             .unwrap();
         let (n2, n3) = (members()[0].1, members()[1].1);
         assert!(faults.cuts_from(n2) && !faults.cuts_from(n3));
@@ -298,16 +334,44 @@ mod tests {
         let healed = FaultPlan::default();
         assert!(healed.is_healed());
         faults
-            .set("n1", healed.resolve("n1", &members()).unwrap())
+            .set("n1", healed.resolve("n1", me(), &members()).unwrap())
             .unwrap();
         assert!(!faults.cuts_from(n2) && !faults.cuts_to(n3));
         assert_eq!(faults.clock(10_000), 10_000);
     }
 
     #[test]
+    fn peers_given_by_address_apply_at_once_and_unknown_names_once_learned() {
+        let n4: SocketAddr = "127.0.0.1:7004".parse().unwrap();
+        let n5: SocketAddr = "127.0.0.1:7005".parse().unwrap();
+        let plan = FaultPlan {
+            drop_from: names(&["127.0.0.1:7004", "n5"]),
+            drop_to: names(&["n5"]),
+            ..FaultPlan::default()
+        };
+        let faults = Faults::on();
+        faults
+            .set("n1", plan.resolve("n1", me(), &members()).unwrap())
+            .unwrap();
+        assert!(faults.cuts_from(n4) && !faults.cuts_to(n4));
+        assert!(
+            !faults.cuts_from(n5) && !faults.cuts_to(n5),
+            "n5 not known yet"
+        );
+        faults.learn("n2", members()[0].1);
+        assert!(!faults.cuts_from(members()[0].1), "n2 is not in the plan");
+        faults.learn("n5", n5);
+        assert!(faults.cuts_from(n5) && faults.cuts_to(n5));
+        assert_eq!(faults.plan("n1").unwrap(), plan);
+        Faults::off().learn("n5", n5);
+    }
+
+    #[test]
     fn a_node_without_fault_injection_refuses_and_injects_nothing() {
         let faults = Faults::off();
-        let active = FaultPlan::default().resolve("n1", &members()).unwrap();
+        let active = FaultPlan::default()
+            .resolve("n1", me(), &members())
+            .unwrap();
         assert!(matches!(
             faults.set("n1", active),
             Err(FaultError::Disabled(n)) if n == "n1"
@@ -318,22 +382,34 @@ mod tests {
     }
 
     #[test]
-    fn bounds_and_peer_names_are_checked() {
-        let resolve = |p: FaultPlan| p.resolve("n1", &members());
-        let err = resolve(FaultPlan {
-            drop_to: names(&["n9"]),
-            ..FaultPlan::default()
-        })
-        .unwrap_err();
-        assert!(matches!(&err, FaultError::UnknownPeer { name, .. } if name == "n9"));
-        assert!(err.to_string().contains("known: n2, n3"), "{err}");
-        assert_eq!(
+    fn bounds_and_peers_are_checked() {
+        let resolve = |p: FaultPlan| p.resolve("n1", me(), &members());
+        for own in ["n1", ME] {
+            assert_eq!(
+                resolve(FaultPlan {
+                    drop_from: names(&[own]),
+                    ..FaultPlan::default()
+                }),
+                Err(FaultError::SelfNamed(own.into()))
+            );
+        }
+        for bad in [String::new(), "x".repeat(MAX_PEER_LEN + 1)] {
+            assert!(matches!(
+                resolve(FaultPlan {
+                    drop_to: [bad].into(),
+                    ..FaultPlan::default()
+                }),
+                Err(FaultError::BadPeer(_))
+            ));
+        }
+        let many: BTreeSet<String> = (0..=MAX_PEERS).map(|i| format!("p{i}")).collect();
+        assert!(matches!(
             resolve(FaultPlan {
-                drop_from: names(&["n1"]),
+                drop_to: many,
                 ..FaultPlan::default()
             }),
-            Err(FaultError::SelfNamed("n1".into()))
-        );
+            Err(FaultError::TooManyPeers { .. })
+        ));
         for ms in [MAX_CLOCK_OFFSET_MS + 1, -MAX_CLOCK_OFFSET_MS - 1, i64::MIN] {
             assert!(matches!(
                 resolve(FaultPlan {

@@ -1,8 +1,10 @@
 //! Fault injection end to end: a node started without it refuses fault requests; one started
-//! with it checks their bounds, cuts a peer off (which then sees it down) and shifts the
-//! clock its writes are stamped with.
+//! with it checks their bounds, cuts a peer off (which then sees it down), cuts a peer it has
+//! not met yet once it appears, and shifts the clock its writes are stamped with; a one-way
+//! cut drops exactly one direction of datagrams, requests and responses.
 
 mod cluster_common;
+mod net_common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -81,14 +83,20 @@ async fn fault_requests_are_refused_without_the_switch_and_bounded_with_it() {
     let set = |plan: FaultPlan| c1.faults(FaultRequest::Set(plan));
     let e = fault_error(
         set(FaultPlan {
-            drop_from: names(&["n9"]),
+            drop_from: names(&[""]),
             ..FaultPlan::default()
         })
         .await,
     );
-    assert!(
-        matches!(&e, FaultError::UnknownPeer { name, known } if name == "n9" && known == &["n2"])
+    assert_eq!(e, FaultError::BadPeer(String::new()));
+    let e = fault_error(
+        set(FaultPlan {
+            drop_to: names(&[&n1.addr().to_string()]),
+            ..FaultPlan::default()
+        })
+        .await,
     );
+    assert!(matches!(e, FaultError::SelfNamed(_)));
     let e = fault_error(
         set(FaultPlan {
             drop_to: names(&["n1"]),
@@ -174,4 +182,140 @@ async fn a_cut_off_node_is_seen_down_and_a_shifted_clock_stamps_its_writes() {
         stamped >= now + u64::try_from(ahead).unwrap() - 60_000,
         "stamped {stamped}, wall clock {now}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_of_a_peer_not_met_yet_applies_once_it_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path(), &["n1", "n2"]);
+    let n1 = node(&certs, "n1", None, true).await;
+    let c1 = Client::connect(n1.addr(), &TlsMaterial::load_client(&certs).unwrap()).unwrap();
+
+    // n2 does not exist yet: the cut is accepted and kept for it.
+    let cut = FaultPlan {
+        drop_from: names(&["n2"]),
+        drop_to: names(&["n2"]),
+        ..FaultPlan::default()
+    };
+    assert_eq!(
+        c1.faults(FaultRequest::Set(cut.clone())).await.unwrap(),
+        cut
+    );
+
+    // n2 joins through n1; once n1 learns its address the cut applies and n1's probes of it
+    // go unanswered.
+    let n2 = node(&certs, "n2", Some(&n1), false).await;
+    wait_state(&n1, "n2", "down").await;
+    c1.faults(FaultRequest::Set(FaultPlan::default()))
+        .await
+        .unwrap();
+    wait_state(&n1, "n2", "alive").await;
+    drop(n2);
+}
+
+/// What a test endpoint received: request bodies and datagrams, in arrival order.
+fn record(mut inbound: ringkv::net::Inbound) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(event) = inbound.recv().await {
+            match event {
+                ringkv::net::InboundEvent::Datagram { data, .. } => {
+                    let _ = tx.send(format!("datagram {}", String::from_utf8_lossy(&data)));
+                }
+                ringkv::net::InboundEvent::Request { data, respond, .. } => {
+                    let _ = tx.send(format!("request {}", String::from_utf8_lossy(&data)));
+                    respond.respond(b"ok".to_vec());
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Everything received so far.
+fn received(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(m) = rx.try_recv() {
+        out.push(m);
+    }
+    out
+}
+
+/// Waits (bounded) for `what` to arrive.
+async fn arrives(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, what: &str) {
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+    assert_eq!(got.ok().flatten().as_deref(), Some(what));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_way_cut_drops_one_direction_exactly() {
+    use ringkv::faults::Faults;
+    use ringkv::net::TransportConfig;
+    net_common::bounded(async {
+        let certs = net_common::Cluster::new(&["a", "b"]);
+        let short = TransportConfig {
+            call_timeout: Duration::from_millis(800),
+            ..TransportConfig::default()
+        };
+        let faults = Faults::on();
+        let with_faults = TransportConfig {
+            faults: faults.clone(),
+            ..short.clone()
+        };
+        let (a, in_a, a_addr) = net_common::bind(&certs.node("a"), with_faults).await;
+        let (b, in_b, b_addr) = net_common::bind(&certs.node("b"), short).await;
+        let (mut at_a, mut at_b) = (record(in_a), record(in_b));
+        // Connections both ways before any cut.
+        assert_eq!(a.call(b_addr, b"hello").await.unwrap(), b"ok");
+        assert_eq!(b.call(a_addr, b"hello").await.unwrap(), b"ok");
+        arrives(&mut at_b, "request hello").await;
+        arrives(&mut at_a, "request hello").await;
+        let cut = |from: &[&str], to: &[&str]| {
+            let plan = FaultPlan {
+                drop_from: names(from),
+                drop_to: names(to),
+                ..FaultPlan::default()
+            };
+            faults
+                .set("a", plan.resolve("a", a_addr, &[]).unwrap())
+                .unwrap();
+        };
+        let b_named = b_addr.to_string();
+
+        // a -> b cut: b's request reaches a, but a's answer does not reach b; nothing a sends
+        // reaches b.
+        cut(&[], &[&b_named]);
+        assert!(
+            b.call(a_addr, b"b1").await.is_err(),
+            "a's answer is dropped"
+        );
+        arrives(&mut at_a, "request b1").await;
+        b.send_datagram(a_addr, bytes::Bytes::from_static(b"b2"));
+        arrives(&mut at_a, "datagram b2").await;
+        a.send_datagram(b_addr, bytes::Bytes::from_static(b"a1"));
+        assert!(a.call(b_addr, b"a2").await.is_err());
+        assert_eq!(received(&mut at_b), Vec::<String>::new());
+
+        // b -> a cut: a's request reaches b, but b's answer does not reach a; nothing b sends
+        // reaches a.
+        cut(&[&b_named], &[]);
+        assert!(
+            a.call(b_addr, b"a3").await.is_err(),
+            "b's answer is dropped"
+        );
+        arrives(&mut at_b, "request a3").await;
+        a.send_datagram(b_addr, bytes::Bytes::from_static(b"a4"));
+        arrives(&mut at_b, "datagram a4").await;
+        b.send_datagram(a_addr, bytes::Bytes::from_static(b"b3"));
+        assert!(b.call(a_addr, b"b4").await.is_err());
+        assert_eq!(received(&mut at_a), Vec::<String>::new());
+
+        // Healed: both ways again.
+        cut(&[], &[]);
+        assert_eq!(a.call(b_addr, b"a5").await.unwrap(), b"ok");
+        assert_eq!(b.call(a_addr, b"b5").await.unwrap(), b"ok");
+        arrives(&mut at_b, "request a5").await;
+        arrives(&mut at_a, "request b5").await;
+    })
+    .await;
 }

@@ -1,5 +1,6 @@
 //! `ringctl chaos` end to end: a short run with faults of every kind finishes with a clean
-//! verdict and a report that parses, and the HTML report renders in a real browser.
+//! verdict and a report that parses, the HTML report renders in a real browser, and a run
+//! against a cluster `ringctl cluster up` runs faults it and leaves it running.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -42,6 +43,16 @@ struct Run {
 
 /// Runs `ringctl chaos ARGS --report DIR/report --dir DIR/cluster` with `env` set.
 fn chaos(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Run> {
+    chaos_on(
+        dir,
+        &["--dir", &dir.join("cluster").display().to_string()],
+        args,
+        env,
+    )
+}
+
+/// Runs `ringctl chaos ON ARGS --report DIR/report` with `env` set.
+fn chaos_on(dir: &Path, on: &[&str], args: &[&str], env: &[(&str, &str)]) -> Result<Run> {
     let report = dir.join("report");
     let (out, err) = (dir.join("stdout"), dir.join("stderr"));
     let mut cmd = Command::new(ringctl_bin()?);
@@ -49,8 +60,7 @@ fn chaos(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Run> {
         .args(args)
         .arg("--report")
         .arg(&report)
-        .arg("--dir")
-        .arg(dir.join("cluster"))
+        .args(on)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out)?)
         .stderr(std::fs::File::create(&err)?);
@@ -198,6 +208,165 @@ fn nodes_that_acknowledge_puts_before_storing_them_fail_the_verdict() {
     assert_eq!(report["clean"], false);
     let lost = report["findings"]["lost"].as_array().unwrap();
     assert!(!lost.is_empty(), "{}", run.stdout);
+}
+
+/// Whether process `pid` runs (its command line can be read).
+fn runs(pid: u64) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+}
+
+/// Starts `ringctl cluster up --nodes 3 EXTRA --dir DIR` and waits for its record; returns
+/// the process and the nodes' pids.
+fn cluster_up(dir: &Path, extra: &[&str]) -> (ChaosProc, Vec<u64>) {
+    let up_log = std::fs::File::create(dir.with_extension("log")).unwrap();
+    let up = ChaosProc(Some(
+        Command::new(ringctl_bin().unwrap())
+            .args(["cluster", "up", "--nodes", "3", "--dir"])
+            .arg(dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(up_log.try_clone().unwrap())
+            .stderr(up_log)
+            .spawn()
+            .unwrap(),
+    ));
+    let record = dir.join("cluster.json");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !record.exists() {
+        assert!(Instant::now() < deadline, "cluster up did not come up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    let pids: Vec<u64> = manifest["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 3);
+    (up, pids)
+}
+
+#[test]
+fn faults_a_cluster_up_cluster_cannot_take_are_refused_before_anything_is_faulted() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("cluster");
+    let (_up, pids) = cluster_up(&cluster, &[]);
+    let on = ["--cluster", cluster.to_str().unwrap()];
+    let args = ["--faults", "pause,clock", "--duration", "10s"];
+    let refused = chaos_on(dir.path(), &on, &args, &[]).unwrap();
+    assert_eq!(refused.status, Some(1), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("fault(s) `clock` need nodes started with `serve --fault-injection`"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stdout.contains("verdict"), "{}", refused.stdout);
+    assert!(pids.iter().all(|p| runs(*p)), "a node was stopped");
+}
+
+#[test]
+fn a_run_against_a_cluster_up_cluster_faults_it_and_leaves_it_running() {
+    // Every kind of fault, kill too: the killed node is started again with its recorded
+    // command line and the record names its new pid.
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("cluster");
+    let (mut up, pids) = cluster_up(&cluster, &["--fault-injection"]);
+    let record = cluster.join("cluster.json");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    let on = ["--cluster", cluster.to_str().unwrap()];
+
+    let schedule =
+        "2+3:pause:n2;5.5+3:partition:n3:out;9+3:clock:n1:-5000;12.5+3:slow-disk:n2:300;16+2:kill:n3";
+    let args = [
+        "--duration",
+        "20s",
+        "--schedule",
+        schedule,
+        "--seed",
+        "5",
+        "--settle",
+        "3s",
+        "--concurrency",
+        "4",
+    ];
+    let run = chaos_on(dir.path(), &on, &args, &[]).unwrap();
+    assert_eq!(
+        run.status,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(run.stdout.contains("verdict: CLEAN"), "{}", run.stdout);
+    assert!(run.stdout.contains("replay: ringctl chaos --cluster "));
+    assert!(
+        run.stdout.contains(
+            "schedule: 2.0+3.0:pause:n2;5.5+3.0:partition:n3:out;9.0+3.0:clock:n1:-5000;\
+             12.5+3.0:slow-disk:n2:300;16.0+2.0:kill:n3"
+        ),
+        "{}",
+        run.stdout
+    );
+    let json = std::fs::read_to_string(run.report.join("report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let kinds: Vec<&str> = report["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["kind"].as_str())
+        .collect();
+    for kind in ["pause", "partition", "clock", "slow-disk", "kill"] {
+        assert!(kinds.contains(&kind), "no {kind} fault in {kinds:?}");
+    }
+    assert!(
+        !run.stderr.contains("not applied"),
+        "every fault applied: {}",
+        run.stderr
+    );
+
+    // n3 was killed and started again under a new pid, which the record now names; the
+    // others are the same processes; all healed, and `cluster up` still runs.
+    let after: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    let now: Vec<u64> = after["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(now[..2], pids[..2]);
+    assert_ne!(now[2], pids[2]);
+    assert!(!runs(pids[2]), "the killed n3 still runs");
+    assert!(
+        now.iter().all(|p| runs(*p)),
+        "a node of the cluster stopped"
+    );
+    let child = up.0.as_mut().unwrap();
+    assert!(matches!(child.try_wait(), Ok(None)), "cluster up exited");
+    let certs = cluster.join("certs");
+    for n in manifest["nodes"].as_array().unwrap() {
+        let addr = n["addr"].as_str().unwrap().parse().unwrap();
+        let api = ringkv_tests::client_at(addr, &certs).unwrap();
+        let plan = ringkv_tests::block_on(api.faults(ringkv::faults::FaultRequest::Get)).unwrap();
+        assert!(plan.is_healed(), "{plan:?} left on {addr}");
+    }
+
+    // Stopped by its own Ctrl-C path, `cluster up` stops the restarted n3 too and takes its
+    // record away.
+    drop(up);
+    assert!(!record.exists(), "the record outlived the cluster");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while now.iter().any(|p| runs(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(now.iter().all(|p| !runs(*p)), "a node outlived cluster up");
 }
 
 /// Chromium's command, if one is installed.

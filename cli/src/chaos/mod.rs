@@ -1,16 +1,16 @@
 //! `ringctl chaos`: a chaos benchmark on a local multi-process cluster. It starts its own
-//! cluster (nodes with `--fault-injection`), runs closed-loop clients through every node
+//! cluster (nodes with `--fault-injection`) or uses one `cluster up` runs, runs closed-loop clients through every node
 //! while a seeded nemesis kills, pauses, partitions, skews clocks and slows disks, heals,
 //! lets the cluster settle, checks what survived, prints a verdict and writes a report.
 
 mod checker;
+mod cluster;
 mod nemesis;
 mod report;
 mod workload;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -18,40 +18,37 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use ringkv::faults::{FaultError, FaultPlan, FaultRequest};
 use ringkv::net::TlsMaterial;
 use ringkv::table::{Mode, PrimaryOptions, SyncReplicas};
-use ringkv::{Api, Client, WriteOptions};
+use ringkv::{Api, WriteOptions};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::cluster::process::{self, ClusterQuorum, Launch, NodePlan, NodeProcess};
-use crate::cluster::{self as local, MAX_NODES, STOP_GRACE};
+use crate::cluster::MAX_NODES;
 use crate::signal::StopSignals;
 use crate::{args, output, Global};
 
 use checker::Findings;
-use nemesis::{Direction, Event, FaultKind, Plan, Schedule, Step};
+use cluster::{Cluster, READY_LIMIT};
+use nemesis::{FaultKind, Plan, Schedule, Step};
 use report::{FaultRecord, Report};
 use workload::{Outcome, Shared, Workload, WorkloadKind, PRIMARY_PREFIX};
 
+/// Nodes of the cluster a run starts unless `--nodes` says otherwise.
+const DEFAULT_NODES: u8 = 5;
 /// Longest run.
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// Most clients.
 pub const MAX_CONCURRENCY: u32 = 256;
-/// Bound on the cluster coming up, a rule spreading, a healed cluster being seen alive.
-const READY_LIMIT: Duration = Duration::from_secs(60);
-/// Bound on setting one node's faults.
-const SET_FAULTS_LIMIT: Duration = Duration::from_secs(5);
 /// How often the progress bar is redrawn.
 const TICK: Duration = Duration::from_millis(250);
 
 /// `ringctl chaos`.
 #[derive(Debug, Args)]
 pub struct ChaosArgs {
-    /// Nodes of the local cluster (n1, n2, ...).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(3..=i64::from(MAX_NODES)))]
-    pub nodes: u8,
+    /// Nodes of the local cluster (n1, n2, ...); default 5.
+    #[arg(long, conflicts_with = "cluster", value_parser = clap::value_parser!(u8).range(3..=i64::from(MAX_NODES)))]
+    pub nodes: Option<u8>,
     /// How long the workload runs, e.g. `60s`, `5m`.
     #[arg(long, default_value = "60s", value_parser = run_length)]
     pub duration: Duration,
@@ -78,7 +75,7 @@ pub struct ChaosArgs {
     /// Replay this fault schedule (as printed by an earlier run) instead of drawing one.
     #[arg(long, value_parser = |s: &str| s.parse::<Schedule>())]
     pub schedule: Option<Schedule>,
-    /// Most nodes faulted at once (default: a minority).
+    /// Most nodes faulted at once (default: a minority); a replayed schedule is held to it.
     #[arg(long)]
     pub max_faulted: Option<usize>,
     /// Quiet time after healing, before the check, e.g. `10s`.
@@ -92,8 +89,14 @@ pub struct ChaosArgs {
     pub report: Option<PathBuf>,
     /// Directory of the cluster's certificates, data and logs (default: a new one under the
     /// system's temporary directory, removed after a clean run).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "cluster")]
     pub dir: Option<PathBuf>,
+    /// Run against the cluster `ringctl cluster up --dir DIR` runs instead of starting one; it
+    /// keeps running afterwards (a killed node restarted under a new pid, recorded in
+    /// DIR/cluster.json). `partition`, `clock` and `slow-disk` need `cluster up
+    /// --fault-injection`; `--workload primary|mixed` leaves keys under `p/` in primary mode.
+    #[arg(long, value_name = "DIR")]
+    pub cluster: Option<PathBuf>,
 }
 
 impl ChaosArgs {
@@ -119,11 +122,27 @@ fn settle_length(s: &str) -> Result<Duration, String> {
 pub async fn run(_g: &Global, a: ChaosArgs) -> anyhow::Result<ExitCode> {
     let mut signals = StopSignals::install()?;
     let seed = a.seed.unwrap_or_else(rand::random);
-    let n = usize::from(a.nodes);
+    // A cluster `cluster up` runs is read first: its size shapes the schedule.
+    let attached = match &a.cluster {
+        Some(dir) => Some(
+            dir.canonicalize()
+                .with_context(|| format!("cannot find cluster directory {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let manifest = match &attached {
+        Some(dir) => Some(crate::cluster::manifest::Manifest::read(dir)?),
+        None => None,
+    };
+    let n = manifest
+        .as_ref()
+        .map_or(usize::from(a.nodes.unwrap_or(DEFAULT_NODES)), |m| {
+            m.nodes.len()
+        });
     let max_faulted = a.max_faulted.unwrap_or((n - 1) / 2).min(n);
     let schedule = match &a.schedule {
         Some(s) => {
-            s.check(n).map_err(anyhow::Error::msg)?;
+            s.check(n, max_faulted).map_err(anyhow::Error::msg)?;
             s.clone()
         }
         None => Schedule::generate(
@@ -139,28 +158,60 @@ pub async fn run(_g: &Global, a: ChaosArgs) -> anyhow::Result<ExitCode> {
     if schedule.end() > a.duration.as_secs_f64() {
         output::note("faults still on when the workload ends are healed then");
     }
-    let replay = replay_command(&a, seed, &schedule);
+    let replay = replay_command(&a, n, seed, &schedule);
+
     output::emit(&format!(
-        "chaos: {n} nodes, {} of {} workload, seed {seed}\nschedule: {schedule}\nreplay: {replay}\n",
+        "chaos: {n} nodes{}, {} of {} workload, seed {seed}\nschedule: {schedule}\nreplay: {replay}\n",
+        if let Some(dir) = &attached {
+            format!(" of the cluster in {}", dir.display())
+        } else {
+            String::new()
+        },
         humantime::format_duration(a.duration),
         a.settings_workload()
     ))?;
-
-    let (dir, temporary) = match &a.dir {
-        Some(d) => (d.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("ringkv-chaos-{}-{seed}", std::process::id())),
-            true,
-        ),
+    let (mut cluster, dir, temporary) = match &attached {
+        Some(dir) => {
+            // Refused up front: what the schedule holds and what --faults asks for.
+            let kinds = schedule
+                .events
+                .iter()
+                .map(|e| e.kind)
+                .chain(
+                    a.schedule
+                        .is_none()
+                        .then_some(a.faults.iter().copied())
+                        .into_iter()
+                        .flatten(),
+                )
+                .collect();
+            (Cluster::attach(dir, &kinds).await?, dir.clone(), false)
+        }
+        None => {
+            let (dir, temporary) = match &a.dir {
+                Some(d) => (d.clone(), false),
+                None => (
+                    std::env::temp_dir()
+                        .join(format!("ringkv-chaos-{}-{seed}", std::process::id())),
+                    true,
+                ),
+            };
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let dir = dir.canonicalize()?;
+            let n = u8::try_from(n).context("too many nodes")?;
+            (Cluster::start(&dir, n).await?, dir, temporary)
+        }
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let dir = dir.canonicalize()?;
-    let mut cluster = Cluster::start(&dir, a.nodes).await?;
     let outcome = tokio::select! {
         r = run_on(&a, &mut cluster, seed, &schedule, replay) => r,
-        sig = signals.recv() => Err(anyhow::anyhow!("{} received: stopping every node", sig?)),
+        sig = signals.recv() => Err(anyhow::anyhow!(
+            "{} received: {}",
+            sig?,
+            if attached.is_some() { "healing the cluster, which keeps running" } else { "stopping every node" }
+        )),
     };
-    cluster.stop().await;
+    cluster.finish().await;
     let report = outcome?;
     output::emit(&report.table())?;
     if let Some(path) = &a.report {
@@ -182,7 +233,7 @@ pub async fn run(_g: &Global, a: ChaosArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The command that repeats a run.
-fn replay_command(a: &ChaosArgs, seed: u64, schedule: &Schedule) -> String {
+fn replay_command(a: &ChaosArgs, nodes: usize, seed: u64, schedule: &Schedule) -> String {
     use clap::ValueEnum as _;
     let name = |v: Option<clap::builder::PossibleValue>| {
         v.map(|v| v.get_name().to_string()).unwrap_or_default()
@@ -197,200 +248,30 @@ fn replay_command(a: &ChaosArgs, seed: u64, schedule: &Schedule) -> String {
         SyncReplicas::Majority => "majority".to_string(),
         SyncReplicas::Count(k) => k.to_string(),
     };
+    let cluster = match &a.cluster {
+        Some(dir) => format!(
+            "--cluster {}",
+            crate::cluster::shell_quote(&dir.display().to_string())
+        ),
+        None => format!("--nodes {nodes}"),
+    };
+    let max_faulted = a
+        .max_faulted
+        .map_or_else(String::new, |m| format!(" --max-faulted {m}"));
     format!(
-        "ringctl chaos --nodes {} --duration {} --faults {} --workload {} --sync-replicas {sync} \
-         --concurrency {} --seed {seed} --settle {} --schedule '{schedule}'",
-        a.nodes,
-        humantime::format_duration(a.duration),
+        "ringctl chaos {cluster} --duration {} --faults {} --workload {} --sync-replicas {sync} \
+         --concurrency {}{max_faulted} --seed {seed} --settle {} --schedule '{schedule}'",
+        flag_duration(a.duration),
         faults.join(","),
         a.settings_workload(),
         a.concurrency,
-        humantime::format_duration(a.settle),
+        flag_duration(a.settle),
     )
 }
 
-/// The local cluster the run owns.
-struct Cluster {
-    plans: Vec<NodePlan>,
-    procs: Vec<NodeProcess>,
-    admins: Vec<Client>,
-    certs: PathBuf,
-    quorum: ClusterQuorum,
-    killed: Vec<bool>,
-    paused: Vec<bool>,
-}
-
-impl Cluster {
-    async fn start(dir: &Path, nodes: u8) -> anyhow::Result<Self> {
-        let certs = dir.join("certs");
-        let plans = local::plan_nodes(dir, nodes, None)?;
-        local::prepare_certs(&certs, &plans)?;
-        let quorum = ClusterQuorum::for_nodes(nodes);
-        let seed = plans
-            .first()
-            .map(|p| p.addr)
-            .context("a cluster needs a node")?;
-        let launch = Launch {
-            exe: std::env::current_exe().context("cannot find the ringctl executable")?,
-            seed,
-            certs: certs.clone(),
-            quorum,
-            extra: vec!["--fault-injection".into()],
-        };
-        let mut procs = Vec::new();
-        for plan in &plans {
-            std::fs::create_dir_all(&plan.data)?;
-            match NodeProcess::launch(plan.clone(), launch.clone(), false) {
-                Ok(p) => procs.push(p),
-                Err(e) => {
-                    process::stop_all(&mut procs, STOP_GRACE).await;
-                    return Err(e);
-                }
-            }
-        }
-        if let Err(e) = local::wait_ready(&mut procs, &certs, seed, READY_LIMIT).await {
-            process::stop_all(&mut procs, STOP_GRACE).await;
-            return Err(e);
-        }
-        let tls = TlsMaterial::load_client(&certs)?;
-        let admins = plans
-            .iter()
-            .map(|p| workload::client(p.addr, &tls))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Cluster {
-            killed: vec![false; plans.len()],
-            paused: vec![false; plans.len()],
-            plans,
-            procs,
-            admins,
-            certs,
-            quorum,
-        })
-    }
-
-    fn addrs(&self) -> Vec<SocketAddr> {
-        self.plans.iter().map(|p| p.addr).collect()
-    }
-
-    /// Resumes paused nodes, then stops every node.
-    async fn stop(&mut self) {
-        for i in 0..self.procs.len() {
-            if self.paused[i] {
-                let _ = self.procs[i].signal(libc::SIGCONT);
-            }
-        }
-        process::stop_all(&mut self.procs, STOP_GRACE).await;
-    }
-
-    /// Sets node `i`'s faults, retrying for a while: a node just restarted may not know its
-    /// peers' addresses yet.
-    async fn set_faults(&self, i: usize, plan: FaultPlan) -> anyhow::Result<()> {
-        let deadline = Instant::now() + SET_FAULTS_LIMIT;
-        loop {
-            match self.admins[i].faults(FaultRequest::Set(plan.clone())).await {
-                Ok(_) => return Ok(()),
-                Err(
-                    ringkv::Error::Fault(FaultError::UnknownPeer { .. })
-                    | ringkv::Error::Transport(_),
-                ) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("setting faults on {}", self.plans[i].name))
-                }
-            }
-        }
-    }
-
-    /// Applies `e`.
-    async fn apply(&mut self, e: &Event) -> anyhow::Result<()> {
-        for &i in &e.nodes {
-            match e.kind {
-                FaultKind::Kill => {
-                    self.procs[i].kill().await?;
-                    self.killed[i] = true;
-                }
-                FaultKind::Pause => {
-                    self.procs[i].signal(libc::SIGSTOP)?;
-                    self.paused[i] = true;
-                }
-                FaultKind::Partition => {
-                    let others: std::collections::BTreeSet<String> = (0..self.plans.len())
-                        .filter(|o| !e.nodes.contains(o))
-                        .map(|o| self.plans[o].name.clone())
-                        .collect();
-                    let dir = e.direction.unwrap_or(Direction::Both);
-                    let plan = FaultPlan {
-                        drop_from: if dir != Direction::Out {
-                            others.clone()
-                        } else {
-                            Default::default()
-                        },
-                        drop_to: if dir != Direction::In {
-                            others
-                        } else {
-                            Default::default()
-                        },
-                        ..FaultPlan::default()
-                    };
-                    self.set_faults(i, plan).await?;
-                }
-                FaultKind::Clock => {
-                    let plan = FaultPlan {
-                        clock_offset_ms: e.amount.unwrap_or(0),
-                        ..FaultPlan::default()
-                    };
-                    self.set_faults(i, plan).await?;
-                }
-                FaultKind::SlowDisk => {
-                    let plan = FaultPlan {
-                        sync_delay_ms: e.amount.unwrap_or(0).unsigned_abs(),
-                        ..FaultPlan::default()
-                    };
-                    self.set_faults(i, plan).await?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Heals `e`.
-    async fn heal(&mut self, e: &Event) -> anyhow::Result<()> {
-        for &i in &e.nodes {
-            self.heal_node(i).await?;
-        }
-        Ok(())
-    }
-
-    async fn heal_node(&mut self, i: usize) -> anyhow::Result<()> {
-        if self.killed[i] {
-            self.procs[i].restart()?;
-            self.killed[i] = false;
-        } else if self.paused[i] {
-            self.procs[i].signal(libc::SIGCONT)?;
-            self.paused[i] = false;
-        } else {
-            self.set_faults(i, FaultPlan::default()).await?;
-        }
-        Ok(())
-    }
-
-    /// Heals every node and waits until the first sees them all alive.
-    async fn heal_all(&mut self) -> anyhow::Result<()> {
-        for i in 0..self.procs.len() {
-            if self.killed[i] || self.paused[i] {
-                self.heal_node(i).await?;
-            }
-        }
-        let seed = self.plans[0].addr;
-        local::wait_ready(&mut self.procs, &self.certs, seed, READY_LIMIT).await?;
-        for i in 0..self.procs.len() {
-            // Already healed by the schedule; a failure here leaves a fault in place.
-            self.set_faults(i, FaultPlan::default()).await?;
-        }
-        Ok(())
-    }
+/// A duration as one shell word the duration flags parse back (`1m30s`, not `1m 30s`).
+fn flag_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string().replace(' ', "")
 }
 
 /// Everything between the cluster coming up and it stopping.
@@ -411,6 +292,7 @@ async fn run_on(
         linearizable: primary && a.sync_replicas == SyncReplicas::Majority,
         concurrency: a.concurrency,
         seed,
+        run: run_tag(),
     };
     let shared = Shared::new();
     let addrs = cluster.addrs();
@@ -485,10 +367,19 @@ async fn run_on(
         output::note(&format!("nemesis: {note}"));
     }
 
+    // The phases after the workload take a while too: a spinner says which one runs.
+    let phase = ProgressBar::new_spinner();
+    phase.enable_steady_tick(TICK);
+    phase.set_message("healing every node");
     let healing = Instant::now();
     cluster.heal_all().await.context("healing the cluster")?;
     let heal_s = healing.elapsed().as_secs_f64();
+    phase.set_message(format!(
+        "settling for {}",
+        humantime::format_duration(a.settle)
+    ));
     tokio::time::sleep(a.settle).await;
+    phase.set_message(format!("checking {} operations", ops.len()));
 
     let mut findings = Findings::default();
     let expect = checker::expectations(&ops);
@@ -530,6 +421,7 @@ async fn run_on(
         findings.lin_ops = lin.lin_ops;
     }
 
+    phase.finish_and_clear();
     let seconds = run_end.ceil() as u64;
     let series = report::series(&ops, seconds);
     let faults: Vec<FaultRecord> = applied
@@ -545,7 +437,10 @@ async fn run_on(
         .collect();
     let count = |o: Outcome| ops.iter().filter(|op| op.outcome == o).count() as u64;
     let mut settings = BTreeMap::new();
-    settings.insert("nodes".into(), a.nodes.to_string());
+    settings.insert("nodes".into(), cluster.plans.len().to_string());
+    if let Some(dir) = &a.cluster {
+        settings.insert("cluster".into(), dir.display().to_string());
+    }
     settings.insert(
         "duration".into(),
         humantime::format_duration(a.duration).to_string(),
@@ -575,6 +470,7 @@ async fn run_on(
         findings,
         faulted_writes: report::faulted_writes(&ops, &faults),
         faults,
+        nemesis_notes: notes,
         series,
     })
 }
@@ -628,6 +524,14 @@ async fn prepare_primary(cluster: &Cluster, sync: SyncReplicas) -> anyhow::Resul
     Ok(())
 }
 
+/// A tag unique to this run: the wall clock in milliseconds, in hex.
+fn run_tag() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{ms:x}")
+}
+
 fn progress_bar(duration: Duration) -> ProgressBar {
     let bar = ProgressBar::new(duration.as_secs());
     if let Ok(style) =
@@ -636,4 +540,24 @@ fn progress_bar(duration: Duration) -> ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_the_replay_command_are_one_word_that_parses_back() {
+        for secs in [5.0, 90.0, 300.0, 3_599.5] {
+            let d = Duration::from_secs_f64(secs);
+            let word = flag_duration(d);
+            assert!(!word.contains(' '), "{word}");
+            assert_eq!(run_length(&word), Ok(d), "{word}");
+        }
+        assert_eq!(flag_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(
+            settle_length(&flag_duration(Duration::ZERO)),
+            Ok(Duration::ZERO)
+        );
+    }
 }

@@ -42,7 +42,8 @@ impl FaultKind {
         FaultKind::SlowDisk,
     ];
 
-    fn name(self) -> &'static str {
+    /// The kind's name, as `--faults` and schedules spell it.
+    pub fn name(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
@@ -219,13 +220,29 @@ impl Schedule {
         Schedule { events }
     }
 
-    /// Checks a replayed schedule against the cluster: nodes exist, amounts in bounds.
-    pub fn check(&self, nodes: usize) -> Result<(), String> {
+    /// Checks a replayed schedule against the cluster: nodes exist, and at most
+    /// `max_faulted` of them are faulted at once.
+    pub fn check(&self, nodes: usize, max_faulted: usize) -> Result<(), String> {
         for e in &self.events {
             if let Some(n) = e.nodes.iter().find(|n| **n >= nodes) {
                 return Err(format!(
                     "{e}: node n{} is not in a {nodes}-node cluster",
                     n + 1
+                ));
+            }
+            // The faulted set only grows when an event starts: checking each start suffices.
+            let faulted: BTreeSet<usize> = self
+                .events
+                .iter()
+                .filter(|o| o.at <= e.at && e.at < o.at + o.duration)
+                .flat_map(|o| o.nodes.iter().copied())
+                .collect();
+            if faulted.len() > max_faulted {
+                return Err(format!(
+                    "{e}: {} nodes faulted at once at {:.1} s, more than {max_faulted} \
+                     (--max-faulted; default a minority)",
+                    faulted.len(),
+                    e.at
                 ));
             }
         }
@@ -409,8 +426,13 @@ mod tests {
         assert_eq!(s.events[0].direction, Some(Direction::In));
         assert_eq!(s.events[2].amount, Some(-2500));
         assert_eq!(s.events[0].label(), "partition-in n1,n3");
-        assert!(s.check(5).is_ok());
-        assert!(s.check(4).unwrap_err().contains("n5"));
+        assert!(s.check(5, 2).is_ok());
+        assert!(s.check(4, 2).unwrap_err().contains("n5"));
+        let over: Schedule = "1+3:kill:n1;2+3:pause:n2;3+1:clock:n3:10".parse().unwrap();
+        assert!(over.check(5, 3).is_ok());
+        let err = over.check(5, 2).unwrap_err();
+        assert!(err.contains("3 nodes faulted at once at 3.0 s"), "{err}");
+        assert!(over.check(5, 1).unwrap_err().contains("2 nodes"));
         assert_eq!("none".parse::<Schedule>().unwrap(), Schedule::default());
         for bad in [
             "4:kill:n2",

@@ -196,6 +196,8 @@ pub struct Report {
     pub clean: bool,
     /// Faults as they happened.
     pub faults: Vec<FaultRecord>,
+    /// What the nemesis could not do (faults not applied, heals that failed), with when.
+    pub nemesis_notes: Vec<String>,
     /// Writes issued during faults that failed, per mode.
     pub faulted_writes: BTreeMap<String, FaultedWrites>,
     /// Per-second figures.
@@ -232,7 +234,18 @@ impl Report {
                     self.ops, self.ok, self.failed, self.unknown
                 ),
             ),
-            ("faults", self.faults.len().to_string()),
+            (
+                "faults",
+                if self.nemesis_notes.is_empty() {
+                    self.faults.len().to_string()
+                } else {
+                    format!(
+                        "{} applied; nemesis: {}",
+                        self.faults.len(),
+                        named(&self.nemesis_notes)
+                    )
+                },
+            ),
             (
                 "heal / settle",
                 format!("{:.1} s / {:.1} s", self.heal_s, self.settle_s),
@@ -607,12 +620,16 @@ mod tests {
             findings: Findings::default(),
             clean: true,
             faults: vec![FaultRecord::new(&event, 2.0, 5.0, &series)],
+            nemesis_notes: vec!["2.0s clock +5000ms n3 not applied: node n3 <down>".into()],
             faulted_writes: BTreeMap::new(),
             series,
         };
         let page = report.html().unwrap();
         assert_eq!(page.matches("<svg").count(), 4);
         assert!(page.contains("partition-in n2"));
+        assert!(page.contains(
+            "1 applied; nemesis: 1 (2.0s clock +5000ms n3 not applied: node n3 &lt;down&gt;)"
+        ));
         assert!(page.contains("CLEAN"));
         for fetch in ["src=", "href=", "<script", "<link", "@import", "url("] {
             assert!(!page.contains(fetch), "the page fetches something: {fetch}");

@@ -110,6 +110,9 @@ pub struct Workload {
     pub concurrency: u32,
     /// Seed of their choices.
     pub seed: u64,
+    /// This run's own key space under each prefix (`q/RUN/...`), so runs against one
+    /// long-lived cluster (`--cluster`) never read each other's keys.
+    pub run: String,
 }
 
 /// What every client shares: the stop flag, the clock, the counters.
@@ -208,7 +211,8 @@ pub async fn run_client(
     } else {
         QUORUM_PREFIX
     };
-    let register = format!("{prefix}reg/{id}");
+    let run = &w.run;
+    let register = format!("{prefix}{run}/reg/{id}");
     let mut ops = Vec::new();
     let mut seq = 0u64;
     let mut version = 0u64;
@@ -237,7 +241,7 @@ pub async fn run_client(
             if shared.lin_ops[k].fetch_add(1, Ordering::Relaxed) >= MAX_LIN_OPS {
                 continue;
             }
-            op.key = format!("{PRIMARY_PREFIX}lin/{k}");
+            op.key = format!("{PRIMARY_PREFIX}{run}/lin/{k}");
             if rng.random_bool(0.5) {
                 op.kind = OpKind::LinWrite;
                 seq += 1;
@@ -258,7 +262,7 @@ pub async fn run_client(
             }
         } else if roll < 0.5 {
             seq += 1;
-            op.key = format!("{prefix}k/{id}/{seq}");
+            op.key = format!("{prefix}{run}/k/{id}/{seq}");
             op.value = Some(seq);
             let r = api
                 .put(

@@ -1,6 +1,7 @@
 //! `ringctl cluster up`: a local multi-process cluster for development. Each node is a
 //! `ringctl serve` child on 127.0.0.1 with its data and log under one directory.
 
+pub mod manifest;
 pub mod process;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -19,7 +20,8 @@ use crate::output;
 use crate::signal::StopSignals;
 use crate::Global;
 
-use process::{ClusterQuorum, NodePlan, NodeProcess};
+use manifest::Manifest;
+use process::{ClusterQuorum, Launch, NodePlan, NodeProcess};
 
 /// Most nodes a local cluster may have.
 pub const MAX_NODES: u8 = 32;
@@ -55,6 +57,10 @@ pub struct UpArgs {
     /// How long to wait for every node to be seen alive, e.g. `30s`.
     #[arg(long, default_value = "30s", value_parser = wait_limit)]
     pub wait: Duration,
+    /// Start the nodes with `serve --fault-injection`, so `ringctl chaos --cluster DIR` can
+    /// partition them, shift their clocks and slow their disks. For test clusters only.
+    #[arg(long)]
+    pub fault_injection: bool,
 }
 
 fn wait_limit(s: &str) -> Result<Duration, String> {
@@ -81,24 +87,30 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
     let plans = plan_nodes(&dir, a.nodes, a.base_port)?;
     prepare_certs(&certs, &plans)?;
     let exe = std::env::current_exe().context("cannot find the ringctl executable to run")?;
+    let exe = exe.canonicalize().unwrap_or(exe);
     let quorum = ClusterQuorum::for_nodes(a.nodes);
     let seed = plans
         .first()
         .map(|p| p.addr)
         .context("a cluster needs a node")?;
 
+    let launch = Launch {
+        exe,
+        seed,
+        certs: certs.clone(),
+        quorum,
+        extra: if a.fault_injection {
+            vec!["--fault-injection".into()]
+        } else {
+            Vec::new()
+        },
+    };
     let mut nodes: Vec<NodeProcess> = Vec::with_capacity(plans.len());
     let started = async {
         for plan in &plans {
             std::fs::create_dir_all(&plan.data)
                 .with_context(|| format!("cannot create data directory {}", plan.data.display()))?;
-            nodes.push(NodeProcess::spawn(
-                &exe,
-                plan.clone(),
-                seed,
-                &certs,
-                quorum,
-            )?);
+            nodes.push(NodeProcess::launch(plan.clone(), launch.clone(), false)?);
         }
         wait_ready(&mut nodes, &certs, seed, a.wait).await
     };
@@ -110,10 +122,28 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         process::stop_all(&mut nodes, STOP_GRACE).await;
         return Err(e);
     }
+    // The record other commands find the nodes by; gone again once the nodes are stopped.
+    let own: Vec<u32> = nodes.iter().filter_map(NodeProcess::pid).collect();
+    match Manifest::of(&nodes, &certs, quorum, a.fault_injection) {
+        Ok(m) => {
+            if let Err(e) = m.write(&dir) {
+                output::note(&format!(
+                    "{e:#}; `ringctl chaos --cluster` cannot use this cluster"
+                ));
+            }
+        }
+        Err(why) => output::note(&format!(
+            "no {}: {why}; `ringctl chaos --cluster` cannot use this cluster",
+            manifest::FILE
+        )),
+    }
     output::emit(&banner(&dir, &certs, &plans))?;
 
-    let result = watch(&mut nodes, &mut signals).await;
+    let result = watch(&mut nodes, &dir, &own, &mut signals).await;
+    let restarted = restarted_nodes(&dir, &own);
+    Manifest::remove(&dir);
     process::stop_all(&mut nodes, STOP_GRACE).await;
+    manifest::stop_records(&restarted, STOP_GRACE).await;
     result.map(|()| ExitCode::SUCCESS)
 }
 
@@ -166,6 +196,33 @@ pub async fn wait_ready(
     seed: SocketAddr,
     limit: Duration,
 ) -> anyhow::Result<()> {
+    let names: Vec<String> = nodes.iter().map(|n| n.plan.name.clone()).collect();
+    let logs = nodes
+        .first()
+        .and_then(|n| n.plan.log.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    wait_alive(certs, seed, &names, &logs, limit, || {
+        for node in nodes.iter_mut() {
+            if let Some(status) = node.poll_exit()? {
+                bail!("while starting, {}", node.describe_exit(status));
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Waits until `seed` reports every node of `names` alive, `check` fails, or `limit` passes;
+/// the error points at the logs in `logs`.
+pub async fn wait_alive(
+    certs: &Path,
+    seed: SocketAddr,
+    names: &[String],
+    logs: &Path,
+    limit: Duration,
+    mut check: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let tls = TlsMaterial::load_client(certs).with_context(|| {
         format!(
             "cannot load the client certificate from {}",
@@ -179,14 +236,9 @@ pub async fn wait_ready(
     };
     let client = Client::with_config(seed, &tls, config)
         .with_context(|| format!("cannot make a client of node {seed}"))?;
-    let names: Vec<String> = nodes.iter().map(|n| n.plan.name.clone()).collect();
     let deadline = Instant::now() + limit;
     loop {
-        for node in nodes.iter_mut() {
-            if let Some(status) = node.poll_exit()? {
-                bail!("while starting, {}", node.describe_exit(status));
-            }
-        }
+        check()?;
         let last_seen = match tokio::time::timeout(PROBE_TIMEOUT, client.members()).await {
             Ok(Ok(rows)) => {
                 let alive: Vec<&str> = rows
@@ -211,10 +263,7 @@ pub async fn wait_ready(
             bail!(
                 "the cluster was not up within {}: {last_seen}; see the logs in {}",
                 humantime::format_duration(limit),
-                nodes
-                    .first()
-                    .and_then(|n| n.plan.log.parent())
-                    .map_or_else(String::new, |p| p.display().to_string())
+                logs.display()
             );
         }
         tokio::time::sleep(POLL_INTERVAL).await;
@@ -222,7 +271,25 @@ pub async fn wait_ready(
 }
 
 /// Keeps the cluster running until a stop signal; reports nodes that exit on their own.
-async fn watch(nodes: &mut [NodeProcess], signals: &mut StopSignals) -> anyhow::Result<()> {
+/// Nodes the record names under a pid this command did not start (another command, such as
+/// `ringctl chaos --cluster`, killed and restarted them) and that still run.
+fn restarted_nodes(dir: &Path, own: &[u32]) -> Vec<manifest::NodeRecord> {
+    Manifest::read(dir)
+        .map(|m| {
+            m.nodes
+                .into_iter()
+                .filter(|n| !own.contains(&n.pid) && n.running_pid().is_ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn watch(
+    nodes: &mut [NodeProcess],
+    dir: &Path,
+    own: &[u32],
+    signals: &mut StopSignals,
+) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     loop {
         tokio::select! {
@@ -234,14 +301,16 @@ async fn watch(nodes: &mut [NodeProcess], signals: &mut StopSignals) -> anyhow::
                 for node in nodes.iter_mut() {
                     match node.poll_exit() {
                         Ok(Some(status)) => output::note(&format!(
-                            "{}; the other nodes keep running",
-                            node.describe_exit(status)
+                            "{}; the other nodes keep running (a command that restarts it, \
+                             such as `ringctl chaos --cluster`, records it in {})",
+                            node.describe_exit(status),
+                            manifest::FILE
                         )),
                         Ok(None) => {}
                         Err(e) => output::note(&output::error_chain(&e)),
                     }
                 }
-                if nodes.iter().all(|n| !n.is_running()) {
+                if nodes.iter().all(|n| !n.is_running()) && restarted_nodes(dir, own).is_empty() {
                     bail!("every node has exited");
                 }
             }
@@ -281,7 +350,7 @@ fn banner(dir: &Path, certs: &Path, plans: &[NodePlan]) -> String {
 }
 
 /// Quotes a path for a POSIX shell when it holds anything but plain characters.
-fn shell_quote(s: &str) -> String {
+pub fn shell_quote(s: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:,@%=".contains(c);
     if !s.is_empty() && s.chars().all(plain) {
         s.to_owned()

@@ -1,5 +1,6 @@
 //! One `ringctl serve` child of a local cluster: spawning it, noticing it exit, stopping it.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
@@ -17,7 +18,7 @@ use crate::output;
 const LOG_TAIL_BYTES: u64 = 4096;
 
 /// Replication settings handed to every child (`--n`, `--r`, `--w`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClusterQuorum {
     /// Replicas per key.
     pub n: u8,
@@ -68,6 +69,49 @@ pub struct Launch {
     pub extra: Vec<String>,
 }
 
+impl Launch {
+    /// The `serve` arguments of node `plan` (after the executable).
+    pub fn serve_args(&self, plan: &NodePlan) -> Vec<OsString> {
+        let q = self.quorum;
+        let mut args: Vec<OsString> = vec![
+            "serve".into(),
+            "--name".into(),
+            plan.name.clone().into(),
+            "--listen".into(),
+            plan.addr.to_string().into(),
+            "--seed".into(),
+            self.seed.to_string().into(),
+            "--data".into(),
+            plan.data.clone().into(),
+            "--certs".into(),
+            self.certs.clone().into(),
+            "--n".into(),
+            q.n.to_string().into(),
+            "--r".into(),
+            q.r.to_string().into(),
+            "--w".into(),
+            q.w.to_string().into(),
+            // A dev cluster stopped with Ctrl-C keeps its data in place for the next `up`.
+            "--on-signal".into(),
+            "stop".into(),
+            // The Redis front on the same port number over TCP: the slot map names every
+            // node's front at its QUIC port (see `ringkv::resp`).
+            "--redis".into(),
+            plan.addr.to_string().into(),
+            "--redis-plaintext".into(),
+        ];
+        args.extend(self.extra.iter().map(OsString::from));
+        args
+    }
+
+    /// The whole command line of node `plan`, the executable first.
+    pub fn command_line(&self, plan: &NodePlan) -> Vec<OsString> {
+        let mut line = vec![self.exe.clone().into_os_string()];
+        line.extend(self.serve_args(plan));
+        line
+    }
+}
+
 /// A running (or exited) `ringctl serve` child.
 pub struct NodeProcess {
     /// What it was started as.
@@ -78,27 +122,19 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// Starts `exe serve` for `plan`, joining through `seed`, logging to `plan.log`.
-    pub fn spawn(
-        exe: &Path,
-        plan: NodePlan,
-        seed: SocketAddr,
-        certs: &Path,
-        quorum: ClusterQuorum,
-    ) -> anyhow::Result<Self> {
-        let launch = Launch {
-            exe: exe.to_path_buf(),
-            seed,
-            certs: certs.to_path_buf(),
-            quorum,
-            extra: Vec::new(),
-        };
-        Self::launch(plan, launch, false)
+    /// The child's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// How it was started.
+    pub fn launch_of(&self) -> Option<&Launch> {
+        self.launch.as_ref()
     }
 
     /// Starts a node as `launch` says; `append` keeps the log of an earlier run.
     pub fn launch(plan: NodePlan, launch: Launch, append: bool) -> anyhow::Result<Self> {
-        let (exe, seed, certs, quorum) = (&launch.exe, launch.seed, &launch.certs, launch.quorum);
+        let exe = &launch.exe;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .write(true)
@@ -110,28 +146,7 @@ impl NodeProcess {
             .try_clone()
             .with_context(|| format!("cannot reopen log file {}", plan.log.display()))?;
         let mut cmd = Command::new(exe);
-        cmd.arg("serve")
-            .arg("--name")
-            .arg(&plan.name)
-            .arg("--listen")
-            .arg(plan.addr.to_string())
-            .arg("--seed")
-            .arg(seed.to_string())
-            .arg("--data")
-            .arg(&plan.data)
-            .arg("--certs")
-            .arg(certs)
-            .args(["--n", &quorum.n.to_string()])
-            .args(["--r", &quorum.r.to_string()])
-            .args(["--w", &quorum.w.to_string()])
-            // A dev cluster stopped with Ctrl-C keeps its data in place for the next `up`.
-            .args(["--on-signal", "stop"])
-            // The Redis front on the same port number over TCP: the slot map names every
-            // node's front at its QUIC port (see `ringkv::resp`).
-            .arg("--redis")
-            .arg(plan.addr.to_string())
-            .arg("--redis-plaintext")
-            .args(&launch.extra)
+        cmd.args(launch.serve_args(&plan))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 use super::config::TransportConfig;
 use super::frame::{codes, read_frame, write_frame, FrameError};
 use super::stats::{bump, bump_and_sample, Counters};
+use crate::faults::Faults;
 
 /// The queue of what peers sent this node, returned by [`Transport::bind`](super::Transport::bind).
 pub struct Inbound {
@@ -67,6 +68,7 @@ pub struct Responder {
     max_frame: usize,
     write_timeout: Duration,
     runtime: Handle,
+    faults: Faults,
 }
 
 impl fmt::Debug for Responder {
@@ -86,6 +88,12 @@ impl Responder {
             return;
         };
         let (peer, max, wait) = (self.peer, self.max_frame, self.write_timeout);
+        if self.faults.cuts_to(peer) {
+            // Cut off on send: the response is lost, the peer's call times out.
+            let faults = self.faults.clone();
+            self.runtime.spawn(async move { faults.hold(send).await });
+            return;
+        }
         self.runtime.spawn(async move {
             let outcome = timeout(wait, async {
                 write_frame(&mut send, &data, max).await?;
@@ -207,6 +215,9 @@ async fn serve_connection(incoming: Incoming, _live: LiveConnection, serving: Se
 async fn read_datagrams(conn: Connection, from: SocketAddr, serving: Serving) {
     while let Ok(data) = conn.read_datagram().await {
         bump(&serving.stats.datagrams_received);
+        if serving.cfg.faults.cuts_from(from) {
+            continue;
+        }
         match serving.tx.try_send(InboundEvent::Datagram { from, data }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => bump(&serving.stats.inbound_datagrams_dropped),
@@ -247,6 +258,11 @@ async fn serve_stream(
             return;
         }
     };
+    if cfg.faults.cuts_from(from) {
+        // Cut off on receipt: the request is lost, the peer's call times out.
+        cfg.faults.hold((send, recv)).await;
+        return;
+    }
     // Waiting for room in the queue is the backpressure on this stream; bounded like a call.
     let permit = match timeout(cfg.call_timeout, serving.tx.reserve()).await {
         Ok(Ok(permit)) => permit,
@@ -268,6 +284,7 @@ async fn serve_stream(
         max_frame: cfg.max_frame,
         write_timeout: cfg.call_timeout,
         runtime: serving.runtime.clone(),
+        faults: cfg.faults.clone(),
     };
     permit.send(InboundEvent::Request {
         from,

@@ -179,9 +179,10 @@ impl Transport {
             .map_err(|e| TransportError::from_response(to, e))?;
         // A stream the peer already reset fails the read below with the peer's reason.
         let _ = send.finish();
-        read_frame(&mut recv, max)
-            .await
-            .map_err(|e| TransportError::from_response(to, e))
+        let response = read_frame(&mut recv, max).await;
+        // A response from a peer cut off on receipt is lost like any of its traffic.
+        self.inner.cfg.faults.hold_if_cut_from(to).await;
+        response.map_err(|e| TransportError::from_response(to, e))
     }
 
     /// Fire-and-forget datagram (gossip). Never blocks: when no connection exists yet, a task

@@ -191,9 +191,6 @@ impl Shell {
     }
 
     fn inbound(&mut self, event: InboundEvent) {
-        let Some(event) = self.faults.admit(event) else {
-            return;
-        };
         match event {
             InboundEvent::Datagram { data, .. } => self.input(Input::Datagram(data)),
             InboundEvent::Request {
@@ -295,7 +292,12 @@ impl Shell {
                         let _ = internal.send(Internal::Timer(timer));
                     });
                 }
-                Effect::Member(event) => log_member_event(&event),
+                Effect::Member(event) => {
+                    if let MemberEvent::Up(id) | MemberEvent::StatusChanged(id, _) = &event {
+                        self.faults.learn(&id.name, id.addr);
+                    }
+                    log_member_event(&event)
+                }
             }
         }
     }

@@ -20,7 +20,7 @@ impl Shell {
                     return Err(FaultError::Disabled(self.name.clone()));
                 }
                 let peers = self.peers();
-                let active = plan.resolve(&self.name, &peers)?;
+                let active = plan.resolve(&self.name, self.me, &peers)?;
                 tracing::warn!(plan = ?plan, "fault injection: faults set");
                 self.faults.set(&self.name, active)
             }
