@@ -13,6 +13,7 @@ pub mod error;
 pub mod faults;
 pub mod hlc;
 pub mod merkle;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod proto;
