@@ -1,5 +1,6 @@
-//! `serve --metrics`: `/health` before and after the node joined, `/metrics` families moving
-//! with puts and gets, and the scrape passing `promtool check metrics`.
+//! Watching a cluster: `serve --metrics` (`/health` before and after the node joined,
+//! `/metrics` families moving with puts and gets, the scrape passing `promtool check
+//! metrics`) and `ringctl cluster status` (healthy, then degraded with a node down).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -78,7 +79,11 @@ fn metrics_move_with_requests_and_health_follows_joining() {
     let n1 = cluster.spawn("n1", p1, &[], &[]).unwrap();
     let n3 = cluster.spawn("n3", p3, &[seed], &[]).unwrap();
     cluster.nodes = vec![n1, n2, n3];
-    cluster.wait_alive(3, Duration::from_secs(30)).unwrap();
+    cluster
+        .wait_members(1, Duration::from_secs(30), |rows| {
+            rows.len() == 3 && rows.iter().all(|m| m.state == "alive" && m.status == "up")
+        })
+        .unwrap();
     let ready = poll(Duration::from_secs(30), || {
         http(metrics, "GET", "/health")
             .ok()
@@ -171,6 +176,78 @@ fn promtool_check(text: &str) {
         out.status.success(),
         "promtool check metrics: {}{}",
         String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn cluster_status_shows_a_stopped_node_down_and_the_cluster_degraded() {
+    let _serial = serial();
+    let mut cluster = Cluster::start_with(3, &["--on-signal", "stop"]).unwrap();
+    let out = cluster.ringctl(0, &["put", "status-key", "v"]).unwrap();
+    assert!(out.status.success());
+    let status = |cluster: &Cluster| -> serde_json::Value {
+        let out = cluster
+            .ringctl(0, &["-o", "json", "cluster", "status"])
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // Nodes show `joining` (UJ, degraded) until they pulled their ranges.
+    let healthy = poll(Duration::from_secs(30), || {
+        Some(status(&cluster)).filter(|s| s["summary"]["healthy"] == true)
+    })
+    .unwrap_or_else(|| panic!("never healthy: {}", status(&cluster)));
+    assert_eq!(healthy["summary"]["ranges_below_n"], 0);
+    let rows = healthy["members"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        assert_eq!(row["letters"], "UN", "{row}");
+        assert_eq!(row["version"], env!("CARGO_PKG_VERSION"));
+        assert!(row["keys"].as_u64().unwrap() >= 1, "{row}");
+        assert!(row["disk_bytes"].as_u64().unwrap() > 0);
+        // Three nodes, N=3: each holds a copy of every key.
+        assert_eq!(row["ownership"], 1.0);
+    }
+
+    assert!(
+        cluster.nodes[2].terminate(Duration::from_secs(10)),
+        "n3 ignored SIGTERM"
+    );
+    let degraded = poll(Duration::from_secs(20), || {
+        Some(status(&cluster)).filter(|s| s["members"][2]["letters"] == "DN")
+    })
+    .expect("n3 never shown down");
+    let summary = &degraded["summary"];
+    assert_eq!(summary["healthy"], false);
+    assert_eq!(summary["up"], 2);
+    assert_eq!(summary["answered"], 2);
+    // Every range has n3 among its three replicas.
+    assert_eq!(summary["ranges_below_n"], summary["ranges"]);
+    assert!(degraded["members"][2]["error"].is_string());
+    assert!(degraded["members"][2]["version"].is_null());
+
+    let text = cluster.ringctl_text(0, &["cluster", "status"]).unwrap();
+    let n3 = text.lines().find(|l| l.contains(" n3 ")).unwrap_or("");
+    assert!(n3.starts_with("DN  down, up"), "{text}");
+    assert!(
+        text.contains("cluster degraded: 2 of 3 members up"),
+        "{text}"
+    );
+
+    // Asked through the stopped node, the cluster cannot answer: exit status 3.
+    let out = cluster
+        .ringctl(2, &["--timeout", "2s", "cluster", "status"])
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -21,7 +21,7 @@ use ringkv_gossip::MemberEvent;
 use crate::core::{status_name, CallId, ClientId, Effect, InboundId, Input, NodeCore, Timer};
 use crate::net::{Inbound, InboundEvent, Responder, Transport, TransportError};
 use crate::proto::{
-    self, ClientError, ClientRequest, ClientResponse, PeerReply, Request, Response,
+    self, ClientError, ClientRequest, ClientResponse, NodeInfo, PeerReply, Request, Response,
 };
 use crate::store::Store;
 
@@ -272,10 +272,27 @@ impl Shell {
                 Ok(Request::Fault(req)) => {
                     self::respond(respond, &Response::Fault(self.fault(req)))
                 }
+                Ok(Request::Info) => self.info(respond),
                 // Dropping the responder resets that stream; everything else keeps going.
                 Err(e) => tracing::warn!(%from, "refused a request that does not decode: {e}"),
             },
         }
+    }
+
+    /// Answer `Request::Info`; the store's usage is read off the event loop.
+    fn info(&self, respond: Responder) {
+        let store = self.store.clone();
+        let name = self.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let usage = store.usage();
+            let info = NodeInfo {
+                name,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                keys: usage.keys,
+                disk_bytes: usage.disk_bytes,
+            };
+            self::respond(respond, &Response::Info(info));
+        });
     }
 
     fn apply(&mut self, effects: Vec<Effect>) {
