@@ -154,6 +154,12 @@ fn metrics_move_with_requests_and_health_follows_joining() {
     assert_eq!(status, 404);
     let (status, _) = http(metrics, "POST", "/metrics").unwrap();
     assert_eq!(status, 405);
+    // A request head over 8 KiB is refused, and the port keeps serving.
+    let long = format!("/{}", "x".repeat(9000));
+    let (status, _) = http(metrics, "GET", &long).unwrap();
+    assert_eq!(status, 431);
+    let (status, _) = http(metrics, "GET", "/health").unwrap();
+    assert_eq!(status, 200);
 }
 
 /// `promtool check metrics` accepts the scrape (names, types, help, units by convention).

@@ -19,6 +19,9 @@ const MAX_CONNECTIONS: usize = 16;
 const MAX_REQUEST: usize = 8 * 1024;
 /// Longest a connection may take to send its request and receive the answer.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read and dropped after a refused request, and for how long at most.
+const DRAIN_LIMIT: usize = 64 * 1024;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most headers parsed.
 const MAX_HEADERS: usize = 32;
 
@@ -72,16 +75,13 @@ async fn serve_one(mut stream: TcpStream, scraper: &Scraper) -> std::io::Result<
             }
             Ok(httparse::Status::Partial) if len < MAX_REQUEST => continue,
             Ok(httparse::Status::Partial) => {
-                return reply(&mut stream, 431, "text/plain", "request head too large\n").await;
+                reply(&mut stream, 431, "text/plain", "request head too large\n").await?;
+                return drain(&mut stream).await;
             }
             Err(e) => {
-                return reply(
-                    &mut stream,
-                    400,
-                    "text/plain",
-                    &format!("bad request: {e}\n"),
-                )
-                .await;
+                let body = format!("bad request: {e}\n");
+                reply(&mut stream, 400, "text/plain", &body).await?;
+                return drain(&mut stream).await;
             }
         }
     };
@@ -139,6 +139,26 @@ async fn reply(
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
     stream.shutdown().await
+}
+
+/// Read what the client still sends (bounded) after a refusal, so closing with unread input
+/// does not reset the connection before the client read the answer.
+async fn drain(stream: &mut TcpStream) -> std::io::Result<()> {
+    let mut buf = [0u8; 4096];
+    let mut left = DRAIN_LIMIT;
+    let reading = async {
+        while left > 0 {
+            match stream.read(&mut buf).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    match tokio::time::timeout(DRAIN_TIMEOUT, reading).await {
+        Ok(result) => result,
+        Err(_) => Ok(()),
+    }
 }
 
 /// Bind the metrics port (an error names the address).
