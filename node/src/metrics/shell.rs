@@ -49,6 +49,8 @@ pub(crate) struct ShellMetrics {
     call_bytes: HashMap<(&'static str, &'static str), Counter>,
     gossip_sent: Counter,
     gossip_received: Counter,
+    repair_pushes: Counter,
+    repair_push_bytes: Counter,
     member_events: HashMap<&'static str, Counter>,
 }
 
@@ -62,6 +64,16 @@ impl ShellMetrics {
             )
         };
         ShellMetrics {
+            repair_pushes: registry.counter(
+                "ringkv_repair_pushes_total",
+                "Repair records pushed to stale replicas (read repair and anti-entropy).",
+                &[],
+            ),
+            repair_push_bytes: registry.counter(
+                "ringkv_repair_push_bytes_total",
+                "Frame bytes of repair records pushed to stale replicas.",
+                &[],
+            ),
             gossip_sent: gossip("sent"),
             gossip_received: gossip("received"),
             registry,
@@ -192,6 +204,13 @@ impl ShellMetrics {
                 })
                 .increment(u64::try_from(bytes).unwrap_or(u64::MAX));
         }
+    }
+
+    /// A repair record of `bytes` is being pushed to a replica.
+    pub(crate) fn repair_pushed(&self, bytes: usize) {
+        self.repair_pushes.increment(1);
+        self.repair_push_bytes
+            .increment(u64::try_from(bytes).unwrap_or(u64::MAX));
     }
 
     /// A gossip datagram of `bytes` went out.

@@ -363,6 +363,9 @@ impl Shell {
                             continue;
                         }
                     };
+                    if let Some(m) = &self.metrics {
+                        m.repair_pushed(frame.len());
+                    }
                     if sync {
                         // Only synced data leaves the node: the committer sends it after a sync.
                         let _ = self.commits.send(Pending::Push { to, frame });
