@@ -4,8 +4,9 @@
 # clusters of 3 `ringctl serve` processes (N=3, R=2, W=2, durability sync) started side by
 # side, one without and one with `--metrics`, the latter scraped every second (`GET /metrics`
 # on every node: fifteen times Prometheus's default rate, so scrapes weigh more than they
-# would). Runs alternate between the two clusters, ROUNDS times each, so both see the same
-# machine; the report gives each run and the median per cluster.
+# would). Runs alternate between the two clusters (which goes first alternates too), ROUNDS
+# times each, so both see the same machine; the report gives each run, the median per
+# cluster, and the median of each round's ratio.
 # Usage (from the repository root): bash benches/scripts/metrics_cost.sh [SECONDS] [ROUNDS] [CONCURRENCY]
 # Env: RINGCTL=path uses that binary instead of building one (release).
 # Starts its processes on free loopback ports in a temporary directory and stops every one of
@@ -93,7 +94,9 @@ run() {
 for round in $(seq "$ROUNDS"); do
   for op in SET GET; do
     ratio=0; [ $op = GET ] && ratio=1
-    for c in off on; do
+    # Odd rounds run the cluster without metrics first, even rounds the other.
+    order=(off on); [ $((round % 2)) = 0 ] && order=(on off)
+    for c in "${order[@]}"; do
       echo "$op $c $(run $c $ratio)" >>"$DIR/rows"
     done
   done
@@ -114,6 +117,11 @@ for op in ("SET", "GET"):
         print(f"| {op} | {c} | {' / '.join(f'{x:.0f}' for x in per)} | {med[(op, c)]:.0f} | "
               f"{' / '.join(str(o) for o, _, _ in runs)} | {sum(e for _, _, e in runs)} |")
 print()
+# Each round ran both back to back: their ratio shares the machine's state.
 for op in ("SET", "GET"):
-    print(f"{op}: --metrics costs {100 * (med[(op, 'on')] / med[(op, 'off')] - 1):+.1f}% CPU per op (median)")
+    off = [float(u) / max(int(o), 1) for (p, c, o, u, e) in rows if p == op and c == "off"]
+    on = [float(u) / max(int(o), 1) for (p, c, o, u, e) in rows if p == op and c == "on"]
+    paired = sorted(b / a for a, b in zip(off, on))
+    print(f"{op}: with --metrics / without, per round: {' '.join(f'{r:.2f}' for r in paired)}; "
+          f"median {statistics.median(paired):.3f} ({100 * (statistics.median(paired) - 1):+.1f}% CPU per op)")
 EOF
