@@ -108,6 +108,11 @@ pub struct ServeArgs {
     /// The Redis front without TLS: accepted only on a loopback address.
     #[arg(long, requires = "redis")]
     pub redis_plaintext: bool,
+    /// Serve Prometheus metrics (`GET /metrics`) and readiness (`GET /health`: 200 once the
+    /// node is up and joined, 503 otherwise) on this TCP address, over PLAIN HTTP: bind it
+    /// where only the scraper reaches (loopback, the host or the pod network).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// Accept fault-injection requests (`ringctl chaos` partitions, clock shifts, slow
     /// syncs). FOR TEST CLUSTERS ONLY: any holder of a client certificate could then cut this
     /// node off from its peers.
@@ -201,6 +206,9 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
             RedisConfig::tls(addr, tls)
         });
     }
+    if let Some(addr) = a.metrics {
+        builder = builder.metrics(addr);
+    }
     if let Some(addr) = a.advertise {
         builder = builder.advertise(addr);
     }
@@ -233,6 +241,11 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
             "TLS"
         };
         output::emit(&format!("Redis front on {addr} ({how})\n"))?;
+    }
+    if let Some(addr) = node.metrics_addr() {
+        output::emit(&format!(
+            "metrics on http://{addr}/metrics, readiness on http://{addr}/health (plain HTTP)\n"
+        ))?;
     }
 
     let sig = signals.recv().await?;

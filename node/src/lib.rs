@@ -15,6 +15,7 @@ pub mod faults;
 pub mod hlc;
 pub mod limits;
 pub mod merkle;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod proto;

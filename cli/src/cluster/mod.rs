@@ -3,6 +3,7 @@
 
 pub mod manifest;
 pub mod process;
+mod status;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -40,6 +41,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum ClusterCommand {
     /// Start K nodes on 127.0.0.1 and keep them running until Ctrl-C or SIGTERM.
     Up(UpArgs),
+    /// One row per member, gathered from every live node: state, address, zone, keys and
+    /// bytes stored, ownership, hints, shards led, replica lag, version; and whether the
+    /// cluster is healthy.
+    Status,
 }
 
 /// `ringctl cluster up`.
@@ -68,9 +73,10 @@ fn wait_limit(s: &str) -> Result<Duration, String> {
 }
 
 /// Runs a `cluster` subcommand.
-pub async fn run(_g: &Global, cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(g: &Global, cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ClusterCommand::Up(a) => up(a).await,
+        ClusterCommand::Status => status::run(g).await,
     }
 }
 
@@ -95,7 +101,7 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         .context("a cluster needs a node")?;
 
     let launch = Launch {
-        exe,
+        exe: exe.clone(),
         seed,
         certs: certs.clone(),
         quorum,
@@ -137,7 +143,7 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
             manifest::FILE
         )),
     }
-    output::emit(&banner(&dir, &certs, &plans))?;
+    output::emit(&banner(&dir, &certs, &plans, &command_for(&exe)))?;
 
     let result = watch(&mut nodes, &dir, &own, &mut signals).await;
     let restarted = restarted_nodes(&dir, &own);
@@ -318,8 +324,27 @@ async fn watch(
     }
 }
 
-/// What to tell the developer once the cluster is up.
-fn banner(dir: &Path, certs: &Path, plans: &[NodePlan]) -> String {
+/// How to run this binary from a shell: `ringctl` when that name on the PATH is this very
+/// file, else its full path (after `cargo run` nothing is on the PATH).
+fn command_for(exe: &Path) -> String {
+    let me = exe.canonicalize().ok();
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            dir.join("ringctl")
+                .canonicalize()
+                .ok()
+                .is_some_and(|p| Some(p) == me)
+        })
+    });
+    if on_path {
+        "ringctl".to_owned()
+    } else {
+        shell_quote(&exe.display().to_string())
+    }
+}
+
+/// What to tell the developer once the cluster is up; `ringctl` is how to run this binary.
+fn banner(dir: &Path, certs: &Path, plans: &[NodePlan], ringctl: &str) -> String {
     let mut out = format!(
         "ringkv local cluster of {} nodes is up (data and logs in {})\n",
         plans.len(),
@@ -340,10 +365,13 @@ fn banner(dir: &Path, certs: &Path, plans: &[NodePlan]) -> String {
     if let Some(first) = plans.first() {
         out.push_str(&format!(
             "\nUse it from another shell:\n  export RINGKV_NODE={} RINGKV_CERTS={}\n  \
-             ringctl put k v\n  ringctl get k\n  ringctl members\n",
+             {ringctl} put k v\n  {ringctl} get k\n  {ringctl} cluster status\n",
             first.addr,
             shell_quote(&certs.display().to_string())
         ));
+        if ringctl != "ringctl" {
+            out.push_str("  (`cargo install --path cli` puts ringctl on the PATH)\n");
+        }
     }
     out.push_str("\nCtrl-C (or SIGTERM) stops every node.\n");
     out
@@ -376,10 +404,26 @@ mod tests {
     #[test]
     fn banner_tells_how_to_reach_the_first_node() {
         let plans = plan_nodes(Path::new("/c"), 2, Some(9000)).unwrap();
-        let text = banner(Path::new("/c"), Path::new("/c/certs"), &plans);
+        let text = banner(Path::new("/c"), Path::new("/c/certs"), &plans, "ringctl");
         assert!(text.contains("export RINGKV_NODE=127.0.0.1:9000 RINGKV_CERTS=/c/certs"));
+        assert!(text.contains("  ringctl put k v\n") && !text.contains("cargo install"));
         assert!(text.contains("n2") && text.contains("/c/n2.log"));
         assert!(text.contains("redis-cli -p 9001"));
+    }
+
+    #[test]
+    fn banner_commands_use_the_running_binary_when_it_is_not_on_the_path() {
+        let plans = plan_nodes(Path::new("/c"), 1, Some(9000)).unwrap();
+        let exe = "/src/ringkv/target/debug/ringctl";
+        let text = banner(Path::new("/c"), Path::new("/c/certs"), &plans, exe);
+        assert!(text.contains(&format!("  {exe} put k v\n")), "{text}");
+        assert!(text.contains(&format!("  {exe} cluster status\n")));
+        assert!(text.contains("cargo install --path cli"));
+        // A file that is not on the PATH is named by its path.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ringctl");
+        std::fs::write(&file, b"").unwrap();
+        assert_eq!(command_for(&file), file.display().to_string());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use ringkv_ring::{Ring, RingConfig, RingNode};
 use crate::api::Api;
 use crate::faults::{FaultPlan, FaultRequest};
 use crate::net::{TlsMaterial, Transport, TransportConfig};
-use crate::proto::{self, ClientRequest, ClientResponse, Request, Response};
+use crate::proto::{self, ClientRequest, ClientResponse, NodeInfo, Request, Response};
 use crate::Error;
 
 /// How long a node that could not be reached is passed over by token-aware routing.
@@ -126,6 +126,21 @@ impl Client {
             Response::Fault(result) => Ok(result?),
             other => Err(Error::Unexpected(format!("{other:?}"))),
         }
+    }
+
+    /// What the node says of itself: name, version, keys and bytes stored.
+    pub async fn info(&self) -> Result<NodeInfo, Error> {
+        let frame = proto::encode(&Request::Info)?;
+        let bytes = self.transport.call(self.node, &frame).await?;
+        match proto::decode::<Response>(&bytes)? {
+            Response::Info(info) => Ok(info),
+            other => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// The same client (transport, retry policy) talking to another node, without routing.
+    pub fn for_node(&self, node: SocketAddr) -> Client {
+        self.at(node)
     }
 
     /// This client's transport aimed at one node, without routing.

@@ -231,6 +231,11 @@ impl Transport {
         self.inner.stats.snapshot()
     }
 
+    /// QUIC connections open on the endpoint, both directions.
+    pub fn open_connections(&self) -> usize {
+        self.inner.endpoint.open_connections()
+    }
+
     /// Closes every connection and the endpoint, waiting up to `connect_timeout` for peers
     /// to acknowledge. Calls in flight fail; the inbound queue ends.
     pub async fn close(&self) {

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::shell::{respond, Internal};
 use crate::core::CallId;
+use crate::metrics::CommitMetrics;
 use crate::net::{Responder, Transport};
 use crate::proto::{PeerReply, Response};
 use crate::store::Store;
@@ -46,6 +47,7 @@ pub(super) fn spawn(
     store: Arc<dyn Store>,
     transport: Transport,
     internal: mpsc::UnboundedSender<Internal>,
+    metrics: Option<CommitMetrics>,
 ) -> mpsc::UnboundedSender<Pending> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
     let syncer = Syncer::start(store, transport.faults().clone());
@@ -58,7 +60,12 @@ pub(super) fn spawn(
                     Err(_) => break,
                 }
             }
+            let began = std::time::Instant::now();
             let synced = syncer.sync().await;
+            if let Some(m) = &metrics {
+                m.fsync.record(began.elapsed().as_secs_f64());
+                m.batch.record(batch.len() as f64);
+            }
             if let Err(e) = &synced {
                 tracing::error!("{e}");
             }
@@ -77,7 +84,7 @@ pub(super) fn spawn(
                 };
                 match to {
                     ResponseTo::Local(call) => {
-                        let _ = internal.send(Internal::CallDone(call, Ok(reply)));
+                        let _ = internal.send(Internal::CallDone(call, Ok(reply), None));
                     }
                     ResponseTo::Remote(r) => respond(r, &Response::Peer(reply)),
                 }

@@ -14,9 +14,10 @@ use tokio::task::JoinHandle;
 
 use crate::api::Api;
 use crate::config::CoreConfig;
-use crate::core::NodeCore;
+use crate::core::{HintTally, NodeCore};
 use crate::faults::Faults;
-use crate::net::{TlsMaterial, Transport, TransportConfig};
+use crate::metrics;
+use crate::net::{TlsMaterial, Transport, TransportConfig, TransportStats};
 use crate::proto::{ClientRequest, ClientResponse};
 use crate::resp::{Front, NodeFacts, RedisConfig};
 use crate::store::{FjallStore, MemoryStore, Store};
@@ -40,6 +41,7 @@ pub struct NodeBuilder {
     gossip: GossipConfig,
     transport: TransportConfig,
     redis: Option<RedisConfig>,
+    metrics: Option<SocketAddr>,
 }
 
 impl NodeBuilder {
@@ -111,6 +113,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Serve Prometheus metrics (`GET /metrics`) and readiness (`GET /health`) over plain
+    /// HTTP on this TCP address (see [`crate::metrics`]); the node does not start if it
+    /// cannot bind it.
+    pub fn metrics(mut self, addr: SocketAddr) -> Self {
+        self.metrics = Some(addr);
+        self
+    }
+
     /// Open the store, bind the endpoint, join the cluster and start serving.
     pub async fn start(self) -> Result<Node, Error> {
         let tls = self
@@ -135,6 +145,10 @@ impl NodeBuilder {
         let store: Arc<dyn Store> = match &self.data_dir {
             Some(dir) => Arc::new(FjallStore::open(dir)?),
             None => Arc::new(MemoryStore::new()),
+        };
+        let metrics_port = match self.metrics {
+            Some(addr) => Some(metrics::bind(addr).await?),
+            None => None,
         };
         let (transport, inbound) = Transport::bind(self.listen, &tls, self.transport).await?;
         let addr = match self.advertise {
@@ -163,14 +177,42 @@ impl NodeBuilder {
         };
         let core = NodeCore::new(me, seeds, self.core, self.gossip, store.clone(), now)?;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let task = tokio::spawn(shell::run(core, store, transport, inbound, rx));
+        let registry = metrics_port.as_ref().map(|_| metrics::Registry::new());
+        let recorders = registry.as_ref().map(|r| {
+            (
+                metrics::ShellMetrics::new(r.clone()),
+                metrics::CommitMetrics::new(r),
+            )
+        });
+        let task = tokio::spawn(shell::run(
+            core,
+            store.clone(),
+            transport,
+            inbound,
+            rx,
+            recorders,
+        ));
         let mut node = Node {
             name: self.name,
             addr,
             tx,
             task: Some(task),
             front: None,
+            metrics: None,
         };
+        if let (Some(listener), Some(registry)) = (metrics_port, registry) {
+            let metrics_addr = listener
+                .local_addr()
+                .map_err(|e| Error::Config(format!("metrics port: {e}")))?;
+            let scraper =
+                metrics::Scraper::new(node.name.clone(), node.handle(), store, registry.clone());
+            node.metrics = Some(MetricsPort {
+                addr: metrics_addr,
+                server: tokio::spawn(metrics::serve(listener, scraper)),
+                upkeep: metrics::spawn_upkeep(&registry),
+            });
+            tracing::info!(%metrics_addr, "serving metrics and health over plain HTTP");
+        }
         if let Some(config) = self.redis {
             // On error the node is dropped, which stops it.
             node.front = Some(Front::start(config, node.handle(), facts).await?);
@@ -204,6 +246,32 @@ pub struct Node {
     tx: mpsc::Sender<Command>,
     task: Option<JoinHandle<()>>,
     front: Option<Front>,
+    metrics: Option<MetricsPort>,
+}
+
+/// The metrics port's tasks, stopped with the node.
+struct MetricsPort {
+    addr: SocketAddr,
+    server: JoinHandle<()>,
+    upkeep: JoinHandle<()>,
+}
+
+impl Drop for MetricsPort {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.upkeep.abort();
+    }
+}
+
+/// What the shell alone knows, for a metrics scrape.
+#[derive(Clone, Debug)]
+pub(crate) struct ShellSnapshot {
+    /// Hints held at start, stored, delivered, dropped, refused.
+    pub hints: HintTally,
+    /// The transport's counters.
+    pub transport: TransportStats,
+    /// QUIC connections open.
+    pub open_connections: usize,
 }
 
 impl Node {
@@ -221,6 +289,7 @@ impl Node {
             gossip: GossipConfig::lan(),
             transport: TransportConfig::default(),
             redis: None,
+            metrics: None,
         }
     }
 
@@ -234,6 +303,11 @@ impl Node {
     /// Where the Redis front listens, if the node has one.
     pub fn redis_addr(&self) -> Option<SocketAddr> {
         self.front.as_ref().map(Front::addr)
+    }
+
+    /// Where the metrics port listens, if the node has one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr)
     }
 
     /// The node's name.
@@ -256,6 +330,7 @@ impl Node {
     /// see the node down and keep hints for it until it is back.
     pub async fn stop(mut self) -> Result<(), Error> {
         self.front = None;
+        self.metrics = None;
         let (done, wait) = oneshot::channel();
         if self.tx.send(Command::Stop(done)).await.is_ok() {
             let _ = wait.await;
@@ -270,6 +345,7 @@ impl Node {
     /// off by then stays on disk here and anti-entropy repairs the other replicas.
     pub async fn shutdown_within(mut self, within: Duration) -> Result<(), Error> {
         self.front = None;
+        self.metrics = None;
         let (done, wait) = oneshot::channel();
         if self.tx.send(Command::Shutdown(done, within)).await.is_ok() {
             let _ = wait.await;
@@ -292,6 +368,30 @@ impl Api for Node {
 #[derive(Clone)]
 pub struct NodeHandle {
     tx: mpsc::Sender<Command>,
+}
+
+impl NodeHandle {
+    /// What the shell alone knows (hint tally, transport counters), for a scrape.
+    pub(crate) async fn snapshot(&self) -> Result<ShellSnapshot, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Snapshot(reply))
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        answer.await.map_err(|_| Error::Shutdown)
+    }
+}
+
+impl NodeHandle {
+    /// A request from a metrics scrape, left out of the request metrics.
+    pub(crate) async fn scrape(&self, req: ClientRequest) -> Result<ClientResponse, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Scrape(req, reply))
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        Ok(answer.await.map_err(|_| Error::Shutdown)??)
+    }
 }
 
 impl Api for NodeHandle {

@@ -15,13 +15,14 @@ mod faults;
 mod sabotage;
 
 use super::commit::{self, Pending, ResponseTo};
-use super::wall_ms;
+use super::{wall_ms, ShellSnapshot};
+use crate::metrics::{peer_kind, CallTiming, CommitMetrics, ShellMetrics, Started};
 use ringkv_gossip::MemberEvent;
 
 use crate::core::{status_name, CallId, ClientId, Effect, InboundId, Input, NodeCore, Timer};
 use crate::net::{Inbound, InboundEvent, Responder, Transport, TransportError};
 use crate::proto::{
-    self, ClientError, ClientRequest, ClientResponse, PeerReply, Request, Response,
+    self, ClientError, ClientRequest, ClientResponse, NodeInfo, PeerReply, Request, Response,
 };
 use crate::store::Store;
 
@@ -39,12 +40,24 @@ pub(super) enum Command {
     Shutdown(oneshot::Sender<()>, Duration),
     /// Stop without leaving: peers see the node down and keep hints for it.
     Stop(oneshot::Sender<()>),
+    /// What the shell alone knows, for a metrics scrape.
+    Snapshot(oneshot::Sender<ShellSnapshot>),
+    /// A request a metrics scrape makes: served like any, left out of the request metrics.
+    Scrape(
+        ClientRequest,
+        oneshot::Sender<Result<ClientResponse, ClientError>>,
+    ),
 }
 
 /// Inputs produced by tasks the shell spawned (timers, calls, group commits).
 pub(super) enum Internal {
     Timer(Timer),
-    CallDone(CallId, Result<PeerReply, CallError>),
+    /// A call's outcome; with its timing and reply size when metrics are on.
+    CallDone(
+        CallId,
+        Result<PeerReply, CallError>,
+        Option<(CallTiming, usize)>,
+    ),
     /// A client request acknowledged already, handed to the core late (test sabotage).
     #[cfg(feature = "sabotage-ack")]
     Deferred(ClientRequest),
@@ -71,6 +84,10 @@ struct Shell {
     /// Inputs for this node made by this node (calls to itself), handled in order.
     queue: VecDeque<Input>,
     faults: crate::faults::Faults,
+    /// Counters and histograms, when the node serves metrics.
+    metrics: Option<ShellMetrics>,
+    /// Client requests being served, for their latency (only when metrics are on).
+    started: HashMap<ClientId, Started>,
 }
 
 /// Drive the core until shutdown.
@@ -80,9 +97,16 @@ pub(super) async fn run(
     transport: Transport,
     mut inbound: Inbound,
     mut commands: mpsc::Receiver<Command>,
+    metrics: Option<(ShellMetrics, CommitMetrics)>,
 ) {
     let (internal, mut internal_rx) = mpsc::unbounded_channel();
-    let commits = commit::spawn(store.clone(), transport.clone(), internal.clone());
+    let (metrics, commit_metrics) = metrics.unzip();
+    let commits = commit::spawn(
+        store.clone(),
+        transport.clone(),
+        internal.clone(),
+        commit_metrics,
+    );
     let mut shell = Shell {
         me: core.me().addr,
         name: core.me().name.clone(),
@@ -97,6 +121,8 @@ pub(super) async fn run(
         next_inbound: 0,
         queue: VecDeque::new(),
         faults: transport.faults().clone(),
+        metrics,
+        started: HashMap::new(),
     };
     let effects = shell.core.start();
     shell.apply(effects);
@@ -120,7 +146,19 @@ pub(super) async fn run(
             cmd = commands.recv() => match cmd {
                 Some(Command::Request(req, reply)) => {
                     let id = shell.client_id(ClientTo::Local(reply));
+                    shell.time_request(id, &req);
                     shell.input(Input::Client { id, req });
+                }
+                Some(Command::Scrape(req, reply)) => {
+                    let id = shell.client_id(ClientTo::Local(reply));
+                    shell.input(Input::Client { id, req });
+                }
+                Some(Command::Snapshot(reply)) => {
+                    let _ = reply.send(ShellSnapshot {
+                        hints: shell.core.hint_tally(),
+                        transport: shell.transport.stats(),
+                        open_connections: shell.transport.open_connections(),
+                    });
                 }
                 Some(Command::Shutdown(done, within)) if leaving.is_none() => {
                     tracing::info!(name = %shell.name, "leaving: handing data to the remaining replicas");
@@ -144,7 +182,12 @@ pub(super) async fn run(
             },
             Some(event) = internal_rx.recv() => match event {
                 Internal::Timer(t) => shell.input(Input::Timer(t)),
-                Internal::CallDone(call, reply) => shell.input(Input::PeerReply { call, reply }),
+                Internal::CallDone(call, reply, timing) => {
+                    if let (Some(m), Some((timing, received))) = (&mut shell.metrics, timing) {
+                        m.call_done(timing, &reply, received);
+                    }
+                    shell.input(Input::PeerReply { call, reply })
+                }
                 #[cfg(feature = "sabotage-ack")]
                 Internal::Deferred(req) => shell.deferred(req),
             },
@@ -181,6 +224,14 @@ impl Shell {
         id
     }
 
+    /// Note when a client request arrived, when metrics are on.
+    fn time_request(&mut self, id: ClientId, req: &ClientRequest) {
+        if self.metrics.is_some() {
+            let started = ShellMetrics::started(req, self.core.table());
+            self.started.insert(id, started);
+        }
+    }
+
     /// Feed one input, then every input it made for this node itself.
     fn input(&mut self, input: Input) {
         self.queue.push_back(input);
@@ -192,7 +243,12 @@ impl Shell {
 
     fn inbound(&mut self, event: InboundEvent) {
         match event {
-            InboundEvent::Datagram { data, .. } => self.input(Input::Datagram(data)),
+            InboundEvent::Datagram { data, .. } => {
+                if let Some(m) = &self.metrics {
+                    m.gossip_received(data.len());
+                }
+                self.input(Input::Datagram(data))
+            }
             InboundEvent::Request {
                 from,
                 data,
@@ -204,6 +260,7 @@ impl Shell {
                         return;
                     };
                     let id = self.client_id(ClientTo::Remote(respond));
+                    self.time_request(id, &req);
                     self.input(Input::Client { id, req });
                 }
                 Ok(Request::Peer { from, req }) => {
@@ -213,22 +270,45 @@ impl Shell {
                 Ok(Request::Fault(req)) => {
                     self::respond(respond, &Response::Fault(self.fault(req)))
                 }
+                Ok(Request::Info) => self.info(respond),
                 // Dropping the responder resets that stream; everything else keeps going.
                 Err(e) => tracing::warn!(%from, "refused a request that does not decode: {e}"),
             },
         }
     }
 
+    /// Answer `Request::Info`; the store's usage is read off the event loop.
+    fn info(&self, respond: Responder) {
+        let store = self.store.clone();
+        let name = self.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let usage = store.usage();
+            let info = NodeInfo {
+                name,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                keys: usage.keys,
+                disk_bytes: usage.disk_bytes,
+            };
+            self::respond(respond, &Response::Info(info));
+        });
+    }
+
     fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::Reply { id, result } => match self.clients.remove(&id) {
-                    Some(ClientTo::Local(tx)) => {
-                        let _ = tx.send(result);
+                Effect::Reply { id, result } => {
+                    if let (Some(m), Some(started)) = (&mut self.metrics, self.started.remove(&id))
+                    {
+                        m.answered(started, &result);
                     }
-                    Some(ClientTo::Remote(r)) => respond(r, &Response::Client(result)),
-                    None => {}
-                },
+                    match self.clients.remove(&id) {
+                        Some(ClientTo::Local(tx)) => {
+                            let _ = tx.send(result);
+                        }
+                        Some(ClientTo::Remote(r)) => respond(r, &Response::Client(result)),
+                        None => {}
+                    }
+                }
                 Effect::Respond { id, reply, sync } => {
                     let Some(to) = self.inbound.remove(&id) else {
                         continue;
@@ -252,18 +332,22 @@ impl Shell {
                     self.queue.push_back(Input::PeerRequest { id, from, req });
                 }
                 Effect::Call { call, to, req } => {
+                    let kind = self.metrics.as_ref().map(|_| peer_kind(&req));
                     let frame = proto::encode(&Request::Peer {
                         from: self.name.clone(),
                         req,
                     });
+                    let timing = kind
+                        .map(|kind| CallTiming::start(kind, frame.as_ref().map_or(0, Vec::len)));
                     let transport = self.transport.clone();
                     let internal = self.internal.clone();
                     tokio::spawn(async move {
-                        let reply = match frame {
+                        let (reply, received) = match frame {
                             Ok(frame) => call_peer(&transport, to, &frame).await,
-                            Err(e) => Err(CallError::Local(e.to_string())),
+                            Err(e) => (Err(CallError::Local(e.to_string())), 0),
                         };
-                        let _ = internal.send(Internal::CallDone(call, reply));
+                        let timing = timing.map(|t| (t, received));
+                        let _ = internal.send(Internal::CallDone(call, reply, timing));
                     });
                 }
                 Effect::Push { to, req, sync } => {
@@ -277,6 +361,9 @@ impl Shell {
                             continue;
                         }
                     };
+                    if let Some(m) = &self.metrics {
+                        m.repair_pushed(frame.len());
+                    }
                     if sync {
                         // Only synced data leaves the node: the committer sends it after a sync.
                         let _ = self.commits.send(Pending::Push { to, frame });
@@ -284,7 +371,12 @@ impl Shell {
                         commit::push(self.transport.clone(), to, frame);
                     }
                 }
-                Effect::Datagram { to, data } => self.transport.send_datagram(to, data),
+                Effect::Datagram { to, data } => {
+                    if let Some(m) = &self.metrics {
+                        m.gossip_sent(data.len());
+                    }
+                    self.transport.send_datagram(to, data)
+                }
                 Effect::Schedule { after, timer } => {
                     let internal = self.internal.clone();
                     tokio::spawn(async move {
@@ -295,6 +387,9 @@ impl Shell {
                 Effect::Member(event) => {
                     if let MemberEvent::Up(id) | MemberEvent::StatusChanged(id, _) = &event {
                         self.faults.learn(&id.name, id.addr);
+                    }
+                    if let Some(m) = &mut self.metrics {
+                        m.member_event(&event);
                     }
                     log_member_event(&event)
                 }
@@ -342,18 +437,22 @@ fn log_member_event(event: &MemberEvent) {
     }
 }
 
-/// One call to a peer, its answer decoded.
+/// One call to a peer, its answer decoded, and the answer's size in bytes.
 async fn call_peer(
     transport: &Transport,
     to: SocketAddr,
     frame: &[u8],
-) -> Result<PeerReply, CallError> {
-    let bytes = transport.call(to, frame).await.map_err(call_error)?;
-    match proto::decode::<Response>(&bytes) {
+) -> (Result<PeerReply, CallError>, usize) {
+    let bytes = match transport.call(to, frame).await {
+        Ok(bytes) => bytes,
+        Err(e) => return (Err(call_error(e)), 0),
+    };
+    let reply = match proto::decode::<Response>(&bytes) {
         Ok(Response::Peer(reply)) => Ok(reply),
         Ok(other) => Err(CallError::BadAnswer(format!("unexpected answer {other:?}"))),
         Err(e) => Err(CallError::BadAnswer(e.to_string())),
-    }
+    };
+    (reply, bytes.len())
 }
 
 /// What a transport failure means to the core: whether the peer may have acted on the call.

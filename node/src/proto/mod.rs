@@ -34,6 +34,9 @@ pub enum Request {
     /// An admin asks a node started with fault injection to inject faults (test clusters
     /// only; answered by the node's shell, refused by any other node).
     Fault(crate::faults::FaultRequest),
+    /// An admin asks a node for its own figures (`ringctl cluster status`; answered by the
+    /// node's shell).
+    Info,
 }
 
 /// The answer to a [`Request`].
@@ -45,6 +48,21 @@ pub enum Response {
     Peer(PeerReply),
     /// The answer to a fault request: the faults now in force.
     Fault(Result<crate::faults::FaultPlan, crate::faults::FaultError>),
+    /// The answer to [`Request::Info`].
+    Info(NodeInfo),
+}
+
+/// What a node says of itself for `ringctl cluster status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// The node's name.
+    pub name: String,
+    /// The running version (`CARGO_PKG_VERSION`).
+    pub version: String,
+    /// Data keys stored, approximate (see [`crate::store::StoreUsage`]); `None` if unknown.
+    pub keys: Option<u64>,
+    /// Bytes the store takes on disk; `None` for a node keeping data in memory.
+    pub disk_bytes: Option<u64>,
 }
 
 /// What a client may ask of any node.

@@ -18,7 +18,7 @@ use super::hints::{
 };
 use super::{
     check_len, data_key, scan_ranges, split_data_key, Entry, Hint, HintOwner, Store, StoreError,
-    MAX_KEY_LEN, MAX_VALUE_LEN,
+    StoreUsage, MAX_KEY_LEN, MAX_VALUE_LEN,
 };
 
 const LOCK_FILE: &str = "LOCK";
@@ -327,6 +327,13 @@ impl Store for FjallStore {
 
     fn hint_owners(&self, limit: usize) -> Result<Vec<HintOwner>, StoreError> {
         Ok(self.tallies().list(limit))
+    }
+
+    fn usage(&self) -> StoreUsage {
+        StoreUsage {
+            keys: u64::try_from(self.data.approximate_len()).ok(),
+            disk_bytes: self.db.disk_space().ok(),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use super::hints::{
 };
 use super::{
     check_len, data_key, scan_ranges, split_data_key, Entry, Hint, HintOwner, Store, StoreError,
-    MAX_KEY_LEN, MAX_VALUE_LEN,
+    StoreUsage, MAX_KEY_LEN, MAX_VALUE_LEN,
 };
 
 /// Which map a key lives in.
@@ -231,6 +231,13 @@ impl Store for MemoryStore {
 
     fn hint_owners(&self, limit: usize) -> Result<Vec<HintOwner>, StoreError> {
         Ok(self.lock().tallies.list(limit))
+    }
+
+    fn usage(&self) -> StoreUsage {
+        StoreUsage {
+            keys: u64::try_from(self.lock().data.len()).ok(),
+            disk_bytes: None,
+        }
     }
 }
 

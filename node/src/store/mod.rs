@@ -244,6 +244,22 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// Engine failures (none for the engines here, which keep the counters in memory).
     fn hint_owners(&self, limit: usize) -> Result<Vec<HintOwner>, StoreError>;
+
+    /// Keys and bytes this store holds, for metrics and `ringctl cluster status`; cheap (no
+    /// scan). `None` where the engine cannot tell.
+    fn usage(&self) -> StoreUsage {
+        StoreUsage::default()
+    }
+}
+
+/// What a store holds, as cheaply as the engine can tell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreUsage {
+    /// Data keys (tombstones included), approximate: fjall counts a key deleted but not yet
+    /// compacted away.
+    pub keys: Option<u64>,
+    /// Bytes on disk (journals and tables); `None` for a store kept in memory.
+    pub disk_bytes: Option<u64>,
 }
 
 /// The stored data key: `token (big-endian) ‖ key`.

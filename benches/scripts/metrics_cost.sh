@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The cost of `serve --metrics` on the request path: CPU per operation (utime + stime of the
+# three node processes, from /proc/PID/stat, before and after each run) of two loopback
+# clusters of 3 `ringctl serve` processes (N=3, R=2, W=2, durability sync) started side by
+# side, one without and one with `--metrics`, the latter scraped every second (`GET /metrics`
+# on every node: fifteen times Prometheus's default rate, so scrapes weigh more than they
+# would). Runs alternate between the two clusters (which goes first alternates too), ROUNDS
+# times each, so both see the same machine; the report gives each run, the median per
+# cluster, and the median of each round's ratio.
+# Usage (from the repository root): bash benches/scripts/metrics_cost.sh [SECONDS] [ROUNDS] [CONCURRENCY]
+# Env: RINGCTL=path uses that binary instead of building one (release).
+# Starts its processes on free loopback ports in a temporary directory and stops every one of
+# them by pid at the end, on error and on Ctrl-C. Every run is bounded (SECONDS).
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+SECS=${1:-10}
+ROUNDS=${2:-3}
+CONC=${3:-50}
+KEYS=10000
+if [ -z "${RINGCTL:-}" ]; then
+  cargo build --release -q -p ringctl
+  RINGCTL=$PWD/target/release/ringctl
+fi
+R=$RINGCTL
+DIR=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 1
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+TICK=$(getconf CLK_TCK)
+cpu_us() { for p in "$@"; do awk -v t="$TICK" '{sub(/.*\) /, ""); print ($12 + $13) * 1000000 / t}' "/proc/$p/stat"; done; }
+tcp_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "${SECS}s runs, $ROUNDS rounds, $CONC clients, $KEYS keys, 100 B values"
+
+$R certs init --dir "$DIR/certs" >/dev/null
+declare -A ADDR PID
+METRICS_PORTS=()
+# cluster C [FLAGS...]: start nodes C-n1..C-n3 (C is off or on).
+cluster() {
+  local c=$1; shift
+  for n in n1 n2 n3; do
+    $R certs issue --dir "$DIR/certs" --name "$c-$n" --ip 127.0.0.1 >/dev/null
+    ADDR[$c-$n]=127.0.0.1:$(port)
+  done
+  for n in n1 n2 n3; do
+    local seed=() extra=()
+    [ $n != n1 ] && seed=(--seed "${ADDR[$c-n1]}")
+    if [ "$c" = on ]; then
+      local mp; mp=$(tcp_port); METRICS_PORTS+=("$mp"); extra=(--metrics "127.0.0.1:$mp")
+    fi
+    RUST_LOG=warn $R serve --name "$c-$n" --listen "${ADDR[$c-$n]}" --data "$DIR/$c-$n" --certs "$DIR/certs" \
+      --on-signal stop "${seed[@]}" "${extra[@]}" >>"$DIR/$c-$n.log" 2>&1 &
+    PIDS+=($!); PID[$c-$n]=$!
+    disown $!
+  done
+}
+cluster off
+cluster on
+at() { local c=$1; shift; $R --node "${ADDR[$c-n1]}" --certs "$DIR/certs" "$@"; }
+three_up() { [ "$(at "$1" -o json members | python3 -c 'import json,sys; print(sum(m["state"]=="alive" and m["status"]=="up" for m in json.load(sys.stdin)))')" = 3 ]; }
+until_true 60 three_up off
+until_true 60 three_up on
+# The scraper: every node of the `on` cluster, every second.
+python3 - "${METRICS_PORTS[@]}" <<'EOF' &
+import sys, time, urllib.request
+while True:
+    for p in sys.argv[1:]:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=5).read()
+        except Exception:
+            pass
+    time.sleep(1)
+EOF
+PIDS+=($!)
+for c in off on; do at $c bench --duration 2s --concurrency "$CONC" --keys $KEYS --read-ratio 0 >/dev/null 2>&1; done
+
+# run C RATIO: one bench through C-n1; prints "ops cpu_us".
+run() {
+  local c=$1 ratio=$2 pids=("${PID[$1-n1]}" "${PID[$1-n2]}" "${PID[$1-n3]}")
+  local before after
+  before=$(cpu_us "${pids[@]}" | awk '{s+=$1} END {print s}')
+  at "$c" -o json bench --duration "${SECS}s" --concurrency "$CONC" --keys $KEYS --value-size 100 \
+    --read-ratio "$ratio" >"$DIR/bench.json"
+  after=$(cpu_us "${pids[@]}" | awk '{s+=$1} END {print s}')
+  python3 -c "import json; d=json.load(open('$DIR/bench.json')); print(d['ops'], $after - $before, d['errors'])"
+}
+for round in $(seq "$ROUNDS"); do
+  for op in SET GET; do
+    ratio=0; [ $op = GET ] && ratio=1
+    # Odd rounds run the cluster without metrics first, even rounds the other.
+    order=(off on); [ $((round % 2)) = 0 ] && order=(on off)
+    for c in "${order[@]}"; do
+      echo "$op $c $(run $c $ratio)" >>"$DIR/rows"
+    done
+  done
+done
+
+python3 - "$DIR/rows" <<'EOF'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+print()
+print("| op | --metrics | CPU µs/op summed over 3 nodes, each run | median | ops, each run | errors |")
+print("|---|---|---|---|---|---|")
+med = {}
+for op in ("SET", "GET"):
+    for c in ("off", "on"):
+        runs = [(int(o), float(u), int(e)) for (p, cc, o, u, e) in rows if p == op and cc == c]
+        per = [u / max(o, 1) for o, u, _ in runs]
+        med[(op, c)] = statistics.median(per)
+        print(f"| {op} | {c} | {' / '.join(f'{x:.0f}' for x in per)} | {med[(op, c)]:.0f} | "
+              f"{' / '.join(str(o) for o, _, _ in runs)} | {sum(e for _, _, e in runs)} |")
+print()
+# Each round ran both back to back: their ratio shares the machine's state.
+for op in ("SET", "GET"):
+    off = [float(u) / max(int(o), 1) for (p, c, o, u, e) in rows if p == op and c == "off"]
+    on = [float(u) / max(int(o), 1) for (p, c, o, u, e) in rows if p == op and c == "on"]
+    paired = sorted(b / a for a, b in zip(off, on))
+    print(f"{op}: with --metrics / without, per round: {' '.join(f'{r:.2f}' for r in paired)}; "
+          f"median {statistics.median(paired):.3f} ({100 * (statistics.median(paired) - 1):+.1f}% CPU per op)")
+EOF
