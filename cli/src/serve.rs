@@ -1,4 +1,5 @@
-//! `ringctl serve`: one node in the foreground until SIGTERM or Ctrl-C, then a graceful leave.
+//! `ringctl serve`: one node in the foreground until SIGTERM or Ctrl-C, then a graceful leave
+//! (or a stop in place); SIGHUP reloads the certificates.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use ringkv::Node;
 
 use crate::certs;
 use crate::output;
-use crate::signal::StopSignals;
+use crate::signal::{ReloadSignal, StopSignals};
 use crate::Global;
 
 /// Bound on the graceful leave; a second signal cuts it short.
@@ -173,6 +174,7 @@ impl ServeArgs {
 pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
     // Listen first: a SIGTERM during start-up must still end in a graceful leave.
     let mut signals = StopSignals::install()?;
+    let mut reload = ReloadSignal::install()?;
     let config = a.core_config()?;
     require_dir(&g.certs)?;
     let name = match &a.name {
@@ -235,7 +237,12 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         output::emit(&format!("Redis front on {addr} ({how})\n"))?;
     }
 
-    let sig = signals.recv().await?;
+    let sig = loop {
+        tokio::select! {
+            sig = signals.recv() => break sig?,
+            () = reload.recv() => reload_certs(&node, &g.certs, &name),
+        }
+    };
     type Stopping =
         std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ringkv::Error>> + Send>>;
     let stopping: Stopping = match a.on_signal {
@@ -259,6 +266,28 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("node stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the node's certificate, key and CA bundle from `dir` (SIGHUP). Bad material is
+/// logged and the node keeps serving with what it has.
+fn reload_certs(node: &Node, dir: &Path, name: &str) {
+    let loaded = TlsMaterial::load_node(dir, name)
+        .map_err(anyhow::Error::from)
+        .and_then(|tls| {
+            node.reload_tls(&tls)?;
+            Ok(tls.ca_count())
+        });
+    match loaded {
+        Ok(cas) => tracing::info!(
+            certs = %dir.display(),
+            trusted_cas = cas,
+            "SIGHUP: reloaded the node certificate, key and CA bundle; new connections use them"
+        ),
+        Err(e) => tracing::error!(
+            certs = %dir.display(),
+            "SIGHUP: certificate reload failed, keeping the current certificates: {e:#}"
+        ),
+    }
 }
 
 fn require_dir(dir: &Path) -> anyhow::Result<()> {

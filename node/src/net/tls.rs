@@ -10,6 +10,10 @@
 //! dialled IP address. The ALPN value [`ALPN`] carries the protocol version, so a peer that
 //! speaks another version fails the handshake instead of misreading frames.
 //!
+//! `ca.pem` may hold several CA certificates (a bundle): during a CA rotation every node trusts
+//! the old and the new CA, so certificates of either are accepted. A running node reloads its
+//! material on SIGHUP ([`crate::Node::reload_tls`]).
+//!
 //! Certificates use rcgen's validity window (1975 to 4096): rotation means a new CA directory.
 
 use std::fmt;
@@ -179,14 +183,15 @@ pub fn issue_node(dir: &Path, name: &str, ips: &[IpAddr], dns: &[String]) -> Res
     Ok(())
 }
 
-/// The CA certificate to trust, plus this side's certificate chain and private key.
+/// The CA certificates to trust (one, or several during a rotation), plus this side's
+/// certificate chain and private key.
 #[derive(Clone)]
 pub struct TlsMaterial {
     inner: Arc<Material>,
 }
 
 struct Material {
-    ca: CertificateDer<'static>,
+    cas: Vec<CertificateDer<'static>>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 }
@@ -195,6 +200,7 @@ impl fmt::Debug for TlsMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the key.
         f.debug_struct("TlsMaterial")
+            .field("cas", &self.inner.cas.len())
             .field("chain_len", &self.inner.chain.len())
             .finish_non_exhaustive()
     }
@@ -207,14 +213,15 @@ impl TlsMaterial {
         blake3::derive_key(purpose, self.inner.key.secret_der())
     }
 
-    /// Loads the CA certificate and node `name`'s certificate and key from `dir`.
+    /// Loads the CA bundle and node `name`'s certificate and key from `dir`. The key must
+    /// belong to the certificate and every CA certificate must be usable as a trust anchor.
     pub fn load_node(dir: &Path, name: &str) -> Result<Self, TlsError> {
         validate_name(name)?;
         let (cert, key) = node_paths(dir, name);
         Self::load(&dir.join(CA_CERT), &cert, &key)
     }
 
-    /// Loads the CA certificate and the shared client certificate and key from `dir`.
+    /// Loads the CA bundle and the shared client certificate and key from `dir`.
     pub fn load_client(dir: &Path) -> Result<Self, TlsError> {
         Self::load(
             &dir.join(CA_CERT),
@@ -224,23 +231,44 @@ impl TlsMaterial {
     }
 
     fn load(ca_path: &Path, cert_path: &Path, key_path: &Path) -> Result<Self, TlsError> {
-        let ca = read_certs(ca_path)?.swap_remove(0);
+        let cas = read_certs(ca_path)?;
         let chain = read_certs(cert_path)?;
         let key =
             PrivateKeyDer::from_pem_slice(&read_bytes(key_path)?).map_err(|e| TlsError::Pem {
                 path: key_path.to_path_buf(),
                 reason: e.to_string(),
             })?;
-        Ok(TlsMaterial {
-            inner: Arc::new(Material { ca, chain, key }),
-        })
+        let m = TlsMaterial {
+            inner: Arc::new(Material { cas, chain, key }),
+        };
+        // Catch a mismatched pair or an unusable CA now, naming the files, rather than at
+        // the first handshake.
+        m.roots().map_err(|e| TlsError::Pem {
+            path: ca_path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        tls_server(&m).map_err(|e| TlsError::Pem {
+            path: key_path.to_path_buf(),
+            reason: format!(
+                "does not make a usable identity with {}: {e}",
+                cert_path.display()
+            ),
+        })?;
+        Ok(m)
+    }
+
+    /// How many CA certificates this side trusts.
+    pub fn ca_count(&self) -> usize {
+        self.inner.cas.len()
     }
 
     fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
         let mut roots = RootCertStore::empty();
-        roots
-            .add(self.inner.ca.clone())
-            .map_err(|e| TlsError::Config(format!("unusable CA certificate: {e}")))?;
+        for ca in &self.inner.cas {
+            roots
+                .add(ca.clone())
+                .map_err(|e| TlsError::Config(format!("unusable CA certificate: {e}")))?;
+        }
         Ok(Arc::new(roots))
     }
 }
@@ -502,6 +530,30 @@ mod tests {
         client_config(&node, &t).unwrap();
         let client = TlsMaterial::load_client(dir.path()).unwrap();
         client_config(&client, &t).unwrap();
+    }
+
+    #[test]
+    fn a_ca_bundle_is_trusted_whole_and_a_foreign_key_is_refused() {
+        let (old, new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        init_cluster(old.path()).unwrap();
+        init_cluster(new.path()).unwrap();
+        issue_node(old.path(), "n1", &[], &[]).unwrap();
+        issue_node(new.path(), "n2", &[], &[]).unwrap();
+        let mut bundle = fs::read(old.path().join("ca.pem")).unwrap();
+        bundle.extend(fs::read(new.path().join("ca.pem")).unwrap());
+        fs::write(old.path().join("ca.pem"), bundle).unwrap();
+        assert_eq!(
+            TlsMaterial::load_node(old.path(), "n1").unwrap().ca_count(),
+            2
+        );
+        // n1's certificate with n2's key: refused at load, naming the key file.
+        fs::copy(
+            new.path().join("node-n2.key"),
+            old.path().join("node-n1.key"),
+        )
+        .unwrap();
+        let err = TlsMaterial::load_node(old.path(), "n1").unwrap_err();
+        assert!(err.to_string().contains("node-n1.key"), "{err}");
     }
 
     #[test]

@@ -32,7 +32,8 @@ struct Inner {
     endpoint: Endpoint,
     /// Client-only transports bind the other address family on first use.
     other_family: Option<Mutex<Option<Endpoint>>>,
-    client_config: quinn::ClientConfig,
+    /// Replaced by [`Transport::reload_tls`]; each dial takes the current one.
+    client_config: Mutex<quinn::ClientConfig>,
     cfg: TransportConfig,
     conns: Mutex<HashMap<SocketAddr, Slot>>,
     pending_dials: AtomicUsize,
@@ -128,7 +129,7 @@ impl Transport {
             inner: Arc::new(Inner {
                 endpoint,
                 other_family,
-                client_config,
+                client_config: Mutex::new(client_config),
                 cfg,
                 conns: Mutex::new(HashMap::new()),
                 pending_dials: AtomicUsize::new(0),
@@ -136,6 +137,26 @@ impl Transport {
                 runtime,
             }),
         }
+    }
+
+    /// Uses new TLS material (certificate, key, CA bundle) for every connection made from
+    /// now on, accepted or dialled; connections already open keep going. Nothing changes
+    /// when the material does not make valid configurations.
+    pub fn reload_tls(&self, tls: &TlsMaterial) -> Result<(), TransportError> {
+        let cfg = &self.inner.cfg;
+        let client = client_config(tls, cfg)?;
+        // Client-only transports (the ones with an other-family slot) serve nothing.
+        let server = match self.inner.other_family {
+            None => Some(server_config(tls, cfg)?),
+            Some(_) => None,
+        };
+        if let Some(server) = server {
+            self.inner.endpoint.set_server_config(Some(server));
+        }
+        // Every dial passes this config explicitly (`connect_with`), so the endpoints'
+        // default client configs are never used after binding.
+        *lock(&self.inner.client_config) = client;
+        Ok(())
     }
 
     /// The address of the (first) UDP socket.
@@ -335,6 +356,7 @@ impl Inner {
                 "the transport is bound to {local}, another address family"
             )));
         };
+        let config = lock(&self.client_config).clone();
         let mut other = lock(other);
         if let Some(endpoint) = &*other {
             return Ok(endpoint.clone());
@@ -344,7 +366,7 @@ impl Inner {
         } else {
             (Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        let endpoint = client_endpoint(unspecified, &self.client_config)
+        let endpoint = client_endpoint(unspecified, &config)
             .map_err(|e| DialFailure::Connect(e.to_string()))?;
         *other = Some(endpoint.clone());
         Ok(endpoint)
@@ -352,9 +374,10 @@ impl Inner {
 
     async fn dial(&self, to: SocketAddr) -> DialOutcome {
         let endpoint = self.endpoint_for(to)?;
+        let config = lock(&self.client_config).clone();
         // Peers are dialled by address; their certificates carry it as an IP SAN.
         let connecting = endpoint
-            .connect_with(self.client_config.clone(), to, &to.ip().to_string())
+            .connect_with(config, to, &to.ip().to_string())
             .map_err(|e| match e {
                 quinn::ConnectError::EndpointStopping => DialFailure::Closed,
                 other => DialFailure::Connect(other.to_string()),

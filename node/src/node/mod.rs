@@ -163,10 +163,11 @@ impl NodeBuilder {
         };
         let core = NodeCore::new(me, seeds, self.core, self.gossip, store.clone(), now)?;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let task = tokio::spawn(shell::run(core, store, transport, inbound, rx));
+        let task = tokio::spawn(shell::run(core, store, transport.clone(), inbound, rx));
         let mut node = Node {
             name: self.name,
             addr,
+            transport,
             tx,
             task: Some(task),
             front: None,
@@ -201,6 +202,7 @@ impl NodeBuilder {
 pub struct Node {
     name: String,
     addr: SocketAddr,
+    transport: Transport,
     tx: mpsc::Sender<Command>,
     task: Option<JoinHandle<()>>,
     front: Option<Front>,
@@ -234,6 +236,13 @@ impl Node {
     /// Where the Redis front listens, if the node has one.
     pub fn redis_addr(&self) -> Option<SocketAddr> {
         self.front.as_ref().map(Front::addr)
+    }
+
+    /// Switches to new TLS material (certificate rotation): connections made from now on,
+    /// to and from peers and clients, use it; open ones keep going. The Redis front keeps the
+    /// material it started with.
+    pub fn reload_tls(&self, tls: &TlsMaterial) -> Result<(), Error> {
+        Ok(self.transport.reload_tls(tls)?)
     }
 
     /// The node's name.
