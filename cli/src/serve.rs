@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use ringkv::config::{CoreConfig, Limits, Quorum};
 use ringkv::core::replication::ReplConfig;
-use ringkv::net::TlsMaterial;
+use ringkv::net::{TlsMaterial, TransportConfig};
 use ringkv::resp::RedisConfig;
 use ringkv::store::Durability;
 use ringkv::version::ConflictPolicy;
@@ -114,6 +114,11 @@ pub struct ServeArgs {
     /// node off from its peers.
     #[arg(long)]
     pub fault_injection: bool,
+    /// Speak only these protocol versions (repeat for several, preferred first). For tests
+    /// that emulate a node of another release; the default is every version this build
+    /// speaks.
+    #[arg(long = "protocol-version", hide = true, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub protocol_versions: Vec<u32>,
 }
 
 /// `--durability`.
@@ -194,8 +199,18 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         .listen(a.listen)
         .data_dir(&a.data)
         .tls(tls.clone())
-        .config(config)
-        .fault_injection(a.fault_injection);
+        .config(config);
+    if !a.protocol_versions.is_empty() {
+        tracing::warn!(
+            versions = ?a.protocol_versions,
+            "speaking only the given protocol versions (a test setting)"
+        );
+        builder = builder.transport(TransportConfig {
+            protocol_versions: a.protocol_versions.clone(),
+            ..TransportConfig::default()
+        });
+    }
+    builder = builder.fault_injection(a.fault_injection);
     if let Some(addr) = a.redis {
         builder = builder.redis(if a.redis_plaintext {
             RedisConfig::plaintext(addr)

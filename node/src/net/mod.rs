@@ -23,6 +23,6 @@ pub use inbound::{Inbound, InboundEvent, Responder};
 pub use stats::TransportStats;
 pub use tls::{
     client_config, init_cluster, issue_node, server_config, tcp_server_config, TlsError,
-    TlsMaterial, ALPN,
+    TlsMaterial, ALPN, PROTOCOL_VERSION, SPOKEN_VERSIONS,
 };
 pub use transport::Transport;

@@ -7,8 +7,9 @@
 //!
 //! Every connection is mutually authenticated: a server accepts only clients whose certificate
 //! the CA signed, and a client accepts only servers whose certificate the CA signed for the
-//! dialled IP address. The ALPN value [`ALPN`] carries the protocol version, so a peer that
-//! speaks another version fails the handshake instead of misreading frames.
+//! dialled IP address. The ALPN value (`ringkv/N`, see [`alpn`]) carries the protocol
+//! version: each side offers the versions it speaks, newest first, and a peer that speaks none
+//! of them fails the handshake (logged with both sides' versions) instead of misreading frames.
 //!
 //! `ca.pem` may hold several CA certificates (a bundle): during a CA rotation every node trusts
 //! the old and the new CA, so certificates of either are accepted. A running node reloads its
@@ -30,13 +31,64 @@ use rcgen::{
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, DnsName, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 
 use super::config::TransportConfig;
 
-/// The application protocol (and its version) negotiated in every handshake.
-pub const ALPN: &[u8] = b"ringkv/1";
+/// The protocol version this build speaks natively.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Every protocol version this build speaks, newest first (stage A: the native one only).
+pub const SPOKEN_VERSIONS: &[u32] = &[PROTOCOL_VERSION];
+
+/// The ALPN value of [`PROTOCOL_VERSION`].
+pub const ALPN: &[u8] = b"ringkv/2";
+
+/// The ALPN value of protocol version `version`: `ringkv/N`.
+pub fn alpn(version: u32) -> Vec<u8> {
+    format!("ringkv/{version}").into_bytes()
+}
+
+/// Versions as a log reads them: `ringkv/2, ringkv/1`, or `none`.
+fn describe(protocols: &[Vec<u8>]) -> String {
+    if protocols.is_empty() {
+        return "none".to_string();
+    }
+    protocols
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A failed dial's handshake error, naming the protocol versions this side offered when the
+/// peer refused them all (TLS alert 120, `no_application_protocol`).
+pub(crate) fn explain_handshake(reason: &str, offered: &[u32]) -> String {
+    if !reason.contains("error 120") {
+        return reason.to_string();
+    }
+    let ours: Vec<Vec<u8>> = offered.iter().map(|v| alpn(*v)).collect();
+    format!(
+        "{reason} (the peer speaks none of the protocol versions this node speaks: {})",
+        describe(&ours)
+    )
+}
+
+/// The protocol version a connection negotiated, if it is a `ringkv/N` one.
+pub fn negotiated_version(conn: &quinn::Connection) -> Option<u32> {
+    let data = conn.handshake_data()?;
+    let data = data
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?;
+    let protocol = data.protocol?;
+    std::str::from_utf8(&protocol)
+        .ok()?
+        .strip_prefix("ringkv/")?
+        .parse()
+        .ok()
+}
 
 /// Longest accepted node name, in bytes.
 pub const MAX_NODE_NAME: usize = 64;
@@ -273,14 +325,16 @@ impl TlsMaterial {
     }
 }
 
-/// The QUIC server configuration: requires a client certificate signed by the CA, offers
-/// [`ALPN`], and applies `t`'s limits.
+/// The QUIC server configuration: requires a client certificate signed by the CA, accepts
+/// the protocol versions `t.protocol_versions` (preferring the first), and applies `t`'s
+/// limits.
 pub fn server_config(
     m: &TlsMaterial,
     t: &TransportConfig,
 ) -> Result<quinn::ServerConfig, TlsError> {
-    let mut tls = tls_server(m)?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let protocols: Vec<Vec<u8>> = t.protocol_versions.iter().map(|v| alpn(*v)).collect();
+    let mut tls = tls_server_with(m, Some(protocols.clone()))?;
+    tls.alpn_protocols = protocols;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(config_err)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(t.quic()?));
@@ -297,20 +351,71 @@ pub fn tcp_server_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, T
 }
 
 fn tls_server(m: &TlsMaterial) -> Result<rustls::ServerConfig, TlsError> {
+    tls_server_with(m, None)
+}
+
+/// The node's one certificate, and a log line for a client that offers none of the
+/// protocol versions this side speaks (the handshake then fails with
+/// `no_application_protocol`; only here are the client's offers visible).
+#[derive(Debug)]
+struct Identity {
+    key: Arc<CertifiedKey>,
+    protocols: Option<Vec<Vec<u8>>>,
+    mismatches: std::sync::atomic::AtomicU64,
+}
+
+/// Log the first refusal for another protocol version, then every 100th.
+const MISMATCH_LOG_EVERY: u64 = 100;
+
+impl ResolvesServerCert for Identity {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(ours) = &self.protocols {
+            let offered: Vec<Vec<u8>> = hello
+                .alpn()
+                .map(|it| it.map(<[u8]>::to_vec).collect())
+                .unwrap_or_default();
+            if !offered.iter().any(|p| ours.contains(p)) {
+                let n = self
+                    .mismatches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n % MISMATCH_LOG_EVERY == 0 {
+                    tracing::warn!(
+                        "refusing a handshake: the peer speaks protocol version {}, this node \
+                         speaks {} (sampled: first, then every {MISMATCH_LOG_EVERY}th)",
+                        describe(&offered),
+                        describe(ours)
+                    );
+                }
+            }
+        }
+        Some(self.key.clone())
+    }
+}
+
+fn tls_server_with(
+    m: &TlsMaterial,
+    protocols: Option<Vec<Vec<u8>>>,
+) -> Result<rustls::ServerConfig, TlsError> {
     let provider = provider();
     let verifier = WebPkiClientVerifier::builder_with_provider(m.roots()?, provider.clone())
         .build()
         .map_err(config_err)?;
-    rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(config_err)?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(m.inner.chain.clone(), m.inner.key.clone_key())
-        .map_err(config_err)
+        .with_client_cert_verifier(verifier);
+    let key = CertifiedKey::from_der(m.inner.chain.clone(), m.inner.key.clone_key(), &provider)
+        .map_err(config_err)?;
+    Ok(builder.with_cert_resolver(Arc::new(Identity {
+        key: Arc::new(key),
+        protocols,
+        mismatches: std::sync::atomic::AtomicU64::new(0),
+    })))
 }
 
 /// The QUIC client configuration: verifies servers against the CA, presents this side's
-/// certificate, offers [`ALPN`], and applies `t`'s limits.
+/// certificate, offers the protocol versions `t.protocol_versions` (newest first), and
+/// applies `t`'s limits.
 pub fn client_config(
     m: &TlsMaterial,
     t: &TransportConfig,
@@ -321,7 +426,7 @@ pub fn client_config(
         .with_root_certificates(m.roots()?)
         .with_client_auth_cert(m.inner.chain.clone(), m.inner.key.clone_key())
         .map_err(config_err)?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = t.protocol_versions.iter().map(|v| alpn(*v)).collect();
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(config_err)?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     client.transport_config(Arc::new(t.quic()?));

@@ -19,7 +19,7 @@ use super::error::{TimeoutPhase, TransportError};
 use super::frame::{read_frame, write_frame};
 use super::inbound::{accept_loop, Inbound, Serving};
 use super::stats::{bump, Counters, TransportStats};
-use super::tls::{client_config, server_config, TlsMaterial};
+use super::tls::{client_config, explain_handshake, server_config, TlsMaterial};
 
 /// A node's (or client's) QUIC endpoint. Cheap to clone; clones share the endpoint and its
 /// connections. Call [`Transport::close`] to stop it.
@@ -404,6 +404,7 @@ async fn dial_task(inner: Arc<Inner>, to: SocketAddr, tx: watch::Sender<Option<D
             }
             Err(e) => {
                 if let DialFailure::Handshake(reason) = e {
+                    let reason = explain_handshake(reason, &inner.cfg.protocol_versions);
                     warn!(peer = %to, "cannot connect: TLS handshake failed: {reason}");
                 } else {
                     debug!(peer = %to, error = ?e, "dial failed");
