@@ -67,6 +67,8 @@ pub struct Responder {
     max_frame: usize,
     write_timeout: Duration,
     runtime: Handle,
+    /// The connection speaks protocol version 1: responses are transcoded to it.
+    v1: bool,
 }
 
 impl fmt::Debug for Responder {
@@ -86,6 +88,18 @@ impl Responder {
             return;
         };
         let (peer, max, wait) = (self.peer, self.max_frame, self.write_timeout);
+        let data = if self.v1 {
+            match super::compat::response_to_v1(&data) {
+                Ok(data) => data,
+                Err(e) => {
+                    debug!(%peer, error = %e, "response not sent: not expressible in version 1");
+                    let _ = send.reset(codes::NO_RESPONSE);
+                    return;
+                }
+            }
+        } else {
+            data
+        };
         self.runtime.spawn(async move {
             let outcome = timeout(wait, async {
                 write_frame(&mut send, &data, max).await?;
@@ -189,12 +203,13 @@ async fn serve_connection(incoming: Incoming, _live: LiveConnection, serving: Se
     serving
         .runtime
         .spawn(read_datagrams(conn.clone(), from, serving.clone()));
+    let v1 = super::tls::negotiated_version(&conn) == Some(super::compat::V1);
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
                 serving
                     .runtime
-                    .spawn(serve_stream(send, recv, from, serving.clone()));
+                    .spawn(serve_stream(send, recv, from, v1, serving.clone()));
             }
             Err(e) => {
                 debug!(peer = %from, error = %e, "connection ended");
@@ -220,6 +235,7 @@ async fn serve_stream(
     mut send: SendStream,
     mut recv: RecvStream,
     from: SocketAddr,
+    v1: bool,
     serving: Serving,
 ) {
     let cfg = &serving.cfg;
@@ -268,6 +284,7 @@ async fn serve_stream(
         max_frame: cfg.max_frame,
         write_timeout: cfg.call_timeout,
         runtime: serving.runtime.clone(),
+        v1,
     };
     permit.send(InboundEvent::Request {
         from,

@@ -9,6 +9,7 @@
 //! Hostile or broken input is contained: a bad frame resets its stream, a failed handshake
 //! ends its connection; both are counted in [`TransportStats`] and the node keeps serving.
 
+mod compat;
 mod config;
 mod error;
 mod frame;

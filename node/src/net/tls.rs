@@ -40,8 +40,9 @@ use super::config::TransportConfig;
 /// The protocol version this build speaks natively.
 pub const PROTOCOL_VERSION: u32 = 2;
 
-/// Every protocol version this build speaks, newest first (stage A: the native one only).
-pub const SPOKEN_VERSIONS: &[u32] = &[PROTOCOL_VERSION];
+/// Every protocol version this build speaks, newest first: its own and the previous one
+/// (version 1, spoken through `compat`'s frozen types).
+pub const SPOKEN_VERSIONS: &[u32] = &[PROTOCOL_VERSION, 1];
 
 /// The ALPN value of [`PROTOCOL_VERSION`].
 pub const ALPN: &[u8] = b"ringkv/2";
@@ -378,7 +379,7 @@ impl ResolvesServerCert for Identity {
                 let n = self
                     .mismatches
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n % MISMATCH_LOG_EVERY == 0 {
+                if n.is_multiple_of(MISMATCH_LOG_EVERY) {
                     tracing::warn!(
                         "refusing a handshake: the peer speaks protocol version {}, this node \
                          speaks {} (sampled: first, then every {MISMATCH_LOG_EVERY}th)",

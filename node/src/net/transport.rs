@@ -14,12 +14,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 use tracing::{debug, warn};
 
+use super::compat;
 use super::config::TransportConfig;
 use super::error::{TimeoutPhase, TransportError};
 use super::frame::{read_frame, write_frame};
 use super::inbound::{accept_loop, Inbound, Serving};
 use super::stats::{bump, Counters, TransportStats};
-use super::tls::{client_config, explain_handshake, server_config, TlsMaterial};
+use super::tls::{
+    client_config, explain_handshake, negotiated_version, server_config, TlsMaterial,
+};
 
 /// A node's (or client's) QUIC endpoint. Cheap to clone; clones share the endpoint and its
 /// connections. Call [`Transport::close`] to stop it.
@@ -191,6 +194,14 @@ impl Transport {
         let max = self.inner.cfg.max_frame;
         self.inner.cfg.faults.hold_if_cut_to(to).await;
         let conn = self.connection(to).await?;
+        let v1 = negotiated_version(&conn) == Some(compat::V1);
+        if v1 {
+            // Nothing version 1 cannot express leaves; what it can is encoded alike.
+            compat::check_request_for_v1(request).map_err(|e| TransportError::Remote {
+                addr: to,
+                reason: e.to_string(),
+            })?;
+        }
         let (mut send, mut recv) = conn
             .open_bi()
             .await
@@ -200,9 +211,16 @@ impl Transport {
             .map_err(|e| TransportError::from_response(to, e))?;
         // A stream the peer already reset fails the read below with the peer's reason.
         let _ = send.finish();
-        read_frame(&mut recv, max)
+        let response = read_frame(&mut recv, max)
             .await
-            .map_err(|e| TransportError::from_response(to, e))
+            .map_err(|e| TransportError::from_response(to, e))?;
+        if !v1 {
+            return Ok(response);
+        }
+        compat::response_from_v1(&response).map_err(|e| TransportError::BadResponse {
+            addr: to,
+            reason: e.to_string(),
+        })
     }
 
     /// Fire-and-forget datagram (gossip). Never blocks: when no connection exists yet, a task
