@@ -3,6 +3,7 @@
 //! refused with a log line and the node keeps its old material.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use ringkv::client::RetryPolicy;
 use ringkv::net::{init_cluster, issue_node};
 use ringkv::{Api, ReadOptions, WriteOptions};
-use ringkv_tests::{block_on, client_at, free_port, serial, Cluster};
+use ringkv_tests::{block_on, client_at, free_port, run_bounded, serial, Cluster};
 
 const RELOADED: &str = "SIGHUP: reloaded the node certificate";
 const RELOAD_FAILED: &str = "SIGHUP: certificate reload failed, keeping the current certificates";
@@ -49,10 +50,40 @@ fn fresh_client_works(addr: std::net::SocketAddr, dir: &Path) -> bool {
     block_on(client.get(b"probe".to_vec(), ReadOptions::default())).is_ok()
 }
 
+/// Whether `redis-cli` over TLS with the material in `dir` gets PONG from the front.
+fn redis_ping(port: &str, dir: &Path) -> bool {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-h", "127.0.0.1", "-p", port, "--tls", "--cacert"])
+        .arg(dir.join("ca.pem"))
+        .arg("--cert")
+        .arg(dir.join("client.pem"))
+        .arg("--key")
+        .arg(dir.join("client.key"))
+        .arg("PING");
+    let out = run_bounded(&mut cmd, Duration::from_secs(30)).expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).trim() == "PONG"
+}
+
 #[test]
 fn ca_rotation_on_a_running_cluster_fails_no_request() {
     let _serial = serial();
-    let mut cluster = Cluster::start(3).unwrap();
+    // n1 also serves Redis clients over TLS with the same material.
+    let redis_port = free_port().unwrap().to_string();
+    let redis_addr = format!("127.0.0.1:{redis_port}");
+    let mut cluster = Cluster::prepare(&["n1", "n2", "n3"]).unwrap();
+    for name in ["n1", "n2", "n3"] {
+        let seeds: Vec<_> = cluster.nodes.first().map(|n| n.addr).into_iter().collect();
+        let extra: &[&str] = if name == "n1" {
+            &["--redis", &redis_addr]
+        } else {
+            &[]
+        };
+        let node = cluster
+            .spawn(name, free_port().unwrap(), &seeds, extra)
+            .unwrap();
+        cluster.nodes.push(node);
+    }
+    cluster.wait_alive(3, Duration::from_secs(20)).unwrap();
     let certs = cluster.certs();
     let old_client: PathBuf = cluster.dir.path().join("old-client");
     copy(&certs, &old_client, &["ca.pem", "client.pem", "client.key"]);
@@ -104,6 +135,7 @@ fn ca_rotation_on_a_running_cluster_fails_no_request() {
         );
     };
     progress(&cluster, "before the rotation");
+    assert!(redis_ping(&redis_port, &old_client));
 
     // Bad material: n2 logs the failure and keeps serving with its old certificate.
     let good_key = std::fs::read(certs.join("node-n2.key")).unwrap();
@@ -159,6 +191,9 @@ fn ca_rotation_on_a_running_cluster_fails_no_request() {
         assert!(!fresh_client_works(node.addr, &old_client), "{}", node.name);
         assert!(fresh_client_works(node.addr, &new_client), "{}", node.name);
     }
+    // So does the Redis front.
+    assert!(!redis_ping(&redis_port, &old_client));
+    assert!(redis_ping(&redis_port, &new_client));
 
     // 3. The old CA is removed from every bundle.
     std::fs::write(certs.join("ca.pem"), &new_ca_pem).unwrap();
@@ -180,6 +215,8 @@ fn ca_rotation_on_a_running_cluster_fails_no_request() {
         cluster.nodes[0].addr,
         &old_cert_both_cas
     ));
+    assert!(!redis_ping(&redis_port, &old_cert_both_cas));
+    assert!(redis_ping(&redis_port, &new_client));
 
     stop.store(true, Ordering::Release);
     handle.join().unwrap();

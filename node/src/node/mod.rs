@@ -239,10 +239,19 @@ impl Node {
     }
 
     /// Switches to new TLS material (certificate rotation): connections made from now on,
-    /// to and from peers and clients, use it; open ones keep going. The Redis front keeps the
-    /// material it started with.
+    /// to and from peers and clients (the Redis front's included), use it; open ones keep
+    /// going. The material is checked first: on error nothing changed.
     pub fn reload_tls(&self, tls: &TlsMaterial) -> Result<(), Error> {
-        Ok(self.transport.reload_tls(tls)?)
+        // Build the Redis front's config first: it can fail only on material the transport
+        // would refuse too, so the two never end up with different certificates.
+        if let Some(front) = &self.front {
+            crate::net::tcp_server_config(tls)?;
+            self.transport.reload_tls(tls)?;
+            front.reload_tls(tls)?;
+        } else {
+            self.transport.reload_tls(tls)?;
+        }
+        Ok(())
     }
 
     /// The node's name.
