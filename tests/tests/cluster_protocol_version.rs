@@ -6,9 +6,15 @@
 //! `--protocol-version 1`: it offers only `ringkv/1`, so every connection to or from it
 //! negotiates version 1 and carries version 1's encoding.
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
+use ringkv::client::RetryPolicy;
 use ringkv::core::update::UpdateOp;
+use ringkv::net::{client_config, TlsMaterial, TransportConfig};
+use ringkv::proto::{self, ClientError, ClientRequest, Request};
+use ringkv::table::{Mode, PrimaryOptions, SyncReplicas};
 use ringkv::{Api, ReadOptions, WriteOptions};
 use ringkv_tests::{block_on, free_port, serial, Cluster};
 
@@ -93,6 +99,107 @@ fn a_node_speaking_only_the_previous_version_serves_in_a_mixed_cluster() {
             cluster.log(name)
         );
     }
+}
+
+/// `ClientError::NoReplicas` moved one index up in version 2: it crosses two version-1 hops
+/// (primary n1 to coordinator n3, n3 to the client) and must arrive as itself, not as the
+/// `Gathering` its version-1 index means in version 2.
+#[test]
+fn an_error_whose_index_moved_keeps_its_meaning_across_version_1() {
+    let _serial = serial();
+    let mut cluster = cluster([&[], &[], &["--protocol-version", "1"]]);
+    cluster.wait_alive(3, Duration::from_secs(30)).unwrap();
+    let mode = Mode::Primary(PrimaryOptions {
+        sync: SyncReplicas::Count(2),
+        ..PrimaryOptions::default()
+    });
+    cluster
+        .set_mode(0, "p:", mode, Duration::from_secs(10))
+        .unwrap();
+    // Writes elect primaries; find a key whose primary is n1.
+    let n1 = cluster.client(0).unwrap();
+    let keys: Vec<String> = (0..30).map(|k| format!("p:{k}")).collect();
+    let key = ringkv_tests::poll(Duration::from_secs(30), || {
+        for k in &keys {
+            let _ = block_on(n1.put(
+                k.clone().into_bytes(),
+                b"v".to_vec(),
+                WriteOptions::default(),
+            ));
+        }
+        keys.iter()
+            .find(|k| matches!(cluster.primary_of(k), Some((0, _))))
+            .cloned()
+    })
+    .expect("some key has n1 as its primary");
+
+    // With n2 gone, n1 has one replica online where the writes need two.
+    cluster.nodes[1].kill();
+    let via_n3 = cluster.client(2).unwrap().with_retry(RetryPolicy::none());
+    let mut seen = Vec::new();
+    let refused = ringkv_tests::poll(Duration::from_secs(30), || {
+        match block_on(via_n3.put(
+            key.clone().into_bytes(),
+            b"w".to_vec(),
+            WriteOptions::default(),
+        )) {
+            Err(ringkv::Error::Request(e @ ClientError::NoReplicas { .. })) => Some(e),
+            other => {
+                seen.push(format!("{other:?}"));
+                None
+            }
+        }
+    });
+    let Some(ClientError::NoReplicas { needed, online, .. }) = refused else {
+        panic!("never refused with NoReplicas; saw {seen:?}");
+    };
+    assert_eq!((needed, online), (2, 1));
+    assert!(
+        seen.iter().all(|s| !s.contains("Gathering")),
+        "misread as Gathering: {seen:?}"
+    );
+
+    // On the wire, independently of the node's own transcoding: a client of the previous
+    // release (offering only ringkv/1) gets version 1's bytes, from the version-2 node and
+    // from the version-1 one: Response::Client (0), Err (1), NoReplicas at its version-1
+    // index 13 (version 2 says 14), needed 2, online 1, syncing 0.
+    let put = proto::encode(&Request::Client(ClientRequest::Put {
+        key: key.clone().into_bytes(),
+        value: b"raw".to_vec(),
+        context: None,
+        w: None,
+    }))
+    .unwrap();
+    for via in [0, 2] {
+        let addr = cluster.nodes[via].addr;
+        let answer = block_on(v1_call(&cluster.certs(), addr, &put));
+        assert_eq!(answer, [0, 1, 13, 2, 1, 0], "via n{}", via + 1);
+    }
+}
+
+/// One request from a client that speaks only protocol version 1; the raw response body.
+async fn v1_call(certs: &Path, node: SocketAddr, body: &[u8]) -> Vec<u8> {
+    let tls = TlsMaterial::load_client(certs).unwrap();
+    let cfg = TransportConfig {
+        protocol_versions: vec![1],
+        ..TransportConfig::default()
+    };
+    let config = client_config(&tls, &cfg).unwrap();
+    let endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
+    let conn = endpoint
+        .connect_with(config, node, &node.ip().to_string())
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut frame = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    send.write_all(&frame).await.unwrap();
+    send.finish().unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(10), recv.read_to_end(1 << 20));
+    let response = read.await.expect("an answer within 10 s").unwrap();
+    assert!(response.len() >= 4, "{response:?}");
+    response[4..].to_vec()
 }
 
 #[test]
