@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
 };
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -198,14 +198,30 @@ pub fn init_cluster(dir: &Path) -> Result<(), TlsError> {
 /// same name replaces the previous pair.
 pub fn issue_node(dir: &Path, name: &str, ips: &[IpAddr], dns: &[String]) -> Result<(), TlsError> {
     validate_name(name)?;
-    let ca_cert_pem = read_text(&dir.join(CA_CERT))?;
+    let ca_path = dir.join(CA_CERT);
+    let cas = read_certs(&ca_path)?;
     let ca_key_path = dir.join(CA_KEY);
     let ca_key = KeyPair::from_pem(&read_text(&ca_key_path)?).map_err(|e| TlsError::Pem {
-        path: ca_key_path,
+        path: ca_key_path.clone(),
         reason: e.to_string(),
     })?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key).map_err(|e| TlsError::Pem {
-        path: dir.join(CA_CERT),
+    // During a rotation ca.pem is a bundle: issue with the CA whose key ca.key is.
+    let ca_cert = cas
+        .into_iter()
+        .find(|der| {
+            x509_parser::parse_x509_certificate(der).is_ok_and(|(_, cert)| {
+                cert.public_key().raw == ca_key.subject_public_key_info().as_slice()
+            })
+        })
+        .ok_or_else(|| TlsError::Pem {
+            path: ca_path.clone(),
+            reason: format!(
+                "no certificate in it belongs to the key in {}",
+                ca_key_path.display()
+            ),
+        })?;
+    let issuer = Issuer::from_ca_cert_der(&ca_cert, ca_key).map_err(|e| TlsError::Pem {
+        path: ca_path,
         reason: e.to_string(),
     })?;
 
@@ -660,6 +676,32 @@ mod tests {
         .unwrap();
         let err = TlsMaterial::load_node(old.path(), "n1").unwrap_err();
         assert!(err.to_string().contains("node-n1.key"), "{err}");
+    }
+
+    #[test]
+    fn issuing_from_a_bundle_uses_the_ca_of_the_key() {
+        let (old, new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        init_cluster(old.path()).unwrap();
+        init_cluster(new.path()).unwrap();
+        let new_ca = fs::read(new.path().join("ca.pem")).unwrap();
+        // Old CA first, new CA's key: the certificate must chain to the new CA.
+        let mut bundle = fs::read(old.path().join("ca.pem")).unwrap();
+        bundle.extend(&new_ca);
+        fs::write(new.path().join("ca.pem"), &bundle).unwrap();
+        issue_node(new.path(), "n1", &[], &[]).unwrap();
+        let cert = read_certs(&new.path().join("node-n1.pem")).unwrap();
+        let (_, leaf) = x509_parser::parse_x509_certificate(&cert[0]).unwrap();
+        let ca = CertificateDer::from_pem_slice(&new_ca).unwrap();
+        let (_, ca) = x509_parser::parse_x509_certificate(&ca).unwrap();
+        assert_eq!(leaf.issuer(), ca.subject());
+        leaf.verify_signature(Some(ca.public_key())).unwrap();
+        // A key that belongs to no certificate in ca.pem is refused, naming both files.
+        fs::copy(old.path().join("ca.key"), new.path().join("ca.key")).unwrap();
+        fs::write(new.path().join("ca.pem"), &new_ca).unwrap();
+        let err = issue_node(new.path(), "n2", &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ca.pem") && err.contains("ca.key"), "{err}");
     }
 
     #[test]
