@@ -169,6 +169,9 @@ fn containerfile_builds_in_two_stages_and_runs_unprivileged_with_a_data_volume()
         "{user}"
     );
     assert!(instr.contains(&r#"VOLUME ["/var/lib/ringkv"]"#));
+    // The build context is the workspace: its build output stays out of it.
+    let ignore = read(&deploy_dir().join("../.dockerignore"));
+    assert!(ignore.lines().any(|l| l.trim() == "target"), "{ignore}");
     assert!(instr.contains(&r#"ENTRYPOINT ["/usr/local/bin/ringctl"]"#));
 }
 
