@@ -3,76 +3,16 @@
 //! step, so no other write to the key can come between. Quorum-mode keys have no single node
 //! ordering their writes and refuse these operations.
 
+use crate::proto::Unavailable;
 use std::collections::HashMap;
-
-use serde::{Deserialize, Serialize};
 
 use super::coordinator::ClientId;
 use super::replica::load;
 use super::replication::read_result;
 use super::{Effect, NodeCore};
-use crate::proto::{ClientError, ClientResponse, WriteResult};
+use crate::proto::{ClientError, ClientResponse};
 
-/// What to do with a key's current value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum UpdateOp {
-    /// Add to the value read as a decimal integer (an absent key counts as 0): INCRBY, DECRBY.
-    Add(i64),
-    /// Append bytes (an absent key counts as empty): APPEND.
-    Append(Vec<u8>),
-    /// Write a value when the condition holds: SET NX|XX [GET], SETNX, SET GET.
-    Set {
-        /// The value.
-        value: Vec<u8>,
-        /// When to write it.
-        when: SetWhen,
-    },
-    /// Delete the key: GETDEL.
-    Take,
-}
-
-/// The condition of an [`UpdateOp::Set`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SetWhen {
-    /// Always.
-    Always,
-    /// Only if the key holds no value (NX).
-    Absent,
-    /// Only if the key holds a value (XX).
-    Present,
-}
-
-/// The outcome of an update.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UpdateResult {
-    /// The value before (the newest sibling, if several).
-    pub previous: Option<Vec<u8>>,
-    /// The write, when the update wrote (`None`: a condition did not hold, or nothing to
-    /// delete).
-    pub write: Option<WriteResult>,
-}
-
-/// Why an update was refused.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-pub enum UpdateError {
-    /// The key is in quorum mode, where no node orders its writes.
-    #[error("this read-modify-write needs the key's prefix in primary mode (ringctl range set --prefix PREFIX --mode primary)")]
-    NeedsPrimaryMode,
-    /// `Add` on a value that is not a decimal 64-bit integer.
-    #[error("value is not an integer or out of range")]
-    NotAnInteger,
-    /// `Add` past the 64-bit range.
-    #[error("increment or decrement would overflow")]
-    Overflow,
-    /// The new value would be larger than the node accepts.
-    #[error("the value would be {size} bytes, over the limit of {max}")]
-    TooLarge {
-        /// Size it would have.
-        size: usize,
-        /// Largest accepted.
-        max: usize,
-    },
-}
+pub use crate::proto::update::{SetWhen, UpdateError, UpdateOp, UpdateResult};
 
 impl UpdateOp {
     /// The new value given `previous`: `None` writes nothing, `Some(None)` deletes.
@@ -159,16 +99,20 @@ impl NodeCore {
     /// As the key's primary: read `key` and decide the update's write.
     pub(super) fn plan_update(&mut self, id: ClientId, key: &[u8], op: &UpdateOp) -> Plan {
         let token = ringkv_ring::token(key);
-        let record = match load(self.store.as_ref(), token, key) {
+        let record = match load(self.shared.store.as_ref(), token, key) {
             Ok(r) => r,
-            Err(e) => return Plan::Answer(Err(ClientError::Unavailable(e.to_string()))),
+            Err(e) => {
+                return Plan::Answer(Err(ClientError::Unavailable(Unavailable::Storage(
+                    e.to_string(),
+                ))))
+            }
         };
         let previous = read_result(record, 1)
             .values
             .into_iter()
             .max_by_key(|v| v.ts)
             .map(|v| v.data);
-        match op.apply(previous.as_deref(), self.config.limits.max_value) {
+        match op.apply(previous.as_deref(), self.shared.config.limits.max_value) {
             Ok(Some(value)) => {
                 self.forwards.updates.previous.insert(id, previous);
                 Plan::Write(value)

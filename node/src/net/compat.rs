@@ -5,9 +5,12 @@
 //! [`crate::proto`]) differs from it only in:
 //! - variants version 1 lacks, all appended at their enum's end: `Request::Fault`,
 //!   `Response::Fault`, `ClientRequest::Update`, `ClientResponse::Updated`;
-//! - `ClientError::Update`, inserted before `Electing`: every later error variant moved up by
-//!   one index, so a version-1 `Electing` read as version 2 is `Update` (the misreading that
-//!   made the bump necessary).
+//! - `ClientError::BadRequest` and `ClientError::Update`, inserted before `BadRange` and
+//!   `Electing`: the later error variants moved up, so a version-1 error read as version 2
+//!   is another error (the misreading that made the bump necessary).
+//!
+//! - typed reasons: version 1's `ClientError::Unavailable` and `PeerReply::Failed` carry text
+//!   where version 2 carries [`Unavailable`] and [`Refusal`] (which print the same texts).
 //!
 //! So a version-1 request is also a valid version-2 encoding of the same request, and only
 //! responses (which carry `ClientError`) need the frozen types below. A version-2 message
@@ -17,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::replication::msg::ReplReply;
 use crate::merkle::ExchangeMsg;
-use crate::proto::{self, ClientRequest, ClientResponse, PeerRequest, Request};
+use crate::proto::{
+    self, ClientRequest, ClientResponse, PeerRequest, Refusal, Request, Unavailable,
+};
 use crate::table::RangeTable;
 use crate::version::Record;
 
@@ -170,7 +175,7 @@ fn reply_from_v1(r: PeerReply) -> proto::PeerReply {
         PeerReply::Exchange(m) => proto::PeerReply::Exchange(m),
         PeerReply::Forwarded(r) => proto::PeerReply::Forwarded(r.map_err(error_from_v1)),
         PeerReply::Repl(r) => proto::PeerReply::Repl(r),
-        PeerReply::Failed(s) => proto::PeerReply::Failed(s),
+        PeerReply::Failed(s) => proto::PeerReply::Failed(refusal_from_v1(s)),
         PeerReply::Table(t) => proto::PeerReply::Table(t),
         PeerReply::Members(m) => proto::PeerReply::Members(m),
     }
@@ -184,10 +189,42 @@ fn reply_to_v1(r: proto::PeerReply) -> PeerReply {
         proto::PeerReply::Exchange(m) => PeerReply::Exchange(m),
         proto::PeerReply::Forwarded(r) => PeerReply::Forwarded(result_to_v1(r)),
         proto::PeerReply::Repl(r) => PeerReply::Repl(r),
-        proto::PeerReply::Failed(s) => PeerReply::Failed(s),
+        proto::PeerReply::Failed(r) => PeerReply::Failed(r.to_string()),
         proto::PeerReply::Table(t) => PeerReply::Table(t),
         proto::PeerReply::Members(m) => PeerReply::Members(m),
     }
+}
+
+/// Version 1 gave reasons as text; version 2's typed reasons print the same texts. A text
+/// of a reason without data maps back to it; any other is kept as `Storage`, whose handling
+/// is the cautious one (the node may have written).
+fn unavailable_from_v1(text: String) -> Unavailable {
+    [
+        Unavailable::RingEmpty,
+        Unavailable::RingChanging,
+        Unavailable::NoReplicaUp,
+        Unavailable::ShardVanished,
+        Unavailable::PrimaryTimedOut,
+        Unavailable::NotLeading,
+        Unavailable::LeadUnconfirmed,
+    ]
+    .into_iter()
+    .find(|u| u.to_string() == text)
+    .unwrap_or(Unavailable::Storage(text))
+}
+
+/// Like [`unavailable_from_v1`], for a peer's refusal.
+fn refusal_from_v1(text: String) -> Refusal {
+    [
+        Refusal::Leaving,
+        Refusal::PrimaryPrefix,
+        Refusal::NotReplicaRequest,
+        Refusal::Closing,
+        Refusal::RingDiffers,
+    ]
+    .into_iter()
+    .find(|r| r.to_string() == text)
+    .unwrap_or(Refusal::Storage(text))
 }
 
 fn error_from_v1(e: ClientError) -> proto::ClientError {
@@ -212,7 +249,7 @@ fn error_from_v1(e: ClientError) -> proto::ClientError {
         ClientError::Overloaded { in_flight } => E::Overloaded { in_flight },
         ClientError::BadContext(s) => E::BadContext(s),
         ClientError::ReadOnly { primary } => E::ReadOnly { primary },
-        ClientError::Unavailable(s) => E::Unavailable(s),
+        ClientError::Unavailable(s) => E::Unavailable(unavailable_from_v1(s)),
         ClientError::BadRange(s) => E::BadRange(s),
         ClientError::NotPrimary { primary, epoch } => E::NotPrimary { primary, epoch },
         ClientError::Electing => E::Electing,
@@ -252,7 +289,9 @@ fn error_to_v1(e: proto::ClientError) -> ClientError {
         E::Overloaded { in_flight } => ClientError::Overloaded { in_flight },
         E::BadContext(s) => ClientError::BadContext(s),
         E::ReadOnly { primary } => ClientError::ReadOnly { primary },
-        E::Unavailable(s) => ClientError::Unavailable(s),
+        E::Unavailable(u) => ClientError::Unavailable(u.to_string()),
+        // Only requests version 1 cannot send are malformed this way; said as text.
+        E::BadRequest(_) => ClientError::Unavailable(e.to_string()),
         E::BadRange(s) => ClientError::BadRange(s),
         E::NotPrimary { primary, epoch } => ClientError::NotPrimary { primary, epoch },
         E::Update(e) => ClientError::Unavailable(format!("{e} (an update; needs protocol 2)")),
@@ -281,9 +320,11 @@ mod tests {
         // Version 1's bytes: Response::Client (0), Err (1), LeaseExpired (index 11).
         let v1 = proto::encode(&Response::Client(Err(ClientError::LeaseExpired))).unwrap();
         assert_eq!(v1, [0, 1, 11]);
-        // Read as version 2 without transcoding it is another error: why the bump.
-        let misread: R = proto::decode(&v1).unwrap();
-        assert_eq!(misread, R::Client(Err(E::Electing)));
+        // Read as version 2 without transcoding it is not LeaseExpired: why the bump.
+        assert_ne!(
+            proto::decode::<R>(&v1).ok(),
+            Some(R::Client(Err(E::LeaseExpired)))
+        );
         let v2: R = proto::decode(&response_from_v1(&v1).unwrap()).unwrap();
         assert_eq!(v2, R::Client(Err(E::LeaseExpired)));
         // And back.
@@ -305,6 +346,32 @@ mod tests {
         let v1 = response_to_v1(&proto::encode(&members).unwrap()).unwrap();
         // Unchanged variants encode alike in both versions.
         assert_eq!(v1, proto::encode(&members).unwrap());
+    }
+
+    #[test]
+    fn typed_reasons_cross_as_their_texts() {
+        let v2 = R::Client(Err(E::Unavailable(Unavailable::NoReplicaUp)));
+        let v1 = response_to_v1(&proto::encode(&v2).unwrap()).unwrap();
+        let text: Response = proto::decode(&v1).unwrap();
+        assert!(
+            matches!(&text, Response::Client(Err(ClientError::Unavailable(t))) if t == "no replica of the key is up"),
+            "{text:?}"
+        );
+        let back: R = proto::decode(&response_from_v1(&v1).unwrap()).unwrap();
+        assert_eq!(back, v2);
+        // A text with data is kept, under the cautious reason.
+        let v1 = proto::encode(&Response::Peer(PeerReply::Failed("disk full".into()))).unwrap();
+        let back: R = proto::decode(&response_from_v1(&v1).unwrap()).unwrap();
+        assert_eq!(
+            back,
+            R::Peer(proto::PeerReply::Failed(Refusal::Storage(
+                "disk full".into()
+            )))
+        );
+        let leaving = R::Peer(proto::PeerReply::Failed(Refusal::Leaving));
+        let v1 = response_to_v1(&proto::encode(&leaving).unwrap()).unwrap();
+        let back: R = proto::decode(&response_from_v1(&v1).unwrap()).unwrap();
+        assert_eq!(back, leaving);
     }
 
     #[test]

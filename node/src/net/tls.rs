@@ -91,8 +91,7 @@ pub fn negotiated_version(conn: &quinn::Connection) -> Option<u32> {
         .ok()
 }
 
-/// Longest accepted node name, in bytes.
-pub const MAX_NODE_NAME: usize = 64;
+pub use crate::limits::MAX_NODE_NAME;
 
 /// Largest certificate or key file read (a chain of a few certificates is a few KiB).
 const MAX_PEM_FILE: u64 = 1024 * 1024;

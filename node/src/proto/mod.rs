@@ -9,8 +9,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::hlc::Timestamp;
 use crate::merkle::ExchangeMsg;
-use crate::table::{Mode, RangeTable, Stamp};
+use crate::table::{Mode, RangeTable};
 use crate::version::{Context, Record, VersionVector};
+
+pub use crate::codec::{decode, encode, CodecError};
+pub use crate::reason::{Refusal, Unavailable};
+pub use crate::table::RuleRow;
+
+pub mod repl;
+pub mod shard;
+pub mod update;
 
 /// A request on a stream: from a client, or from another node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,7 +125,7 @@ pub enum ClientRequest {
         /// The key.
         key: Vec<u8>,
         /// What to do with its value.
-        op: crate::core::update::UpdateOp,
+        op: update::UpdateOp,
     },
 }
 
@@ -139,22 +147,11 @@ pub enum ClientResponse {
     /// A repair round started (or one already running continues).
     Repair(RepairProgress),
     /// Replication state per shard.
-    Replication(Vec<crate::core::replication::ShardInfo>),
+    Replication(Vec<shard::ShardInfo>),
     /// The node's range table, one row per prefix in prefix order.
     RangeTable(Vec<RuleRow>),
     /// The outcome of an update.
-    Updated(crate::core::update::UpdateResult),
-}
-
-/// One rule of the range table, as `ringctl range list` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleRow {
-    /// The key prefix.
-    pub prefix: Vec<u8>,
-    /// Quorum, or primary mode with its options.
-    pub mode: Mode,
-    /// When and where the rule was set.
-    pub stamp: Stamp,
+    Updated(update::UpdateResult),
 }
 
 /// What one node holds for a key.
@@ -431,9 +428,12 @@ pub enum ClientError {
         /// The primary, if known.
         primary: Option<String>,
     },
-    /// The node is shutting down or cannot serve.
+    /// The node cannot serve the request now; the reason says why.
     #[error("node unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Unavailable),
+    /// The request is malformed (a modifier given twice, an argument out of its domain).
+    #[error("bad request: {0}")]
+    BadRequest(String),
     /// A range table rule that breaks the table's bounds.
     #[error("range rule refused: {0}")]
     BadRange(String),
@@ -452,7 +452,7 @@ pub enum ClientError {
     },
     /// A read-modify-write that could not be done.
     #[error(transparent)]
-    Update(#[from] crate::core::update::UpdateError),
+    Update(#[from] update::UpdateError),
     /// No primary serves the key's range now: an election is under way. Nothing was written.
     #[error("electing a primary for the key's range; retry")]
     Electing,
@@ -511,10 +511,10 @@ impl ClientError {
     /// counting those catching up is answered at once, as Redis does.
     ///
     /// ```
-    /// use ringkv::proto::ClientError;
+    /// use ringkv::proto::{ClientError, Unavailable};
     /// assert!(ClientError::Electing.passing_refusal());
     /// // A primary that did not answer may have applied the write.
-    /// assert!(!ClientError::Unavailable("no answer".into()).passing_refusal());
+    /// assert!(!ClientError::Unavailable(Unavailable::PrimaryTimedOut).passing_refusal());
     /// ```
     pub fn passing_refusal(&self) -> bool {
         matches!(
@@ -538,6 +538,7 @@ impl ClientError {
             ClientError::BadContext(_) => "bad_context",
             ClientError::ReadOnly { .. } => "readonly",
             ClientError::Unavailable(_) => "unavailable",
+            ClientError::BadRequest(_) => "bad_request",
             ClientError::BadRange(_) => "bad_range",
             ClientError::NotPrimary { .. } => "not_primary",
             ClientError::Update(_) => "update",
@@ -602,7 +603,7 @@ pub enum PeerRequest {
     /// A primary-mode replication message.
     /// With the sender's ring id: nodes whose rings differ could disagree on a key's shard, so
     /// they refuse each other's replication messages until their rings agree.
-    Repl(crate::core::replication::msg::ReplRequest, u64),
+    Repl(repl::ReplRequest, u64),
     /// One step of a Merkle-tree exchange for the range `(start, end]`.
     Exchange {
         /// The initiator's session id.
@@ -639,35 +640,13 @@ pub enum PeerReply {
     /// The answer to a forwarded client request.
     Forwarded(Result<ClientResponse, ClientError>),
     /// The answer to a replication message.
-    Repl(crate::core::replication::msg::ReplReply),
-    /// The replica could not do it.
-    Failed(String),
+    Repl(repl::ReplReply),
+    /// The peer refused the request.
+    Failed(Refusal),
     /// The responder's range table after merging the caller's, if it differs from the
     /// caller's.
     Table(Option<RangeTable>),
     /// The names of the responder's ring members, when its own view is settled (it is up and
     /// holds no saved member gossip has not confirmed); `None` otherwise.
     Members(Option<Vec<String>>),
-}
-
-/// A frame could not be encoded or decoded.
-#[derive(Debug, thiserror::Error)]
-#[error("bad frame: {0}")]
-pub struct CodecError(#[from] postcard::Error);
-
-/// Encode a message as one frame.
-pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
-    Ok(postcard::to_stdvec(msg)?)
-}
-
-/// Decode one frame; garbage gives an error, never a panic.
-///
-/// ```
-/// use ringkv::proto::{decode, encode, ClientRequest, Request};
-/// let req = Request::Client(ClientRequest::Members);
-/// assert_eq!(decode::<Request>(&encode(&req).unwrap()).unwrap(), req);
-/// assert!(decode::<Request>(&[0xff, 0xff, 0xff]).is_err());
-/// ```
-pub fn decode<'a, T: Deserialize<'a>>(frame: &'a [u8]) -> Result<T, CodecError> {
-    Ok(postcard::from_bytes(frame)?)
 }
