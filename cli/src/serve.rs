@@ -1,4 +1,5 @@
-//! `ringctl serve`: one node in the foreground until SIGTERM or Ctrl-C, then a graceful leave.
+//! `ringctl serve`: one node in the foreground until SIGTERM or Ctrl-C, then a graceful leave
+//! (or a stop in place); SIGHUP reloads the certificates.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use ringkv::config::{CoreConfig, Limits, Quorum};
 use ringkv::core::replication::ReplConfig;
-use ringkv::net::TlsMaterial;
+use ringkv::net::{TlsMaterial, TransportConfig};
 use ringkv::resp::RedisConfig;
 use ringkv::store::Durability;
 use ringkv::version::ConflictPolicy;
@@ -17,7 +18,7 @@ use ringkv::Node;
 
 use crate::certs;
 use crate::output;
-use crate::signal::StopSignals;
+use crate::signal::{ReloadSignal, StopSignals};
 use crate::Global;
 
 /// Bound on the graceful leave; a second signal cuts it short.
@@ -118,6 +119,11 @@ pub struct ServeArgs {
     /// node off from its peers.
     #[arg(long)]
     pub fault_injection: bool,
+    /// Speak only these protocol versions (repeat for several, preferred first). For tests
+    /// that emulate a node of another release; the default is every version this build
+    /// speaks.
+    #[arg(long = "protocol-version", hide = true, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub protocol_versions: Vec<u32>,
 }
 
 /// `--durability`.
@@ -178,6 +184,7 @@ impl ServeArgs {
 pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
     // Listen first: a SIGTERM during start-up must still end in a graceful leave.
     let mut signals = StopSignals::install()?;
+    let mut reload = ReloadSignal::install()?;
     let config = a.core_config()?;
     require_dir(&g.certs)?;
     let name = match &a.name {
@@ -197,8 +204,18 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         .listen(a.listen)
         .data_dir(&a.data)
         .tls(tls.clone())
-        .config(config)
-        .fault_injection(a.fault_injection);
+        .config(config);
+    if !a.protocol_versions.is_empty() {
+        tracing::warn!(
+            versions = ?a.protocol_versions,
+            "speaking only the given protocol versions (a test setting)"
+        );
+        builder = builder.transport(TransportConfig {
+            protocol_versions: a.protocol_versions.clone(),
+            ..TransportConfig::default()
+        });
+    }
+    builder = builder.fault_injection(a.fault_injection);
     if let Some(addr) = a.redis {
         builder = builder.redis(if a.redis_plaintext {
             RedisConfig::plaintext(addr)
@@ -248,7 +265,12 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         ))?;
     }
 
-    let sig = signals.recv().await?;
+    let sig = loop {
+        tokio::select! {
+            sig = signals.recv() => break sig?,
+            () = reload.recv() => reload_certs(&node, &g.certs, &name),
+        }
+    };
     type Stopping =
         std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ringkv::Error>> + Send>>;
     let stopping: Stopping = match a.on_signal {
@@ -272,6 +294,28 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("node stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the node's certificate, key and CA bundle from `dir` (SIGHUP). Bad material is
+/// logged and the node keeps serving with what it has.
+fn reload_certs(node: &Node, dir: &Path, name: &str) {
+    let loaded = TlsMaterial::load_node(dir, name)
+        .map_err(anyhow::Error::from)
+        .and_then(|tls| {
+            node.reload_tls(&tls)?;
+            Ok(tls.ca_count())
+        });
+    match loaded {
+        Ok(cas) => tracing::info!(
+            certs = %dir.display(),
+            trusted_cas = cas,
+            "SIGHUP: reloaded the node certificate, key and CA bundle; new connections use them"
+        ),
+        Err(e) => tracing::error!(
+            certs = %dir.display(),
+            "SIGHUP: certificate reload failed, keeping the current certificates: {e:#}"
+        ),
+    }
 }
 
 fn require_dir(dir: &Path) -> anyhow::Result<()> {

@@ -46,3 +46,41 @@ impl StopSignals {
         }
     }
 }
+
+/// SIGHUP, which asks a running node to reload its certificates. Listening replaces the
+/// default action (terminate), so install it before anything slow.
+pub struct ReloadSignal {
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl ReloadSignal {
+    /// Installs the handler.
+    pub fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(ReloadSignal {
+                hup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(ReloadSignal {})
+        }
+    }
+
+    /// Waits for the next SIGHUP (forever where there is none).
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            if self.hup.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -192,6 +192,11 @@ impl NodeProc {
         self.signal("-STOP");
     }
 
+    /// SIGHUP: the node reloads its certificates.
+    pub fn reload(&mut self) {
+        self.signal("-HUP");
+    }
+
     /// SIGCONT after [`Node::pause`].
     pub fn resume(&mut self) {
         self.signal("-CONT");

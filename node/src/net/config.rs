@@ -39,6 +39,10 @@ pub struct TransportConfig {
     pub datagram_buffer: usize,
     /// Injected faults (test clusters only; off by default): peers whose traffic is dropped.
     pub faults: crate::faults::Faults,
+    /// Protocol versions offered and accepted in the handshake (ALPN `ringkv/N`), preferred
+    /// first. The default is every version this build speaks; tests narrow it to emulate a
+    /// node of another version.
+    pub protocol_versions: Vec<u32>,
 }
 
 impl Default for TransportConfig {
@@ -55,6 +59,7 @@ impl Default for TransportConfig {
             max_pending_dials: 64,
             datagram_buffer: 1024 * 1024,
             faults: crate::faults::Faults::off(),
+            protocol_versions: super::tls::SPOKEN_VERSIONS.to_vec(),
         }
     }
 }
@@ -75,6 +80,9 @@ impl TransportConfig {
         ];
         if let Some((name, _)) = nonzero.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be greater than zero"));
+        }
+        if self.protocol_versions.is_empty() || self.protocol_versions.len() > 8 {
+            return Err("protocol_versions must list 1 to 8 versions".to_string());
         }
         if u32::try_from(self.max_frame).is_err() {
             return Err(format!("max_frame {} exceeds u32::MAX", self.max_frame));

@@ -69,6 +69,8 @@ pub struct Responder {
     write_timeout: Duration,
     runtime: Handle,
     faults: Faults,
+    /// The connection speaks protocol version 1: responses are transcoded to it.
+    v1: bool,
 }
 
 impl fmt::Debug for Responder {
@@ -94,6 +96,18 @@ impl Responder {
             self.runtime.spawn(async move { faults.hold(send).await });
             return;
         }
+        let data = if self.v1 {
+            match super::compat::response_to_v1(&data) {
+                Ok(data) => data,
+                Err(e) => {
+                    debug!(%peer, error = %e, "response not sent: not expressible in version 1");
+                    let _ = send.reset(codes::NO_RESPONSE);
+                    return;
+                }
+            }
+        } else {
+            data
+        };
         self.runtime.spawn(async move {
             let outcome = timeout(wait, async {
                 write_frame(&mut send, &data, max).await?;
@@ -197,12 +211,13 @@ async fn serve_connection(incoming: Incoming, _live: LiveConnection, serving: Se
     serving
         .runtime
         .spawn(read_datagrams(conn.clone(), from, serving.clone()));
+    let v1 = super::tls::negotiated_version(&conn) == Some(super::compat::V1);
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
                 serving
                     .runtime
-                    .spawn(serve_stream(send, recv, from, serving.clone()));
+                    .spawn(serve_stream(send, recv, from, v1, serving.clone()));
             }
             Err(e) => {
                 debug!(peer = %from, error = %e, "connection ended");
@@ -231,6 +246,7 @@ async fn serve_stream(
     mut send: SendStream,
     mut recv: RecvStream,
     from: SocketAddr,
+    v1: bool,
     serving: Serving,
 ) {
     let cfg = &serving.cfg;
@@ -285,6 +301,7 @@ async fn serve_stream(
         write_timeout: cfg.call_timeout,
         runtime: serving.runtime.clone(),
         faults: cfg.faults.clone(),
+        v1,
     };
     permit.send(InboundEvent::Request {
         from,

@@ -9,6 +9,7 @@
 //! Hostile or broken input is contained: a bad frame resets its stream, a failed handshake
 //! ends its connection; both are counted in [`TransportStats`] and the node keeps serving.
 
+mod compat;
 mod config;
 mod error;
 mod frame;
@@ -23,6 +24,6 @@ pub use inbound::{Inbound, InboundEvent, Responder};
 pub use stats::TransportStats;
 pub use tls::{
     client_config, init_cluster, issue_node, server_config, tcp_server_config, TlsError,
-    TlsMaterial, ALPN,
+    TlsMaterial, ALPN, PROTOCOL_VERSION, SPOKEN_VERSIONS,
 };
 pub use transport::Transport;

@@ -7,8 +7,13 @@
 //!
 //! Every connection is mutually authenticated: a server accepts only clients whose certificate
 //! the CA signed, and a client accepts only servers whose certificate the CA signed for the
-//! dialled IP address. The ALPN value [`ALPN`] carries the protocol version, so a peer that
-//! speaks another version fails the handshake instead of misreading frames.
+//! dialled IP address. The ALPN value (`ringkv/N`, see [`alpn`]) carries the protocol
+//! version: each side offers the versions it speaks, newest first, and a peer that speaks none
+//! of them fails the handshake (logged with both sides' versions) instead of misreading frames.
+//!
+//! `ca.pem` may hold several CA certificates (a bundle): during a CA rotation every node trusts
+//! the old and the new CA, so certificates of either are accepted. A running node reloads its
+//! material on SIGHUP ([`crate::Node::reload_tls`]).
 //!
 //! Certificates use rcgen's validity window (1975 to 4096): rotation means a new CA directory.
 
@@ -21,18 +26,70 @@ use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
 };
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, DnsName, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 
 use super::config::TransportConfig;
 
-/// The application protocol (and its version) negotiated in every handshake.
-pub const ALPN: &[u8] = b"ringkv/1";
+/// The protocol version this build speaks natively.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Every protocol version this build speaks, newest first: its own and the previous one
+/// (version 1, spoken through `compat`'s frozen types).
+pub const SPOKEN_VERSIONS: &[u32] = &[PROTOCOL_VERSION, 1];
+
+/// The ALPN value of [`PROTOCOL_VERSION`].
+pub const ALPN: &[u8] = b"ringkv/2";
+
+/// The ALPN value of protocol version `version`: `ringkv/N`.
+pub fn alpn(version: u32) -> Vec<u8> {
+    format!("ringkv/{version}").into_bytes()
+}
+
+/// Versions as a log reads them: `ringkv/2, ringkv/1`, or `none`.
+fn describe(protocols: &[Vec<u8>]) -> String {
+    if protocols.is_empty() {
+        return "none".to_string();
+    }
+    protocols
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A failed dial's handshake error, naming the protocol versions this side offered when the
+/// peer refused them all (TLS alert 120, `no_application_protocol`).
+pub(crate) fn explain_handshake(reason: &str, offered: &[u32]) -> String {
+    if !reason.contains("error 120") {
+        return reason.to_string();
+    }
+    let ours: Vec<Vec<u8>> = offered.iter().map(|v| alpn(*v)).collect();
+    format!(
+        "{reason} (the peer speaks none of the protocol versions this node speaks: {})",
+        describe(&ours)
+    )
+}
+
+/// The protocol version a connection negotiated, if it is a `ringkv/N` one.
+pub fn negotiated_version(conn: &quinn::Connection) -> Option<u32> {
+    let data = conn.handshake_data()?;
+    let data = data
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?;
+    let protocol = data.protocol?;
+    std::str::from_utf8(&protocol)
+        .ok()?
+        .strip_prefix("ringkv/")?
+        .parse()
+        .ok()
+}
 
 pub use crate::limits::MAX_NODE_NAME;
 
@@ -140,14 +197,30 @@ pub fn init_cluster(dir: &Path) -> Result<(), TlsError> {
 /// same name replaces the previous pair.
 pub fn issue_node(dir: &Path, name: &str, ips: &[IpAddr], dns: &[String]) -> Result<(), TlsError> {
     validate_name(name)?;
-    let ca_cert_pem = read_text(&dir.join(CA_CERT))?;
+    let ca_path = dir.join(CA_CERT);
+    let cas = read_certs(&ca_path)?;
     let ca_key_path = dir.join(CA_KEY);
     let ca_key = KeyPair::from_pem(&read_text(&ca_key_path)?).map_err(|e| TlsError::Pem {
-        path: ca_key_path,
+        path: ca_key_path.clone(),
         reason: e.to_string(),
     })?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key).map_err(|e| TlsError::Pem {
-        path: dir.join(CA_CERT),
+    // During a rotation ca.pem is a bundle: issue with the CA whose key ca.key is.
+    let ca_cert = cas
+        .into_iter()
+        .find(|der| {
+            x509_parser::parse_x509_certificate(der).is_ok_and(|(_, cert)| {
+                cert.public_key().raw == ca_key.subject_public_key_info().as_slice()
+            })
+        })
+        .ok_or_else(|| TlsError::Pem {
+            path: ca_path.clone(),
+            reason: format!(
+                "no certificate in it belongs to the key in {}",
+                ca_key_path.display()
+            ),
+        })?;
+    let issuer = Issuer::from_ca_cert_der(&ca_cert, ca_key).map_err(|e| TlsError::Pem {
+        path: ca_path,
         reason: e.to_string(),
     })?;
 
@@ -178,14 +251,15 @@ pub fn issue_node(dir: &Path, name: &str, ips: &[IpAddr], dns: &[String]) -> Res
     Ok(())
 }
 
-/// The CA certificate to trust, plus this side's certificate chain and private key.
+/// The CA certificates to trust (one, or several during a rotation), plus this side's
+/// certificate chain and private key.
 #[derive(Clone)]
 pub struct TlsMaterial {
     inner: Arc<Material>,
 }
 
 struct Material {
-    ca: CertificateDer<'static>,
+    cas: Vec<CertificateDer<'static>>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 }
@@ -194,6 +268,7 @@ impl fmt::Debug for TlsMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the key.
         f.debug_struct("TlsMaterial")
+            .field("cas", &self.inner.cas.len())
             .field("chain_len", &self.inner.chain.len())
             .finish_non_exhaustive()
     }
@@ -206,14 +281,15 @@ impl TlsMaterial {
         blake3::derive_key(purpose, self.inner.key.secret_der())
     }
 
-    /// Loads the CA certificate and node `name`'s certificate and key from `dir`.
+    /// Loads the CA bundle and node `name`'s certificate and key from `dir`. The key must
+    /// belong to the certificate and every CA certificate must be usable as a trust anchor.
     pub fn load_node(dir: &Path, name: &str) -> Result<Self, TlsError> {
         validate_name(name)?;
         let (cert, key) = node_paths(dir, name);
         Self::load(&dir.join(CA_CERT), &cert, &key)
     }
 
-    /// Loads the CA certificate and the shared client certificate and key from `dir`.
+    /// Loads the CA bundle and the shared client certificate and key from `dir`.
     pub fn load_client(dir: &Path) -> Result<Self, TlsError> {
         Self::load(
             &dir.join(CA_CERT),
@@ -223,35 +299,58 @@ impl TlsMaterial {
     }
 
     fn load(ca_path: &Path, cert_path: &Path, key_path: &Path) -> Result<Self, TlsError> {
-        let ca = read_certs(ca_path)?.swap_remove(0);
+        let cas = read_certs(ca_path)?;
         let chain = read_certs(cert_path)?;
         let key =
             PrivateKeyDer::from_pem_slice(&read_bytes(key_path)?).map_err(|e| TlsError::Pem {
                 path: key_path.to_path_buf(),
                 reason: e.to_string(),
             })?;
-        Ok(TlsMaterial {
-            inner: Arc::new(Material { ca, chain, key }),
-        })
+        let m = TlsMaterial {
+            inner: Arc::new(Material { cas, chain, key }),
+        };
+        // Catch a mismatched pair or an unusable CA now, naming the files, rather than at
+        // the first handshake.
+        m.roots().map_err(|e| TlsError::Pem {
+            path: ca_path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        tls_server(&m).map_err(|e| TlsError::Pem {
+            path: key_path.to_path_buf(),
+            reason: format!(
+                "does not make a usable identity with {}: {e}",
+                cert_path.display()
+            ),
+        })?;
+        Ok(m)
+    }
+
+    /// How many CA certificates this side trusts.
+    pub fn ca_count(&self) -> usize {
+        self.inner.cas.len()
     }
 
     fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
         let mut roots = RootCertStore::empty();
-        roots
-            .add(self.inner.ca.clone())
-            .map_err(|e| TlsError::Config(format!("unusable CA certificate: {e}")))?;
+        for ca in &self.inner.cas {
+            roots
+                .add(ca.clone())
+                .map_err(|e| TlsError::Config(format!("unusable CA certificate: {e}")))?;
+        }
         Ok(Arc::new(roots))
     }
 }
 
-/// The QUIC server configuration: requires a client certificate signed by the CA, offers
-/// [`ALPN`], and applies `t`'s limits.
+/// The QUIC server configuration: requires a client certificate signed by the CA, accepts
+/// the protocol versions `t.protocol_versions` (preferring the first), and applies `t`'s
+/// limits.
 pub fn server_config(
     m: &TlsMaterial,
     t: &TransportConfig,
 ) -> Result<quinn::ServerConfig, TlsError> {
-    let mut tls = tls_server(m)?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let protocols: Vec<Vec<u8>> = t.protocol_versions.iter().map(|v| alpn(*v)).collect();
+    let mut tls = tls_server_with(m, Some(protocols.clone()))?;
+    tls.alpn_protocols = protocols;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(config_err)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(t.quic()?));
@@ -268,20 +367,71 @@ pub fn tcp_server_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, T
 }
 
 fn tls_server(m: &TlsMaterial) -> Result<rustls::ServerConfig, TlsError> {
+    tls_server_with(m, None)
+}
+
+/// The node's one certificate, and a log line for a client that offers none of the
+/// protocol versions this side speaks (the handshake then fails with
+/// `no_application_protocol`; only here are the client's offers visible).
+#[derive(Debug)]
+struct Identity {
+    key: Arc<CertifiedKey>,
+    protocols: Option<Vec<Vec<u8>>>,
+    mismatches: std::sync::atomic::AtomicU64,
+}
+
+/// Log the first refusal for another protocol version, then every 100th.
+const MISMATCH_LOG_EVERY: u64 = 100;
+
+impl ResolvesServerCert for Identity {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(ours) = &self.protocols {
+            let offered: Vec<Vec<u8>> = hello
+                .alpn()
+                .map(|it| it.map(<[u8]>::to_vec).collect())
+                .unwrap_or_default();
+            if !offered.iter().any(|p| ours.contains(p)) {
+                let n = self
+                    .mismatches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n.is_multiple_of(MISMATCH_LOG_EVERY) {
+                    tracing::warn!(
+                        "refusing a handshake: the peer speaks protocol version {}, this node \
+                         speaks {} (sampled: first, then every {MISMATCH_LOG_EVERY}th)",
+                        describe(&offered),
+                        describe(ours)
+                    );
+                }
+            }
+        }
+        Some(self.key.clone())
+    }
+}
+
+fn tls_server_with(
+    m: &TlsMaterial,
+    protocols: Option<Vec<Vec<u8>>>,
+) -> Result<rustls::ServerConfig, TlsError> {
     let provider = provider();
     let verifier = WebPkiClientVerifier::builder_with_provider(m.roots()?, provider.clone())
         .build()
         .map_err(config_err)?;
-    rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(config_err)?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(m.inner.chain.clone(), m.inner.key.clone_key())
-        .map_err(config_err)
+        .with_client_cert_verifier(verifier);
+    let key = CertifiedKey::from_der(m.inner.chain.clone(), m.inner.key.clone_key(), &provider)
+        .map_err(config_err)?;
+    Ok(builder.with_cert_resolver(Arc::new(Identity {
+        key: Arc::new(key),
+        protocols,
+        mismatches: std::sync::atomic::AtomicU64::new(0),
+    })))
 }
 
 /// The QUIC client configuration: verifies servers against the CA, presents this side's
-/// certificate, offers [`ALPN`], and applies `t`'s limits.
+/// certificate, offers the protocol versions `t.protocol_versions` (newest first), and
+/// applies `t`'s limits.
 pub fn client_config(
     m: &TlsMaterial,
     t: &TransportConfig,
@@ -292,7 +442,7 @@ pub fn client_config(
         .with_root_certificates(m.roots()?)
         .with_client_auth_cert(m.inner.chain.clone(), m.inner.key.clone_key())
         .map_err(config_err)?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = t.protocol_versions.iter().map(|v| alpn(*v)).collect();
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(config_err)?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     client.transport_config(Arc::new(t.quic()?));
@@ -501,6 +651,56 @@ mod tests {
         client_config(&node, &t).unwrap();
         let client = TlsMaterial::load_client(dir.path()).unwrap();
         client_config(&client, &t).unwrap();
+    }
+
+    #[test]
+    fn a_ca_bundle_is_trusted_whole_and_a_foreign_key_is_refused() {
+        let (old, new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        init_cluster(old.path()).unwrap();
+        init_cluster(new.path()).unwrap();
+        issue_node(old.path(), "n1", &[], &[]).unwrap();
+        issue_node(new.path(), "n2", &[], &[]).unwrap();
+        let mut bundle = fs::read(old.path().join("ca.pem")).unwrap();
+        bundle.extend(fs::read(new.path().join("ca.pem")).unwrap());
+        fs::write(old.path().join("ca.pem"), bundle).unwrap();
+        assert_eq!(
+            TlsMaterial::load_node(old.path(), "n1").unwrap().ca_count(),
+            2
+        );
+        // n1's certificate with n2's key: refused at load, naming the key file.
+        fs::copy(
+            new.path().join("node-n2.key"),
+            old.path().join("node-n1.key"),
+        )
+        .unwrap();
+        let err = TlsMaterial::load_node(old.path(), "n1").unwrap_err();
+        assert!(err.to_string().contains("node-n1.key"), "{err}");
+    }
+
+    #[test]
+    fn issuing_from_a_bundle_uses_the_ca_of_the_key() {
+        let (old, new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        init_cluster(old.path()).unwrap();
+        init_cluster(new.path()).unwrap();
+        let new_ca = fs::read(new.path().join("ca.pem")).unwrap();
+        // Old CA first, new CA's key: the certificate must chain to the new CA.
+        let mut bundle = fs::read(old.path().join("ca.pem")).unwrap();
+        bundle.extend(&new_ca);
+        fs::write(new.path().join("ca.pem"), &bundle).unwrap();
+        issue_node(new.path(), "n1", &[], &[]).unwrap();
+        let cert = read_certs(&new.path().join("node-n1.pem")).unwrap();
+        let (_, leaf) = x509_parser::parse_x509_certificate(&cert[0]).unwrap();
+        let ca = CertificateDer::from_pem_slice(&new_ca).unwrap();
+        let (_, ca) = x509_parser::parse_x509_certificate(&ca).unwrap();
+        assert_eq!(leaf.issuer(), ca.subject());
+        leaf.verify_signature(Some(ca.public_key())).unwrap();
+        // A key that belongs to no certificate in ca.pem is refused, naming both files.
+        fs::copy(old.path().join("ca.key"), new.path().join("ca.key")).unwrap();
+        fs::write(new.path().join("ca.pem"), &new_ca).unwrap();
+        let err = issue_node(new.path(), "n2", &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ca.pem") && err.contains("ca.key"), "{err}");
     }
 
     #[test]

@@ -14,12 +14,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 use tracing::{debug, warn};
 
+use super::compat;
 use super::config::TransportConfig;
 use super::error::{TimeoutPhase, TransportError};
 use super::frame::{read_frame, write_frame};
 use super::inbound::{accept_loop, Inbound, Serving};
 use super::stats::{bump, Counters, TransportStats};
-use super::tls::{client_config, server_config, TlsMaterial};
+use super::tls::{
+    client_config, explain_handshake, negotiated_version, server_config, TlsMaterial,
+};
 
 /// A node's (or client's) QUIC endpoint. Cheap to clone; clones share the endpoint and its
 /// connections. Call [`Transport::close`] to stop it.
@@ -32,7 +35,8 @@ struct Inner {
     endpoint: Endpoint,
     /// Client-only transports bind the other address family on first use.
     other_family: Option<Mutex<Option<Endpoint>>>,
-    client_config: quinn::ClientConfig,
+    /// Replaced by [`Transport::reload_tls`]; each dial takes the current one.
+    client_config: Mutex<quinn::ClientConfig>,
     cfg: TransportConfig,
     conns: Mutex<HashMap<SocketAddr, Slot>>,
     pending_dials: AtomicUsize,
@@ -128,7 +132,7 @@ impl Transport {
             inner: Arc::new(Inner {
                 endpoint,
                 other_family,
-                client_config,
+                client_config: Mutex::new(client_config),
                 cfg,
                 conns: Mutex::new(HashMap::new()),
                 pending_dials: AtomicUsize::new(0),
@@ -136,6 +140,26 @@ impl Transport {
                 runtime,
             }),
         }
+    }
+
+    /// Uses new TLS material (certificate, key, CA bundle) for every connection made from
+    /// now on, accepted or dialled; connections already open keep going. Nothing changes
+    /// when the material does not make valid configurations.
+    pub fn reload_tls(&self, tls: &TlsMaterial) -> Result<(), TransportError> {
+        let cfg = &self.inner.cfg;
+        let client = client_config(tls, cfg)?;
+        // Client-only transports (the ones with an other-family slot) serve nothing.
+        let server = match self.inner.other_family {
+            None => Some(server_config(tls, cfg)?),
+            Some(_) => None,
+        };
+        if let Some(server) = server {
+            self.inner.endpoint.set_server_config(Some(server));
+        }
+        // Every dial passes this config explicitly (`connect_with`), so the endpoints'
+        // default client configs are never used after binding.
+        *lock(&self.inner.client_config) = client;
+        Ok(())
     }
 
     /// The address of the (first) UDP socket.
@@ -170,6 +194,14 @@ impl Transport {
         let max = self.inner.cfg.max_frame;
         self.inner.cfg.faults.hold_if_cut_to(to).await;
         let conn = self.connection(to).await?;
+        let v1 = negotiated_version(&conn) == Some(compat::V1);
+        if v1 {
+            // Nothing version 1 cannot express leaves; what it can is encoded alike.
+            compat::check_request_for_v1(request).map_err(|e| TransportError::Remote {
+                addr: to,
+                reason: e.to_string(),
+            })?;
+        }
         let (mut send, mut recv) = conn
             .open_bi()
             .await
@@ -182,7 +214,14 @@ impl Transport {
         let response = read_frame(&mut recv, max).await;
         // A response from a peer cut off on receipt is lost like any of its traffic.
         self.inner.cfg.faults.hold_if_cut_from(to).await;
-        response.map_err(|e| TransportError::from_response(to, e))
+        let response = response.map_err(|e| TransportError::from_response(to, e))?;
+        if !v1 {
+            return Ok(response);
+        }
+        compat::response_from_v1(&response).map_err(|e| TransportError::BadResponse {
+            addr: to,
+            reason: e.to_string(),
+        })
     }
 
     /// Fire-and-forget datagram (gossip). Never blocks: when no connection exists yet, a task
@@ -341,6 +380,7 @@ impl Inner {
                 "the transport is bound to {local}, another address family"
             )));
         };
+        let config = lock(&self.client_config).clone();
         let mut other = lock(other);
         if let Some(endpoint) = &*other {
             return Ok(endpoint.clone());
@@ -350,7 +390,7 @@ impl Inner {
         } else {
             (Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        let endpoint = client_endpoint(unspecified, &self.client_config)
+        let endpoint = client_endpoint(unspecified, &config)
             .map_err(|e| DialFailure::Connect(e.to_string()))?;
         *other = Some(endpoint.clone());
         Ok(endpoint)
@@ -358,9 +398,10 @@ impl Inner {
 
     async fn dial(&self, to: SocketAddr) -> DialOutcome {
         let endpoint = self.endpoint_for(to)?;
+        let config = lock(&self.client_config).clone();
         // Peers are dialled by address; their certificates carry it as an IP SAN.
         let connecting = endpoint
-            .connect_with(self.client_config.clone(), to, &to.ip().to_string())
+            .connect_with(config, to, &to.ip().to_string())
             .map_err(|e| match e {
                 quinn::ConnectError::EndpointStopping => DialFailure::Closed,
                 other => DialFailure::Connect(other.to_string()),
@@ -387,6 +428,7 @@ async fn dial_task(inner: Arc<Inner>, to: SocketAddr, tx: watch::Sender<Option<D
             }
             Err(e) => {
                 if let DialFailure::Handshake(reason) = e {
+                    let reason = explain_handshake(reason, &inner.cfg.protocol_versions);
                     warn!(peer = %to, "cannot connect: TLS handshake failed: {reason}");
                 } else {
                     debug!(peer = %to, error = ?e, "dial failed");

@@ -187,7 +187,7 @@ impl NodeBuilder {
         let task = tokio::spawn(shell::run(
             core,
             store.clone(),
-            transport,
+            transport.clone(),
             inbound,
             rx,
             recorders,
@@ -195,6 +195,7 @@ impl NodeBuilder {
         let mut node = Node {
             name: self.name,
             addr,
+            transport,
             tx,
             task: Some(task),
             front: None,
@@ -243,6 +244,7 @@ impl NodeBuilder {
 pub struct Node {
     name: String,
     addr: SocketAddr,
+    transport: Transport,
     tx: mpsc::Sender<Command>,
     task: Option<JoinHandle<()>>,
     front: Option<Front>,
@@ -308,6 +310,22 @@ impl Node {
     /// Where the metrics port listens, if the node has one.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(|m| m.addr)
+    }
+
+    /// Switches to new TLS material (certificate rotation): connections made from now on,
+    /// to and from peers and clients (the Redis front's included), use it; open ones keep
+    /// going. The material is checked first: on error nothing changed.
+    pub fn reload_tls(&self, tls: &TlsMaterial) -> Result<(), Error> {
+        // Build the Redis front's config first: it can fail only on material the transport
+        // would refuse too, so the two never end up with different certificates.
+        if let Some(front) = &self.front {
+            crate::net::tcp_server_config(tls)?;
+            self.transport.reload_tls(tls)?;
+            front.reload_tls(tls)?;
+        } else {
+            self.transport.reload_tls(tls)?;
+        }
+        Ok(())
     }
 
     /// The node's name.

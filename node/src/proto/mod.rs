@@ -2,7 +2,8 @@
 //!
 //! Every request travels as one `postcard` frame on its own QUIC stream and is answered by one
 //! frame on the same stream. The protocol version is negotiated in the TLS handshake (ALPN
-//! `ringkv/1`), so a node never has to guess what an old or new peer meant.
+//! `ringkv/2`, these types; `ringkv/1` is transcoded by `net::compat`), so a node never has
+//! to guess what an old or new peer meant. Changing these enums means a new version.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,7 +1,7 @@
 //! Accepting Redis clients: the connection bound, and the TLS handshake when configured.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -19,7 +19,7 @@ const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Accept connections until the task is aborted; aborting it drops every connection too.
-pub(super) async fn run(socket: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
+pub(super) async fn run(socket: TcpListener, tls: Option<SharedAcceptor>, shared: Arc<Shared>) {
     let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
     let mut conns = JoinSet::new();
     loop {
@@ -38,7 +38,9 @@ pub(super) async fn run(socket: TcpListener, tls: Option<TlsAcceptor>, shared: A
                     refuse(stream, tls.is_some());
                     continue;
                 };
-                let (tls, shared) = (tls.clone(), shared.clone());
+                // The acceptor current now: a certificate reload swaps it for later ones.
+                let tls = tls.as_ref().map(|t| lock(t).clone());
+                let shared = shared.clone();
                 conns.spawn(async move {
                     let _slot = slot;
                     let _ = stream.set_nodelay(true);
@@ -58,6 +60,14 @@ pub(super) async fn run(socket: TcpListener, tls: Option<TlsAcceptor>, shared: A
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
+}
+
+/// The front's TLS acceptor, replaced when the node reloads its certificates.
+pub(super) type SharedAcceptor = Arc<Mutex<TlsAcceptor>>;
+
+/// Locks the acceptor; a panic while holding it cannot leave it half-replaced.
+pub(super) fn lock(m: &SharedAcceptor) -> MutexGuard<'_, TlsAcceptor> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Tell a plain-TCP client past the connection bound why it is closed, as Redis does,

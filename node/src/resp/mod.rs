@@ -164,6 +164,7 @@ struct Stats {
 pub struct Front {
     addr: SocketAddr,
     task: JoinHandle<()>,
+    tls: Option<listener::SharedAcceptor>,
 }
 
 impl Front {
@@ -180,9 +181,9 @@ impl Front {
     ) -> Result<Front, FrontError> {
         config.check()?;
         let tls = match &config.tls {
-            Some(m) => Some(tokio_rustls::TlsAcceptor::from(
-                crate::net::tcp_server_config(m)?,
-            )),
+            Some(m) => Some(Arc::new(std::sync::Mutex::new(
+                tokio_rustls::TlsAcceptor::from(crate::net::tcp_server_config(m)?),
+            ))),
             None => None,
         };
         let socket = tokio::net::TcpListener::bind(config.addr)
@@ -205,8 +206,18 @@ impl Front {
             stats: Stats::default(),
         });
         tracing::info!(%addr, tls = shared.tls, "Redis front listening");
-        let task = tokio::spawn(listener::run(socket, tls, shared));
-        Ok(Front { addr, task })
+        let task = tokio::spawn(listener::run(socket, tls.clone(), shared));
+        Ok(Front { addr, task, tls })
+    }
+
+    /// Uses new TLS material for connections accepted from now on (certificate rotation);
+    /// open connections keep going. A plaintext front has nothing to reload.
+    pub(crate) fn reload_tls(&self, m: &crate::net::TlsMaterial) -> Result<(), FrontError> {
+        if let Some(tls) = &self.tls {
+            let acceptor = tokio_rustls::TlsAcceptor::from(crate::net::tcp_server_config(m)?);
+            *listener::lock(tls) = acceptor;
+        }
+        Ok(())
     }
 }
 
