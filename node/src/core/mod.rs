@@ -80,6 +80,7 @@ mod forward;
 mod members;
 mod peers;
 mod primary;
+mod scan;
 
 /// Arm `timer` to fire after `after`.
 fn arm(out: &mut Vec<Effect>, after: Duration, timer: Timer) {
@@ -113,6 +114,8 @@ pub struct NodeCore {
     forwards: forward::Forwards,
     /// Ring members saved for the next start.
     peers: peers::Peers,
+    /// Key listings (`SCAN`) waiting for replicas.
+    scans: scan::Scans,
 }
 
 impl NodeCore {
@@ -160,6 +163,7 @@ impl NodeCore {
             ring_id: 0,
             forwards: forward::Forwards::default(),
             peers,
+            scans: scan::Scans::default(),
             coordinator: Coordinator::new(config.conflict_policy, config.sabotage()),
             hlc: Hlc::new(max_drift),
             ring: Ring::empty(ring_config),
