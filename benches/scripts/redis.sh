@@ -7,14 +7,17 @@
 # Usage (from the repository root): bash benches/scripts/redis.sh [REQUESTS] [CLIENTS]
 #   KEYSPACE=N (default 100000): redis-benchmark -r N, random keys; KEYSPACE=0: its default
 #   of one key for every request (a connection's pipelined writes of one key run in order).
+#   RINGCTL=path/to/ringctl: that build instead of building this tree's.
 # Needs redis-server and redis-benchmark (Debian's redis-server and redis-tools). Starts its
 # own processes on free ports in a temporary directory and kills them all (by pid) at the end.
 set -euo pipefail
 REQS=${1:-20000}
 CLIENTS=${2:-50}
 KEYSPACE=${KEYSPACE:-100000}
-cargo build --release -q -p ringctl
-R=$PWD/target/release/ringctl
+if [ -z "${RINGCTL:-}" ]; then
+  cargo build --release -q -p ringctl
+fi
+R=${RINGCTL:-$PWD/target/release/ringctl}
 DIR=$(mktemp -d)
 PIDS=()
 cleanup() {
