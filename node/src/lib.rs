@@ -16,6 +16,7 @@ pub mod merkle;
 pub mod net;
 pub mod node;
 pub mod proto;
+mod reason;
 pub mod resp;
 pub mod store;
 pub mod table;

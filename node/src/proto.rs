@@ -11,6 +11,8 @@ use crate::merkle::ExchangeMsg;
 use crate::table::{Mode, RangeTable, Stamp};
 use crate::version::{Context, Record, VersionVector};
 
+pub use crate::reason::{Refusal, Unavailable};
+
 /// A request on a stream: from a client, or from another node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -455,9 +457,12 @@ pub enum ClientError {
         /// The primary, if known.
         primary: Option<String>,
     },
-    /// The node is shutting down or cannot serve.
+    /// The node cannot serve the request now; the reason says why.
     #[error("node unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Unavailable),
+    /// The request is malformed (a modifier given twice, an argument out of its domain).
+    #[error("bad request: {0}")]
+    BadRequest(String),
     /// A range table rule that breaks the table's bounds.
     #[error("range rule refused: {0}")]
     BadRange(String),
@@ -535,10 +540,10 @@ impl ClientError {
     /// counting those catching up is answered at once, as Redis does.
     ///
     /// ```
-    /// use ringkv::proto::ClientError;
+    /// use ringkv::proto::{ClientError, Unavailable};
     /// assert!(ClientError::Electing.passing_refusal());
     /// // A primary that did not answer may have applied the write.
-    /// assert!(!ClientError::Unavailable("no answer".into()).passing_refusal());
+    /// assert!(!ClientError::Unavailable(Unavailable::PrimaryTimedOut).passing_refusal());
     /// ```
     pub fn passing_refusal(&self) -> bool {
         matches!(
@@ -562,6 +567,7 @@ impl ClientError {
             ClientError::BadContext(_) => "bad_context",
             ClientError::ReadOnly { .. } => "readonly",
             ClientError::Unavailable(_) => "unavailable",
+            ClientError::BadRequest(_) => "bad_request",
             ClientError::BadRange(_) => "bad_range",
             ClientError::NotPrimary { .. } => "not_primary",
             ClientError::Update(_) => "update",
@@ -674,8 +680,8 @@ pub enum PeerReply {
     Forwarded(Result<ClientResponse, ClientError>),
     /// The answer to a replication message.
     Repl(crate::core::replication::msg::ReplReply),
-    /// The replica could not do it.
-    Failed(String),
+    /// The peer refused the request.
+    Failed(Refusal),
     /// The responder's range table after merging the caller's, if it differs from the
     /// caller's.
     Table(Option<RangeTable>),

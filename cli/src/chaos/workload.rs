@@ -170,31 +170,17 @@ pub fn classify(e: &ringkv::Error) -> (Outcome, String) {
             | TransportError::Handshake { .. }
             | TransportError::TooManyConnections { .. },
         ) => Outcome::Failed,
+        E::Request(ClientError::Unavailable(u)) if u.nothing_written() => Outcome::Failed,
         _ => Outcome::Unknown,
     };
     let kind = match e {
-        E::Request(ClientError::Unavailable(why)) => format!("unavailable: {}", reason(why)),
+        E::Request(ClientError::Unavailable(why)) => format!("unavailable: {}", why.kind()),
         E::Request(c) => c.kind().to_string(),
         E::Transport(TransportError::Timeout { .. }) => "timeout".into(),
         E::Transport(_) => "unreachable".into(),
         _ => "other".into(),
     };
     (outcome, kind)
-}
-
-/// The gist of an `unavailable` error's text, so errors group by cause: up to the first
-/// `:`, `;` or `(`, numbers as `N`.
-fn reason(text: &str) -> String {
-    let gist = text.split([':', ';', '(']).next().unwrap_or(text).trim();
-    let mut out = String::with_capacity(gist.len());
-    for c in gist.chars() {
-        match c {
-            '0'..='9' if out.ends_with('N') => {}
-            '0'..='9' => out.push('N'),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A put key this client may delete later, with the context its put returned.
@@ -377,6 +363,7 @@ pub async fn read_number(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringkv::proto::Unavailable;
 
     #[test]
     fn errors_that_never_reach_a_replica_fail_and_the_rest_are_unknown() {
@@ -403,21 +390,17 @@ mod tests {
             classify(&quorum),
             (Outcome::Unknown, "quorum_failed".into())
         );
-        let electing = ringkv::Error::Request(ClientError::Unavailable(
-            "electing a primary for the key's range; retry".into(),
-        ));
+        let down = ringkv::Error::Request(ClientError::Unavailable(Unavailable::PrimaryDown(
+            "n1".into(),
+        )));
         assert_eq!(
-            classify(&electing),
-            (
-                Outcome::Unknown,
-                "unavailable: electing a primary for the key's range".into()
-            )
+            classify(&down),
+            (Outcome::Unknown, "unavailable: primary_down".into())
         );
-        let knows =
-            ClientError::Unavailable("this node knows 12 of the key's 3 replicas (x)".into());
+        let rejoining = ClientError::Unavailable(Unavailable::Rejoining { known: 1, n: 3 });
         assert_eq!(
-            classify(&ringkv::Error::Request(knows)).1,
-            "unavailable: this node knows N of the key's N replicas"
+            classify(&ringkv::Error::Request(rejoining)),
+            (Outcome::Failed, "unavailable: rejoining".into())
         );
         let busy = ringkv::Error::Request(ClientError::Overloaded { in_flight: 9 });
         assert_eq!(classify(&busy).0, Outcome::Failed);

@@ -109,6 +109,7 @@ fn nothing_written(e: &ClientError) -> bool {
             e,
             ClientError::Overloaded { .. } | ClientError::NoReplicas { .. }
         )
+        || matches!(e, ClientError::Unavailable(u) if u.nothing_written())
 }
 
 /// Requests that change nothing, so sending them twice is harmless.
@@ -129,6 +130,7 @@ pub(super) fn is_read(req: &ClientRequest) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::Unavailable;
 
     fn get() -> ClientRequest {
         ClientRequest::Get {
@@ -164,14 +166,19 @@ mod tests {
         assert!(may_retry(&put(), &overloaded));
         // Any of these may have applied it.
         assert!(!may_retry(&put(), &timeout(TimeoutPhase::Call)));
-        let unknown = Error::Request(ClientError::Unavailable("primary did not answer".into()));
+        let unknown = Error::Request(ClientError::Unavailable(Unavailable::PrimaryDown(
+            "n1".into(),
+        )));
         assert!(!may_retry(&put(), &unknown));
+        // Refused before anything was written: a write may go again.
+        let no_replica = Error::Request(ClientError::Unavailable(Unavailable::NoReplicaUp));
+        assert!(may_retry(&put(), &no_replica));
     }
 
     #[test]
     fn a_read_is_retried_on_any_retryable_error_and_a_final_one_is_not() {
         assert!(may_retry(&get(), &timeout(TimeoutPhase::Call)));
-        let unknown = Error::Request(ClientError::Unavailable("no quorum".into()));
+        let unknown = Error::Request(ClientError::Unavailable(Unavailable::PrimaryTimedOut));
         assert!(may_retry(&get(), &unknown));
         let bad = Error::Request(ClientError::BadKey { size: 0, max: 1 });
         assert!(!may_retry(&get(), &bad));

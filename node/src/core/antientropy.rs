@@ -8,6 +8,7 @@
 //! dropped when the ring changes (ranges move).
 
 use super::calls::CallError;
+use crate::proto::Refusal;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -210,7 +211,7 @@ impl AntiEntropy {
                 None => Err("tree dropped".into()),
             },
             Ok(PeerReply::Exchange(None)) => Ok(()),
-            Ok(PeerReply::Failed(e)) => Err(e),
+            Ok(PeerReply::Failed(e)) => Err(e.to_string()),
             Err(e) => Err(e.to_string()),
             Ok(other) => Err(format!("unexpected reply {other:?}")),
         };
@@ -237,7 +238,7 @@ impl AntiEntropy {
             Ok(reply) => PeerReply::Exchange(reply),
             Err(e) => {
                 self.inbound.remove(&(from.to_string(), session));
-                PeerReply::Failed(format!("anti-entropy: {e}"))
+                PeerReply::Failed(Refusal::AntiEntropy(e.to_string()))
             }
         }
     }

@@ -93,15 +93,29 @@ pub enum CallError {
     /// the request could not be encoded).
     #[error("{0}")]
     Local(String),
+    /// The peer answered with a refusal.
+    #[error("{0}")]
+    Refused(crate::proto::Refusal),
 }
 
 impl CallError {
     /// Whether the peer may have received and acted on the request (so a write may have
     /// been applied there).
     pub fn may_have_acted(&self) -> bool {
-        matches!(
-            self,
-            CallError::Timeout(_) | CallError::Lost(_) | CallError::BadAnswer(_)
-        )
+        match self {
+            CallError::Timeout(_) | CallError::Lost(_) | CallError::BadAnswer(_) => true,
+            CallError::Refused(r) => r.may_have_acted(),
+            CallError::Unreachable(_) | CallError::Local(_) => false,
+        }
+    }
+
+    /// A reply as the caller sees it: a refusal is a failed call like any other.
+    pub fn from_reply(
+        reply: Result<crate::proto::PeerReply, CallError>,
+    ) -> Result<crate::proto::PeerReply, CallError> {
+        match reply {
+            Ok(crate::proto::PeerReply::Failed(r)) => Err(CallError::Refused(r)),
+            other => other,
+        }
     }
 }

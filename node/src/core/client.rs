@@ -1,6 +1,7 @@
 //! Client requests: admin answers, admission against the limits, and quorum-mode reads and
 //! writes handed to the coordinator (primary-mode keys go to `primary.rs`).
 
+use crate::proto::Unavailable;
 use ringkv_gossip::{MemberState, NodeStatus};
 
 use super::coordinator::{ReadSpec, Target, WriteSpec};
@@ -13,15 +14,15 @@ use crate::proto::{
 impl NodeCore {
     /// Every node this node knows, itself first.
     pub fn members(&self) -> Vec<MemberRow> {
-        let me = self.membership.me();
+        let me = self.shared.membership.me();
         let mut rows = vec![MemberRow {
             name: me.name.clone(),
             addr: me.addr.to_string(),
             state: "alive".into(),
-            status: status_name(self.membership.status()).into(),
+            status: status_name(self.shared.membership.status()).into(),
             zone: me.zone.clone(),
         }];
-        rows.extend(self.membership.members().into_iter().map(|m| {
+        rows.extend(self.shared.membership.members().into_iter().map(|m| {
             MemberRow {
                 name: m.id.name.clone(),
                 addr: m.id.addr.to_string(),
@@ -74,7 +75,7 @@ impl NodeCore {
             };
         }
         if matches!(req, ClientRequest::Direct(_) | ClientRequest::After { .. }) {
-            let e = ClientError::Unavailable("a request modifier may appear once".into());
+            let e = ClientError::BadRequest("a request modifier may appear once".into());
             return reply(out, id, Err(e));
         }
         let primary = match &req {
@@ -102,8 +103,8 @@ impl NodeCore {
                 return reply(out, id, Err(e));
             }
             ClientRequest::Replication { key } => {
-                repl_ctx!(self, now_ms, ctx);
-                let shard = key.map(|k| self.ring.preference_list(&k).to_vec());
+                let ctx = self.shared.repl_ctx(self.table.current(), now_ms);
+                let shard = key.map(|k| self.shared.ring.preference_list(&k).to_vec());
                 let mut rows = self.repl.info(&ctx);
                 rows.retain(|r| shard.as_ref().is_none_or(|s| *s == r.shard));
                 return reply(out, id, Ok(ClientResponse::Replication(rows)));
@@ -122,22 +123,22 @@ impl NodeCore {
                 return reply(out, id, result.map(ClientResponse::Inspect));
             }
             ClientRequest::Status => {
-                let ctx = view!(self, now_ms);
+                let ctx = self.shared.view(now_ms);
                 let mut status = self.ae.status(&ctx);
-                status.ranges = self.hints.range_status(&self.ring, status.ranges);
+                status.ranges = self.hints.range_status(&self.shared.ring, status.ranges);
                 (status.hints, status.hints_delivered, status.hints_dropped) =
-                    self.hints.report(self.store.as_ref());
+                    self.hints.report(self.shared.store.as_ref());
                 status.keys_handed_off = self.transfer.moved();
                 status.tombstones_reaped = self.gc.reaped();
                 return reply(out, id, Ok(ClientResponse::Status(status)));
             }
             ClientRequest::Repair => {
-                let ctx = view!(self, now_ms);
+                let ctx = self.shared.view(now_ms);
                 let progress = self.ae.repair(&ctx);
                 return reply(out, id, Ok(ClientResponse::Repair(progress)));
             }
             ClientRequest::RangeSet { prefix, mode } => {
-                let ctx = view!(self, now_ms);
+                let ctx = self.shared.view(now_ms);
                 let result = self.table.set(&ctx, prefix, mode, out);
                 if result.is_ok() {
                     self.table_changed();
@@ -179,7 +180,7 @@ impl NodeCore {
             return reply(out, id, Err(e));
         }
         let mut actions = Vec::new();
-        let q = self.config.quorum;
+        let q = self.shared.config.quorum;
         let op_id = match op {
             DataOp::Read {
                 key,
@@ -205,7 +206,7 @@ impl NodeCore {
                     key,
                     value,
                     context: context.map(|c| c.0),
-                    ts: self.hlc.now(now_ms),
+                    ts: self.shared.hlc.now(now_ms),
                     w: w.map_or(q.w, usize::from),
                 };
                 self.coordinator.write(id, targets, spec, &mut actions)
@@ -213,7 +214,7 @@ impl NodeCore {
         };
         self.act(actions, out);
         out.push(Effect::Schedule {
-            after: self.config.request_timeout,
+            after: self.shared.config.request_timeout,
             timer: Timer::Deadline(op_id),
         });
     }
@@ -232,7 +233,7 @@ impl NodeCore {
 
     /// What this node alone holds for a key.
     pub(super) fn inspect(&self, key: Vec<u8>) -> Result<InspectResult, ClientError> {
-        let max = self.config.limits.max_key;
+        let max = self.shared.config.limits.max_key;
         if key.is_empty() || key.len() > max {
             return Err(ClientError::BadKey {
                 size: key.len(),
@@ -240,15 +241,16 @@ impl NodeCore {
             });
         }
         let token = ringkv_ring::token(&key);
-        let record = load(self.store.as_ref(), token, &key)
-            .map_err(|e| ClientError::Unavailable(e.to_string()))?
+        let record = load(self.shared.store.as_ref(), token, &key)
+            .map_err(|e| ClientError::Unavailable(Unavailable::Storage(e.to_string())))?
             .unwrap_or_default();
-        let hints = hints::held_for(self.store.as_ref(), token, &key)
-            .map_err(|e| ClientError::Unavailable(format!("cannot read hints: {e}")))?;
-        let me = &self.membership.me().name;
+        let hints = hints::held_for(self.shared.store.as_ref(), token, &key).map_err(|e| {
+            ClientError::Unavailable(Unavailable::Storage(format!("cannot read hints: {e}")))
+        })?;
+        let me = &self.shared.membership.me().name;
         Ok(InspectResult {
             node: me.clone(),
-            replica: self.ring.preference_list(&key).contains(me),
+            replica: self.shared.ring.preference_list(&key).contains(me),
             token,
             siblings: hints::siblings(&record),
             context: crate::version::Context(record.join()),
@@ -258,7 +260,7 @@ impl NodeCore {
 
     /// Check a data request against the limits before any replica is bothered.
     pub(super) fn admit(&self, op: &DataOp) -> Result<(), ClientError> {
-        let limits = &self.config.limits;
+        let limits = &self.shared.config.limits;
         if self.coordinator.in_flight() >= limits.max_in_flight {
             return Err(ClientError::Overloaded {
                 in_flight: self.coordinator.in_flight(),
@@ -280,7 +282,7 @@ impl NodeCore {
                 max: limits.max_value,
             });
         }
-        let n = self.config.quorum.n;
+        let n = self.shared.config.quorum.n;
         if let Some((which, asked)) = quorum.filter(|(_, q)| *q == 0 || usize::from(*q) > n) {
             return Err(ClientError::BadQuorum {
                 which: which.into(),
@@ -296,9 +298,9 @@ impl NodeCore {
     /// sloppy quorum, each unreachable replica gets a live fallback past the list that keeps
     /// a hint for it.
     pub(super) fn targets(&self, key: &[u8], write: bool) -> Vec<Target> {
-        let me = &self.membership.me().name;
-        let live = |name: &str| name == me || self.membership.is_alive(name);
-        let list = self.ring.preference_list(key);
+        let me = &self.shared.membership.me().name;
+        let live = |name: &str| name == me || self.shared.membership.is_alive(name);
+        let list = self.shared.ring.preference_list(key);
         let mut names: Vec<&String> = list.iter().collect();
         if let Some(pos) = names.iter().position(|n| *n == me) {
             names[..=pos].rotate_right(1);
@@ -306,7 +308,7 @@ impl NodeCore {
         let mut targets: Vec<Target> = names
             .into_iter()
             .map(|name| {
-                let addr = self.addrs.get(name).copied().filter(|_| live(name));
+                let addr = self.shared.addrs.get(name).copied().filter(|_| live(name));
                 Target::new(name.clone(), addr)
             })
             .collect();
@@ -317,9 +319,9 @@ impl NodeCore {
                 .map(|t| t.name.clone())
                 .collect();
             let token = ringkv_ring::token(key);
-            let stand_ins = hints::fallbacks(&self.ring, token, list, live, down.len());
+            let stand_ins = hints::fallbacks(&self.shared.ring, token, list, live, down.len());
             for (owner, name) in down.into_iter().zip(stand_ins) {
-                if let Some(addr) = self.addrs.get(&name).copied() {
+                if let Some(addr) = self.shared.addrs.get(&name).copied() {
                     targets.push(Target::fallback(name, addr, owner));
                 }
             }
@@ -328,12 +330,13 @@ impl NodeCore {
     }
 
     pub(super) fn ring_info(&self) -> RingInfo {
-        let owned = self.ring.ownership();
-        let share = self.ring.replica_share();
+        let owned = self.shared.ring.ownership();
+        let share = self.shared.ring.replica_share();
         RingInfo {
-            n: u8::try_from(self.config.quorum.n).unwrap_or(u8::MAX),
-            vnodes: self.config.vnodes,
+            n: u8::try_from(self.shared.config.quorum.n).unwrap_or(u8::MAX),
+            vnodes: self.shared.config.vnodes,
             nodes: self
+                .shared
                 .ring
                 .nodes()
                 .iter()

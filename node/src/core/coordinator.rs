@@ -47,7 +47,7 @@ impl Target {
     pub fn new(name: String, addr: Option<SocketAddr>) -> Self {
         let state = match addr {
             Some(_) => TargetState::Idle,
-            None => TargetState::Failed("down".into()),
+            None => TargetState::Failed(CallError::Unreachable("down".into())),
         };
         Self {
             name,
@@ -73,7 +73,7 @@ enum TargetState {
     Idle,
     Pending(CallId),
     Ok,
-    Failed(String),
+    Failed(CallError),
 }
 
 enum Kind {
@@ -261,7 +261,7 @@ impl Coordinator {
             return;
         };
         let (mut leader_failed, mut written) = (false, false);
-        let state = match (&mut op.kind, reply.map_err(|e| e.to_string())) {
+        let state = match (&mut op.kind, reply) {
             (Kind::Write { record, .. }, Ok(PeerReply::Written(r))) => {
                 *record = Some(r);
                 written = true;
@@ -272,11 +272,17 @@ impl Coordinator {
                 replies.push((idx, r));
                 TargetState::Ok
             }
-            (kind, Ok(PeerReply::Failed(e)) | Err(e)) => {
+            (kind, Ok(PeerReply::Failed(r))) => {
+                leader_failed = matches!(kind, Kind::Write { record: None, .. });
+                TargetState::Failed(CallError::Refused(r))
+            }
+            (kind, Err(e)) => {
                 leader_failed = matches!(kind, Kind::Write { record: None, .. });
                 TargetState::Failed(e)
             }
-            (_, Ok(other)) => TargetState::Failed(format!("unexpected reply {other:?}")),
+            (_, Ok(other)) => {
+                TargetState::Failed(CallError::BadAnswer(format!("unexpected reply {other:?}")))
+            }
         };
         if let Some(t) = op.targets.get_mut(idx) {
             t.state = state;

@@ -10,9 +10,11 @@
 
 use super::calls::CallError;
 use super::calls::{CallId, Owner};
+use super::members::STATUS_REFRESH;
+use super::replication::Replication;
 use super::{arm, Effect, InboundId, NodeCore, Replica, Timer};
-use super::{GC_INTERVAL, REPL_TICK, STATUS_REFRESH, TABLE_INTERVAL, TRANSFER_INTERVAL};
-use crate::proto::{PeerReply, PeerRequest};
+use super::{Gc, TableSync, Transfer};
+use crate::proto::{PeerReply, PeerRequest, Refusal};
 use crate::store::Durability;
 use ringkv_gossip::NodeStatus;
 
@@ -25,10 +27,10 @@ impl NodeCore {
         req: PeerRequest,
         out: &mut Vec<Effect>,
     ) {
-        if self.membership.status() == NodeStatus::Leaving
+        if self.shared.membership.status() == NodeStatus::Leaving
             && !matches!(req, PeerRequest::Read { .. } | PeerRequest::Exchange { .. })
         {
-            return refuse(id, "this node is leaving the cluster", out);
+            return refuse(id, Refusal::Leaving, out);
         }
         match req {
             PeerRequest::Exchange {
@@ -50,11 +52,7 @@ impl NodeCore {
             }
             PeerRequest::Forward(req) => self.on_forwarded(now_ms, id, req, out),
             PeerRequest::Repl(req, ring) => self.on_repl(now_ms, (id, &from), (req, ring), out),
-            req if self.quorum_write_refused(&req) => refuse(
-                id,
-                "the key is under a primary prefix: its writes go through the primary",
-                out,
-            ),
+            req if self.quorum_write_refused(&req) => refuse(id, Refusal::PrimaryPrefix, out),
             req => self.on_replica_request(now_ms, id, req, out),
         }
     }
@@ -70,7 +68,7 @@ impl NodeCore {
         match call.owner {
             Owner::Coordinator => self.on_coordinator_reply(call, reply, out),
             Owner::AntiEntropy => self.on_ae_reply(now_ms, call, reply, out),
-            Owner::Hints => self.hints.on_reply(self.store.as_ref(), call, reply),
+            Owner::Hints => self.hints.on_reply(self.shared.store.as_ref(), call, reply),
             Owner::Transfer => self.on_transfer_reply(now_ms, call, reply, out),
             Owner::Gc => self.on_gc_reply(call, reply),
             Owner::Table => self.on_table_reply(reply),
@@ -83,12 +81,12 @@ impl NodeCore {
 
     /// A gossip datagram.
     pub(super) fn datagram(&mut self, data: &[u8], out: &mut Vec<Effect>) {
-        match self.membership.handle_datagram(data) {
+        match self.shared.membership.handle_datagram(data) {
             Ok(outputs) => self.gossip(outputs, out),
             Err(e) => {
                 // A datagram can be partly applied before it is rejected: keep its effects.
                 tracing::debug!("refused gossip datagram: {e}");
-                let outputs = self.membership.take_pending_outputs();
+                let outputs = self.shared.membership.take_pending_outputs();
                 self.gossip(outputs, out);
             }
         }
@@ -98,7 +96,7 @@ impl NodeCore {
     pub(super) fn timer(&mut self, now_ms: u64, timer: Timer, out: &mut Vec<Effect>) {
         match timer {
             Timer::Gossip(t) => {
-                let outputs = self.membership.handle_timer(t);
+                let outputs = self.shared.membership.handle_timer(t);
                 self.gossip(outputs, out);
             }
             Timer::AntiEntropy => self.on_ae_tick(now_ms, out),
@@ -131,7 +129,7 @@ impl NodeCore {
     ) {
         let mut effects = Vec::new();
         let reply = self.ae.on_request(
-            &view!(self, now_ms),
+            &self.shared.view(now_ms),
             from,
             session,
             range,
@@ -155,10 +153,10 @@ impl NodeCore {
         record: &crate::version::Record,
         out: &mut Vec<Effect>,
     ) {
-        let store = self.store.as_ref();
+        let store = self.shared.store.as_ref();
         let reply = self.hints.keep(store, owner, token, key, record, now_ms);
-        let sync =
-            self.config.durability == Durability::Sync && matches!(reply, PeerReply::Replicated);
+        let sync = self.shared.config.durability == Durability::Sync
+            && matches!(reply, PeerReply::Replicated);
         out.push(Effect::Respond { id, reply, sync });
     }
 
@@ -169,8 +167,10 @@ impl NodeCore {
         table: &crate::table::RangeTable,
         out: &mut Vec<Effect>,
     ) {
-        let (reply, changed) = self.table.on_request(self.store.as_ref(), from, table);
-        let sync = changed && self.config.durability == Durability::Sync;
+        let (reply, changed) = self
+            .table
+            .on_request(self.shared.store.as_ref(), from, table);
+        let sync = changed && self.shared.config.durability == Durability::Sync;
         out.push(Effect::Respond { id, reply, sync });
         if changed {
             self.table_changed();
@@ -204,7 +204,7 @@ impl NodeCore {
         msg: (super::replication::msg::ReplRequest, u64),
         out: &mut Vec<Effect>,
     ) {
-        repl_ctx!(self, now_ms, ctx);
+        let ctx = self.shared.repl_ctx(self.table.current(), now_ms);
         let answer = self.repl.on_request(&ctx, (from, id), msg, out);
         if let Some((reply, sync)) = answer {
             out.push(Effect::Respond { id, reply, sync });
@@ -221,11 +221,12 @@ impl NodeCore {
     ) {
         // Under `Sync` nothing unsynced may leave a replica, reads included: a dot a client
         // saw and a crash then erased could be issued again to another write.
-        let must_sync = self.config.durability == Durability::Sync;
+        let must_sync = self.shared.config.durability == Durability::Sync;
         let is_read = matches!(req, PeerRequest::Read { .. });
         if matches!(req, PeerRequest::Write { .. }) {
-            if let Err(e) = self.actor.before_dot(self.store.as_ref()) {
-                let reply = PeerReply::Failed(format!("cannot record the actor: {e}"));
+            if let Err(e) = self.actor.before_dot(self.shared.store.as_ref()) {
+                let reply =
+                    PeerReply::Failed(Refusal::Storage(format!("cannot record the actor: {e}")));
                 return out.push(Effect::Respond {
                     id,
                     reply,
@@ -235,15 +236,15 @@ impl NodeCore {
         }
         let mut replica = Replica {
             me: self.actor.name(),
-            store: self.store.as_ref(),
-            hlc: &mut self.hlc,
-            policy: self.config.conflict_policy,
-            max_siblings: self.config.limits.max_siblings,
+            store: self.shared.store.as_ref(),
+            hlc: &mut self.shared.hlc,
+            policy: self.shared.config.conflict_policy,
+            max_siblings: self.shared.config.limits.max_siblings,
             changes: Vec::new(),
         };
         let (reply, wrote) = replica.handle(now_ms, req);
         for change in &replica.changes {
-            self.ae.on_change(&self.ring, change);
+            self.ae.on_change(&self.shared.ring, change);
         }
         let sync = must_sync && (wrote || is_read);
         out.push(Effect::Respond { id, reply, sync });
@@ -270,7 +271,7 @@ impl NodeCore {
         out: &mut Vec<Effect>,
     ) {
         let mut effects = Vec::new();
-        let ctx = view!(self, now_ms);
+        let ctx = self.shared.view(now_ms);
         self.ae.on_reply(&ctx, call, reply, &mut effects);
         self.pushes(effects, out);
     }
@@ -287,7 +288,7 @@ impl NodeCore {
         if !drops.is_empty() {
             let moved = self.drop_keys(&drops).into_iter().filter(|d| *d).count();
             self.transfer.count_moved(moved as u64);
-            let ctx = view!(self, now_ms);
+            let ctx = self.shared.view(now_ms);
             self.transfer.on_tick(&ctx, out);
         }
     }
@@ -298,7 +299,7 @@ impl NodeCore {
     }
 
     fn on_table_reply(&mut self, reply: Result<PeerReply, CallError>) {
-        if self.table.on_reply(self.store.as_ref(), reply) {
+        if self.table.on_reply(self.shared.store.as_ref(), reply) {
             self.table_changed();
         }
     }
@@ -310,7 +311,7 @@ impl NodeCore {
         reply: Result<PeerReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
-        repl_ctx!(self, now_ms, ctx);
+        let ctx = self.shared.repl_ctx(self.table.current(), now_ms);
         self.repl.on_reply(&ctx, call, reply, out);
     }
 
@@ -326,7 +327,7 @@ impl NodeCore {
 
     fn on_ae_tick(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
         let mut effects = Vec::new();
-        let ctx = view!(self, now_ms);
+        let ctx = self.shared.view(now_ms);
         self.ae.on_tick(&ctx, &mut effects);
         self.pushes(effects, out);
         arm(out, self.ae.interval(), Timer::AntiEntropy);
@@ -334,58 +335,58 @@ impl NodeCore {
 
     fn on_ae_step(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
         let mut effects = Vec::new();
-        let ctx = view!(self, now_ms);
+        let ctx = self.shared.view(now_ms);
         self.ae.on_step(&ctx, &mut effects);
         self.pushes(effects, out);
     }
 
     fn on_status_refresh(&mut self, out: &mut Vec<Effect>) {
-        let outputs = self.membership.refresh_status();
+        let outputs = self.shared.membership.refresh_status();
         self.gossip(outputs, out);
         arm(out, STATUS_REFRESH, Timer::StatusRefresh);
     }
 
     fn on_gc_tick(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
-        let ctx = view!(self, now_ms);
+        let ctx = self.shared.view(now_ms);
         self.gc.on_tick(&ctx, out);
         self.drop_reaped();
-        arm(out, GC_INTERVAL, Timer::Gc);
+        arm(out, Gc::INTERVAL, Timer::Gc);
     }
 
     fn on_transfer_tick(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
-        let ctx = view!(self, now_ms);
+        let ctx = self.shared.view(now_ms);
         let mut effects = Vec::new();
         self.transfer.on_tick(&ctx, &mut effects);
         out.extend(effects);
         self.advance_joining(now_ms, out);
-        arm(out, TRANSFER_INTERVAL, Timer::Transfer);
+        arm(out, Transfer::INTERVAL, Timer::Transfer);
     }
 
     fn on_hints_tick(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
-        let ctx = view!(self, now_ms);
+        let ctx = self.shared.view(now_ms);
         self.hints.on_tick(&ctx, out);
         arm(out, self.hints.interval(), Timer::Hints);
     }
 
     fn on_table_tick(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
-        let ctx = view!(self, now_ms);
+        let ctx = self.shared.view(now_ms);
         self.table.on_tick(&ctx, out);
         self.ask_members(out);
-        arm(out, TABLE_INTERVAL, Timer::Table);
+        arm(out, TableSync::INTERVAL, Timer::Table);
     }
 
     fn on_repl_tick(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
-        repl_ctx!(self, now_ms, ctx);
+        let ctx = self.shared.repl_ctx(self.table.current(), now_ms);
         self.repl.on_tick(&ctx, out);
-        arm(out, REPL_TICK, Timer::Replication);
+        arm(out, Replication::TICK, Timer::Replication);
     }
 }
 
 /// Answer `id` with a refusal.
-fn refuse(id: InboundId, why: &str, out: &mut Vec<Effect>) {
+fn refuse(id: InboundId, why: Refusal, out: &mut Vec<Effect>) {
     out.push(Effect::Respond {
         id,
-        reply: PeerReply::Failed(why.into()),
+        reply: PeerReply::Failed(why),
         sync: false,
     });
 }

@@ -12,7 +12,7 @@ use super::coordinator::ClientId;
 use super::primary::Origin;
 use super::replication::Route;
 use super::{Effect, InboundId, NodeCore, Timer};
-use crate::proto::{ClientError, ClientRequest, PeerReply, PeerRequest, Session};
+use crate::proto::{ClientError, ClientRequest, PeerReply, PeerRequest, Session, Unavailable};
 use crate::table::PrimaryOptions;
 
 /// Client ids of requests forwarded to this node start here, apart from the shell's.
@@ -115,8 +115,7 @@ impl Forwards {
         for effect in out.iter_mut() {
             if let Effect::Reply { id, result } = effect {
                 if let Some(inbound) = self.inbound.remove(id) {
-                    let result =
-                        std::mem::replace(result, Err(ClientError::Unavailable(String::new())));
+                    let result = std::mem::replace(result, Err(ClientError::Electing));
                     *effect = Effect::Respond {
                         id: inbound,
                         reply: PeerReply::Forwarded(result),
@@ -166,17 +165,20 @@ impl NodeCore {
             return;
         };
         let result = match reply {
-            Ok(PeerReply::Forwarded(result)) => result,
-            Ok(PeerReply::Failed(e)) => Err(ClientError::Unavailable(format!(
-                "the key's primary did not answer ({e}); retry"
-            ))),
-            Err(e) => Err(ClientError::Unavailable(format!(
-                "the key's primary did not answer ({e}); retry"
-            ))),
-            Ok(other) => Err(ClientError::Unavailable(format!(
-                "unexpected answer {other:?}"
-            ))),
-        };
+            Ok(PeerReply::Forwarded(result)) => Ok(result),
+            Ok(PeerReply::Failed(r)) => Err(CallError::Refused(r)),
+            Err(e) => Err(e),
+            Ok(other) => Err(CallError::BadAnswer(format!("unexpected answer {other:?}"))),
+        }
+        .unwrap_or_else(|e| {
+            Err(ClientError::Unavailable(match e {
+                CallError::BadAnswer(detail) => Unavailable::UnexpectedAnswer(detail),
+                e => Unavailable::PrimaryNoAnswer {
+                    may_have_acted: e.may_have_acted(),
+                    detail: e.to_string(),
+                },
+            }))
+        });
         let e = match result {
             Ok(answer) => {
                 return out.push(Effect::Reply {
@@ -186,7 +188,7 @@ impl NodeCore {
             }
             Err(e) => e,
         };
-        let correctable = !self.config.sabotage().ignore_not_primary;
+        let correctable = !self.shared.config.sabotage().ignore_not_primary;
         if let (
             ClientError::NotPrimary {
                 primary: Some(primary),
@@ -196,7 +198,7 @@ impl NodeCore {
         ) = (&e, correctable)
         {
             let next = {
-                repl_ctx!(self, now_ms, ctx);
+                let ctx = self.shared.repl_ctx(self.table.current(), now_ms);
                 let key = key_of(&fwd.attempt.req);
                 self.repl.learn_primary(&ctx, key, primary, *epoch);
                 match self.repl.route(&ctx, key) {
@@ -228,7 +230,7 @@ impl NodeCore {
         let wait = RETRY_BACKOFF_MS[attempt.tries.min(RETRY_BACKOFF_MS.len() - 1)];
         let retry = attempt.origin == Origin::Client
             && e.passing_refusal()
-            && !self.config.sabotage().ignore_not_primary
+            && !self.shared.config.sabotage().ignore_not_primary
             && now_ms + wait < attempt.deadline_ms;
         if !retry {
             return out.push(Effect::Reply {
@@ -272,10 +274,7 @@ impl NodeCore {
             } else {
                 out.push(Effect::Reply {
                     id: fwd.attempt.client,
-                    result: Err(ClientError::Unavailable(format!(
-                        "the key's primary {to} went down before it answered (the write may or \
-                         may not have been applied); retry"
-                    ))),
+                    result: Err(ClientError::Unavailable(Unavailable::PrimaryDown(to))),
                 });
             }
         }
@@ -289,9 +288,7 @@ impl NodeCore {
         if let Some(fwd) = self.forwards.out.remove(&call) {
             out.push(Effect::Reply {
                 id: fwd.attempt.client,
-                result: Err(ClientError::Unavailable(
-                    "the key's primary did not answer in time; retry".into(),
-                )),
+                result: Err(ClientError::Unavailable(Unavailable::PrimaryTimedOut)),
             });
         }
     }

@@ -53,6 +53,9 @@ pub struct Gc {
 }
 
 impl Gc {
+    /// How often the collector takes its next step.
+    pub(super) const INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
     /// A collector removing tombstones older than `grace_ms`.
     pub fn new(grace_ms: u64) -> Self {
         Self {

@@ -7,6 +7,7 @@
 //! counted and left to anti-entropy.
 
 use super::calls::CallError;
+use crate::proto::Refusal;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 
@@ -209,7 +210,10 @@ impl Hints {
             }
             Err(e) => {
                 self.tally.refused += 1;
-                PeerReply::Failed(format!("hint for {owner} not kept: {e}"))
+                PeerReply::Failed(Refusal::HintNotKept {
+                    owner: owner.to_string(),
+                    detail: e.to_string(),
+                })
             }
         }
     }
@@ -402,15 +406,17 @@ impl Hints {
 
 /// The hints `store` holds for `key`, one per owner, for `ringctl inspect`. One lookup per
 /// owner with hints, and owners are bounded by [`MAX_OWNERS`].
-pub fn held_for(store: &dyn Store, token: u64, key: &[u8]) -> Result<Vec<InspectHint>, String> {
-    let owners = store.hint_owners(MAX_OWNERS).map_err(|e| e.to_string())?;
+pub fn held_for(
+    store: &dyn Store,
+    token: u64,
+    key: &[u8],
+) -> Result<Vec<InspectHint>, super::ReplicaError> {
+    let owners = store.hint_owners(MAX_OWNERS)?;
     let mut held = Vec::new();
     for owner in owners {
-        let hint = store
-            .hint_get(&owner.owner, token, key)
-            .map_err(|e| e.to_string())?;
+        let hint = store.hint_get(&owner.owner, token, key)?;
         if let Some(hint) = hint {
-            let record = decode_record(&hint.value).map_err(|e| e.to_string())?;
+            let record = decode_record(&hint.value)?;
             held.push(InspectHint {
                 owner: hint.owner,
                 stored_ms: hint.stored_ms,

@@ -2,6 +2,10 @@
 //! a joiner's way to `Up`, and keys dropped once other replicas hold them.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How often a node re-sends its status record.
+pub(super) const STATUS_REFRESH: Duration = Duration::from_secs(5);
 
 use ringkv_gossip::{GossipOutput, MemberEvent, MemberState, NodeStatus};
 use ringkv_ring::{Ring, RingNode};
@@ -29,7 +33,7 @@ impl NodeCore {
                     old: Some(hash),
                     new: None,
                 };
-                self.ae.on_change(&self.ring, &change);
+                self.ae.on_change(&self.shared.ring, &change);
             }
         }
     }
@@ -40,7 +44,7 @@ impl NodeCore {
         if keys.is_empty() {
             return Vec::new();
         }
-        let store = self.store.as_ref();
+        let store = self.shared.store.as_ref();
         if let Err(e) = self.actor.before_drop(store) {
             tracing::warn!("keeping keys: cannot mark the actor: {e}");
             return vec![false; keys.len()];
@@ -67,24 +71,25 @@ impl NodeCore {
             Joining::Done => {}
             Joining::WaitingForPeers => {
                 let has_peers = self
+                    .shared
                     .membership
                     .members()
                     .iter()
                     .any(|m| m.state != MemberState::Down);
                 if has_peers {
-                    let ctx = view!(self, now_ms);
+                    let ctx = self.shared.view(now_ms);
                     self.ae.pull(&ctx);
                     self.joining = Joining::Pulling { since_ms: now_ms };
                 }
             }
             Joining::Pulling { since_ms } => {
-                let ctx = view!(self, now_ms);
+                let ctx = self.shared.view(now_ms);
                 // The sweep goes on finishing what a slow pull left; `Up` is not held hostage.
                 let overdue = now_ms.saturating_sub(since_ms) > JOIN_PULL_LIMIT_MS;
                 if !self.ae.status(&ctx).repair.running || overdue {
                     self.joining = Joining::Done;
-                    if self.membership.status() == NodeStatus::Joining {
-                        let outputs = self.membership.set_status(NodeStatus::Up);
+                    if self.shared.membership.status() == NodeStatus::Joining {
+                        let outputs = self.shared.membership.set_status(NodeStatus::Up);
                         self.gossip(outputs, out);
                     }
                 }
@@ -125,16 +130,16 @@ impl NodeCore {
     /// place (its replicas are expected back), one leaving or gone gracefully does not. A
     /// leaving node drops itself too, so its data flows to the remaining replicas.
     pub(super) fn rebuild_ring(&mut self) {
-        let me = self.membership.me().clone();
+        let me = self.shared.membership.me().clone();
         let mut addrs = BTreeMap::from([(me.name.clone(), me.addr)]);
         let mut nodes = Vec::new();
-        if self.membership.status() != NodeStatus::Leaving {
+        if self.shared.membership.status() != NodeStatus::Leaving {
             nodes.push(RingNode {
                 name: me.name.clone(),
                 zone: me.zone.clone(),
             });
         }
-        for m in self.membership.members() {
+        for m in self.shared.membership.members() {
             if m.id.name == me.name {
                 continue;
             }
@@ -170,15 +175,15 @@ impl NodeCore {
                 })
             })
             .collect();
-        self.peers.save(self.store.as_ref(), saved);
-        if nodes.as_slice() != self.ring.nodes() {
-            self.ring = Ring::new(nodes, self.ring.config());
-            self.ring_id = ring_id(&self.ring);
+        self.peers.save(self.shared.store.as_ref(), saved);
+        if nodes.as_slice() != self.shared.ring.nodes() {
+            self.shared.ring = Ring::new(nodes, self.shared.ring.config());
+            self.shared.ring_id = ring_id(&self.shared.ring);
             self.ae.reset();
             self.transfer.reset();
             self.gc.reset();
         }
-        self.addrs = addrs;
+        self.shared.addrs = addrs;
     }
 }
 
@@ -189,12 +194,13 @@ impl NodeCore {
         if !self.peers.unsettled() {
             return;
         }
-        let me = self.membership.me().name.clone();
+        let me = self.shared.membership.me().name.clone();
         let live: Vec<_> = self
+            .shared
             .membership
             .members()
             .into_iter()
-            .filter(|m| m.id.name != me && self.membership.is_alive(&m.id.name))
+            .filter(|m| m.id.name != me && self.shared.membership.is_alive(&m.id.name))
             .map(|m| m.id.addr)
             .collect();
         if live.is_empty() {
@@ -212,9 +218,16 @@ impl NodeCore {
     /// This node's ring members, if its view is settled enough to refute another's memory.
     pub(super) fn settled_ring(&self) -> Option<Vec<String>> {
         let settled = self.joining == Joining::Done
-            && self.membership.status() == NodeStatus::Up
+            && self.shared.membership.status() == NodeStatus::Up
             && !self.peers.unsettled();
-        settled.then(|| self.ring.nodes().iter().map(|n| n.name.clone()).collect())
+        settled.then(|| {
+            self.shared
+                .ring
+                .nodes()
+                .iter()
+                .map(|n| n.name.clone())
+                .collect()
+        })
     }
 }
 

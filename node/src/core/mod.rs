@@ -40,39 +40,9 @@ use antientropy::AntiEntropy;
 use coordinator::{Action, Coordinator};
 use gc::Gc;
 use hints::Hints;
-use members::Joining;
-use table::{TableSync, TABLE_INTERVAL};
+use members::{Joining, STATUS_REFRESH};
+use table::TableSync;
 use transfer::Transfer;
-
-/// The node as the background mechanisms see it for one step. A macro rather than a method:
-/// the mechanisms themselves are fields of the core, borrowed mutably alongside.
-macro_rules! view {
-    ($core:ident, $now_ms:expr) => {
-        $crate::core::view(
-            &$core.membership,
-            &$core.ring,
-            &$core.store,
-            &$core.addrs,
-            $now_ms,
-        )
-    };
-}
-
-/// Bind `$ctx`, what primary mode sees of the node for one step (a macro for the same reason
-/// as [`view!`]).
-macro_rules! repl_ctx {
-    ($core:ident, $now_ms:expr, $ctx:ident) => {
-        let table = $core.table.current();
-        let primary_key = |k: &[u8]| table.lookup(k).is_some();
-        let $ctx = $crate::core::replication::Ctx {
-            view: view!($core, $now_ms),
-            primary_key: &primary_key,
-            durable: $core.config.durability == $crate::store::Durability::Sync,
-            ring_id: $core.ring_id,
-            chain: table.topology() == $crate::table::Topology::Chain,
-        };
-    };
-}
 
 mod client;
 mod dispatch;
@@ -87,14 +57,53 @@ fn arm(out: &mut Vec<Effect>, after: Duration, timer: Timer) {
     out.push(Effect::Schedule { after, timer });
 }
 
-/// The node's whole protocol state.
-pub struct NodeCore {
+/// What every mechanism reads and the core alone changes: the node's identity and settings,
+/// membership and the ring it gives, peer addresses, the store and the clock.
+pub(crate) struct Shared {
     config: CoreConfig,
     membership: Membership,
     ring: Ring,
     addrs: BTreeMap<String, SocketAddr>,
     store: Arc<dyn Store>,
     hlc: Hlc,
+    /// A digest of the ring's members: replication runs only between nodes that agree on it.
+    ring_id: u64,
+}
+
+impl Shared {
+    /// The node as the background mechanisms see it at `now_ms`.
+    fn view(&self, now_ms: u64) -> View<'_> {
+        View {
+            me: &self.membership.me().name,
+            ring: &self.ring,
+            store: self.store.as_ref(),
+            membership: &self.membership,
+            addrs: &self.addrs,
+            now_ms,
+        }
+    }
+
+    /// What primary mode sees of the node at `now_ms`, with the range table `table`.
+    fn repl_ctx<'a>(&'a self, table: &'a RangeTable, now_ms: u64) -> replication::Ctx<'a> {
+        replication::Ctx {
+            view: self.view(now_ms),
+            primary_key: table,
+            durable: self.durable(),
+            ring_id: self.ring_id,
+            chain: table.topology() == crate::table::Topology::Chain,
+        }
+    }
+
+    /// Whether replies wait for the store's sync.
+    fn durable(&self) -> bool {
+        self.config.durability == Durability::Sync
+    }
+}
+
+/// The node's whole protocol state: the [`Shared`] part, and one owner per mechanism, each
+/// reached only through its own methods (see `dispatch.rs` for who owns which input).
+pub struct NodeCore {
+    shared: Shared,
     coordinator: Coordinator,
     ae: AntiEntropy,
     hints: Hints,
@@ -108,8 +117,6 @@ pub struct NodeCore {
     actor: actor::Actor,
     /// Primary mode's shards.
     repl: replication::Replication,
-    /// A digest of the ring's members: replication runs only between nodes that agree on it.
-    ring_id: u64,
     /// Primary-mode requests forwarded to a primary, or from another node.
     forwards: forward::Forwards,
     /// Ring members saved for the next start.
@@ -160,17 +167,19 @@ impl NodeCore {
             actor,
             repl: replication::Replication::new(config.replication.clone())
                 .sabotaged(config.sabotage()),
-            ring_id: 0,
             forwards: forward::Forwards::default(),
             peers,
             scans: scan::Scans::default(),
             coordinator: Coordinator::new(config.conflict_policy, config.sabotage()),
-            hlc: Hlc::new(max_drift),
-            ring: Ring::empty(ring_config),
-            addrs: BTreeMap::new(),
-            membership,
-            store,
-            config,
+            shared: Shared {
+                hlc: Hlc::new(max_drift),
+                ring: Ring::empty(ring_config),
+                addrs: BTreeMap::new(),
+                ring_id: 0,
+                membership,
+                store,
+                config,
+            },
         };
         core.rebuild_ring();
         Ok(core)
@@ -179,19 +188,19 @@ impl NodeCore {
     /// Announce to the seeds and start the failure detector.
     pub fn start(&mut self) -> Vec<Effect> {
         let mut out = Vec::new();
-        let outputs = self.membership.start();
+        let outputs = self.shared.membership.start();
         self.gossip(outputs, &mut out);
         if self.joining != Joining::Done {
-            let outputs = self.membership.set_status(NodeStatus::Joining);
+            let outputs = self.shared.membership.set_status(NodeStatus::Joining);
             self.gossip(outputs, &mut out);
         }
         arm(&mut out, self.ae.interval(), Timer::AntiEntropy);
-        arm(&mut out, TRANSFER_INTERVAL, Timer::Transfer);
+        arm(&mut out, Transfer::INTERVAL, Timer::Transfer);
         arm(&mut out, self.hints.interval(), Timer::Hints);
-        arm(&mut out, GC_INTERVAL, Timer::Gc);
+        arm(&mut out, Gc::INTERVAL, Timer::Gc);
         arm(&mut out, STATUS_REFRESH, Timer::StatusRefresh);
-        arm(&mut out, TABLE_INTERVAL, Timer::Table);
-        arm(&mut out, REPL_TICK, Timer::Replication);
+        arm(&mut out, TableSync::INTERVAL, Timer::Table);
+        arm(&mut out, replication::Replication::TICK, Timer::Replication);
         out
     }
 
@@ -199,7 +208,7 @@ impl NodeCore {
     /// data flows to the ranges' remaining replicas (see [`NodeCore::handed_off`]).
     pub fn begin_leave(&mut self) -> Vec<Effect> {
         let mut out = Vec::new();
-        let outputs = self.membership.set_status(NodeStatus::Leaving);
+        let outputs = self.shared.membership.set_status(NodeStatus::Leaving);
         self.gossip(outputs, &mut out);
         self.rebuild_ring();
         out
@@ -209,15 +218,18 @@ impl NodeCore {
     /// hint it keeps to its owner when that owner is alive (a hint for a down owner leaves
     /// with it: the owner's peers repair it by anti-entropy).
     pub fn handed_off(&self) -> bool {
-        let keys = self.ring.is_empty() || self.transfer.is_idle(&self.ring);
-        let deliverable =
-            |owner: &str| self.ring.contains(owner) && self.membership.is_alive(owner);
-        keys && !self.hints.holds_for(self.store.as_ref(), deliverable)
+        let keys = self.shared.ring.is_empty() || self.transfer.is_idle(&self.shared.ring);
+        let deliverable = |owner: &str| {
+            self.shared.ring.contains(owner) && self.shared.membership.is_alive(owner)
+        };
+        keys && !self
+            .hints
+            .holds_for(self.shared.store.as_ref(), deliverable)
     }
 
     /// Whether this node announced it is leaving.
     pub fn is_leaving(&self) -> bool {
-        self.membership.status() == NodeStatus::Leaving
+        self.shared.membership.status() == NodeStatus::Leaving
     }
 
     /// What became of hints since this process started.
@@ -228,7 +240,7 @@ impl NodeCore {
     /// Leave the cluster: peers see this node gone at once rather than by failure detection.
     pub fn leave(&mut self) -> Vec<Effect> {
         let mut out = Vec::new();
-        let outputs = self.membership.leave();
+        let outputs = self.shared.membership.leave();
         self.gossip(outputs, &mut out);
         out
     }
@@ -262,12 +274,12 @@ impl NodeCore {
 
     /// This node's identity.
     pub fn me(&self) -> &NodeId {
-        self.membership.me()
+        self.shared.membership.me()
     }
 
     /// The ring as this node computes it now.
     pub fn ring(&self) -> &Ring {
-        &self.ring
+        &self.shared.ring
     }
 
     /// The range table as this node holds it.
@@ -302,7 +314,7 @@ impl NodeCore {
 
     /// Anti-entropy's effects, its pushes marked for sync under `Durability::Sync`.
     fn pushes(&self, effects: Vec<Effect>, out: &mut Vec<Effect>) {
-        let sync = self.config.durability == Durability::Sync;
+        let sync = self.shared.config.durability == Durability::Sync;
         out.extend(effects.into_iter().map(|e| match e {
             Effect::Push { to, req, .. } => Effect::Push { to, req, sync },
             other => other,
@@ -343,33 +355,3 @@ impl View<'_> {
         self.addrs.get(name).copied().filter(|_| live)
     }
 }
-
-/// The node as the background mechanisms see it for one step.
-fn view<'a>(
-    membership: &'a Membership,
-    ring: &'a Ring,
-    store: &'a Arc<dyn Store>,
-    addrs: &'a BTreeMap<String, SocketAddr>,
-    now_ms: u64,
-) -> View<'a> {
-    View {
-        me: &membership.me().name,
-        ring,
-        store: store.as_ref(),
-        membership,
-        addrs,
-        now_ms,
-    }
-}
-
-/// How often primary mode checks heartbeats, elections and deadlines.
-const REPL_TICK: Duration = Duration::from_millis(50);
-
-/// How often a node re-sends its status record.
-const STATUS_REFRESH: Duration = Duration::from_secs(5);
-
-/// How often the tombstone collector takes its next step.
-const GC_INTERVAL: Duration = Duration::from_millis(100);
-
-/// How often ownership transfer looks for data to move.
-const TRANSFER_INTERVAL: Duration = Duration::from_millis(200);

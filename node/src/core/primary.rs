@@ -7,7 +7,9 @@ use super::replica::load;
 use super::replication::{self, majority, Route};
 use super::update::Plan;
 use super::{Effect, NodeCore};
-use crate::proto::{ClientError, ClientRequest, ClientResponse, PeerReply, PeerRequest, Session};
+use crate::proto::{
+    ClientError, ClientRequest, ClientResponse, PeerReply, PeerRequest, Session, Unavailable,
+};
 use crate::table::{PrimaryOptions, ReadFrom, SyncReplicas};
 
 #[cfg(test)]
@@ -38,7 +40,7 @@ impl NodeCore {
         (origin, after): (Origin, Option<Session>),
         out: &mut Vec<Effect>,
     ) {
-        let deadline_ms = now_ms + super::replication::millis(self.config.request_timeout);
+        let deadline_ms = now_ms + super::replication::millis(self.shared.config.request_timeout);
         let attempt = Attempt {
             client: id,
             req,
@@ -68,7 +70,7 @@ impl NodeCore {
         a: Attempt,
         out: &mut Vec<Effect>,
     ) -> Result<(), Box<(Attempt, ClientError)>> {
-        repl_ctx!(self, now_ms, ctx);
+        let ctx = self.shared.repl_ctx(self.table.current(), now_ms);
         let (id, origin, deadline) = (a.client, a.origin, a.deadline_ms);
         let key = match &a.req {
             ClientRequest::Get { key, .. }
@@ -97,7 +99,7 @@ impl NodeCore {
             }
             let result = load(ctx.view.store, ringkv_ring::token(&key), &key)
                 .map(|rec| ClientResponse::Got(replication::read_result(rec, 1)))
-                .map_err(|e| ClientError::Unavailable(e.to_string()));
+                .map_err(|e| ClientError::Unavailable(Unavailable::Storage(e.to_string())));
             out.push(Effect::Reply { id, result });
             return Ok(());
         }
@@ -130,7 +132,7 @@ impl NodeCore {
                 } else {
                     let result = load(ctx.view.store, ringkv_ring::token(&key), &key)
                         .map(|rec| ClientResponse::Got(replication::read_result(rec, 1)))
-                        .map_err(|e| ClientError::Unavailable(e.to_string()));
+                        .map_err(|e| ClientError::Unavailable(Unavailable::Storage(e.to_string())));
                     out.push(Effect::Reply { id, result });
                 }
             }
@@ -157,7 +159,7 @@ impl NodeCore {
                 };
                 match self.primary_record(now_ms, &key, value) {
                     Ok((token, record)) => {
-                        repl_ctx!(self, now_ms, ctx);
+                        let ctx = self.shared.repl_ctx(self.table.current(), now_ms);
                         self.repl
                             .logged_write(&ctx, id, token, key, record, need, deadline, out);
                     }
@@ -176,19 +178,19 @@ impl NodeCore {
         key: &[u8],
         value: Option<Vec<u8>>,
     ) -> Result<(u64, crate::version::Record), ClientError> {
-        let store = self.store.as_ref();
+        let store = self.shared.store.as_ref();
         let token = ringkv_ring::token(key);
-        let unavailable = |e: String| ClientError::Unavailable(e);
+        let storage = |e: String| ClientError::Unavailable(Unavailable::Storage(e));
         self.actor
             .before_dot(store)
-            .map_err(|e| unavailable(format!("cannot record the actor: {e}")))?;
-        let seen = load(store, token, key).map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| storage(format!("cannot record the actor: {e}")))?;
+        let seen = load(store, token, key).map_err(|e| storage(e.to_string()))?;
         let mut replica = super::Replica {
             me: self.actor.name(),
             store,
-            hlc: &mut self.hlc,
-            policy: self.config.conflict_policy,
-            max_siblings: self.config.limits.max_siblings,
+            hlc: &mut self.shared.hlc,
+            policy: self.shared.config.conflict_policy,
+            max_siblings: self.shared.config.limits.max_siblings,
             changes: Vec::new(),
         };
         let ts = replica.hlc.now(now_ms);
@@ -201,12 +203,12 @@ impl NodeCore {
         };
         let (reply, _) = replica.handle(now_ms, req);
         for change in &replica.changes {
-            self.ae.on_change(&self.ring, change);
+            self.ae.on_change(&self.shared.ring, change);
         }
         match reply {
             PeerReply::Written(record) => Ok((token, record)),
-            PeerReply::Failed(e) => Err(unavailable(e)),
-            other => Err(unavailable(format!("unexpected {other:?}"))),
+            PeerReply::Failed(e) => Err(ClientError::Unavailable(Unavailable::Refused(e))),
+            other => Err(storage(format!("unexpected {other:?}"))),
         }
     }
 }

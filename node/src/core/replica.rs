@@ -5,6 +5,7 @@
 
 use crate::hlc::{Hlc, Timestamp};
 use crate::merkle::{item_hash, Hash};
+use crate::proto::Refusal;
 use crate::proto::{PeerReply, PeerRequest};
 use crate::store::{Store, StoreError};
 use crate::version::{
@@ -73,7 +74,7 @@ impl Replica<'_> {
         let wrote = !matches!(req, PeerRequest::Read { .. });
         match self.serve(now_ms, req) {
             Ok(reply) => (reply, wrote),
-            Err(e) => (PeerReply::Failed(e.to_string()), false),
+            Err(e) => (PeerReply::Failed(Refusal::Replica(e.to_string())), false),
         }
     }
 
@@ -113,7 +114,7 @@ impl Replica<'_> {
             | PeerRequest::Members
             | PeerRequest::Keys { .. }
             | PeerRequest::Repl(..)
-            | PeerRequest::Forward(_) => Ok(PeerReply::Failed("not a replica request".into())),
+            | PeerRequest::Forward(_) => Ok(PeerReply::Failed(Refusal::NotReplicaRequest)),
         }
     }
 
@@ -276,7 +277,7 @@ mod tests {
         }
         let over = write(&store, &mut hlc, ConflictPolicy::Siblings, b"4", None);
         assert!(
-            matches!(&over, PeerReply::Failed(e) if e.contains("siblings")),
+            matches!(&over, PeerReply::Failed(e) if e.to_string().contains("siblings")),
             "{over:?}"
         );
         let stored = load(&store, ringkv_ring::token(b"k"), b"k")
@@ -319,7 +320,7 @@ mod tests {
             key: b"k".to_vec(),
         };
         let (reply, wrote) = replica.handle(0, req);
-        assert!(matches!(reply, PeerReply::Failed(e) if e.contains("token")));
+        assert!(matches!(reply, PeerReply::Failed(e) if e.to_string().contains("token")));
         assert!(!wrote);
     }
 }

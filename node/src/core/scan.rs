@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::calls::{CallError, CallId, Calls, Owner};
 use super::{ClientId, Effect, InboundId, NodeCore};
 use crate::proto::{ClientError, ClientResponse, KeyPage, PeerReply, PeerRequest};
+use crate::reason::{Refusal, Unavailable};
 use crate::store::Store;
 use crate::version::{decode_record, live_values};
 
@@ -72,21 +73,24 @@ impl NodeCore {
             };
             return reply(out, Err(e));
         }
-        let Some(idx) = self.ring.range_index(from) else {
-            let e = ClientError::Unavailable("the ring is empty".into());
+        let Some(idx) = self.ring().range_index(from) else {
+            let e = ClientError::Unavailable(Unavailable::RingEmpty);
             return reply(out, Err(e));
         };
-        let end = self.ring.range_bounds(idx).map_or(u64::MAX, |(_, end)| end);
+        let end = self
+            .ring()
+            .range_bounds(idx)
+            .map_or(u64::MAX, |(_, end)| end);
         // A wrapping range is read in two spans: up to `u64::MAX`, then from 0.
         let upto = if from <= end { end } else { u64::MAX };
-        let list = self.ring.preference_list_at(idx);
-        let me = &self.membership.me().name;
+        let list = self.ring().preference_list_at(idx);
+        let me = &self.shared.membership.me().name;
         let live: Vec<_> = list
             .iter()
-            .filter(|n| *n == me || self.membership.is_alive(n))
-            .filter_map(|n| self.addrs.get(n).copied())
+            .filter(|n| *n == me || self.shared.membership.is_alive(n))
+            .filter_map(|n| self.shared.addrs.get(n).copied())
             .collect();
-        let need = self.config.quorum.r.min(list.len()).max(1);
+        let need = self.shared.config.quorum.r.min(list.len()).max(1);
         if live.len() < need {
             let e = ClientError::QuorumFailed {
                 op: "key listing".into(),
@@ -139,7 +143,7 @@ impl NodeCore {
             Ok(PeerReply::Keys { keys, through }) if (l.from..=l.upto).contains(&through) => {
                 l.pages.push((keys, through));
             }
-            Ok(PeerReply::Failed(e)) => l.failures.push(e),
+            Ok(PeerReply::Failed(e)) => l.failures.push(e.to_string()),
             Ok(other) => l.failures.push(format!("unexpected answer {other:?}")),
             Err(e) => l.failures.push(e.to_string()),
         }
@@ -179,12 +183,12 @@ impl NodeCore {
         (from, upto, limit): (u64, u64, u32),
         out: &mut Vec<Effect>,
     ) {
-        let reply = match list_keys(self.store.as_ref(), from, upto, limit) {
+        let reply = match list_keys(self.shared.store.as_ref(), from, upto, limit) {
             Ok((keys, through)) => PeerReply::Keys { keys, through },
             Err(e) => PeerReply::Failed(e),
         };
         // Under `Sync` nothing unsynced leaves a replica, keys included.
-        let sync = self.config.durability == crate::store::Durability::Sync;
+        let sync = self.shared.config.durability == crate::store::Durability::Sync;
         out.push(Effect::Respond { id, reply, sync });
     }
 }
@@ -196,9 +200,11 @@ impl NodeCore {
 /// A full read is cut before its last token, whose other keys may not have been read yet,
 /// unless every entry read has that one token (more than `MIN_PAGE` keys on one 64-bit
 /// token: the rest of that token's keys are then left out).
-pub fn list_keys(store: &dyn Store, from: u64, upto: u64, limit: u32) -> Result<Listed, String> {
+pub fn list_keys(store: &dyn Store, from: u64, upto: u64, limit: u32) -> Result<Listed, Refusal> {
     if from > upto {
-        return Err(format!("empty token span {from}..={upto}"));
+        return Err(Refusal::Replica(format!(
+            "empty token span {from}..={upto}"
+        )));
     }
     let limit = usize::try_from(limit)
         .unwrap_or(MAX_PAGE)
@@ -206,7 +212,7 @@ pub fn list_keys(store: &dyn Store, from: u64, upto: u64, limit: u32) -> Result<
     // `Store::scan` reads `(start, end]`; `(u64::MAX, upto]` wraps to `0..=upto`.
     let mut entries = store
         .scan(from.wrapping_sub(1), upto, None, limit)
-        .map_err(|e| format!("cannot read keys: {e}"))?;
+        .map_err(|e| Refusal::Storage(format!("cannot read keys: {e}")))?;
     let mut through = upto;
     if entries.len() >= limit {
         let first = entries.first().map_or(from, |e| e.token);
@@ -220,7 +226,8 @@ pub fn list_keys(store: &dyn Store, from: u64, upto: u64, limit: u32) -> Result<
     }
     let mut keys = Vec::with_capacity(entries.len());
     for e in entries {
-        let record = decode_record(&e.value).map_err(|err| format!("stored record: {err}"))?;
+        let record = decode_record(&e.value)
+            .map_err(|err| Refusal::Replica(format!("stored record: {err}")))?;
         if !live_values(&record).is_empty() {
             keys.push((e.token, e.key));
         }

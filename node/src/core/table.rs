@@ -8,6 +8,7 @@
 //! A table from a peer that breaks this node's bounds is refused whole and logged.
 
 use super::calls::CallError;
+use crate::proto::{Refusal, Unavailable};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -16,9 +17,6 @@ use super::Effect;
 use crate::proto::{ClientError, PeerReply, PeerRequest, RuleRow};
 use crate::store::Store;
 use crate::table::{Mode, RangeTable, TableError, TableLimits};
-
-/// Time between two push-pulls with a peer.
-pub const TABLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What this mechanism sees of the node for one step.
 pub type Ctx<'a> = super::View<'a>;
@@ -35,6 +33,9 @@ pub struct TableSync {
 }
 
 impl TableSync {
+    /// Time between two push-pulls with a peer.
+    pub(super) const INTERVAL: Duration = Duration::from_secs(1);
+
     /// The table the store holds, or an empty one.
     ///
     /// # Errors
@@ -86,7 +87,8 @@ impl TableSync {
         let mut next = self.table.clone();
         next.set(prefix, mode, ctx.me, &self.limits)
             .map_err(|e| ClientError::BadRange(e.to_string()))?;
-        let unavailable = |e: String| ClientError::Unavailable(format!("range table: {e}"));
+        let unavailable =
+            |e: String| ClientError::Unavailable(Unavailable::Storage(format!("range table: {e}")));
         next.save(ctx.store)
             .map_err(|e| unavailable(e.to_string()))?;
         // A rare operator command: one sync here is simpler than a synced-reply effect.
@@ -113,10 +115,7 @@ impl TableSync {
                 let ours = (self.table != *theirs).then(|| self.table.clone());
                 (PeerReply::Table(ours), changed)
             }
-            Err(e) => (
-                PeerReply::Failed(format!("range table refused: {e}")),
-                false,
-            ),
+            Err(e) => (PeerReply::Failed(Refusal::RangeTable(e.to_string())), false),
         }
     }
 

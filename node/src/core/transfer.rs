@@ -73,6 +73,9 @@ impl Default for Transfer {
 }
 
 impl Transfer {
+    /// How often transfer looks for data to move.
+    pub(super) const INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
     /// The ring changed: look at every range again.
     pub fn reset(&mut self) {
         self.clean = 0;

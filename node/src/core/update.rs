@@ -3,6 +3,7 @@
 //! step, so no other write to the key can come between. Quorum-mode keys have no single node
 //! ordering their writes and refuse these operations.
 
+use crate::proto::Unavailable;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -159,16 +160,20 @@ impl NodeCore {
     /// As the key's primary: read `key` and decide the update's write.
     pub(super) fn plan_update(&mut self, id: ClientId, key: &[u8], op: &UpdateOp) -> Plan {
         let token = ringkv_ring::token(key);
-        let record = match load(self.store.as_ref(), token, key) {
+        let record = match load(self.shared.store.as_ref(), token, key) {
             Ok(r) => r,
-            Err(e) => return Plan::Answer(Err(ClientError::Unavailable(e.to_string()))),
+            Err(e) => {
+                return Plan::Answer(Err(ClientError::Unavailable(Unavailable::Storage(
+                    e.to_string(),
+                ))))
+            }
         };
         let previous = read_result(record, 1)
             .values
             .into_iter()
             .max_by_key(|v| v.ts)
             .map(|v| v.data);
-        match op.apply(previous.as_deref(), self.config.limits.max_value) {
+        match op.apply(previous.as_deref(), self.shared.config.limits.max_value) {
             Ok(Some(value)) => {
                 self.forwards.updates.previous.insert(id, previous);
                 Plan::Write(value)

@@ -1,6 +1,7 @@
 //! Group commit: replica responses that promise durability wait here until one `sync` covers
 //! every write made before it, so many writes share one fsync.
 
+use crate::proto::Refusal;
 use std::net::SocketAddr;
 use std::sync::{mpsc as std_mpsc, Arc};
 
@@ -70,7 +71,9 @@ pub(super) fn spawn(
                     // A repair that could not be made durable is not sent; the next round retries.
                     (Pending::Push { .. }, Err(_)) => continue,
                     (Pending::Respond { to, reply }, Ok(())) => (to, reply),
-                    (Pending::Respond { to, .. }, Err(e)) => (to, PeerReply::Failed(e.clone())),
+                    (Pending::Respond { to, .. }, Err(e)) => {
+                        (to, PeerReply::Failed(Refusal::Storage(e.clone())))
+                    }
                 };
                 match to {
                     ResponseTo::Local(call) => {

@@ -2,6 +2,7 @@
 //! decisions live here; only plumbing (who waits for which answer).
 
 use crate::core::CallError;
+use crate::proto::Refusal;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -242,7 +243,7 @@ impl Shell {
                         if let Err(mpsc::error::SendError(Pending::Respond { to, .. })) =
                             self.commits.send(Pending::Respond { to, reply })
                         {
-                            self.deliver(to, PeerReply::Failed("store is closing".into()));
+                            self.deliver(to, PeerReply::Failed(Refusal::Closing));
                         }
                     } else {
                         self.deliver(to, reply);

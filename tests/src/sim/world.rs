@@ -613,7 +613,11 @@ impl World {
             match (item, &synced) {
                 (AfterSync::Respond(to, reply), Ok(())) => self.deliver(node, to, reply),
                 (AfterSync::Respond(to, _), Err(e)) => {
-                    self.deliver(node, to, PeerReply::Failed(e.clone()));
+                    self.deliver(
+                        node,
+                        to,
+                        PeerReply::Failed(ringkv::proto::Refusal::Storage(e.clone())),
+                    );
                 }
                 (AfterSync::Push(to, req), Ok(())) => self.push(node, to, req),
                 (AfterSync::Push(..), Err(_)) => {} // nothing durable to push

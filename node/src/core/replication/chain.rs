@@ -12,6 +12,7 @@ use super::leader::SyncState;
 use super::msg::{Relay, ReplReply, ReplRequest};
 use super::{CallKind, Ctx, Replication, Role, Shard};
 use crate::core::coordinator::CallId;
+use crate::core::CallError;
 use crate::core::{Effect, InboundId};
 use crate::proto::PeerReply;
 
@@ -200,7 +201,7 @@ impl Replication {
         id: &[String],
         call: CallId,
         (epoch, round): (u64, u64),
-        reply: Result<ReplReply, String>,
+        reply: Result<ReplReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
         let now = ctx.now();
@@ -217,11 +218,13 @@ impl Replication {
             return;
         };
         let reply = match reply {
-            Ok(ReplReply::Acked { downstream, .. }) if downstream.len() > id.len() => Err(format!(
-                "{} downstream offsets for a shard of {}",
-                downstream.len(),
-                id.len()
-            )),
+            Ok(ReplReply::Acked { downstream, .. }) if downstream.len() > id.len() => {
+                Err(CallError::BadAnswer(format!(
+                    "{} downstream offsets for a shard of {}",
+                    downstream.len(),
+                    id.len()
+                )))
+            }
             other => other,
         };
         let reported: &[(String, u64)] = match &reply {
@@ -325,7 +328,7 @@ impl Replication {
         &mut self,
         ctx: &Ctx<'_>,
         call: CallId,
-        reply: Result<ReplReply, String>,
+        reply: Result<ReplReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
         let Some(mut p) = self.relays.remove(&call) else {

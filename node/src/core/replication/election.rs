@@ -133,7 +133,7 @@ impl Replication {
         peer: &str,
         id: &[String],
         (epoch, pre): (u64, bool),
-        reply: Result<super::msg::ReplReply, String>,
+        reply: Result<super::msg::ReplReply, crate::core::CallError>,
         out: &mut Vec<Effect>,
     ) {
         let Some(st) = self.shards.get_mut(id) else {

@@ -5,7 +5,7 @@ use ringkv_ring::Ring;
 
 use super::audit::{Audit, LogEvent};
 use super::msg::{Cursor, LogEntry, ReplReply, ReplRequest, SnapshotSpan};
-use super::{Ctx, ReplConfig, Role, Shard};
+use super::{Ctx, PrimaryKeys, ReplConfig, Role, Shard};
 use crate::config::Sabotage;
 use crate::core::replica::load;
 use crate::store::{Store, StoreError};
@@ -282,7 +282,7 @@ fn append(
 /// Says whether anything changed.
 fn replace_span(
     store: &dyn Store,
-    primary_key: &dyn Fn(&[u8]) -> bool,
+    primary_key: &dyn PrimaryKeys,
     span: &SnapshotSpan,
     items: &[(u64, Vec<u8>, Record)],
 ) -> Result<bool, StoreError> {
@@ -303,7 +303,7 @@ fn replace_span(
             {
                 break 'scan;
             }
-            if primary_key(&e.key) && !keep.contains(&(e.token, e.key.as_slice())) {
+            if primary_key.covers(&e.key) && !keep.contains(&(e.token, e.key.as_slice())) {
                 store.delete(e.token, &e.key)?;
                 dropped += 1;
                 if dropped >= MAX_DROPS {
@@ -317,7 +317,7 @@ fn replace_span(
     }
     let mut changed = dropped > 0;
     for (token, key, record) in items {
-        if primary_key(key) {
+        if primary_key.covers(key) {
             let bytes = encode_record(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             if store.get(*token, key)?.as_deref() != Some(bytes.as_slice()) {
                 store.put(*token, key, &bytes)?;

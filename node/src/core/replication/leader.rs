@@ -2,6 +2,8 @@
 //! replicas partially from the backlog or fully from a snapshot, and answer clients once the
 //! replicas they asked for hold their write.
 
+use crate::core::CallError;
+use crate::proto::Unavailable;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::election::ms;
@@ -206,7 +208,11 @@ impl Shard {
         let old = std::mem::replace(&mut self.role, Role::Replica);
         if let Role::Primary(mut leader) = old {
             tracing::info!("stepping down as primary: {reason}");
-            let err = || ClientError::Unavailable(format!("{reason}; retry"));
+            let err = || {
+                ClientError::Unavailable(Unavailable::SteppedDown {
+                    why: reason.to_string(),
+                })
+            };
             let waiting: Vec<ClientId> = leader.waiting.drain(..).map(|w| w.client).collect();
             let reads: Vec<ClientId> = leader.reads.drain(..).map(|r| r.client).collect();
             self.abandoned
@@ -304,9 +310,9 @@ impl Replication {
             }
             Err(e) => out.push(Effect::Reply {
                 id: client,
-                result: Err(ClientError::Unavailable(format!(
+                result: Err(ClientError::Unavailable(Unavailable::Storage(format!(
                     "cannot log the write: {e}"
-                ))),
+                )))),
             }),
         }
     }
@@ -332,7 +338,7 @@ impl Replication {
         else {
             out.push(Effect::Reply {
                 id: client,
-                result: Err(ClientError::Unavailable("not the primary; retry".into())),
+                result: Err(ClientError::Unavailable(Unavailable::NotLeading)),
             });
             return;
         };
@@ -482,9 +488,7 @@ impl Replication {
             for r in late {
                 out.push(Effect::Reply {
                     id: r.client,
-                    result: Err(ClientError::Unavailable(
-                        "the primary could not confirm it still leads in time; retry".into(),
-                    )),
+                    result: Err(ClientError::Unavailable(Unavailable::LeadUnconfirmed)),
                 });
             }
         }
@@ -601,7 +605,7 @@ impl Replication {
         peer: &str,
         epoch: u64,
         round: u64,
-        reply: Result<ReplReply, String>,
+        reply: Result<ReplReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
         let now = ctx.now();
@@ -670,7 +674,7 @@ impl Replication {
         id: &[String],
         peer: &str,
         epoch: u64,
-        reply: Result<ReplReply, String>,
+        reply: Result<ReplReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
         let now = ctx.now();
@@ -737,7 +741,10 @@ impl Replication {
             }
         }
         // The replica sent every key it holds in the shard's ranges: keep those of primary mode.
-        for (token, key, theirs) in merges.into_iter().filter(|(_, k, _)| (ctx.primary_key)(k)) {
+        for (token, key, theirs) in merges
+            .into_iter()
+            .filter(|(_, k, _)| ctx.primary_key.covers(k))
+        {
             if let Err(e) = self.merge_collected(ctx, id, token, key, &theirs, out) {
                 tracing::warn!("cannot merge a collected key: {e}");
             }
@@ -844,7 +851,7 @@ impl Replication {
             let r = leader.reads.swap_remove(i);
             let result = record
                 .map(|rec| ClientResponse::Got(read_result(rec, n)))
-                .map_err(|e| ClientError::Unavailable(e.to_string()));
+                .map_err(|e| ClientError::Unavailable(Unavailable::Storage(e.to_string())));
             out.push(Effect::Reply {
                 id: r.client,
                 result,
@@ -963,7 +970,7 @@ fn snapshot_page(
             };
             let mut items = Vec::new();
             for e in page {
-                if (ctx.primary_key)(&e.key) {
+                if ctx.primary_key.covers(&e.key) {
                     let record =
                         decode_record(&e.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     items.push((e.token, e.key, record));

@@ -30,6 +30,7 @@ mod session;
 mod tests;
 
 use crate::core::CallError;
+use crate::proto::{Refusal, Unavailable};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -110,13 +111,31 @@ pub struct Ctx<'a> {
     /// The node.
     pub view: View<'a>,
     /// Whether a key falls under a primary prefix.
-    pub primary_key: &'a dyn Fn(&[u8]) -> bool,
+    pub primary_key: &'a dyn PrimaryKeys,
     /// Replies must wait for the store's sync (`Durability::Sync`).
     pub durable: bool,
     /// A digest of this node's ring members (see [`crate::proto::PeerRequest::Repl`]).
     pub ring_id: u64,
     /// Shards stream appends by chain rather than star (see [`crate::table::Topology`]).
     pub chain: bool,
+}
+
+/// Which keys fall under a primary prefix: the range table on a node, any predicate in tests.
+pub trait PrimaryKeys {
+    /// Whether `key` is under a primary prefix.
+    fn covers(&self, key: &[u8]) -> bool;
+}
+
+impl<F: Fn(&[u8]) -> bool> PrimaryKeys for F {
+    fn covers(&self, key: &[u8]) -> bool {
+        self(key)
+    }
+}
+
+impl PrimaryKeys for crate::table::RangeTable {
+    fn covers(&self, key: &[u8]) -> bool {
+        self.lookup(key).is_some()
+    }
 }
 
 impl Ctx<'_> {
@@ -271,6 +290,9 @@ pub struct Replication {
 }
 
 impl Replication {
+    /// How often primary mode checks heartbeats, elections and deadlines.
+    pub const TICK: Duration = Duration::from_millis(50);
+
     /// No shard yet: shards appear with their first primary-mode request or message.
     pub fn new(config: ReplConfig) -> Self {
         Self {
@@ -306,14 +328,14 @@ impl Replication {
     pub fn route(&mut self, ctx: &Ctx<'_>, key: &[u8]) -> Result<Route, ClientError> {
         let shard = Self::shard_of(ctx.view.ring, key);
         if shard.is_empty() {
-            return Err(ClientError::Unavailable("the ring is empty".into()));
+            return Err(ClientError::Unavailable(Unavailable::RingEmpty));
         }
         let n = ctx.view.ring.config().replicas;
         if shard.len() < n {
-            return Err(ClientError::Unavailable(format!(
-                "this node knows {} of the key's {n} replicas (it may be rejoining the cluster); retry",
-                shard.len()
-            )));
+            return Err(ClientError::Unavailable(Unavailable::Rejoining {
+                known: shard.len(),
+                n,
+            }));
         }
         let me = ctx.view.me;
         let live = |n: &str| n == me || ctx.view.membership.is_alive(n);
@@ -336,11 +358,7 @@ impl Replication {
             Some((p, epoch)) => (p, Some(epoch)),
             None => match shard.iter().find(|n| live(n)) {
                 Some(n) => (n.clone(), None),
-                None => {
-                    return Err(ClientError::Unavailable(
-                        "no replica of the key is up".into(),
-                    ))
-                }
+                None => return Err(ClientError::Unavailable(Unavailable::NoReplicaUp)),
             },
         };
         if target == me {
@@ -352,7 +370,7 @@ impl Replication {
                 addr: *addr,
                 epoch,
             }),
-            None => Err(ClientError::Unavailable(format!("no address for {target}"))),
+            None => Err(ClientError::Unavailable(Unavailable::NoAddress(target))),
         }
     }
 
@@ -383,25 +401,24 @@ impl Replication {
             // has not heard of them yet): its majority could be this node alone.
             let n = ctx.view.ring.config().replicas;
             if id.len() < n {
-                return Err(ClientError::Unavailable(format!(
-                    "this node knows {} replica(s) of the key, fewer than N={n} (it may have just started); retry",
-                    id.len()
-                )));
+                return Err(ClientError::Unavailable(Unavailable::ShortShard {
+                    known: id.len(),
+                    n,
+                }));
             }
             // Only preference lists of this node's ring: a peer cannot make up shards.
             if follower::shard_ranges(ctx.view.ring, id).is_empty() {
-                return Err(ClientError::Unavailable(
-                    "no range of this node's ring has that preference list (the ring is changing); retry".into(),
-                ));
+                return Err(ClientError::Unavailable(Unavailable::RingChanging));
             }
-            let meta = ShardMeta::load(ctx.view.store, id)
-                .map_err(|e| ClientError::Unavailable(format!("replication state: {e}")))?;
+            let meta = ShardMeta::load(ctx.view.store, id).map_err(|e| {
+                ClientError::Unavailable(Unavailable::Storage(format!("replication state: {e}")))
+            })?;
             let shard = Shard::new(meta, self.config.backlog_bytes, ctx.now());
             self.shards.insert(id.to_vec(), shard);
         }
         self.shards
             .get_mut(id)
-            .ok_or_else(|| ClientError::Unavailable("shard vanished".into()))
+            .ok_or(ClientError::Unavailable(Unavailable::ShardVanished))
     }
 
     /// A request from another node of a shard: the answer and whether it waits for a sync,
@@ -418,9 +435,7 @@ impl Replication {
             // Rings that differ could map a key to different shards: a node that restarted
             // while others were down knows fewer members and must not take part until it
             // learned them (or they left).
-            let reason =
-                "this node's ring differs from the sender's (membership is changing); retry";
-            return Some((PeerReply::Failed(reason.into()), false));
+            return Some((PeerReply::Failed(Refusal::RingDiffers), false));
         }
         let shard = match &req {
             ReplRequest::Vote { shard, .. }
@@ -432,30 +447,36 @@ impl Replication {
         };
         if !shard.iter().any(|n| n == ctx.view.me) || shard.len() > 16 {
             let reason = "this node is not a replica of that shard".to_string();
-            return Some((PeerReply::Failed(reason), false));
+            return Some((PeerReply::Failed(Refusal::Replication(reason)), false));
         }
         if !full_shard(ctx.view.ring, &shard) {
             // Another view of the ring (a node that just restarted knows fewer nodes): taking
             // part would let two lists of one key's replicas each elect a primary.
             let reason = "that shard is not a full preference list of this node's ring".to_string();
-            return Some((PeerReply::Failed(reason), false));
+            return Some((PeerReply::Failed(Refusal::Replication(reason)), false));
         }
         // Chain topology: a relayed append is checked, and kept to pass on after it applied.
         let onward = match &req {
             ReplRequest::Append { relay: Some(r), .. } => {
                 if !chain::valid_route(r, &shard, ctx.view.me) {
                     let reason = "a relayed append with a route outside the shard".to_string();
-                    return Some((PeerReply::Failed(reason), false));
+                    return Some((PeerReply::Failed(Refusal::Replication(reason)), false));
                 }
                 (!r.next.is_empty()).then(|| req.clone())
             }
             _ => None,
         };
         if let Err(e) = self.shard(ctx, &shard) {
-            return Some((PeerReply::Failed(e.to_string()), false));
+            return Some((
+                PeerReply::Failed(Refusal::Replication(e.to_string())),
+                false,
+            ));
         }
         let Some(st) = self.shards.get_mut(&shard) else {
-            return Some((PeerReply::Failed("shard vanished".into()), false));
+            return Some((
+                PeerReply::Failed(Refusal::Replication("shard vanished".into())),
+                false,
+            ));
         };
         let env = follower::Env {
             config: &self.config,
@@ -479,7 +500,10 @@ impl Replication {
                 out,
             ),
             (Ok((reply, sync)), _) => Some((PeerReply::Repl(reply), sync && ctx.durable)),
-            (Err(e), _) => Some((PeerReply::Failed(format!("replication: {e}")), false)),
+            (Err(e), _) => Some((
+                PeerReply::Failed(Refusal::Replication(format!("replication: {e}"))),
+                false,
+            )),
         }
     }
 
@@ -497,9 +521,9 @@ impl Replication {
         };
         let reply = match reply {
             Ok(PeerReply::Repl(r)) => Ok(r),
-            Ok(PeerReply::Failed(e)) => Err(e),
-            Err(e) => Err(e.to_string()),
-            Ok(other) => Err(format!("unexpected reply {other:?}")),
+            Ok(PeerReply::Failed(r)) => Err(CallError::Refused(r)),
+            Err(e) => Err(e),
+            Ok(other) => Err(CallError::BadAnswer(format!("unexpected reply {other:?}"))),
         };
         let (id, peer) = (&call.shard, call.peer.as_str());
         match call.kind {

@@ -5,6 +5,7 @@ use super::{Ctx, Replication, Shard, ShardMeta};
 use crate::core::coordinator::ClientId;
 use crate::core::replica::load;
 use crate::core::Effect;
+use crate::proto::Unavailable;
 use crate::proto::{ClientError, ClientResponse, Session};
 
 /// A read waiting for this replica to catch up with a session.
@@ -85,12 +86,13 @@ fn release(st: &mut Shard, ctx: &Ctx<'_>, out: &mut Vec<Effect>) {
         let result = if holds(&st.meta, &r.after) {
             load(ctx.view.store, ringkv_ring::token(&r.key), &r.key)
                 .map(|rec| ClientResponse::Got(super::read_result(rec, 1)))
-                .map_err(|e| ClientError::Unavailable(e.to_string()))
+                .map_err(|e| ClientError::Unavailable(Unavailable::Storage(e.to_string())))
         } else {
-            Err(ClientError::Unavailable(format!(
-                "this replica did not reach session {} in time (it is at {}:{}); read from the primary or retry",
-                r.after, st.meta.replid, st.meta.offset
-            )))
+            Err(ClientError::Unavailable(Unavailable::SessionBehind {
+                session: r.after.to_string(),
+                replid: st.meta.replid.to_string(),
+                offset: st.meta.offset,
+            }))
         };
         out.push(Effect::Reply {
             id: r.client,

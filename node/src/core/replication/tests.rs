@@ -1,5 +1,6 @@
 //! The replica side's rules, one shard on one node: votes, fencing, appends, snapshot pages.
 
+use crate::proto::Refusal;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -693,7 +694,7 @@ fn a_node_whose_ring_differs_takes_no_part_in_replication() {
         )
         .unwrap();
     assert!(
-        matches!(&reply, PeerReply::Failed(e) if e.contains("ring differs")),
+        matches!(&reply, PeerReply::Failed(e) if *e == Refusal::RingDiffers),
         "{reply:?}"
     );
     let (reply, _) = repl

@@ -252,7 +252,7 @@ fn a_peer_table_outside_the_bounds_is_refused_and_changes_nothing() {
         .unwrap();
     let (reply, sync) = receive(&mut n1, "n2", bad);
     assert!(
-        matches!(&reply, PeerReply::Failed(e) if e.contains("sync replicas 5")),
+        matches!(&reply, PeerReply::Failed(e) if e.to_string().contains("sync replicas 5")),
         "{reply:?}"
     );
     assert!(!sync);
