@@ -230,7 +230,8 @@ fn redis_benchmark_runs_without_errors_against_one_node_and_the_cluster() -> Res
 #[test]
 fn redis_py_handshake_pipelines_and_cluster_client() -> Result<()> {
     let _serial = serial();
-    let cluster = start(3, 3, &[])?;
+    // Few vnodes: redis-py's SCAN loop and DBSIZE walk every ring range.
+    let cluster = start(3, 3, &["--vnodes", "16"])?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/redis_front.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script)
@@ -499,7 +500,8 @@ fn cli_session(port: &str, commands: &[&str]) -> Result<Vec<String>> {
 #[test]
 fn scan_keys_dbsize_siblings_and_wait_in_quorum_mode() -> Result<()> {
     let _serial = serial();
-    let cluster = start(3, 3, &["--redis-max-keys", "100"])?;
+    // 16 vnodes per node: walks of 48 ring ranges (one of them wrapping) keep the test short.
+    let cluster = start(3, 3, &["--redis-max-keys", "100", "--vnodes", "16"])?;
     let (p1, p2) = (port(&cluster, 0), port(&cluster, 1));
 
     // 300 keys through n1, 10 of them deleted: tombstones are not listed.
