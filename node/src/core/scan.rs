@@ -308,4 +308,107 @@ mod tests {
         assert_eq!(through, 5);
         assert_eq!(keys, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
     }
+
+    /// The calls `effects` make: (call, destination node index, request).
+    fn calls_of(effects: Vec<Effect>) -> Vec<(CallId, usize, PeerRequest)> {
+        effects
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Call { call, to, req } => {
+                    let i = (0..3).find(|&i| super::super::table::tests::addr(i) == to)?;
+                    Some((call, i, req))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn answer(effects: Vec<Effect>) -> Option<Result<ClientResponse, ClientError>> {
+        effects.into_iter().find_map(|e| match e {
+            Effect::Reply { result, .. } => Some(result),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_listing_asks_every_replica_and_answers_the_union_of_the_first_r() {
+        use super::super::Input;
+        let (mut cores, stores) = super::super::table::tests::cluster(3);
+        for store in &stores {
+            put(store, 1, "everywhere", Some("v"));
+            put(store, 3, "deleted", None);
+        }
+        put(&stores[1], 2, "only-on-n2", Some("v"));
+        let keys = crate::proto::ClientRequest::Keys {
+            from: 0,
+            limit: 100,
+        };
+        let id = ClientId(7);
+        let out = cores[0].handle(1, Input::Client { id, req: keys });
+        let calls = calls_of(out);
+        assert_eq!(calls.len(), 3, "every live replica is asked");
+        // n2 and n1 answer first (R = 2); n3's late answer changes nothing.
+        let mut order = calls.clone();
+        order.sort_by_key(|(_, i, _)| usize::from(*i != 1));
+        let mut answered = None;
+        for (n, (call, i, req)) in order.into_iter().enumerate() {
+            let out = cores[i].handle(
+                1,
+                Input::PeerRequest {
+                    id: InboundId(n as u64),
+                    from: "n1".into(),
+                    req,
+                },
+            );
+            let reply = out
+                .into_iter()
+                .find_map(|e| match e {
+                    Effect::Respond { reply, .. } => Some(reply),
+                    _ => None,
+                })
+                .expect("the replica answers");
+            let got = answer(cores[0].handle(
+                1,
+                Input::PeerReply {
+                    call,
+                    reply: Ok(reply),
+                },
+            ));
+            match (n, got) {
+                (0 | 2, None) => {}
+                (1, Some(result)) => answered = Some(result),
+                (n, got) => panic!("answer {got:?} after reply {n}"),
+            }
+        }
+        let Some(Ok(ClientResponse::Keys(page))) = answered else {
+            panic!("{answered:?}");
+        };
+        assert_eq!(page.keys, [b"everywhere".to_vec(), b"only-on-n2".to_vec()]);
+        assert_eq!(page.replicas, 2);
+        assert!(page.through >= 3);
+
+        // Two replicas unreachable: the listing cannot have R answers.
+        let keys = crate::proto::ClientRequest::Keys {
+            from: 0,
+            limit: 100,
+        };
+        let calls = calls_of(cores[0].handle(1, Input::Client { id, req: keys }));
+        let mut results = calls.into_iter().take(2).map(|(call, _, _)| {
+            let reply = Err(CallError::Unreachable("down".into()));
+            answer(cores[0].handle(1, Input::PeerReply { call, reply }))
+        });
+        assert!(results.next().flatten().is_none());
+        let failed = results.next().flatten();
+        assert!(
+            matches!(
+                failed,
+                Some(Err(ClientError::QuorumFailed {
+                    needed: 2,
+                    ok: 0,
+                    ..
+                }))
+            ),
+            "{failed:?}"
+        );
+    }
 }
