@@ -7,11 +7,13 @@
 
 pub mod api;
 pub mod client;
+pub mod codec;
 pub mod config;
 pub mod core;
 pub mod error;
 pub mod faults;
 pub mod hlc;
+pub mod limits;
 pub mod merkle;
 pub mod net;
 pub mod node;

@@ -14,9 +14,9 @@ use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::CodecError;
 use crate::config::CoreConfig;
-use crate::net::tls::MAX_NODE_NAME;
-use crate::proto::{CodecError, RuleRow};
+use crate::limits::MAX_NODE_NAME;
 use crate::store::{Store, StoreError};
 
 /// The store metadata entry holding the table.
@@ -391,7 +391,7 @@ impl RangeTable {
     pub fn load(store: &dyn Store) -> Result<Self, TableError> {
         match store.meta_get(TABLE_META_KEY)? {
             None => Ok(Self::default()),
-            Some(bytes) => Ok(crate::proto::decode(&bytes)?),
+            Some(bytes) => Ok(crate::codec::decode(&bytes)?),
         }
     }
 
@@ -400,7 +400,7 @@ impl RangeTable {
     /// # Errors
     /// The store fails.
     pub fn save(&self, store: &dyn Store) -> Result<(), TableError> {
-        store.meta_put(TABLE_META_KEY, &crate::proto::encode(self)?)?;
+        store.meta_put(TABLE_META_KEY, &crate::codec::encode(self)?)?;
         Ok(())
     }
 
@@ -497,3 +497,14 @@ mod proptests;
 
 #[cfg(test)]
 mod tests;
+
+/// One rule of the range table, as `ringctl range list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleRow {
+    /// The key prefix.
+    pub prefix: Vec<u8>,
+    /// Quorum, or primary mode with its options.
+    pub mode: Mode,
+    /// When and where the rule was set.
+    pub stamp: Stamp,
+}

@@ -107,7 +107,7 @@ fn trace_hashes_of_a_fixed_seed_list_are_unchanged() {
                 ..config("crash,partition", majority)
             },
             13,
-            0x1a16789f104103dd,
+            0xacb388d31507d9a6,
         ),
     ];
     let mut changed = Vec::new();

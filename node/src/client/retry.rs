@@ -109,7 +109,6 @@ fn nothing_written(e: &ClientError) -> bool {
             e,
             ClientError::Overloaded { .. } | ClientError::NoReplicas { .. }
         )
-        || matches!(e, ClientError::Unavailable(u) if u.nothing_written())
 }
 
 /// Requests that change nothing, so sending them twice is harmless.

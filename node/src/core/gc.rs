@@ -22,6 +22,10 @@ pub type Drop = (u64, Vec<u8>, Vec<u8>, crate::merkle::Hash);
 const PAGE: usize = 256;
 /// Most ranges looked at in one tick.
 const RANGES_PER_TICK: usize = 64;
+/// Most stored keys read in one tick: reading and decoding every key is the collector's cost
+/// on a node with data, and tombstones wait out a grace period of hours, so a sweep of a
+/// million keys every 100 s (10,000 keys a second) is soon enough.
+const KEYS_PER_TICK: usize = 1024;
 
 /// What this mechanism sees of the node for one step.
 pub type Ctx<'a> = super::View<'a>;
@@ -97,14 +101,19 @@ impl Gc {
         if self.check.is_some() {
             return;
         }
-        // Empty ranges cost one seek each: look at several per tick until something turns up.
+        // Empty ranges cost one seek each: look at several per tick until something turns up
+        // or the tick's key budget is spent.
+        let mut read = 0;
         for _ in 0..RANGES_PER_TICK {
-            if !self.queue.is_empty() {
+            if !self.queue.is_empty() || read >= KEYS_PER_TICK {
                 break;
             }
-            if let Err(e) = self.scan(ctx) {
-                tracing::warn!("tombstone scan: {e}");
-                break;
+            match self.scan(ctx) {
+                Ok(n) => read += n,
+                Err(e) => {
+                    tracing::warn!("tombstone scan: {e}");
+                    break;
+                }
             }
         }
         while let Some((token, key, stored, record)) = self.queue.pop_front() {
@@ -114,11 +123,12 @@ impl Gc {
         }
     }
 
-    /// The next page of this node's ranges, keeping tombstones past their grace period.
-    fn scan(&mut self, ctx: &Ctx<'_>) -> Result<(), String> {
+    /// The next page of this node's ranges, keeping tombstones past their grace period; says
+    /// how many keys it read.
+    fn scan(&mut self, ctx: &Ctx<'_>) -> Result<usize, String> {
         let n = ctx.ring.vnode_count();
         if n == 0 {
-            return Ok(());
+            return Ok(0);
         }
         let idx = self.cursor % n;
         let (start, end) = ctx.ring.range_bounds(idx).ok_or("no such range")?;
@@ -136,13 +146,14 @@ impl Gc {
         } else {
             self.after = page.last().map(|e| (e.token, e.key.clone()));
         }
+        let read = page.len();
         for e in page {
             let record = decode_record(&e.value).map_err(|err| err.to_string())?;
             if self.expired(&record, ctx.now_ms) {
                 self.queue.push_back((e.token, e.key, e.value, record));
             }
         }
-        Ok(())
+        Ok(read)
     }
 
     /// Only tombstones, the newest older than the grace period.
@@ -230,5 +241,70 @@ impl Gc {
             self.drops
                 .push((check.token, check.key, check.stored, hash));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ringkv_gossip::{GossipConfig, Membership, NodeId};
+    use ringkv_ring::{Ring, RingConfig, RingNode};
+
+    use super::*;
+    use crate::store::{MemoryStore, Store};
+    use crate::version::{encode_record, DvvSet, Sibling};
+
+    #[test]
+    fn a_tick_reads_at_most_its_key_budget_and_sweeps_go_on_until_every_range_was_read() {
+        let store = MemoryStore::new();
+        let live = Sibling {
+            value: Some(b"v".to_vec()),
+            ts: crate::hlc::Timestamp::default(),
+            origin: "a".into(),
+        };
+        let bytes = encode_record(&DvvSet::new(live)).unwrap();
+        let keys = 5 * KEYS_PER_TICK;
+        for i in 0..keys {
+            let key = format!("k{i}");
+            store
+                .put(ringkv_ring::token(key.as_bytes()), key.as_bytes(), &bytes)
+                .unwrap();
+        }
+        let me = NodeId {
+            name: "a".into(),
+            addr: ([127, 0, 0, 1], 7001).into(),
+            zone: None,
+            bump: 0,
+        };
+        let membership = Membership::new(me, Vec::new(), GossipConfig::default(), 1).unwrap();
+        let ring = Ring::new(
+            ["a", "b", "c"].map(RingNode::new),
+            RingConfig::new(8, 3).unwrap(),
+        );
+        let addrs = BTreeMap::new();
+        let ctx = Ctx {
+            me: "a",
+            ring: &ring,
+            store: &store,
+            membership: &membership,
+            addrs: &addrs,
+            now_ms: 1_000,
+        };
+        let ranges = ring.vnode_count();
+        let mut gc = Gc::new(0);
+        let mut out = Vec::new();
+        gc.on_tick(&ctx, &mut out);
+        // Every range is this node's (N=3 of 3 nodes): one tick of the budget cannot read
+        // five budgets' worth of keys.
+        assert!(gc.cursor < ranges, "one tick swept all {ranges} ranges");
+        let mut ticks = 1;
+        while gc.cursor < ranges {
+            gc.on_tick(&ctx, &mut out);
+            ticks += 1;
+            assert!(ticks <= 8, "a sweep of {keys} keys took more than 8 ticks");
+        }
+        assert!(ticks >= 5, "{keys} keys read in {ticks} ticks");
+        assert!(out.is_empty(), "no tombstone, nothing to ask: {out:?}");
     }
 }

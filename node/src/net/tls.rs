@@ -34,8 +34,7 @@ use super::config::TransportConfig;
 /// The application protocol (and its version) negotiated in every handshake.
 pub const ALPN: &[u8] = b"ringkv/1";
 
-/// Longest accepted node name, in bytes.
-pub const MAX_NODE_NAME: usize = 64;
+pub use crate::limits::MAX_NODE_NAME;
 
 /// Largest certificate or key file read (a chain of a few certificates is a few KiB).
 const MAX_PEM_FILE: u64 = 1024 * 1024;

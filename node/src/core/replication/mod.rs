@@ -24,7 +24,7 @@ mod leader;
 #[cfg(test)]
 mod leader_tests;
 mod log;
-pub mod msg;
+pub use crate::proto::repl as msg;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -40,71 +40,18 @@ use ringkv_ring::Ring;
 use super::calls::{CallId, Calls, Owner};
 use super::coordinator::ClientId;
 use super::{Effect, InboundId, View};
+pub use crate::config::ReplConfig;
 use crate::config::Sabotage;
+pub use crate::proto::shard::{ReplicaInfo, ShardInfo};
 use crate::proto::{ClientError, PeerReply, PeerRequest};
 #[doc(hidden)]
 pub use audit::LogEvent;
 pub use election::ms as millis;
 use election::Candidacy;
-pub use info::{ReplicaInfo, ShardInfo};
 pub use leader::read_result;
 use leader::Leader;
 pub use log::{Backlog, ShardMeta};
 use msg::{ReplReply, ReplRequest};
-
-/// Timing and bounds of primary mode.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReplConfig {
-    /// How often a primary heartbeats an idle replica.
-    pub beat_interval: Duration,
-    /// A primary that heard no majority for this long stops taking writes; a replica that heard
-    /// its primary this recently refuses to vote for another.
-    pub lease: Duration,
-    /// A replica that heard nothing from its primary this long (or membership says it is down)
-    /// stands for election, later by `stagger` per live node ahead of it in the shard.
-    pub failover_timeout: Duration,
-    /// Delay per rank between candidacies of the shard's replicas.
-    pub stagger: Duration,
-    /// A replica silent this long is shown `offline` and does not count for `sync-replicas`.
-    pub replica_timeout: Duration,
-    /// Chain topology: how long a replica waits for the next one to answer a relayed append,
-    /// per replica left in the chain, before it answers upstream with what it has.
-    pub relay_timeout: Duration,
-    /// Backlog bytes per shard (Redis `repl-backlog-size`).
-    pub backlog_bytes: usize,
-    /// Most entries per append.
-    pub max_batch_entries: usize,
-    /// About the most bytes per append or snapshot page.
-    pub max_batch_bytes: usize,
-    /// Most writes waiting for replicas per shard.
-    pub max_waiting: usize,
-    /// A shard's first primary (a new preference list after a join or a leave, or a prefix
-    /// just switched to primary mode) serves once it has gathered the keys of every replica;
-    /// after this long, once it has those of a majority.
-    pub collect_wait: Duration,
-    /// Record every log change for [`Replication::take_log_events`] (the simulator's checker).
-    #[doc(hidden)]
-    pub audit_log: bool,
-}
-
-impl Default for ReplConfig {
-    fn default() -> Self {
-        Self {
-            beat_interval: Duration::from_millis(200),
-            lease: Duration::from_millis(1000),
-            failover_timeout: Duration::from_millis(1000),
-            stagger: Duration::from_millis(300),
-            replica_timeout: Duration::from_millis(2000),
-            relay_timeout: Duration::from_millis(200),
-            backlog_bytes: 1 << 20,
-            max_batch_entries: 256,
-            max_batch_bytes: 256 << 10,
-            max_waiting: 10_000,
-            collect_wait: Duration::from_secs(5),
-            audit_log: false,
-        }
-    }
-}
 
 /// What replication sees of the node for one step.
 pub struct Ctx<'a> {

@@ -8,10 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::hlc::Timestamp;
 use crate::merkle::ExchangeMsg;
-use crate::table::{Mode, RangeTable, Stamp};
+use crate::table::{Mode, RangeTable};
 use crate::version::{Context, Record, VersionVector};
 
+pub use crate::codec::{decode, encode, CodecError};
 pub use crate::reason::{Refusal, Unavailable};
+pub use crate::table::RuleRow;
+
+pub mod repl;
+pub mod shard;
+pub mod update;
 
 /// A request on a stream: from a client, or from another node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +124,7 @@ pub enum ClientRequest {
         /// The key.
         key: Vec<u8>,
         /// What to do with its value.
-        op: crate::core::update::UpdateOp,
+        op: update::UpdateOp,
     },
     /// The live keys of one span of the token space, read from the replicas of the ring range
     /// holding `from` (Redis `SCAN`): the union of `R` replicas' keys with tokens from `from`
@@ -149,11 +155,11 @@ pub enum ClientResponse {
     /// A repair round started (or one already running continues).
     Repair(RepairProgress),
     /// Replication state per shard.
-    Replication(Vec<crate::core::replication::ShardInfo>),
+    Replication(Vec<shard::ShardInfo>),
     /// The node's range table, one row per prefix in prefix order.
     RangeTable(Vec<RuleRow>),
     /// The outcome of an update.
-    Updated(crate::core::update::UpdateResult),
+    Updated(update::UpdateResult),
     /// One page of keys.
     Keys(KeyPage),
 }
@@ -170,17 +176,6 @@ pub struct KeyPage {
     pub through: u64,
     /// Replicas whose keys the page is the union of.
     pub replicas: u8,
-}
-
-/// One rule of the range table, as `ringctl range list` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleRow {
-    /// The key prefix.
-    pub prefix: Vec<u8>,
-    /// Quorum, or primary mode with its options.
-    pub mode: Mode,
-    /// When and where the rule was set.
-    pub stamp: Stamp,
 }
 
 /// What one node holds for a key.
@@ -481,7 +476,7 @@ pub enum ClientError {
     },
     /// A read-modify-write that could not be done.
     #[error(transparent)]
-    Update(#[from] crate::core::update::UpdateError),
+    Update(#[from] update::UpdateError),
     /// No primary serves the key's range now: an election is under way. Nothing was written.
     #[error("electing a primary for the key's range; retry")]
     Electing,
@@ -535,7 +530,8 @@ impl ClientError {
 
     /// Whether the request was refused before anything was written, because of a state that
     /// passes (an election, a lease, a first primary gathering, replicas that answer but are
-    /// still catching up): sending it again cannot apply it twice. Nodes retry these
+    /// still catching up, a ring this node has not fully learned yet, see
+    /// [`Unavailable::nothing_written`]): sending it again cannot apply it twice. Nodes retry these
     /// themselves within the request's deadline; `NOREPLICAS` with too few replicas even
     /// counting those catching up is answered at once, as Redis does.
     ///
@@ -544,6 +540,8 @@ impl ClientError {
     /// assert!(ClientError::Electing.passing_refusal());
     /// // A primary that did not answer may have applied the write.
     /// assert!(!ClientError::Unavailable(Unavailable::PrimaryTimedOut).passing_refusal());
+    /// // A node that restarted and has not yet heard that the key's replicas are up.
+    /// assert!(ClientError::Unavailable(Unavailable::NoReplicaUp).passing_refusal());
     /// ```
     pub fn passing_refusal(&self) -> bool {
         matches!(
@@ -554,6 +552,7 @@ impl ClientError {
                 | ClientError::Gathering
         ) || matches!(self, ClientError::NoReplicas { needed, online, syncing }
                 if online + syncing >= *needed)
+            || matches!(self, ClientError::Unavailable(u) if u.nothing_written())
     }
 
     /// A stable name of the variant, for machine-readable output (`ringctl -o json`).
@@ -632,7 +631,7 @@ pub enum PeerRequest {
     /// A primary-mode replication message.
     /// With the sender's ring id: nodes whose rings differ could disagree on a key's shard, so
     /// they refuse each other's replication messages until their rings agree.
-    Repl(crate::core::replication::msg::ReplRequest, u64),
+    Repl(repl::ReplRequest, u64),
     /// One step of a Merkle-tree exchange for the range `(start, end]`.
     Exchange {
         /// The initiator's session id.
@@ -679,7 +678,7 @@ pub enum PeerReply {
     /// The answer to a forwarded client request.
     Forwarded(Result<ClientResponse, ClientError>),
     /// The answer to a replication message.
-    Repl(crate::core::replication::msg::ReplReply),
+    Repl(repl::ReplReply),
     /// The peer refused the request.
     Failed(Refusal),
     /// The responder's range table after merging the caller's, if it differs from the
@@ -697,26 +696,4 @@ pub enum PeerReply {
         /// listed.
         through: u64,
     },
-}
-
-/// A frame could not be encoded or decoded.
-#[derive(Debug, thiserror::Error)]
-#[error("bad frame: {0}")]
-pub struct CodecError(#[from] postcard::Error);
-
-/// Encode a message as one frame.
-pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
-    Ok(postcard::to_stdvec(msg)?)
-}
-
-/// Decode one frame; garbage gives an error, never a panic.
-///
-/// ```
-/// use ringkv::proto::{decode, encode, ClientRequest, Request};
-/// let req = Request::Client(ClientRequest::Members);
-/// assert_eq!(decode::<Request>(&encode(&req).unwrap()).unwrap(), req);
-/// assert!(decode::<Request>(&[0xff, 0xff, 0xff]).is_err());
-/// ```
-pub fn decode<'a, T: Deserialize<'a>>(frame: &'a [u8]) -> Result<T, CodecError> {
-    Ok(postcard::from_bytes(frame)?)
 }
