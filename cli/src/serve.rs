@@ -114,6 +114,11 @@ pub struct ServeArgs {
     /// where only the scraper reaches (loopback, the host or the pod network).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+
+    /// Keys `KEYS` answers at most (more matching keys: an error that says to use `SCAN`);
+    /// also the largest `SCAN COUNT`.
+    #[arg(long, requires = "redis", value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub redis_max_keys: u32,
     /// Accept fault-injection requests (`ringctl chaos` partitions, clock shifts, slow
     /// syncs). FOR TEST CLUSTERS ONLY: any holder of a client certificate could then cut this
     /// node off from its peers.
@@ -217,11 +222,13 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     builder = builder.fault_injection(a.fault_injection);
     if let Some(addr) = a.redis {
-        builder = builder.redis(if a.redis_plaintext {
+        let mut redis = if a.redis_plaintext {
             RedisConfig::plaintext(addr)
         } else {
             RedisConfig::tls(addr, tls)
-        });
+        };
+        redis.limits.max_keys = a.redis_max_keys as usize;
+        builder = builder.redis(redis);
     }
     if let Some(addr) = a.metrics {
         builder = builder.metrics(addr);

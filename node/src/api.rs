@@ -170,6 +170,17 @@ pub trait Api {
         }
     }
 
+    /// One page of the live keys with tokens from `from` on, read from the replicas of the
+    /// ring range holding `from` (each reading at most `limit` stored entries). Walk the
+    /// whole key space by starting at 0 and going on after each page's
+    /// [`through`](crate::proto::KeyPage::through) until it is `u64::MAX`.
+    async fn keys(&self, from: u64, limit: u32) -> Result<crate::proto::KeyPage, Error> {
+        match self.request(ClientRequest::Keys { from, limit }).await? {
+            ClientResponse::Keys(page) => Ok(page),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// The range table as the node holds it: which prefixes run in primary mode.
     async fn range_list(&self) -> Result<Vec<RuleRow>, Error> {
         match self.request(ClientRequest::RangeList).await? {

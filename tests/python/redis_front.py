@@ -40,6 +40,11 @@ def main() -> None:
     assert r.delete("py:1", "py:missing") == 1
     assert r.exists("py:1", "py:2") == 1
 
+    # SCAN through redis-py's cursor loop (it parses the cursor as an integer), on RESP3.
+    want = sorted([b"py:shared"] + [f"py:{i}".encode() for i in range(200) if i != 1])
+    assert sorted(r.scan_iter(match="py:*", count=50)) == want
+    assert other.dbsize() == len(want)
+
     # Errors a client can tell apart.
     try:
         r.execute_command("LPUSH", "py:list", "x")

@@ -230,7 +230,8 @@ fn redis_benchmark_runs_without_errors_against_one_node_and_the_cluster() -> Res
 #[test]
 fn redis_py_handshake_pipelines_and_cluster_client() -> Result<()> {
     let _serial = serial();
-    let cluster = start(3, 3, &[])?;
+    // Few vnodes: redis-py's SCAN loop and DBSIZE walk every ring range.
+    let cluster = start(3, 3, &["--vnodes", "16"])?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/redis_front.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script)
@@ -451,5 +452,120 @@ fn read_modify_write_commands_are_atomic_on_a_primary_and_refused_in_quorum_mode
     let (got, _) = exchange(&ports[replica], asked, false, |g| g.ends_with(b"+PONG\r\n"))?;
     let got = String::from_utf8_lossy(&got);
     assert!(got.starts_with("+OK\r\n-READONLY "), "{got}");
+
+    // WAIT through the primary's front: until both replicas hold the connection's write.
+    let primary = (0..3)
+        .find(|&i| cluster.nodes[i].name == primary)
+        .context("primary not in the cluster")?;
+    let answers = cli_session(&ports[primary], &["SET ctr/n v", "WAIT 2 5000"])?;
+    assert_eq!(answers, ["OK", "2"]);
+    // Through a replica's front: at least the replica the majority write waited for.
+    let answers = cli_session(&ports[replica], &["SET ctr/n v2", "WAIT 1 5000"])?;
+    assert_eq!(answers[0], "OK");
+    assert!(answers[1] == "1" || answers[1] == "2", "{answers:?}");
+    Ok(())
+}
+
+/// One RESP request.
+fn resp(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend(format!("${}\r\n{a}\r\n", a.len()).bytes());
+    }
+    out
+}
+
+/// redis-cli's answers to `commands`, sent on one connection (redis-cli reads them from
+/// its standard input, one per line).
+fn cli_session(port: &str, commands: &[&str]) -> Result<Vec<String>> {
+    let mut child = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", port])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("redis-cli (install redis-tools)")?;
+    let mut stdin = child.stdin.take().context("no stdin")?;
+    stdin.write_all(format!("{}\n", commands.join("\n")).as_bytes())?;
+    drop(stdin);
+    let mut text = String::new();
+    child
+        .stdout
+        .take()
+        .context("no stdout")?
+        .read_to_string(&mut text)?;
+    ensure!(child.wait()?.success(), "redis-cli {commands:?}: {text}");
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+#[test]
+fn scan_keys_dbsize_siblings_and_wait_in_quorum_mode() -> Result<()> {
+    let _serial = serial();
+    // 16 vnodes per node: walks of 48 ring ranges (one of them wrapping) keep the test short.
+    let cluster = start(3, 3, &["--redis-max-keys", "100", "--vnodes", "16"])?;
+    let (p1, p2) = (port(&cluster, 0), port(&cluster, 1));
+
+    // 300 keys through n1, 10 of them deleted: tombstones are not listed.
+    let mut req = Vec::new();
+    for i in 0..300 {
+        req.extend(resp(&["SET", &format!("it:{i}"), "v"]));
+    }
+    for i in 0..10 {
+        req.extend(resp(&["DEL", &format!("it:{i}")]));
+    }
+    let want_bytes = "+OK\r\n".len() * 300 + ":1\r\n".len() * 10;
+    let (got, _) = exchange(&p1, &req, false, |g| g.len() >= want_bytes)?;
+    ensure!(
+        got == [&b"+OK\r\n".repeat(300)[..], &b":1\r\n".repeat(10)].concat(),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let mut live: Vec<String> = (10..300).map(|i| format!("it:{i}")).collect();
+    live.sort();
+
+    // redis-cli walks SCAN's cursor to 0 through another node: every live key, once.
+    let out = cli(&p2, &Tls::Plain, &["--scan", "--pattern", "it:*"])?;
+    let mut seen: Vec<String> = out.lines().map(str::to_string).collect();
+    seen.sort();
+    assert_eq!(seen, live);
+    // One SCAN call answers a cursor to go on from and at most a bounded page.
+    let first = cli(&p2, &Tls::Plain, &["SCAN", "0", "COUNT", "20"])?;
+    let mut lines = first.lines();
+    let cursor: u64 = lines.next().context("no cursor")?.parse()?;
+    assert_ne!(cursor, 0, "300 keys do not fit a page of 20: {first}");
+    assert!(lines.count() < 300, "{first}");
+    let other_type = cli(&p2, &Tls::Plain, &["SCAN", "0", "TYPE", "hash"])?;
+    assert_eq!(other_type, "0");
+    let bad = cli(&p2, &Tls::Plain, &["SCAN", "-5"])?;
+    assert!(bad.contains("invalid cursor"), "{bad}");
+
+    // KEYS under its bound; past it, an error that says to use SCAN.
+    let out = cli(&p1, &Tls::Plain, &["KEYS", "it:1?"])?;
+    let mut ten: Vec<&str> = out.lines().collect();
+    ten.sort_unstable();
+    let want: Vec<String> = (10..20).map(|i| format!("it:{i}")).collect();
+    assert_eq!(ten, want);
+    let over = cli(&p1, &Tls::Plain, &["KEYS", "*"])?;
+    assert!(
+        over.contains("at most 100 keys") && over.contains("SCAN"),
+        "{over}"
+    );
+
+    assert_eq!(cli(&p2, &Tls::Plain, &["DBSIZE"])?, "290");
+
+    // Two blind writes of one key leave siblings: GET answers the newest, RINGKV.SIBLINGS
+    // all of them, oldest first.
+    let answers = cli_session(&p1, &["SET sib first", "SET sib second", "GET sib"])?;
+    assert_eq!(answers, ["OK", "OK", "second"]);
+    let siblings = cli(&p2, &Tls::Plain, &["RINGKV.SIBLINGS", "sib"])?;
+    assert_eq!(siblings.lines().last(), Some("second"), "{siblings}");
+    assert!(siblings.lines().all(|v| v == "first" || v == "second"));
+    assert_eq!(cli(&p2, &Tls::Plain, &["RINGKV.SIBLINGS", "nokey"])?, "");
+
+    // WAIT: no write yet, 0; after a quorum-mode write, the replicas that acknowledged it
+    // (at least W = 2, at most N = 3).
+    let answers = cli_session(&p2, &["WAIT 1 10", "SET w v", "WAIT 3 10"])?;
+    assert_eq!(answers[..2], ["0", "OK"]);
+    let acked: u8 = answers[2].parse()?;
+    assert!((2..=3).contains(&acked), "{answers:?}");
     Ok(())
 }

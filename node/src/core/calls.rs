@@ -22,6 +22,8 @@ pub enum Owner {
     Forward,
     /// Ring-members questions (`peers`).
     Members,
+    /// Key listings (`scan`).
+    Scan,
 }
 
 /// Identifies one call to a peer; its reply comes back with the same id.

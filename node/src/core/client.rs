@@ -109,6 +109,7 @@ impl NodeCore {
                 rows.retain(|r| shard.as_ref().is_none_or(|s| *s == r.shard));
                 return reply(out, id, Ok(ClientResponse::Replication(rows)));
             }
+            ClientRequest::Keys { from, limit } => return self.list_keys(id, from, limit, out),
             ClientRequest::Members => {
                 let rows = self.members();
                 return reply(out, id, Ok(ClientResponse::Members(rows)));

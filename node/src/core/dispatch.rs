@@ -47,6 +47,9 @@ impl NodeCore {
             } => self.on_hint(now_ms, id, &owner, (token, &key), &record, out),
             PeerRequest::Table { table } => self.on_table(id, &from, &table, out),
             PeerRequest::Members => self.on_members(id, out),
+            PeerRequest::Keys { from, upto, limit } => {
+                self.on_keys_request(id, (from, upto, limit), out)
+            }
             PeerRequest::Forward(req) => self.on_forwarded(now_ms, id, req, out),
             PeerRequest::Repl(req, ring) => self.on_repl(now_ms, (id, &from), (req, ring), out),
             req if self.quorum_write_refused(&req) => refuse(id, Refusal::PrimaryPrefix, out),
@@ -72,6 +75,7 @@ impl NodeCore {
             Owner::Replication => self.on_repl_reply(now_ms, call, reply, out),
             Owner::Forward => self.on_forward_reply(now_ms, call, reply, out),
             Owner::Members => self.on_members_reply(reply),
+            Owner::Scan => self.on_keys_reply(call, reply, out),
         }
     }
 

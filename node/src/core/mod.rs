@@ -50,6 +50,7 @@ mod forward;
 mod members;
 mod peers;
 mod primary;
+mod scan;
 
 /// Arm `timer` to fire after `after`.
 fn arm(out: &mut Vec<Effect>, after: Duration, timer: Timer) {
@@ -120,6 +121,8 @@ pub struct NodeCore {
     forwards: forward::Forwards,
     /// Ring members saved for the next start.
     peers: peers::Peers,
+    /// Key listings (`SCAN`) waiting for replicas.
+    scans: scan::Scans,
 }
 
 impl NodeCore {
@@ -166,6 +169,7 @@ impl NodeCore {
                 .sabotaged(config.sabotage()),
             forwards: forward::Forwards::default(),
             peers,
+            scans: scan::Scans::default(),
             coordinator: Coordinator::new(config.conflict_policy, config.sabotage()),
             shared: Shared {
                 hlc: Hlc::new(max_drift),

@@ -112,6 +112,7 @@ impl Replica<'_> {
             | PeerRequest::Hint { .. }
             | PeerRequest::Table { .. }
             | PeerRequest::Members
+            | PeerRequest::Keys { .. }
             | PeerRequest::Repl(..)
             | PeerRequest::Forward(_) => Ok(PeerReply::Failed(Refusal::NotReplicaRequest)),
         }

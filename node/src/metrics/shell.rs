@@ -271,6 +271,7 @@ fn request_kind(req: &ClientRequest) -> (&'static str, Option<&[u8]>) {
         ClientRequest::RangeSet { .. } => ("range_set", None),
         ClientRequest::RangeList => ("range_list", None),
         ClientRequest::Replication { .. } => ("replication", None),
+        ClientRequest::Keys { .. } => ("keys", None),
     }
 }
 
@@ -287,6 +288,7 @@ pub(crate) fn peer_kind(req: &PeerRequest) -> &'static str {
         PeerRequest::Exchange { .. } => "exchange",
         PeerRequest::Table { .. } => "table",
         PeerRequest::Members => "members",
+        PeerRequest::Keys { .. } => "keys",
     }
 }
 

@@ -114,6 +114,7 @@ pub(crate) fn check_request_for_v1(frame: &[u8]) -> Result<(), CompatError> {
         Request::Client(req) => check_client_request(&req),
         Request::Peer { req, .. } => match req {
             PeerRequest::Forward(req) => check_client_request(&req),
+            PeerRequest::Keys { .. } => Err(CompatError::NotInV1("a key listing")),
             _ => Ok(()),
         },
         Request::Fault(_) => Err(CompatError::NotInV1("a fault-injection request")),
@@ -123,6 +124,7 @@ pub(crate) fn check_request_for_v1(frame: &[u8]) -> Result<(), CompatError> {
 
 fn check_client_request(req: &ClientRequest) -> Result<(), CompatError> {
     match req {
+        ClientRequest::Keys { .. } => Err(CompatError::NotInV1("a key listing")),
         ClientRequest::Direct(inner) | ClientRequest::After { req: inner, .. } => {
             check_client_request(inner)
         }
@@ -164,6 +166,7 @@ fn result_to_v1(
     r: Result<ClientResponse, proto::ClientError>,
 ) -> Result<ClientResponse, ClientError> {
     match r {
+        Ok(ClientResponse::Keys(_)) => Err(not_in_v1(CompatError::NotInV1("a key listing"))),
         Ok(resp) => Ok(resp),
         Err(e) => Err(error_to_v1(e)),
     }
@@ -194,6 +197,10 @@ fn reply_to_v1(r: proto::PeerReply) -> PeerReply {
         proto::PeerReply::Failed(r) => PeerReply::Failed(r.to_string()),
         proto::PeerReply::Table(t) => PeerReply::Table(t),
         proto::PeerReply::Members(m) => PeerReply::Members(m),
+        // Answers a request a version-1 peer cannot have sent.
+        proto::PeerReply::Keys { .. } => {
+            PeerReply::Failed(CompatError::NotInV1("a key listing").to_string())
+        }
     }
 }
 

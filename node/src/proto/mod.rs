@@ -145,6 +145,15 @@ pub enum ClientRequest {
         /// What to do with its value.
         op: update::UpdateOp,
     },
+    /// The live keys of one span of the token space, read from the replicas of the ring range
+    /// holding `from` (Redis `SCAN`): the union of `R` replicas' keys with tokens from `from`
+    /// to the range's end (or to `u64::MAX` where the range wraps), tombstones left out.
+    Keys {
+        /// First token of the span.
+        from: u64,
+        /// Most stored entries each replica reads (the node caps it).
+        limit: u32,
+    },
 }
 
 /// A successful answer to a [`ClientRequest`].
@@ -170,6 +179,22 @@ pub enum ClientResponse {
     RangeTable(Vec<RuleRow>),
     /// The outcome of an update.
     Updated(update::UpdateResult),
+    /// One page of keys.
+    Keys(KeyPage),
+}
+
+/// The answer to [`ClientRequest::Keys`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPage {
+    /// Live keys with tokens from `from` to `through`, each once, in token order then key
+    /// order.
+    pub keys: Vec<Vec<u8>>,
+    /// The token through which the page is complete: no key of the span up to it is
+    /// missing from the replicas that answered. The next page starts after it; `u64::MAX`
+    /// when the page reached the end of the token space.
+    pub through: u64,
+    /// Replicas whose keys the page is the union of.
+    pub replicas: u8,
 }
 
 /// What one node holds for a key.
@@ -646,6 +671,16 @@ pub enum PeerRequest {
     /// Which nodes are in your ring? Asked by a node that restarted with members it saved and
     /// gossip has not mentioned yet (one may have left meanwhile).
     Members,
+    /// Send the live keys you hold with tokens in `from..=upto`, in token order, reading at
+    /// most `limit` stored entries.
+    Keys {
+        /// First token.
+        from: u64,
+        /// Last token.
+        upto: u64,
+        /// Most stored entries read.
+        limit: u32,
+    },
 }
 
 /// A replica's answer to a [`PeerRequest`].
@@ -671,4 +706,13 @@ pub enum PeerReply {
     /// The names of the responder's ring members, when its own view is settled (it is up and
     /// holds no saved member gossip has not confirmed); `None` otherwise.
     Members(Option<Vec<String>>),
+    /// Live keys with their tokens, in token order, and the token through which the list is
+    /// complete.
+    Keys {
+        /// (token, key) of each live key.
+        keys: Vec<(u64, Vec<u8>)>,
+        /// Every live key held with a token from the request's `from` up to this one is
+        /// listed.
+        through: u64,
+    },
 }

@@ -11,7 +11,7 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::codec::{self, Reply};
-use super::commands::{self, Step};
+use super::commands::{self, LastWrite, Step};
 use super::order::KeyOrder;
 use super::Shared;
 
@@ -34,6 +34,10 @@ pub(super) struct ConnState {
     pub direct: bool,
     /// The in-flight commands per key.
     pub order: KeyOrder,
+    /// Commands received so far.
+    pub seq: u64,
+    /// The last write acknowledged, for `WAIT`.
+    pub writes: LastWrite,
 }
 
 impl ConnState {
@@ -46,14 +50,17 @@ impl ConnState {
             lib: (None, None),
             direct: false,
             order: KeyOrder::default(),
+            seq: 0,
+            writes: LastWrite::default(),
         }
     }
 
     /// Back to a fresh connection's state (`RESET`), keeping its id and address.
     pub fn reset(&mut self) {
         let order = std::mem::take(&mut self.order);
+        let (seq, writes) = (self.seq, self.writes.clone());
         *self = Self::new(self.id, self.peer);
-        self.order = order;
+        (self.order, self.seq, self.writes) = (order, seq, writes);
     }
 }
 

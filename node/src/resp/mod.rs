@@ -9,12 +9,14 @@
 //! Files: `listener` (accepting, TLS, the connection bound), `conn` (one connection:
 //! pipelining, answers in order), `order` (a connection's commands on one key run in order),
 //! `codec` (bounds and RESP encoding), `commands/` (one file
-//! per command family), `errors` (node errors in Redis's words), `slots` (the CLUSTER map).
+//! per command family), `errors` (node errors in Redis's words), `slots` (the CLUSTER map),
+//! `glob` (Redis's `KEYS`/`SCAN MATCH` patterns).
 
 mod codec;
 mod commands;
 mod conn;
 mod errors;
+mod glob;
 mod listener;
 mod order;
 mod slots;

@@ -1,10 +1,14 @@
 //! Commands: the name looked up, the arity checked, then one line per command to its family's
-//! handler (`server`, `strings`, `cluster`).
+//! handler (`server`, `strings`, `keys`, `wait`, `cluster`).
 
 mod cluster;
+mod keys;
 mod server;
 mod strings;
 pub(crate) mod table;
+mod wait;
+
+pub(crate) use wait::LastWrite;
 
 use std::sync::Arc;
 
@@ -13,6 +17,7 @@ use futures_util::future::BoxFuture;
 
 use super::codec::Reply;
 use super::conn::ConnState;
+use super::order::Access;
 use super::Shared;
 
 /// What the connection does with a command.
@@ -40,17 +45,32 @@ pub(super) fn dispatch(args: &[Bytes], conn: &mut ConnState, shared: &Arc<Shared
     if !table::arity_fits(spec, args.len()) {
         return Reply::err(format!("wrong number of arguments for '{name}' command")).into();
     }
+    conn.seq += 1;
     match run(spec, args, conn, shared) {
-        Step::Later(f) => Step::Later(conn.order.sequence(table::keys(spec, args), f)),
+        Step::Later(f) if BARRIERS.contains(&spec.name) => Step::Later(conn.order.after_all(f)),
+        Step::Later(f) => {
+            let access = if spec.flags.contains(&"readonly") {
+                Access::Read
+            } else {
+                Access::Write
+            };
+            Step::Later(conn.order.sequence(table::keys(spec, args), access, f))
+        }
         step => step,
     }
 }
+
+/// Commands that start once every earlier command of the connection finished, and that
+/// later ones wait for: `WAIT` counts the replicas of the writes sent before it, and a walk
+/// of the key space sees them.
+const BARRIERS: &[&str] = &["wait", "scan", "keys", "dbsize"];
 
 fn run(spec: &table::Spec, args: &[Bytes], conn: &mut ConnState, shared: &Arc<Shared>) -> Step {
     let name = spec.name;
     let node = &strings::Target {
         node: shared.node.clone(),
         direct: conn.direct,
+        writes: Some((conn.writes.clone(), conn.seq)),
     };
     match name {
         "ping" => server::ping(args).into(),
@@ -74,7 +94,11 @@ fn run(spec: &table::Spec, args: &[Bytes], conn: &mut ConnState, shared: &Arc<Sh
             Reply::Array(vec![]),
         ])
         .into(),
-        "dbsize" => Reply::err("DBSIZE is not available: ringkv keeps no count of its keys").into(),
+        "dbsize" => keys::dbsize(node),
+        "scan" => keys::scan(node, args, &shared.limits),
+        "keys" => keys::keys(node, args, &shared.limits),
+        "wait" => wait::wait(node, args, &conn.writes),
+        "ringkv.siblings" => strings::siblings(node, args),
         "cluster" => cluster::cluster(args, shared),
         "readonly" | "readwrite" => {
             conn.direct = name == "readonly";

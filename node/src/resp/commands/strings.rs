@@ -10,7 +10,7 @@ use super::{upper, Step};
 use crate::api::{Api, ReadOptions, WriteOptions};
 use crate::core::update::{SetWhen, UpdateOp, UpdateResult};
 use crate::node::NodeHandle;
-use crate::proto::{ClientRequest, ClientResponse};
+use crate::proto::{ClientRequest, ClientResponse, WriteResult};
 use crate::resp::codec::Reply;
 use crate::resp::errors;
 use crate::Error;
@@ -24,6 +24,17 @@ pub(crate) struct Target {
     pub node: NodeHandle,
     /// Whether requests are served by this node alone.
     pub direct: bool,
+    /// Where the connection notes its writes for `WAIT`, and this command's place in it.
+    pub writes: Option<(super::LastWrite, u64)>,
+}
+
+impl Target {
+    /// Note an acknowledged write of `key` for `WAIT`.
+    fn wrote(&self, key: &[u8], w: &WriteResult) {
+        if let Some((log, seq)) = &self.writes {
+            log.record(*seq, key, w);
+        }
+    }
 }
 
 impl Api for Target {
@@ -44,9 +55,11 @@ async fn read(node: &Target, key: &Bytes) -> Result<Option<Vec<u8>>, Error> {
 }
 
 async fn write(node: &Target, key: &Bytes, value: &Bytes) -> Result<(), Error> {
-    node.put(key.to_vec(), value.to_vec(), WriteOptions::default())
-        .await
-        .map(drop)
+    let w = node
+        .put(key.to_vec(), value.to_vec(), WriteOptions::default())
+        .await?;
+    node.wrote(key, &w);
+    Ok(())
 }
 
 /// A command answered once the node replied, its error mapped to Redis's words.
@@ -60,6 +73,19 @@ where
 pub(super) fn get(node: &Target, args: &[Bytes]) -> Step {
     let (node, key) = (node.clone(), args[1].clone());
     later(async move { Ok(read(&node, &key).await?.map_or(Reply::Nil, Reply::bulk)) })
+}
+
+/// `RINGKV.SIBLINGS key`: every live value of a key, oldest first by HLC timestamp (`GET`
+/// answers the last); one value unless concurrent quorum-mode writes left siblings.
+pub(super) fn siblings(node: &Target, args: &[Bytes]) -> Step {
+    let (node, key) = (node.clone(), args[1].clone());
+    later(async move {
+        let mut values = node.get(key.to_vec(), ReadOptions::default()).await?.values;
+        values.sort_by_key(|v| v.ts);
+        Ok(Reply::Array(
+            values.into_iter().map(|v| Reply::bulk(v.data)).collect(),
+        ))
+    })
 }
 
 pub(super) fn strlen(node: &Target, args: &[Bytes]) -> Step {
@@ -147,7 +173,8 @@ async fn remove(node: &Target, key: &Bytes) -> Result<bool, Error> {
         context: Some(read.context),
         ..WriteOptions::default()
     };
-    node.delete(key.to_vec(), opts).await?;
+    let w = node.delete(key.to_vec(), opts).await?;
+    node.wrote(key, &w);
     Ok(true)
 }
 
@@ -215,7 +242,13 @@ fn updated(
     answer: impl FnOnce(UpdateResult) -> Reply + Send + 'static,
 ) -> Step {
     let (node, key) = (node.clone(), key.to_vec());
-    later(async move { Ok(answer(node.update(key, op).await?)) })
+    later(async move {
+        let r = node.update(key.clone(), op).await?;
+        if let Some(w) = &r.write {
+            node.wrote(&key, w);
+        }
+        Ok(answer(r))
+    })
 }
 
 /// `EXISTS`: keys holding a value, a key named twice counted twice (as Redis does).

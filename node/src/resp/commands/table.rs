@@ -59,7 +59,10 @@ pub(crate) const COMMANDS: &[Spec] = &[
     spec("info", -1, C, NO_KEYS, "server", "Server, clients, replication, stats, keyspace."),
     spec("time", 1, C, NO_KEYS, "server", "The node's wall clock."),
     spec("role", 1, C, NO_KEYS, "server", "This node's role."),
-    spec("dbsize", 1, R, NO_KEYS, "server", "Refused: ringkv keeps no key count."),
+    spec("dbsize", 1, &["readonly"], NO_KEYS, "server", "Keys in the cluster, counted by a walk (an estimate past 100,000)."),
+    spec("scan", -2, &["readonly"], NO_KEYS, "generic", "Walks the ring's ranges: cursor, MATCH, COUNT, TYPE."),
+    spec("keys", 2, &["readonly"], NO_KEYS, "generic", "Keys matching a pattern, up to a bound (use SCAN)."),
+    spec("wait", 3, &[], NO_KEYS, "generic", "Replicas holding the connection's last write."),
     spec("cluster", -2, C, NO_KEYS, "cluster", "SHARDS, SLOTS, NODES, INFO, MYID, KEYSLOT."),
     spec("readonly", 1, C, NO_KEYS, "cluster", "Serve from this node alone: replica reads, READONLY writes."),
     spec("readwrite", 1, C, NO_KEYS, "cluster", "Back to forwarding to each key's primary."),
@@ -78,6 +81,7 @@ pub(crate) const COMMANDS: &[Spec] = &[
     spec("append", 3, W, ONE_KEY, "string", "Appends to the value (primary-mode keys)."),
     spec("setnx", 3, W, ONE_KEY, "string", "Sets if absent (primary-mode keys)."),
     spec("getset", 3, W, ONE_KEY, "string", "Sets, returning the old value (primary-mode keys)."),
+    spec("ringkv.siblings", 2, R, ONE_KEY, "string", "Every sibling of a key, oldest first (GET answers the last)."),
     spec("getdel", 2, &["write", "fast"], ONE_KEY, "string", "Deletes, returning the value (primary-mode keys)."),
 ];
 
