@@ -136,28 +136,32 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
+    type Log = Arc<Mutex<Vec<&'static str>>>;
+
+    /// A command that logs `what` when it runs, once `gate` opens if there is one.
+    fn logs(
+        log: &Log,
+        what: &'static str,
+        gate: Option<oneshot::Receiver<()>>,
+    ) -> BoxFuture<'static, Reply> {
+        let log = log.clone();
+        async move {
+            if let Some(gate) = gate {
+                let _ = gate.await;
+            }
+            log.lock().unwrap().push(what);
+            Reply::OK
+        }
+        .boxed()
+    }
+
     #[tokio::test]
     async fn a_later_command_on_the_same_key_waits_and_others_do_not() {
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Log::default();
         let mut order = KeyOrder::default();
         let (release, gate) = oneshot::channel::<()>();
-        let first = {
-            let log = log.clone();
-            async move {
-                let _ = gate.await;
-                log.lock().unwrap().push("set k");
-                Reply::OK
-            }
-            .boxed()
-        };
-        let note = |what: &'static str| {
-            let log = log.clone();
-            async move {
-                log.lock().unwrap().push(what);
-                Reply::OK
-            }
-            .boxed()
-        };
+        let first = logs(&log, "set k", Some(gate));
+        let note = |what| logs(&log, what, None);
         let first = tokio::spawn(order.sequence(vec![Bytes::from("k")], Access::Write, first));
         let same =
             tokio::spawn(order.sequence(vec![Bytes::from("k")], Access::Read, note("get k")));
@@ -174,24 +178,9 @@ mod tests {
     async fn reads_of_one_key_run_together_and_a_write_waits_for_them() {
         let mut order = KeyOrder::default();
         let (release, gate) = oneshot::channel::<()>();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let blocked_read = {
-            let log = log.clone();
-            async move {
-                let _ = gate.await;
-                log.lock().unwrap().push("read 1");
-                Reply::OK
-            }
-            .boxed()
-        };
-        let note = |what: &'static str| {
-            let log = log.clone();
-            async move {
-                log.lock().unwrap().push(what);
-                Reply::OK
-            }
-            .boxed()
-        };
+        let log = Log::default();
+        let blocked_read = logs(&log, "read 1", Some(gate));
+        let note = |what| logs(&log, what, None);
         let first =
             tokio::spawn(order.sequence(vec![Bytes::from("k")], Access::Read, blocked_read));
         let second = order.sequence(vec![Bytes::from("k")], Access::Read, note("read 2"));
