@@ -20,6 +20,34 @@ pub enum CertsCommand {
     Init(InitArgs),
     /// Issue node-NAME.pem and node-NAME.key, signed by the CA in the directory.
     Issue(IssueArgs),
+    /// Move the directory to a new CA in three steps, run in order (begin, reissue, finish);
+    /// after each, copy the files to every node and client and send every node a SIGHUP
+    /// before the next step.
+    Rotate(RotateArgs),
+}
+
+/// `ringctl certs rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// begin: make a new CA and trust it beside the old one (ca.pem becomes a bundle);
+    /// reissue: sign with the new CA and reissue every node certificate (same addresses)
+    /// and the client certificate; finish: trust the new CA only.
+    #[arg(value_enum)]
+    pub step: RotateStep,
+    /// Directory holding the CA and the certificates (default: --certs).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// One step of a CA rotation.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum RotateStep {
+    /// Make the new CA; ca.pem trusts both.
+    Begin,
+    /// Reissue every certificate from the new CA.
+    Reissue,
+    /// Trust the new CA only.
+    Finish,
 }
 
 /// `ringctl certs init`.
@@ -77,8 +105,52 @@ pub fn run(g: &Global, cmd: CertsCommand) -> anyhow::Result<ExitCode> {
                 dir.display()
             ))?;
         }
+        CertsCommand::Rotate(a) => {
+            let dir = a.dir.unwrap_or_else(|| g.certs.clone());
+            output::emit(&rotate(&dir, a.step)?)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one rotation step on `dir`; what was done and what to do next.
+fn rotate(dir: &Path, step: RotateStep) -> anyhow::Result<String> {
+    use ringkv::net::rotate;
+    let spread = format!(
+        "copy {}/ca.pem to every node and client (ca.key stays where it is), then send every \
+         node a SIGHUP (`systemctl reload ringkv`)",
+        dir.display()
+    );
+    let text = match step {
+        RotateStep::Begin => {
+            let next = rotate::begin(dir)?;
+            format!(
+                "step 1 of 3: a new CA is in {}, and {}/ca.pem trusts both CAs\n\
+                 next: {spread}; once every node has it: `ringctl certs rotate reissue`\n",
+                next.display(),
+                dir.display()
+            )
+        }
+        RotateStep::Reissue => {
+            let names = rotate::reissue(dir)?;
+            format!(
+                "step 2 of 3: reissued {} node certificate(s) ({}) and client.pem from the new CA\n\
+                 next: copy each node-NAME.pem/.key to its node and client.pem/.key to the clients, \
+                 send every node a SIGHUP; once every node has it: `ringctl certs rotate finish`\n",
+                names.len(),
+                names.join(", ")
+            )
+        }
+        RotateStep::Finish => {
+            rotate::finish(dir)?;
+            format!(
+                "step 3 of 3: {}/ca.pem trusts the new CA only\n\
+                 next: {spread}; certificates of the old CA are refused from then on\n",
+                dir.display()
+            )
+        }
+    };
+    Ok(text)
 }
 
 /// Names of the nodes with a certificate (`node-NAME.pem`) in `dir`, sorted.

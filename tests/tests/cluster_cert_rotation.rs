@@ -9,12 +9,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringkv::client::RetryPolicy;
-use ringkv::net::{init_cluster, issue_node};
+use ringkv::net::issue_node;
 use ringkv::{Api, ReadOptions, WriteOptions};
-use ringkv_tests::{block_on, client_at, free_port, run_bounded, serial, Cluster};
+use ringkv_tests::{block_on, client_at, free_port, ringctl_bin, run_bounded, serial, Cluster};
 
 const RELOADED: &str = "SIGHUP: reloaded the node certificate";
 const RELOAD_FAILED: &str = "SIGHUP: certificate reload failed, keeping the current certificates";
+
+/// Runs `ringctl certs rotate STEP --dir DIR`; its output.
+fn rotate(dir: &Path, step: &str) -> String {
+    let out = run_bounded(
+        Command::new(ringctl_bin().unwrap())
+            .args(["certs", "rotate", step, "--dir"])
+            .arg(dir),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "rotate {step}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
 
 fn copy(from: &Path, to: &Path, files: &[&str]) {
     std::fs::create_dir_all(to).unwrap();
@@ -156,12 +174,17 @@ fn ca_rotation_on_a_running_cluster_fails_no_request() {
     assert!(fresh_client_works(cluster.nodes[1].addr, &old_client));
     progress(&cluster, "after a failed reload");
 
+    // The three steps of `ringctl certs rotate`, each spread by a SIGHUP to every node (the
+    // nodes share one certificate directory here).
     // 1. Every node trusts the old and the new CA.
-    let new_ca = cluster.dir.path().join("new-ca");
-    init_cluster(&new_ca).unwrap();
     let old_ca_pem = std::fs::read_to_string(certs.join("ca.pem")).unwrap();
+    rotate(&certs, "begin");
+    let new_ca = certs.join("rotate");
     let new_ca_pem = std::fs::read_to_string(new_ca.join("ca.pem")).unwrap();
-    std::fs::write(certs.join("ca.pem"), format!("{old_ca_pem}{new_ca_pem}")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(certs.join("ca.pem")).unwrap(),
+        format!("{old_ca_pem}{new_ca_pem}")
+    );
     reload_all(&mut cluster, RELOADED, 1);
     assert!(
         cluster.log("n1").contains("trusted_cas=2"),
@@ -171,12 +194,11 @@ fn ca_rotation_on_a_running_cluster_fails_no_request() {
     progress(&cluster, "after adding the new CA");
 
     // 2. Every node (and the admin's client) gets a certificate of the new CA.
-    for name in ["n1", "n2", "n3"] {
-        issue_node(&new_ca, name, &[[127, 0, 0, 1].into()], &[]).unwrap();
-        let (pem, key) = (format!("node-{name}.pem"), format!("node-{name}.key"));
-        copy(&new_ca, &certs, &[&pem, &key]);
-    }
-    copy(&new_ca, &certs, &["client.pem", "client.key"]);
+    let out = rotate(&certs, "reissue");
+    assert!(
+        out.contains("reissued 3 node certificate(s) (n1, n2, n3)"),
+        "{out}"
+    );
     reload_all(&mut cluster, RELOADED, 2);
     progress(&cluster, "after reissuing");
     // New connections get the new certificates: a client trusting only the old CA is
@@ -196,7 +218,11 @@ fn ca_rotation_on_a_running_cluster_fails_no_request() {
     assert!(redis_ping(&redis_port, &new_client));
 
     // 3. The old CA is removed from every bundle.
-    std::fs::write(certs.join("ca.pem"), &new_ca_pem).unwrap();
+    rotate(&certs, "finish");
+    assert_eq!(
+        std::fs::read_to_string(certs.join("ca.pem")).unwrap(),
+        new_ca_pem
+    );
     reload_all(&mut cluster, RELOADED, 3);
     progress(&cluster, "after removing the old CA");
     // A client certificate of the old CA is refused now, even by a client trusting both.
@@ -234,10 +260,10 @@ fn ca_rotation_on_a_running_cluster_fails_no_request() {
     }
 
     // Peers dial and accept with the new material: a node that knows only the new CA joins.
-    issue_node(&new_ca, "n4", &[[127, 0, 0, 1].into()], &[]).unwrap();
+    issue_node(&certs, "n4", &[[127, 0, 0, 1].into()], &[]).unwrap();
     let n4_certs = cluster.dir.path().join("n4-certs");
     copy(
-        &new_ca,
+        &certs,
         &n4_certs,
         &[
             "ca.pem",

@@ -14,6 +14,7 @@ mod config;
 mod error;
 mod frame;
 mod inbound;
+pub mod rotate;
 mod stats;
 pub mod tls;
 mod transport;

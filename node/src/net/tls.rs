@@ -96,10 +96,10 @@ pub use crate::limits::MAX_NODE_NAME;
 /// Largest certificate or key file read (a chain of a few certificates is a few KiB).
 const MAX_PEM_FILE: u64 = 1024 * 1024;
 
-const CA_CERT: &str = "ca.pem";
-const CA_KEY: &str = "ca.key";
-const CLIENT_CERT: &str = "client.pem";
-const CLIENT_KEY: &str = "client.key";
+pub(super) const CA_CERT: &str = "ca.pem";
+pub(super) const CA_KEY: &str = "ca.key";
+pub(super) const CLIENT_CERT: &str = "client.pem";
+pub(super) const CLIENT_KEY: &str = "client.key";
 
 /// Why TLS material could not be made, read or turned into a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -526,7 +526,7 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, TlsError> {
     Ok(bytes)
 }
 
-fn read_text(path: &Path) -> Result<String, TlsError> {
+pub(super) fn read_text(path: &Path) -> Result<String, TlsError> {
     String::from_utf8(read_bytes(path)?).map_err(|_| TlsError::Pem {
         path: path.to_path_buf(),
         reason: "not UTF-8 text".to_string(),
@@ -534,7 +534,7 @@ fn read_text(path: &Path) -> Result<String, TlsError> {
 }
 
 /// Every certificate in a PEM file; at least one.
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(super) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem_err = |reason: String| TlsError::Pem {
         path: path.to_path_buf(),
         reason,
@@ -583,7 +583,7 @@ fn write_new(dir: &Path, file: &str, data: &[u8], secret: bool) -> Result<(), Tl
 }
 
 /// Replaces a file atomically (temporary file then rename), so a crash leaves old or new.
-fn write_replacing(path: &Path, data: &[u8], secret: bool) -> Result<(), TlsError> {
+pub(super) fn write_replacing(path: &Path, data: &[u8], secret: bool) -> Result<(), TlsError> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
