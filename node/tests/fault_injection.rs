@@ -165,11 +165,13 @@ async fn a_cut_off_node_is_seen_down_and_a_shifted_clock_stamps_its_writes() {
         ..WriteOptions::default()
     };
     n1.put(key.clone(), b"v".to_vec(), w1).await.unwrap();
+    // Both replicas answer the read: with R=1 it could be n2's, which a W=1 write need not
+    // have reached yet.
     let read = n1
         .get(
             key,
             ReadOptions {
-                r: Some(1),
+                r: Some(2),
                 ..ReadOptions::default()
             },
         )
