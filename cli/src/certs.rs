@@ -10,9 +10,6 @@ use clap::{Args, Subcommand};
 use crate::output;
 use crate::Global;
 
-/// Longest directory listing scanned when looking for node certificates.
-const MAX_DIR_ENTRIES: usize = 10_000;
-
 /// `ringctl certs ...`.
 #[derive(Debug, Subcommand)]
 pub enum CertsCommand {
@@ -155,25 +152,8 @@ fn rotate(dir: &Path, step: RotateStep) -> anyhow::Result<String> {
 
 /// Names of the nodes with a certificate (`node-NAME.pem`) in `dir`, sorted.
 pub fn node_names(dir: &Path) -> anyhow::Result<Vec<String>> {
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list certificate directory {}", dir.display()))?;
-    let mut names = Vec::new();
-    for entry in entries.take(MAX_DIR_ENTRIES) {
-        let entry = entry
-            .with_context(|| format!("cannot list certificate directory {}", dir.display()))?;
-        let file = entry.file_name();
-        let Some(file) = file.to_str() else { continue };
-        if let Some(name) = file
-            .strip_prefix("node-")
-            .and_then(|rest| rest.strip_suffix(".pem"))
-        {
-            if !name.is_empty() {
-                names.push(name.to_owned());
-            }
-        }
-    }
-    names.sort();
-    Ok(names)
+    ringkv::net::rotate::node_names(dir)
+        .with_context(|| format!("cannot list certificate directory {}", dir.display()))
 }
 
 #[cfg(test)]

@@ -26,8 +26,8 @@ use super::tls::{
 /// Where the new CA waits while a rotation is under way.
 pub const ROTATE_DIR: &str = "rotate";
 
-/// Most node certificates one directory may hold (a bound on the listing).
-const MAX_NODES: usize = 10_000;
+/// Most directory entries [`node_names`] reads (a bound on the listing).
+const MAX_DIR_ENTRIES: usize = 10_000;
 
 /// Why a rotation step was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -169,13 +169,13 @@ fn addresses(path: &Path) -> Result<(Vec<IpAddr>, Vec<String>), RotateError> {
 }
 
 /// Names of the nodes with a certificate (`node-NAME.pem`) in `dir`, sorted.
-fn node_names(dir: &Path) -> Result<Vec<String>, RotateError> {
+pub fn node_names(dir: &Path) -> Result<Vec<String>, TlsError> {
     let list_err = |source| TlsError::Read {
         path: dir.to_path_buf(),
         source,
     };
     let mut names = Vec::new();
-    for entry in fs::read_dir(dir).map_err(list_err)?.take(MAX_NODES) {
+    for entry in fs::read_dir(dir).map_err(list_err)?.take(MAX_DIR_ENTRIES) {
         let file = entry.map_err(list_err)?.file_name();
         let name = file
             .to_str()
