@@ -236,16 +236,21 @@ fn cluster_up(dir: &Path, extra: &[&str]) -> (ChaosProc, Vec<u64>) {
         assert!(Instant::now() < deadline, "cluster up did not come up");
         std::thread::sleep(Duration::from_millis(200));
     }
+    let pids = recorded_pids(&record);
+    assert_eq!(pids.len(), 3);
+    (up, pids)
+}
+
+/// The node pids `cluster up`'s record names, in node order.
+fn recorded_pids(record: &Path) -> Vec<u64> {
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
-    let pids: Vec<u64> = manifest["nodes"]
+        serde_json::from_str(&std::fs::read_to_string(record).unwrap()).unwrap();
+    manifest["nodes"]
         .as_array()
         .unwrap()
         .iter()
         .map(|n| n["pid"].as_u64().unwrap())
-        .collect();
-    assert_eq!(pids.len(), 3);
-    (up, pids)
+        .collect()
 }
 
 #[test]
@@ -333,14 +338,7 @@ fn a_run_against_a_cluster_up_cluster_faults_it_and_leaves_it_running() {
 
     // n3 was killed and started again under a new pid, which the record now names; the
     // others are the same processes; all healed, and `cluster up` still runs.
-    let after: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
-    let now: Vec<u64> = after["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["pid"].as_u64().unwrap())
-        .collect();
+    let now = recorded_pids(&record);
     assert_eq!(now[..2], pids[..2]);
     assert_ne!(now[2], pids[2]);
     assert!(!runs(pids[2]), "the killed n3 still runs");
