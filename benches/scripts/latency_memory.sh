@@ -18,23 +18,8 @@ source "$(dirname "$0")/common.sh"
 SECS=${1:-20}
 CONC=${2:-50}
 KEYS=${3:-1000000}
-if [ -z "${RINGCTL:-}" ]; then
-  cargo build --release -q -p ringctl
-  RINGCTL=$PWD/target/release/ringctl
-fi
-R=$RINGCTL
-DIR=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 1
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-TICK=$(getconf CLK_TCK)
-cpu_us() { for p in "$@"; do awk -v t="$TICK" '{sub(/.*\) /, ""); print ($12 + $13) * 1000000 / t}' "/proc/$p/stat"; done | awk '{s+=$1} END {print s}'; }
+bench_init
+cpu_sum() { cpu_us "$@" | awk '{s+=$1} END {print s}'; }
 rss_mib() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -42,30 +27,18 @@ echo "${SECS}s runs, $CONC clients, $KEYS keys for the memory figures, 100 B val
 
 NODES=(n1 n2 n3)
 declare -A ADDR PID
-$R certs init --dir "$DIR/certs" >/dev/null
-for n in "${NODES[@]}"; do
-  $R certs issue --dir "$DIR/certs" --name $n --ip 127.0.0.1 >/dev/null
-  ADDR[$n]=127.0.0.1:$(port)
-done
-for n in "${NODES[@]}"; do
-  seed=(); [ $n != n1 ] && seed=(--seed "${ADDR[n1]}")
-  RUST_LOG=warn $R serve --name $n --listen "${ADDR[$n]}" --data "$DIR/$n" --certs "$DIR/certs" \
-    --durability sync --on-signal stop "${seed[@]}" >>"$DIR/$n.log" 2>&1 &
-  PIDS+=($!); PID[$n]=$!
-  disown $!
-done
+start_nodes "${NODES[@]}" -- --durability sync
 at() { $R --node "${ADDR[n1]}" --certs "$DIR/certs" "$@"; }
-three_up() { [ "$(at -o json members | python3 -c 'import json,sys; print(sum(m["state"]=="alive" and m["status"]=="up" for m in json.load(sys.stdin)))')" = 3 ]; }
-until_true 30 three_up
+until_true 30 all_up "${ADDR[n1]}" 3
 NODE_PIDS=("${PID[n1]}" "${PID[n2]}" "${PID[n3]}")
 
 # run LABEL BENCH_ARGS...: one bench through n1; a report row "label|json|cpu_us".
 run() {
   local label=$1; shift
   local before after
-  before=$(cpu_us "${NODE_PIDS[@]}")
+  before=$(cpu_sum "${NODE_PIDS[@]}")
   at -o json bench --value-size 100 "$@" >"$DIR/bench.json"
-  after=$(cpu_us "${NODE_PIDS[@]}")
+  after=$(cpu_sum "${NODE_PIDS[@]}")
   echo "$label|$(tr -d '\n' <"$DIR/bench.json")|$(awk -v a="$after" -v b="$before" 'BEGIN {print a - b}')" >>"$DIR/rows"
 }
 throughput() { python3 -c "import json; print(int(json.load(open('$DIR/bench.json'))['throughput_ops_s']))"; }
