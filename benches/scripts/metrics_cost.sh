@@ -17,56 +17,24 @@ SECS=${1:-10}
 ROUNDS=${2:-3}
 CONC=${3:-50}
 KEYS=10000
-if [ -z "${RINGCTL:-}" ]; then
-  cargo build --release -q -p ringctl
-  RINGCTL=$PWD/target/release/ringctl
-fi
-R=$RINGCTL
-DIR=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 1
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-TICK=$(getconf CLK_TCK)
-cpu_us() { for p in "$@"; do awk -v t="$TICK" '{sub(/.*\) /, ""); print ($12 + $13) * 1000000 / t}' "/proc/$p/stat"; done; }
+bench_init
 tcp_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "${SECS}s runs, $ROUNDS rounds, $CONC clients, $KEYS keys, 100 B values"
 
-$R certs init --dir "$DIR/certs" >/dev/null
 declare -A ADDR PID
 METRICS_PORTS=()
-# cluster C [FLAGS...]: start nodes C-n1..C-n3 (C is off or on).
-cluster() {
-  local c=$1; shift
-  for n in n1 n2 n3; do
-    $R certs issue --dir "$DIR/certs" --name "$c-$n" --ip 127.0.0.1 >/dev/null
-    ADDR[$c-$n]=127.0.0.1:$(port)
-  done
-  for n in n1 n2 n3; do
-    local seed=() extra=()
-    [ $n != n1 ] && seed=(--seed "${ADDR[$c-n1]}")
-    if [ "$c" = on ]; then
-      local mp; mp=$(tcp_port); METRICS_PORTS+=("$mp"); extra=(--metrics "127.0.0.1:$mp")
-    fi
-    RUST_LOG=warn $R serve --name "$c-$n" --listen "${ADDR[$c-$n]}" --data "$DIR/$c-$n" --certs "$DIR/certs" \
-      --on-signal stop "${seed[@]}" "${extra[@]}" >>"$DIR/$c-$n.log" 2>&1 &
-    PIDS+=($!); PID[$c-$n]=$!
-    disown $!
-  done
-}
-cluster off
-cluster on
+start_nodes off-n1 off-n2 off-n3 --
+# The `on` cluster's nodes each serve metrics on their own port; the first is the seed.
+for n in n1 n2 n3; do
+  mp=$(tcp_port); METRICS_PORTS+=("$mp")
+  extra=(); [ $n != n1 ] && extra=(--seed "${ADDR[on-n1]}")
+  start_nodes "on-$n" -- --metrics "127.0.0.1:$mp" "${extra[@]}"
+done
 at() { local c=$1; shift; $R --node "${ADDR[$c-n1]}" --certs "$DIR/certs" "$@"; }
-three_up() { [ "$(at "$1" -o json members | python3 -c 'import json,sys; print(sum(m["state"]=="alive" and m["status"]=="up" for m in json.load(sys.stdin)))')" = 3 ]; }
-until_true 60 three_up off
-until_true 60 three_up on
+until_true 60 all_up "${ADDR[off-n1]}" 3
+until_true 60 all_up "${ADDR[on-n1]}" 3
 # The scraper: every node of the `on` cluster, every second.
 python3 - "${METRICS_PORTS[@]}" <<'EOF' &
 import sys, time, urllib.request
