@@ -9,6 +9,7 @@
 #     (VmRSS) idle, and its highest RSS sampled every 0.5 s during a mixed run over every key.
 # CPU per operation (utime + stime of the three nodes, /proc/PID/stat) is printed beside each run.
 # Usage (from the repository root): bash benches/scripts/latency_memory.sh [SECONDS] [CONCURRENCY] [KEYS]
+#        (KEYS=0 skips the memory figures)
 # Env: RINGCTL=path uses that binary instead of building one (release).
 # Installs nothing. Starts its processes on free loopback ports in a temporary directory and
 # stops every one of them by pid at the end, on error and on Ctrl-C. Every run is bounded:
@@ -50,14 +51,16 @@ for op in SET GET; do
   half=$(( $(throughput) / 2 ))
   [ "$half" -ge 1 ] || { echo "no throughput measured for $op" >&2; exit 1; }
   # Enough workers that a slow request does not hold back the next one due.
-  run "$op paced at $half/s (half)" --duration "${SECS}s" --concurrency 512 --keys 10000 --read-ratio $ratio --rate "$half"
+  run "$op paced at $half/s (half)" --duration "${SECS}s" --concurrency 256 --keys 10000 --read-ratio $ratio --rate "$half"
 done
 
-# Memory: fill, settle, then a mixed run over every key while RSS is sampled.
-run "fill $KEYS keys" --duration 30m --concurrency "$CONC" --keys "$KEYS" --fill
-sleep 10
-for n in "${NODES[@]}"; do echo "$n|$(rss_mib "${PID[$n]}")" >>"$DIR/idle"; done
-python3 - "$DIR/peak" "${NODE_PIDS[@]}" <<'EOF' &
+touch "$DIR/idle" "$DIR/peak"
+if [ "$KEYS" -gt 0 ]; then
+  # Memory: fill, settle, then a mixed run over every key while RSS is sampled.
+  run "fill $KEYS keys" --duration 30m --concurrency "$CONC" --keys "$KEYS" --fill
+  sleep 10
+  for n in "${NODES[@]}"; do echo "$n|$(rss_mib "${PID[$n]}")" >>"$DIR/idle"; done
+  python3 - "$DIR/peak" "${NODE_PIDS[@]}" <<'EOF' &
 import sys, time
 peak = {p: 0 for p in sys.argv[2:]}
 while True:
@@ -68,9 +71,10 @@ while True:
     open(sys.argv[1], "w").write(" ".join(str(peak[p]) for p in sys.argv[2:]))
     time.sleep(0.5)
 EOF
-SAMPLER=$!; PIDS+=($SAMPLER)
-run "mixed over $KEYS keys, $CONC clients" --duration "${SECS}s" --concurrency "$CONC" --keys "$KEYS" --read-ratio 0.5
-kill $SAMPLER 2>/dev/null || true
+  SAMPLER=$!; PIDS+=($SAMPLER)
+  run "mixed over $KEYS keys, $CONC clients" --duration "${SECS}s" --concurrency "$CONC" --keys "$KEYS" --read-ratio 0.5
+  kill $SAMPLER 2>/dev/null || true
+fi
 
 python3 - "$DIR/rows" "$DIR/idle" "$DIR/peak" <<'EOF'
 import json, sys
@@ -86,6 +90,8 @@ for line in open(sys.argv[1]):
     print(f"| {label} | {d['ops']:,} | {d['throughput_ops_s']:,.0f} | {float(cpu) / max(d['ops'], 1):.0f} | {pct} | {ms(op['max_us'])} | {d['errors']} |")
 idle = [l.strip().split('|') for l in open(sys.argv[2])]
 peak = open(sys.argv[3]).read().split()
+if not idle:
+    sys.exit()
 print()
 print("| node | RSS idle after the fill (MiB) | highest RSS during the mixed run (MiB) |")
 print("|---|---|---|")

@@ -187,26 +187,6 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
     .with_context(|| format!("cannot reach node {node}"))?;
 
     let seed = a.seed.unwrap_or_else(rand::random);
-    let start = Instant::now();
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let value_len = usize::try_from(a.value_size)?;
-    let plan = Arc::new(Plan {
-        prefix: a.prefix,
-        keys: a.keys,
-        value: (0..value_len)
-            .map(|_| rng.random_range(b'a'..=b'z'))
-            .collect(),
-        read_ratio: a.read_ratio,
-        read: ReadOptions {
-            r: a.r,
-            ..Default::default()
-        },
-        write_quorum: a.w,
-        every: a.rate.map(|r| Duration::from_nanos(1_000_000_000 / r)),
-        fill: a.fill,
-        start,
-        deadline: start + a.duration,
-    });
     if g.output == OutputFormat::Text {
         let through = match a.route {
             Route::Token => format!("the keys' replicas (ring learned from {node})"),
@@ -228,16 +208,41 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
         ));
     }
 
+    // Each worker's histograms exist before the clock starts: zeroing a thousand of them
+    // would otherwise delay the first requests due.
+    let worker_stats = (0..a.concurrency)
+        .map(|_| WorkerStats::new())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let start = Instant::now();
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let value_len = usize::try_from(a.value_size)?;
+    let plan = Arc::new(Plan {
+        prefix: a.prefix,
+        keys: a.keys,
+        value: (0..value_len)
+            .map(|_| rng.random_range(b'a'..=b'z'))
+            .collect(),
+        read_ratio: a.read_ratio,
+        read: ReadOptions {
+            r: a.r,
+            ..Default::default()
+        },
+        write_quorum: a.w,
+        every: a.rate.map(|r| Duration::from_nanos(1_000_000_000 / r)),
+        fill: a.fill,
+        start,
+        deadline: start + a.duration,
+    });
     let live = Arc::new(Live::default());
     let mut workers = JoinSet::new();
-    for i in 0..a.concurrency {
-        let worker_rng =
-            SmallRng::seed_from_u64(seed ^ u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    for (i, stats) in (0u64..).zip(worker_stats) {
+        let worker_rng = SmallRng::seed_from_u64(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         workers.spawn(worker(
             client.clone(),
             plan.clone(),
             worker_rng,
             live.clone(),
+            stats,
         ));
     }
 
@@ -302,8 +307,8 @@ async fn worker(
     plan: Arc<Plan>,
     mut rng: SmallRng,
     live: Arc<Live>,
+    mut stats: WorkerStats,
 ) -> anyhow::Result<WorkerStats> {
-    let mut stats = WorkerStats::new()?;
     while !live.stop.load(Ordering::Relaxed) {
         let seq = live.next.fetch_add(1, Ordering::Relaxed);
         let Some((due, key, is_read)) = plan.request(seq, &mut rng) else {
