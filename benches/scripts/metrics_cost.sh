@@ -9,6 +9,9 @@
 # cluster, and the median of each round's ratio.
 # Usage (from the repository root): bash benches/scripts/metrics_cost.sh [SECONDS] [ROUNDS] [CONCURRENCY]
 # Env: RINGCTL=path uses that binary instead of building one (release).
+#      PROFILE=1 also records `perf record -e cpu-clock` of on-n1 (the coordinator) and on-n2 (a
+#      replica) during the first round's runs with metrics, and prints the share of each one's
+#      CPU samples spent in metrics code: a figure other load on the machine does not skew.
 # Starts its processes on free loopback ports in a temporary directory and stops every one of
 # them by pid at the end, on error and on Ctrl-C. Every run is bounded (SECONDS).
 set -euo pipefail
@@ -65,7 +68,16 @@ for round in $(seq "$ROUNDS"); do
     # Odd rounds run the cluster without metrics first, even rounds the other.
     order=(off on); [ $((round % 2)) = 0 ] && order=(on off)
     for c in "${order[@]}"; do
+      perfs=()
+      if [ -n "${PROFILE:-}" ] && [ "$c" = on ] && [ "$round" = 1 ]; then
+        for n in n1 n2; do
+          perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -o "$DIR/$n-$op.data" -p "${PID[on-$n]}" \
+            -- sleep "$SECS" >/dev/null 2>&1 &
+          perfs+=($!); PIDS+=($!)
+        done
+      fi
       echo "$op $c $(run $c $ratio)" >>"$DIR/rows"
+      for p in "${perfs[@]}"; do wait "$p" || true; done
     done
   done
 done
@@ -93,3 +105,30 @@ for op in ("SET", "GET"):
     print(f"{op}: with --metrics / without, per round: {' '.join(f'{r:.2f}' for r in paired)}; "
           f"median {statistics.median(paired):.3f} ({100 * (statistics.median(paired) - 1):+.1f}% CPU per op)")
 EOF
+if [ -n "${PROFILE:-}" ]; then
+  echo
+  echo "Share of the node's CPU samples (inclusive) in metrics code, first round with --metrics:"
+  echo "recording = ShellMetrics (requests, calls) and the metrics crates' handles; scrape = the HTTP"
+  echo "handler, rendering, and the core's answers to its status questions. Nested frames of both may be"
+  echo "counted twice, so the figures are upper bounds."
+  for f in "$DIR"/n*-*.data; do
+    perf report -i "$f" --children --sort symbol --stdio -g none 2>/dev/null | python3 -c '
+import re, sys
+name = sys.argv[1]
+rec = scrape = 0.0
+for line in sys.stdin:
+    m = re.match(r"\s+([0-9.]+)%\s+[0-9.]+%\s+\[.\]\s+(.*\S)", line)
+    if not m:
+        continue
+    pct, sym = float(m.group(1)), re.split(r"\s{2,}", m.group(2))[0]
+    # Outermost frames only, so nested ones are not counted twice.
+    if re.match(r"ringkv::metrics::shell::ShellMetrics::(answered|call_done|started|member_event)", sym) \
+            or re.match(r"<metrics_util::registry::recency::Generational<T> as metrics::handles::(Counter|Histogram)Fn>", sym):
+        rec += pct
+    elif re.match(r"ringkv::metrics::http::serve::\{\{closure\}\}::\{\{closure\}\}$", sym) \
+            or re.match(r"ringkv::core::antientropy::AntiEntropy::status|ringkv::core::hints::Hints::range_status", sym):
+        scrape += pct
+print(f"  {name}: recording {rec:.2f} %, scrape {scrape:.2f} %, together {rec + scrape:.2f} %")
+' "$(basename "$f" .data)"
+  done
+fi
