@@ -214,7 +214,8 @@ impl NodeBuilder {
             });
             tracing::info!(%metrics_addr, "serving metrics and health over plain HTTP");
         }
-        if let Some(config) = self.redis {
+        if let Some(mut config) = self.redis {
+            config.limits.limit_hits = node.transport.limit_hits().clone();
             // On error the node is dropped, which stops it.
             node.front = Some(Front::start(config, node.handle(), facts).await?);
         }
@@ -274,6 +275,8 @@ pub(crate) struct ShellSnapshot {
     pub transport: TransportStats,
     /// QUIC connections open.
     pub open_connections: usize,
+    /// Hits of each bound the node's layers count.
+    pub limit_hits: Vec<(crate::limits::Limit, u64)>,
 }
 
 impl Node {
