@@ -219,3 +219,50 @@ async fn a_peer_flooding_datagrams_is_held_to_its_rate_and_others_still_get_thro
     })
     .await;
 }
+
+/// Connects to a Redis front and sends `PING`: the connection and the first answer.
+async fn redis_ping(front: SocketAddr) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(front).await.unwrap();
+    // A refused connection may be closed before the request is written.
+    let _ = s.write_all(b"*1\r\n$4\r\nPING\r\n").await;
+    let mut buf = [0u8; 128];
+    let n = s.read(&mut buf).await.unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    (s, answer)
+}
+
+#[tokio::test]
+async fn redis_connections_past_the_bound_are_told_so_and_counted() {
+    bounded(async {
+        let cluster = Cluster::new(&["n1"]);
+        let mut redis = ringkv::resp::RedisConfig::plaintext("127.0.0.1:0".parse().unwrap());
+        redis.limits.max_connections = 2;
+        let node = ringkv::Node::builder("n1")
+            .tls(cluster.node("n1"))
+            .redis(redis)
+            .start()
+            .await
+            .unwrap();
+        let front = node.redis_addr().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let (s, answer) = redis_ping(front).await;
+            assert_eq!(answer, "+PONG\r\n");
+            held.push(s);
+        }
+        let (_third, answer) = redis_ping(front).await;
+        assert!(answer.contains("max number of clients reached"), "{answer:?}");
+        assert_eq!(node.limit_hits().get(Limit::RedisConnections), 1);
+
+        // Once a client leaves, its place is free again.
+        drop(held.pop());
+        let mut answer = redis_ping(front).await.1;
+        while answer != "+PONG\r\n" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            answer = redis_ping(front).await.1;
+        }
+        node.stop().await.unwrap();
+    })
+    .await;
+}

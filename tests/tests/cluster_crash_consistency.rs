@@ -21,7 +21,7 @@ use tokio::sync::watch;
 /// Concurrent writers, each with its own keys.
 const WRITERS: usize = 6;
 /// Keys per writer, overwritten in turn, so the check reads a bounded set.
-const KEYS_PER_WRITER: usize = 40;
+const KEYS_PER_WRITER: usize = 24;
 /// Bound on a restarted node joining itself and answering (not a speed check).
 const WITHIN: Duration = Duration::from_secs(30);
 

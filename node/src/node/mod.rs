@@ -310,6 +310,12 @@ impl Node {
         self.front.as_ref().map(Front::addr)
     }
 
+    /// How often each bound on what peers and clients may ask was hit (also exported as
+    /// `ringkv_limit_hits_total`; the core's hint-storage refusals are in the hint tally).
+    pub fn limit_hits(&self) -> &crate::limits::LimitHits {
+        self.transport.limit_hits()
+    }
+
     /// Where the metrics port listens, if the node has one.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(|m| m.addr)
