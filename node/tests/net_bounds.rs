@@ -252,7 +252,10 @@ async fn redis_connections_past_the_bound_are_told_so_and_counted() {
             held.push(s);
         }
         let (_third, answer) = redis_ping(front).await;
-        assert!(answer.contains("max number of clients reached"), "{answer:?}");
+        assert!(
+            answer.contains("max number of clients reached"),
+            "{answer:?}"
+        );
         assert_eq!(node.limit_hits().get(Limit::RedisConnections), 1);
 
         // Once a client leaves, its place is free again.
