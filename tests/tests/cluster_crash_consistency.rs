@@ -9,13 +9,15 @@
 //! the number of kills (default 12).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use ringkv::client::RetryPolicy;
 use ringkv::{Api, Client, ReadOptions, WriteOptions};
-use ringkv_tests::{block_on, runtime, serial, Cluster};
+use ringkv_tests::{block_on, poll, runtime, serial, Cluster};
 use tokio::sync::watch;
 
 /// Concurrent writers, each with its own keys.
@@ -82,6 +84,7 @@ async fn write_until(
     writer: usize,
     mut seq: u64,
     mut stop: watch::Receiver<bool>,
+    acks: Arc<AtomicUsize>,
 ) -> (Ledger, u64) {
     let mut ledger = Ledger::default();
     while !*stop.borrow() {
@@ -98,6 +101,7 @@ async fn write_until(
                 Ok(_) => {
                     ledger.acked.insert(k, seq);
                     ledger.acks += 1;
+                    acks.fetch_add(1, Ordering::Relaxed);
                 }
                 // The node is gone: nothing more is acknowledged.
                 Err(_) => break,
@@ -176,18 +180,31 @@ fn writes_acknowledged_under_sync_durability_survive_sigkill() {
     for cycle in 0..cycles {
         let tls = ringkv::net::TlsMaterial::load_client(&cluster.certs()).unwrap();
         let (stop, stopped) = watch::channel(false);
+        let acks = Arc::new(AtomicUsize::new(0));
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| {
                 let _in_runtime = runtime().enter();
                 let client = Client::connect(cluster.nodes[0].addr, &tls)
                     .unwrap()
                     .with_retry(RetryPolicy::none());
-                runtime().spawn(write_until(client, w, seqs[w], stopped.clone()))
+                runtime().spawn(write_until(
+                    client,
+                    w,
+                    seqs[w],
+                    stopped.clone(),
+                    acks.clone(),
+                ))
             })
             .collect();
 
-        // Kill at a random point: early (while the first writes sync) to well into the run.
-        let at = Duration::from_millis(rng.random_range(50..2000));
+        // Kill at a random point once writes flow (the first acknowledgement), up to well
+        // into the run.
+        let flowing = poll(WITHIN, || (acks.load(Ordering::Relaxed) > 0).then_some(()));
+        assert!(
+            flowing.is_some(),
+            "seed {seed}, cycle {cycle}: no write acknowledged"
+        );
+        let at = Duration::from_millis(rng.random_range(0..1500));
         std::thread::sleep(at);
         cluster.nodes[0].kill();
         let _ = stop.send(true);
@@ -229,7 +246,7 @@ fn writes_acknowledged_under_sync_durability_survive_sigkill() {
             }
         }
         eprintln!(
-            "cycle {cycle}: killed after {at:?}, {} writes acknowledged, restarted in \
+            "cycle {cycle}: killed {at:?} after the first acknowledgement, {} writes acknowledged, restarted in \
              {started:?}, checked in {:?}",
             acked_total - acked_before,
             restarting.elapsed() - started
