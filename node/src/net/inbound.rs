@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream, VarInt};
@@ -14,10 +14,12 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::timeout;
 use tracing::{debug, warn};
 
+use super::admission::{Admission, DatagramBudget, Place};
 use super::config::TransportConfig;
 use super::frame::{codes, read_frame, write_frame, FrameError};
 use super::stats::{bump, bump_and_sample, Counters};
 use crate::faults::Faults;
+use crate::limits::Limit;
 
 /// The queue of what peers sent this node, returned by [`Transport::bind`](super::Transport::bind).
 pub struct Inbound {
@@ -150,38 +152,31 @@ pub(crate) struct Serving {
 
 /// Accepts connections until the endpoint closes.
 pub(crate) async fn accept_loop(endpoint: Endpoint, serving: Serving) {
-    let live = Arc::new(AtomicUsize::new(0));
+    let admission = Admission::default();
+    let cfg = &serving.cfg;
     while let Some(incoming) = endpoint.accept().await {
-        if live.load(Ordering::Relaxed) >= serving.cfg.max_connections {
-            bump(&serving.stats.connections_refused);
-            debug!(peer = %incoming.remote_address(), "connection refused: too many connections");
-            incoming.refuse();
-            continue;
-        }
-        let guard = LiveConnection::new(live.clone());
+        let from = incoming.remote_address();
+        let place = match admission.admit(
+            from.ip(),
+            cfg.max_connections,
+            cfg.max_connections_per_address,
+        ) {
+            Ok(place) => place,
+            Err(limit) => {
+                bump(&serving.stats.connections_refused);
+                cfg.limit_hits
+                    .hit(limit, format_args!("refused a connection from {from}"));
+                incoming.refuse();
+                continue;
+            }
+        };
         serving
             .runtime
-            .spawn(serve_connection(incoming, guard, serving.clone()));
+            .spawn(serve_connection(incoming, place, serving.clone()));
     }
 }
 
-/// Counts a connection (from its handshake to its end) against `max_connections`.
-struct LiveConnection(Arc<AtomicUsize>);
-
-impl LiveConnection {
-    fn new(live: Arc<AtomicUsize>) -> Self {
-        live.fetch_add(1, Ordering::Relaxed);
-        LiveConnection(live)
-    }
-}
-
-impl Drop for LiveConnection {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-async fn serve_connection(incoming: Incoming, _live: LiveConnection, serving: Serving) {
+async fn serve_connection(incoming: Incoming, _place: Place, serving: Serving) {
     let from = incoming.remote_address();
     let handshake = async {
         match incoming.accept() {
@@ -189,7 +184,7 @@ async fn serve_connection(incoming: Incoming, _live: LiveConnection, serving: Se
             Err(e) => Err(e),
         }
     };
-    let conn = match timeout(serving.cfg.idle_timeout, handshake).await {
+    let conn = match timeout(serving.cfg.handshake_timeout, handshake).await {
         Ok(Ok(conn)) => {
             bump(&serving.stats.connections_accepted);
             conn
@@ -204,7 +199,10 @@ async fn serve_connection(incoming: Incoming, _live: LiveConnection, serving: Se
         }
         Err(_) => {
             bump(&serving.stats.handshakes_refused);
-            debug!(peer = %from, "handshake refused: timed out");
+            serving.cfg.limit_hits.hit(
+                Limit::HandshakeTime,
+                format_args!("the handshake of {from} did not complete in time"),
+            );
             return;
         }
     };
@@ -212,12 +210,23 @@ async fn serve_connection(incoming: Incoming, _live: LiveConnection, serving: Se
         .runtime
         .spawn(read_datagrams(conn.clone(), from, serving.clone()));
     let v1 = super::tls::negotiated_version(&conn) == Some(super::compat::V1);
+    // Streams of this connection being read; at the QUIC limit the peer waits for credit.
+    let reading = Arc::new(AtomicUsize::new(0));
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                serving
-                    .runtime
-                    .spawn(serve_stream(send, recv, from, v1, serving.clone()));
+                let now = reading.fetch_add(1, Ordering::Relaxed) + 1;
+                if now >= serving.cfg.max_concurrent_streams as usize {
+                    serving.cfg.limit_hits.hit(
+                        Limit::StreamsPerConnection,
+                        format_args!("{from} has {now} request streams open at once"),
+                    );
+                }
+                let (reading, serving) = (reading.clone(), serving.clone());
+                serving.runtime.clone().spawn(async move {
+                    serve_stream(send, recv, from, v1, serving).await;
+                    reading.fetch_sub(1, Ordering::Relaxed);
+                });
             }
             Err(e) => {
                 debug!(peer = %from, error = %e, "connection ended");
@@ -228,14 +237,30 @@ async fn serve_connection(incoming: Incoming, _live: LiveConnection, serving: Se
 }
 
 async fn read_datagrams(conn: Connection, from: SocketAddr, serving: Serving) {
+    let cfg = &serving.cfg;
+    let mut budget = DatagramBudget::new(cfg.max_datagrams_per_sec, Instant::now());
     while let Ok(data) = conn.read_datagram().await {
         bump(&serving.stats.datagrams_received);
-        if serving.cfg.faults.cuts_from(from) {
+        if cfg.faults.cuts_from(from) {
+            continue;
+        }
+        if !budget.take(Instant::now()) {
+            bump(&serving.stats.inbound_datagrams_dropped);
+            cfg.limit_hits.hit(
+                Limit::DatagramRate,
+                format_args!("dropped datagrams from {from}: over its rate"),
+            );
             continue;
         }
         match serving.tx.try_send(InboundEvent::Datagram { from, data }) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => bump(&serving.stats.inbound_datagrams_dropped),
+            Err(TrySendError::Full(_)) => {
+                bump(&serving.stats.inbound_datagrams_dropped);
+                cfg.limit_hits.hit(
+                    Limit::InboundQueue,
+                    format_args!("dropped a datagram from {from}: inbound queue full"),
+                );
+            }
             Err(TrySendError::Closed(_)) => return,
         }
     }
@@ -263,13 +288,20 @@ async fn serve_stream(
         }
         Ok(Err(e)) => {
             bump(&serving.stats.streams_refused);
+            if let FrameError::TooLarge { .. } = e {
+                cfg.limit_hits
+                    .hit(Limit::FrameSize, format_args!("{from}: {e}"));
+            }
             debug!(peer = %from, error = %e, "request stream refused");
             refuse(&mut send, &mut recv, e.code());
             return;
         }
         Err(_) => {
             bump(&serving.stats.streams_refused);
-            debug!(peer = %from, "request stream refused: frame not complete in time");
+            cfg.limit_hits.hit(
+                Limit::FrameTime,
+                format_args!("{from} did not complete a request frame in time"),
+            );
             refuse(&mut send, &mut recv, codes::TOO_SLOW);
             return;
         }
@@ -288,7 +320,10 @@ async fn serve_stream(
         }
         Err(_) => {
             bump(&serving.stats.requests_refused_busy);
-            debug!(peer = %from, "request refused: inbound queue full");
+            cfg.limit_hits.hit(
+                Limit::InboundQueue,
+                format_args!("refused a request from {from} as busy: inbound queue full"),
+            );
             refuse(&mut send, &mut recv, codes::BUSY);
             return;
         }

@@ -8,7 +8,10 @@
 //!
 //! Hostile or broken input is contained: a bad frame resets its stream, a failed handshake
 //! ends its connection; both are counted in [`TransportStats`] and the node keeps serving.
+//! Every bound the transport enforces is also counted in the [`LimitHits`](crate::limits::LimitHits)
+//! its [`TransportConfig`] carries.
 
+mod admission;
 mod compat;
 mod config;
 mod error;

@@ -265,6 +265,11 @@ impl Transport {
         &self.inner.cfg.faults
     }
 
+    /// Where hits of the node's bounds are counted (the tally the config carries).
+    pub fn limit_hits(&self) -> &crate::limits::LimitHits {
+        &self.inner.cfg.limit_hits
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> TransportStats {
         self.inner.stats.snapshot()

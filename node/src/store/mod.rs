@@ -59,6 +59,20 @@ pub enum StoreError {
     /// Stored bytes that this code never writes.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// The store cannot be opened: a file of it is damaged (or was written by another
+    /// version). Nothing was changed; the node does not start on it.
+    #[error(
+        "cannot open the store: {} is damaged or was not written by this version of ringkv ({detail})",
+        if *exact { path.display().to_string() } else { format!("a file in {}", path.display()) }
+    )]
+    Damaged {
+        /// The damaged file, or the narrowest directory holding it that the error points at.
+        path: PathBuf,
+        /// Whether `path` is the damaged file itself (not a directory holding it).
+        exact: bool,
+        /// What the storage engine reported.
+        detail: String,
+    },
     /// A hint owner (node) name that is empty or longer than [`MAX_OWNER_LEN`] bytes.
     #[error("hint owner name is {len} bytes: expected 1 to {MAX_OWNER_LEN}")]
     HintOwner {
