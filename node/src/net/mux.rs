@@ -359,7 +359,27 @@ struct CallState {
     next_id: u64,
     waiting: HashMap<u64, oneshot::Sender<Answer>>,
     /// Why the stream broke, once it has.
-    broken: Option<String>,
+    broken: Option<Broken>,
+}
+
+/// Why a stream broke.
+#[derive(Clone, Debug)]
+enum Broken {
+    /// Its connection ended: the calls fail as a connection's would (a handshake refused
+    /// after the fact stays a handshake error).
+    Connection(quinn::ConnectionError),
+    /// The stream alone.
+    Stream(String),
+}
+
+impl Broken {
+    fn of(e: FrameError, doing: &str) -> Broken {
+        match e {
+            FrameError::Read(quinn::ReadError::ConnectionLost(c))
+            | FrameError::Write(quinn::WriteError::ConnectionLost(c)) => Broken::Connection(c),
+            other => Broken::Stream(format!("{doing}: {other}")),
+        }
+    }
 }
 
 impl Caller {
@@ -378,7 +398,7 @@ impl Caller {
         let writer = calls.clone();
         runtime.spawn(async move {
             if let Err(e) = write_loop(send, rx, PREAMBLE.to_vec(), wait).await {
-                writer.break_all(format!("writing: {e}"));
+                writer.break_all(Broken::of(e, "writing"));
             }
         });
         runtime.spawn(read_answers(recv, calls.clone(), max, wait));
@@ -410,13 +430,14 @@ impl Caller {
             body: request.to_vec(),
             room: None,
         };
-        self.out
-            .send(frame)
-            .await
-            .map_err(|_| self.calls.lost("its writer stopped"))?;
-        answer
-            .await
-            .map_err(|_| self.calls.lost("the call was dropped"))?
+        self.out.send(frame).await.map_err(|_| {
+            self.calls
+                .lost(&Broken::Stream("its writer stopped".into()))
+        })?;
+        answer.await.map_err(|_| {
+            self.calls
+                .lost(&Broken::Stream("the call was dropped".into()))
+        })?
     }
 }
 
@@ -441,24 +462,28 @@ impl Calls {
     }
 
     /// Marks the stream broken and fails every call waiting on it.
-    fn break_all(&self, reason: String) {
+    fn break_all(&self, reason: Broken) {
         let waiting = {
             let mut state = lock(&self.state);
             state.broken.get_or_insert(reason.clone());
             std::mem::take(&mut state.waiting)
         };
         if !waiting.is_empty() {
-            debug!(peer = %self.peer, %reason, calls = waiting.len(), "stream broke");
+            debug!(peer = %self.peer, ?reason, calls = waiting.len(), "stream broke");
         }
         for (_, tx) in waiting {
             let _ = tx.send(Err(self.lost(&reason)));
         }
     }
 
-    fn lost(&self, reason: &str) -> TransportError {
-        TransportError::ConnectionLost {
-            addr: self.peer,
-            reason: format!("call stream broke: {reason}"),
+    /// The error of a call on a broken stream: retryable like a lost connection.
+    fn lost(&self, reason: &Broken) -> TransportError {
+        match reason {
+            Broken::Connection(e) => TransportError::from_connection(self.peer, e),
+            Broken::Stream(reason) => TransportError::ConnectionLost {
+                addr: self.peer,
+                reason: format!("call stream broke: {reason}"),
+            },
         }
     }
 }
@@ -503,14 +528,14 @@ async fn read_answers(mut recv: RecvStream, calls: Arc<Calls>, max: usize, wait:
             Ok(Some(Incoming::Frame { kind, .. })) => {
                 let e = FrameError::BadKind(kind as u8);
                 let _ = recv.stop(e.code());
-                break e.to_string();
+                break Broken::of(e, "reading");
             }
-            Ok(None) => break "the peer ended it".to_string(),
+            Ok(None) => break Broken::Stream("the peer ended it".into()),
             Err(e) => {
                 if !matches!(e, FrameError::Read(_)) {
                     let _ = recv.stop(e.code());
                 }
-                break e.to_string();
+                break Broken::of(e, "reading");
             }
         }
     };
