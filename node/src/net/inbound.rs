@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream, VarInt};
+use quinn::{Connection, Endpoint, Incoming, ReadExactError, RecvStream, SendStream, VarInt};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::timeout;
@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 
 use super::admission::{Admission, DatagramBudget, Place};
 use super::config::TransportConfig;
-use super::frame::{codes, read_frame, write_frame, FrameError};
+use super::frame::{codes, read_frame, read_frame_after, write_frame, FrameError, HEADER_LEN};
 use super::stats::{bump, bump_and_sample, Counters};
 use crate::faults::Faults;
 use crate::limits::Limit;
@@ -65,7 +65,7 @@ pub enum InboundEvent {
 /// The way back to the peer that sent a request. Dropping it without responding resets the
 /// peer's stream, so the caller fails at once instead of waiting for its timeout.
 pub struct Responder {
-    send: Option<SendStream>,
+    way: Option<Way>,
     peer: SocketAddr,
     max_frame: usize,
     write_timeout: Duration,
@@ -73,6 +73,12 @@ pub struct Responder {
     faults: Faults,
     /// The connection speaks protocol version 1: responses are transcoded to it.
     v1: bool,
+}
+
+/// Where a response goes: its own stream, or a call id on a multiplexed one.
+enum Way {
+    Stream(SendStream),
+    Mux(super::mux::Reply),
 }
 
 impl fmt::Debug for Responder {
@@ -84,14 +90,37 @@ impl fmt::Debug for Responder {
 }
 
 impl Responder {
-    /// Sends `data` as the response frame and finishes the stream, in a spawned task (bounded
-    /// by the call timeout). A response over `max_frame` resets the stream instead; failures
-    /// are traced, since the peer's call reports them.
+    /// The way back for a request read off a multiplexed stream.
+    pub(crate) fn multiplexed(reply: super::mux::Reply, peer: SocketAddr, s: &Serving) -> Self {
+        Responder {
+            way: Some(Way::Mux(reply)),
+            peer,
+            max_frame: s.cfg.max_frame,
+            write_timeout: s.cfg.call_timeout,
+            runtime: s.runtime.clone(),
+            faults: s.cfg.faults.clone(),
+            v1: false,
+        }
+    }
+
+    /// Sends `data` as the response frame: on a stream of its own, in a spawned task that
+    /// finishes the stream (bounded by the call timeout; a response over `max_frame` resets
+    /// the stream instead); on a multiplexed stream, queued for its writer (a response over
+    /// `max_frame` refuses the call instead). Failures are traced, since the peer's call
+    /// reports them.
     pub fn respond(mut self, data: Vec<u8>) {
-        let Some(mut send) = self.send.take() else {
-            return;
-        };
         let (peer, max, wait) = (self.peer, self.max_frame, self.write_timeout);
+        let mut send = match self.way.take() {
+            None => return,
+            Some(Way::Mux(reply)) => {
+                // Cut off on send: the response is lost, the peer's call times out.
+                if !self.faults.cuts_to(peer) {
+                    reply.send(data, max);
+                }
+                return;
+            }
+            Some(Way::Stream(send)) => send,
+        };
         if self.faults.cuts_to(peer) {
             // Cut off on send: the response is lost, the peer's call times out.
             let faults = self.faults.clone();
@@ -135,8 +164,12 @@ impl Responder {
 
 impl Drop for Responder {
     fn drop(&mut self) {
-        if let Some(mut send) = self.send.take() {
-            let _ = send.reset(codes::NO_RESPONSE);
+        match self.way.take() {
+            Some(Way::Stream(mut send)) => {
+                let _ = send.reset(codes::NO_RESPONSE);
+            }
+            Some(Way::Mux(reply)) => reply.refuse(codes::NO_RESPONSE),
+            None => {}
         }
     }
 }
@@ -209,7 +242,9 @@ async fn serve_connection(incoming: Incoming, _place: Place, serving: Serving) {
     serving
         .runtime
         .spawn(read_datagrams(conn.clone(), from, serving.clone()));
-    let v1 = super::tls::negotiated_version(&conn) == Some(super::compat::V1);
+    let version = super::tls::negotiated_version(&conn);
+    let v1 = version == Some(super::compat::V1);
+    let mux = version.is_some_and(|v| v >= super::mux::VERSION);
     // Streams of this connection being read; at the QUIC limit the peer waits for credit.
     let reading = Arc::new(AtomicUsize::new(0));
     loop {
@@ -224,7 +259,11 @@ async fn serve_connection(incoming: Incoming, _place: Place, serving: Serving) {
                 }
                 let (reading, serving) = (reading.clone(), serving.clone());
                 serving.runtime.clone().spawn(async move {
-                    serve_stream(send, recv, from, v1, serving).await;
+                    if mux {
+                        serve_stream_v3(send, recv, from, serving).await;
+                    } else {
+                        serve_stream(send, recv, from, v1, None, serving).await;
+                    }
                     reading.fetch_sub(1, Ordering::Relaxed);
                 });
             }
@@ -266,12 +305,59 @@ async fn read_datagrams(conn: Connection, from: SocketAddr, serving: Serving) {
     }
 }
 
-/// Reads one request frame and queues it; a bad frame resets this stream only.
+/// A stream of a version-3 connection: multiplexed when it opens with the preamble, else
+/// one call as in version 2.
+async fn serve_stream_v3(
+    send: SendStream,
+    mut recv: RecvStream,
+    from: SocketAddr,
+    serving: Serving,
+) {
+    let mut header = [0u8; HEADER_LEN];
+    let read = timeout(serving.cfg.call_timeout, recv.read_exact(&mut header)).await;
+    match read {
+        Ok(Ok(())) if header == super::mux::PREAMBLE => {
+            let per_stream = super::mux::Limits::default().per_stream;
+            super::mux::serve(send, recv, from, per_stream, serving).await;
+        }
+        Ok(Ok(())) => serve_stream(send, recv, from, false, Some(header), serving).await,
+        Ok(Err(ReadExactError::ReadError(e))) => {
+            debug!(peer = %from, error = %e, "request stream ended early");
+        }
+        Ok(Err(ReadExactError::FinishedEarly(_))) => {
+            refuse_header(send, recv, from, codes::BAD_FRAME, &serving)
+        }
+        Err(_) => {
+            serving.cfg.limit_hits.hit(
+                Limit::FrameTime,
+                format_args!("{from} did not complete a request frame in time"),
+            );
+            refuse_header(send, recv, from, codes::TOO_SLOW, &serving)
+        }
+    }
+}
+
+fn refuse_header(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    from: SocketAddr,
+    code: VarInt,
+    serving: &Serving,
+) {
+    bump(&serving.stats.streams_refused);
+    debug!(peer = %from, "request stream refused: {}", codes::describe(code));
+    let _ = send.reset(code);
+    let _ = recv.stop(code);
+}
+
+/// Reads one request frame (of which `header` may have been read) and queues it; a bad frame
+/// resets this stream only.
 async fn serve_stream(
     mut send: SendStream,
     mut recv: RecvStream,
     from: SocketAddr,
     v1: bool,
+    header: Option<[u8; HEADER_LEN]>,
     serving: Serving,
 ) {
     let cfg = &serving.cfg;
@@ -279,7 +365,13 @@ async fn serve_stream(
         let _ = send.reset(code);
         let _ = recv.stop(code);
     };
-    let data = match timeout(cfg.call_timeout, read_frame(&mut recv, cfg.max_frame)).await {
+    let frame = async {
+        match header {
+            Some(header) => read_frame_after(&mut recv, header, cfg.max_frame).await,
+            None => read_frame(&mut recv, cfg.max_frame).await,
+        }
+    };
+    let data = match timeout(cfg.call_timeout, frame).await {
         Ok(Ok(data)) => data,
         Ok(Err(FrameError::Read(e))) => {
             // The peer went away or abandoned the stream: nothing to refuse.
@@ -330,7 +422,7 @@ async fn serve_stream(
     };
     bump(&serving.stats.requests_received);
     let respond = Responder {
-        send: Some(send),
+        way: Some(Way::Stream(send)),
         peer: from,
         max_frame: cfg.max_frame,
         write_timeout: cfg.call_timeout,

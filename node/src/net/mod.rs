@@ -3,8 +3,8 @@
 //! - [`tls`]: the cluster CA, node and client certificates, and the mutual-TLS configurations
 //!   every connection uses (`rcgen`, `rustls` with the `ring` provider).
 //! - [`Transport`]: one QUIC endpoint (`quinn`) per node, carrying request/response calls on
-//!   bidirectional streams and gossip datagrams on one UDP socket; [`Inbound`] is the bounded
-//!   queue of what peers send.
+//!   bidirectional streams (from protocol version 3, many calls per stream: `mux`) and gossip
+//!   datagrams on one UDP socket; [`Inbound`] is the bounded queue of what peers send.
 //!
 //! Hostile or broken input is contained: a bad frame resets its stream, a failed handshake
 //! ends its connection; both are counted in [`TransportStats`] and the node keeps serving.
@@ -17,6 +17,7 @@ mod config;
 mod error;
 mod frame;
 mod inbound;
+mod mux;
 pub mod rotate;
 mod stats;
 pub mod tls;
