@@ -27,13 +27,12 @@ fuzz_target!(|data: &[u8]| {
     for (kind, body) in Steps::new(data).take(16) {
         match kind % 4 {
             0 => {
-                // A stored record: decodes to one that encodes back to the same bytes, or
-                // is refused.
+                // A stored record: decodes to one that survives its own encoding, or is
+                // refused. (Not byte for byte: decoding drops entries with a zero counter.)
                 if let Ok(record) = decode_record(body) {
-                    assert_eq!(
-                        encode_record(&record).expect("a decoded record encodes"),
-                        body
-                    );
+                    let bytes = encode_record(&record).expect("a decoded record encodes");
+                    let again = decode_record(&bytes).expect("an encoded record decodes");
+                    assert_eq!(again, record);
                 }
                 let _ = store.put(token, &key, body);
                 let _ = load(store.as_ref(), token, &key);
