@@ -32,3 +32,9 @@ pub use tls::{
     TlsMaterial, ALPN, PROTOCOL_VERSION, SPOKEN_VERSIONS,
 };
 pub use transport::Transport;
+
+/// The version-1 transcoding of frames, reached by the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::compat::{check_request_for_v1, response_from_v1, response_to_v1, CompatError};
+}

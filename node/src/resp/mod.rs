@@ -32,6 +32,9 @@ use crate::net::TlsMaterial;
 use crate::node::NodeHandle;
 use crate::store::Durability;
 
+/// The request decoder, reached by the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub use codec::decode as decode_request;
 pub use codec::{ProtocolError, Reply};
 
 /// Bounds on what one client may ask of the front.

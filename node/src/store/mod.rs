@@ -28,6 +28,13 @@ pub use self::fjall::FjallStore;
 pub use self::hints::{Hint, HintOwner, MAX_OWNER_LEN};
 pub use self::memory::MemoryStore;
 
+/// The stored layouts' decoders, reached by the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::hints::decode_hint;
+    pub use super::split_data_key;
+}
+
 /// The longest user key a store accepts: the engine's 65535-byte key limit minus the token
 /// and the longest hint owner prefix, so that every key a store holds can also be hinted.
 pub const MAX_KEY_LEN: usize = u16::MAX as usize - TOKEN_LEN - hints::MAX_OWNER_PREFIX_LEN;
@@ -286,7 +293,7 @@ fn data_key(token: u64, key: &[u8]) -> Result<Vec<u8>, StoreError> {
 }
 
 /// Splits a stored data key back into token and user key.
-fn split_data_key(stored: &[u8]) -> Result<(u64, &[u8]), StoreError> {
+pub fn split_data_key(stored: &[u8]) -> Result<(u64, &[u8]), StoreError> {
     match stored.split_first_chunk::<TOKEN_LEN>() {
         Some((token, key)) => Ok((u64::from_be_bytes(*token), key)),
         None => Err(StoreError::Corrupt(format!(
