@@ -38,11 +38,17 @@ impl ShardMeta {
     }
 
     /// What the store holds for `shard`, or a fresh state.
+    ///
+    /// A stored state that does not decode is an error, never a fresh state: starting over
+    /// would forget the epoch this node promised and let it vote twice in that epoch.
     pub fn load(store: &dyn Store, shard: &[String]) -> Result<Self, StoreError> {
-        Ok(store
-            .meta_get(&Self::name(shard))?
-            .and_then(|b| postcard::from_bytes(&b).ok())
-            .unwrap_or_default())
+        let name = Self::name(shard);
+        let Some(bytes) = store.meta_get(&name)? else {
+            return Ok(Self::default());
+        };
+        postcard::from_bytes(&bytes).map_err(|e| {
+            StoreError::Corrupt(format!("replication state {name} does not decode: {e}"))
+        })
     }
 
     /// Write it (synced with the next group commit).
@@ -316,6 +322,27 @@ mod tests {
         assert_eq!(
             ShardMeta::load(&store, &other).unwrap(),
             ShardMeta::default()
+        );
+    }
+
+    #[test]
+    fn a_damaged_meta_is_an_error_not_a_fresh_state() {
+        let store = crate::store::MemoryStore::new();
+        let shard = vec!["a".to_string(), "b".to_string()];
+        ShardMeta {
+            promised: 7,
+            ..ShardMeta::default()
+        }
+        .save(&store, &shard)
+        .unwrap();
+        // Cut the stored state short: the promised epoch must not read back as 0.
+        let name = ShardMeta::name(&shard);
+        let bytes = store.meta_get(&name).unwrap().unwrap();
+        store.meta_put(&name, &bytes[..bytes.len() - 1]).unwrap();
+        let err = ShardMeta::load(&store, &shard).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains(&name)),
+            "{err}"
         );
     }
 }
