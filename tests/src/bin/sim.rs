@@ -111,6 +111,9 @@ struct Args {
     /// (default 180).
     #[arg(long)]
     form_limit: Option<u64>,
+    /// Scale mode: print each phase's figures to stderr as it ends.
+    #[arg(long)]
+    progress: bool,
 }
 
 fn main() {
@@ -398,6 +401,7 @@ fn scale_mode(sizes: &str, args: &Args) -> Result<bool> {
     if let Some(secs) = args.form_limit {
         limits.form_us = secs.saturating_mul(1_000_000);
     }
+    limits.progress = args.progress;
     let seed = args.seed.unwrap_or(1);
     println!("| nodes | joins over (s) | all see all alive (s after last join) | rings identical (s after last join) | storm datagrams / bytes per node/s | quiet datagrams / bytes per node/s | detection p50 / p99 / max (s) | detected by | 1 % loss: false suspicions / false downs | wall (s) |");
     println!("|---|---|---|---|---|---|---|---|---|---|");

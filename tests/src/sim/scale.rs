@@ -98,6 +98,8 @@ pub struct ScaleLimits {
     pub detect_us: u64,
     /// How long 1 % loss stays on while false suspicions are counted, simulated microseconds.
     pub loss_us: u64,
+    /// Print each phase's figures to stderr as it ends (long runs may be cut short).
+    pub progress: bool,
 }
 
 impl Default for ScaleLimits {
@@ -107,6 +109,7 @@ impl Default for ScaleLimits {
             measure_us: 10 * SEC,
             detect_us: 30 * SEC,
             loss_us: 60 * SEC,
+            progress: false,
         }
     }
 }
@@ -189,10 +192,20 @@ pub fn scale(
         run_for(&mut world, step.max(1));
     }
     let storm = storm.unwrap_or_else(|| load(&world, 0, 0, world.now_us(), nodes));
+    if limits.progress {
+        eprintln!(
+            "{nodes} nodes: last join at {last_join_us} us; all alive after {formed_after_us:?} us, \
+             rings identical after {rings_after_us:?} us ({:.4} of pairs); storm {storm:?}",
+            known_alive
+        );
+    }
 
     let (datagrams, bytes) = (world.stats().datagrams, world.stats().datagram_bytes);
     run_for(&mut world, limits.measure_us);
     let quiet = load(&world, datagrams, bytes, limits.measure_us, nodes);
+    if limits.progress {
+        eprintln!("{nodes} nodes: quiet {quiet:?}");
+    }
 
     let victim = rng.index(nodes);
     let victim_name = world.nodes()[victim].name.clone();
@@ -213,6 +226,17 @@ pub fn scale(
         .filter_map(|(_, t)| *t)
         .collect();
     detection_us.sort_unstable();
+    if limits.progress {
+        let at = |q: f64| detection_us.get(((detection_us.len().max(1) - 1) as f64 * q) as usize);
+        eprintln!(
+            "{nodes} nodes: detected by {} of {}; p50 {:?} p99 {:?} max {:?} us",
+            detection_us.len(),
+            nodes - 1,
+            at(0.5),
+            at(0.99),
+            detection_us.last()
+        );
+    }
 
     // Loss: every suspicion or down declaration of a running node is false.
     world.stats_mut().down_log = Some(Vec::new());
@@ -349,6 +373,7 @@ mod tests {
             measure_us: 2 * SEC,
             detect_us: 20 * SEC,
             loss_us: 2 * SEC,
+            progress: false,
         };
         let report = scale(12, 3, GossipConfig::lan(), limits).unwrap();
         assert!(report.formed_after_us.is_some());
