@@ -351,3 +351,66 @@ async fn a_full_inbound_queue_drops_datagrams_and_refuses_requests_as_busy() {
     })
     .await;
 }
+
+/// A version-3 frame: length, call id, kind (0 request, 1 response, 2 refused), body.
+fn mux_frame(id: u64, kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut frame = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend_from_slice(&id.to_be_bytes());
+    frame.push(kind);
+    frame.extend_from_slice(body);
+    frame
+}
+
+#[tokio::test]
+async fn a_multiplexed_stream_refuses_one_oversized_call_and_resets_on_garbage() {
+    bounded(async {
+        let cluster = Cluster::new(&["n1"]);
+        let small = TransportConfig {
+            max_frame: 1024,
+            ..TransportConfig::default()
+        };
+        let (n1, in1, a1) = bind(&cluster.node("n1"), small).await;
+        spawn_echo(in1);
+        let config = client_config(&cluster.client(), &TransportConfig::default()).unwrap();
+        let endpoint = raw_endpoint(config);
+        let conn = endpoint.connect(a1, "127.0.0.1").unwrap().await.unwrap();
+        assert_eq!(ringkv::net::tls::negotiated_version(&conn), Some(3));
+
+        // An oversized request fails alone; the call after it on the stream is answered.
+        let mut calls = b"\xffMUX".to_vec();
+        calls.extend(mux_frame(5, 0, &[7; 2000]));
+        calls.extend(mux_frame(6, 0, b"ping"));
+        let answers = raw_exchange(&conn, &calls).await.unwrap();
+        let mut expected = mux_frame(5, 2, &3u64.to_be_bytes());
+        expected.extend(mux_frame(6, 1, b"echo:ping"));
+        assert_eq!(answers, expected);
+        assert_eq!(n1.stats().streams_refused, 1);
+
+        // A frame of an unknown kind resets the stream.
+        let mut garbage = b"\xffMUX".to_vec();
+        garbage.extend(mux_frame(1, 9, b"x"));
+        assert!(matches!(
+            raw_exchange(&conn, &garbage).await,
+            Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(_)))
+        ));
+        assert_eq!(n1.stats().streams_refused, 2);
+        let client = Transport::client(&cluster.client(), TransportConfig::default()).unwrap();
+        assert_eq!(client.call(a1, b"still").await.unwrap(), b"echo:still");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn calls_carry_frames_of_the_largest_value_both_ways() {
+    bounded(async {
+        let cluster = Cluster::new(&["n1", "n2"]);
+        let (_n1, in1, a1) = bind(&cluster.node("n1"), TransportConfig::default()).await;
+        let (n2, _in2, _) = bind(&cluster.node("n2"), TransportConfig::default()).await;
+        spawn_echo(in1);
+        let big = vec![7u8; 4 * 1024 * 1024 + 1024];
+        let echoed = n2.call(a1, &big).await.unwrap();
+        assert_eq!(echoed.len(), big.len() + 5);
+        assert_eq!(n2.call(a1, b"after").await.unwrap(), b"echo:after");
+    })
+    .await;
+}
