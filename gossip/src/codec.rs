@@ -5,7 +5,7 @@ use bytes::{Buf, BufMut};
 use foca::{Codec, Header, Member, Message, PostcardCodec};
 
 use crate::identity::{IdentityError, NodeId};
-use crate::sync::SharedDigest;
+use crate::sync::{SharedDigest, DIGEST_LEN};
 
 /// Why a datagram's identities could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,9 @@ pub enum WireError {
     /// The header ends before the sender's membership digest.
     #[error("gossip header lacks the membership digest")]
     MissingDigest,
+    /// A membership sync datagram where only a foca datagram can be.
+    #[error("a membership sync datagram is not a foca datagram")]
+    NotGossip,
 }
 
 /// [`PostcardCodec`] that rejects oversized or unprintable identities coming from peers, so
@@ -69,7 +72,7 @@ impl Codec<NodeId> for WireCodec {
             | Message::Broadcast
             | Message::TurnUndead => {}
         }
-        if buf.remaining() < 8 {
+        if buf.remaining() < DIGEST_LEN {
             return Err(WireError::MissingDigest);
         }
         self.digest.observe(&header.src, buf.get_u64());

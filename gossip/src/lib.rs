@@ -55,6 +55,7 @@ mod membership;
 mod output;
 mod status;
 mod sync;
+pub mod wire;
 
 pub use codec::WireError;
 pub use config::{
@@ -65,4 +66,4 @@ pub use identity::{IdentityError, NodeId, MAX_NAME_LEN, MAX_ZONE_LEN};
 pub use membership::{Membership, MAX_SEEDS};
 pub use output::{GossipOutput, GossipTimer, MemberEvent, MemberInfo, MemberState};
 pub use status::{NodeStatus, StatusError};
-pub use sync::SyncError;
+pub use sync::{SyncError, NO_DIGEST};

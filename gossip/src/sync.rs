@@ -25,6 +25,13 @@ pub(crate) const BUCKETS: usize = 64;
 /// which is never zero, so the two cannot be confused.
 pub(crate) const SYNC_TAG: u8 = 0;
 
+/// Bytes of the digest after each foca header.
+pub(crate) const DIGEST_LEN: usize = 8;
+
+/// The digest that stands for "unknown": what a datagram of the previous protocol version
+/// is given on arrival. A view's digest is never this value, and seeing it starts no sync.
+pub const NO_DIGEST: u64 = 0;
+
 /// The live member set's digest, kept up to date one identity at a time.
 #[derive(Debug, Clone)]
 pub(crate) struct ViewDigest {
@@ -99,9 +106,13 @@ impl ViewDigest {
         buckets
     }
 
-    /// The digest of the whole view, ourselves included, as stamped on headers.
+    /// The digest of the whole view, ourselves included, as stamped on headers; never
+    /// [`NO_DIGEST`].
     pub(crate) fn total(&self) -> u64 {
-        self.with_me().iter().fold(0, |acc, b| acc ^ b)
+        match self.with_me().iter().fold(0, |acc, b| acc ^ b) {
+            NO_DIGEST => 1,
+            total => total,
+        }
     }
 
     /// Bucket digests as sent in a sync request or reply.
@@ -145,10 +156,10 @@ impl SharedDigest {
         self.lock().own = digest;
     }
 
-    /// Notes a header's digest from `src`.
+    /// Notes a header's digest from `src`; [`NO_DIGEST`] tells nothing.
     pub(crate) fn observe(&self, src: &NodeId, digest: u64) {
         let mut slot = self.lock();
-        if digest != slot.own && slot.differing.is_none() {
+        if digest != NO_DIGEST && digest != slot.own && slot.differing.is_none() {
             slot.differing = Some(src.clone());
         }
     }
