@@ -13,6 +13,9 @@ pub const MAX_PACKET_SIZE: usize = 65_507;
 /// Most members asked for help in an indirect probe, and most peers gossiped to at once.
 pub const MAX_FANOUT: usize = 16;
 
+/// Largest accepted `sync_max_bytes`.
+pub const MAX_SYNC_BYTES: usize = 65_536;
+
 /// Tunables of the membership protocol. [`GossipConfig::lan`] (also the `Default`) suits a
 /// LAN or loopback cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,10 +44,22 @@ pub struct GossipConfig {
     /// How often a connected node announces to members it considers down, to heal
     /// partitions (default 5 s).
     pub down_announce_interval: Duration,
-    /// How many times each node passes on each membership update or status record it learns
+    /// Fewest times each node passes on each membership update or status record it learns
     /// (default 8: in clusters of up to about 16 nodes an update then reaches every node
     /// with high probability; probing repairs the rare miss).
     pub max_transmissions: u8,
+    /// Larger clusters pass each update on `retransmit_mult × ⌈log10(n + 1)⌉` times for `n`
+    /// live nodes, when that exceeds `max_transmissions` (default 4, as memberlist: 8 up to
+    /// 99 nodes, 12 up to 999, 16 up to 9,999).
+    pub retransmit_mult: u8,
+    /// How often a node may start a membership sync with a peer whose digest differs from
+    /// ours (default 1 s); also the period of the sync timer.
+    pub sync_interval: Duration,
+    /// How often a node syncs its member list with one random member even if no digest
+    /// differed (default 10 s).
+    pub push_pull_interval: Duration,
+    /// Most bytes one sync reply or push carries, over one or more datagrams (default 4096).
+    pub sync_max_bytes: usize,
     /// Most distinct node names whose status is remembered (default 1024).
     pub max_members: usize,
 }
@@ -74,7 +89,13 @@ pub enum ConfigError {
         /// Its value.
         value: usize,
     },
-    /// `max_transmissions` or `max_members` is zero.
+    /// `sync_max_bytes` is outside `max_packet_size..=`[`MAX_SYNC_BYTES`].
+    #[error("sync_max_bytes {0} is outside max_packet_size..={MAX_SYNC_BYTES}")]
+    SyncBytes(usize),
+    /// `push_pull_interval` is shorter than `sync_interval`.
+    #[error("push_pull_interval must be at least sync_interval")]
+    PushPullTooOften,
+    /// `max_transmissions`, `retransmit_mult` or `max_members` is zero.
     #[error("{0} must be at least 1")]
     ZeroCount(&'static str),
 }
@@ -98,6 +119,10 @@ impl GossipConfig {
             peer_announce_interval: Duration::from_secs(5),
             down_announce_interval: Duration::from_secs(5),
             max_transmissions: 8,
+            retransmit_mult: 4,
+            sync_interval: Duration::from_secs(1),
+            push_pull_interval: Duration::from_secs(10),
+            sync_max_bytes: 4096,
             max_members: 1024,
         }
     }
@@ -116,6 +141,8 @@ impl GossipConfig {
             ("gossip_interval", self.gossip_interval),
             ("peer_announce_interval", self.peer_announce_interval),
             ("down_announce_interval", self.down_announce_interval),
+            ("sync_interval", self.sync_interval),
+            ("push_pull_interval", self.push_pull_interval),
         ];
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::ZeroDuration(name));
@@ -137,10 +164,34 @@ impl GossipConfig {
         if self.max_transmissions == 0 {
             return Err(ConfigError::ZeroCount("max_transmissions"));
         }
+        if self.retransmit_mult == 0 {
+            return Err(ConfigError::ZeroCount("retransmit_mult"));
+        }
         if self.max_members == 0 {
             return Err(ConfigError::ZeroCount("max_members"));
         }
+        if !(self.max_packet_size..=MAX_SYNC_BYTES).contains(&self.sync_max_bytes) {
+            return Err(ConfigError::SyncBytes(self.sync_max_bytes));
+        }
+        if self.push_pull_interval < self.sync_interval {
+            return Err(ConfigError::PushPullTooOften);
+        }
         Ok(())
+    }
+
+    /// How many times an update is passed on in a cluster of `live` nodes (ourselves
+    /// included): `retransmit_mult × ⌈log10(live + 1)⌉`, at least `max_transmissions`.
+    pub fn transmissions_for(&self, live: usize) -> u8 {
+        let mut digits = 0u32;
+        let mut reach = 1usize;
+        while reach < live.saturating_add(1) {
+            reach = reach.saturating_mul(10);
+            digits += 1;
+        }
+        let scaled = u32::from(self.retransmit_mult).saturating_mul(digits);
+        u8::try_from(scaled)
+            .unwrap_or(u8::MAX)
+            .max(self.max_transmissions)
     }
 
     /// foca's configuration: `Config::new_lan` with our timings, retransmissions and
@@ -226,5 +277,29 @@ mod tests {
         let mut c = GossipConfig::lan();
         c.max_members = 0;
         assert_eq!(c.validate(), Err(ConfigError::ZeroCount("max_members")));
+
+        let mut c = GossipConfig::lan();
+        c.sync_max_bytes = 100;
+        assert_eq!(c.validate(), Err(ConfigError::SyncBytes(100)));
+
+        let mut c = GossipConfig::lan();
+        c.push_pull_interval = Duration::from_millis(10);
+        assert_eq!(c.validate(), Err(ConfigError::PushPullTooOften));
+    }
+
+    #[test]
+    fn transmissions_grow_with_the_log_of_the_cluster() {
+        let lan = GossipConfig::lan();
+        assert_eq!(lan.transmissions_for(1), 8);
+        assert_eq!(lan.transmissions_for(16), 8);
+        assert_eq!(lan.transmissions_for(99), 8);
+        assert_eq!(lan.transmissions_for(100), 12);
+        assert_eq!(lan.transmissions_for(999), 12);
+        assert_eq!(lan.transmissions_for(1000), 16);
+        assert_eq!(lan.transmissions_for(5000), 16);
+        assert_eq!(lan.transmissions_for(usize::MAX), 80);
+        let mut big = lan.clone();
+        big.retransmit_mult = 200;
+        assert_eq!(big.transmissions_for(1000), u8::MAX);
     }
 }

@@ -414,3 +414,58 @@ async fn calls_carry_frames_of_the_largest_value_both_ways() {
     })
     .await;
 }
+
+/// A gossip datagram as this build's membership sends it (an announce to `seed`), with its
+/// membership digest.
+fn announce_to(seed: SocketAddr) -> Bytes {
+    use ringkv_gossip::{GossipConfig, GossipOutput, Membership, NodeId};
+    let me = NodeId::new("a", "127.0.0.1:9".parse().unwrap());
+    let mut membership = Membership::new(me, vec![seed], GossipConfig::lan(), 1).unwrap();
+    membership
+        .start()
+        .into_iter()
+        .find_map(|output| match output {
+            GossipOutput::Send { data, .. } => Some(data),
+            _ => None,
+        })
+        .expect("an announce to the seed")
+}
+
+#[tokio::test]
+async fn gossip_crosses_a_version_2_connection_without_the_membership_digest() {
+    use ringkv_gossip::wire::{with_no_digest, without_digest};
+    bounded(async {
+        let cluster = Cluster::new(&["n1", "n2"]);
+        let old = TransportConfig {
+            protocol_versions: vec![2],
+            ..TransportConfig::default()
+        };
+        let (n1, in1, a1) = bind(&cluster.node("n1"), TransportConfig::default()).await;
+        let (_n2, in2, a2) = bind(&cluster.node("n2"), old.clone()).await;
+        let mut datagrams1 = spawn_echo(in1);
+        let mut datagrams2 = spawn_echo(in2);
+        let gossip = announce_to(a2);
+        let plain = without_digest(&gossip)
+            .unwrap()
+            .expect("not a sync datagram");
+        let unknown = with_no_digest(&plain).unwrap();
+        assert_ne!(unknown, gossip);
+
+        // Sent to a version-2 node: the sync datagram is withheld, the digest stripped (and
+        // the receiver, being this build, puts the unknown digest in its place).
+        n1.send_datagram(a2, gossip.clone());
+        let (_, data) = datagrams2.recv().await.unwrap();
+        assert_eq!(data, unknown);
+        // The connection is up, so this send is decided before the call returns.
+        n1.send_datagram(a2, Bytes::from_static(&[0, 1, 2, 3]));
+        assert_eq!(n1.stats().datagrams_sent, 1);
+
+        // What a node of the previous release sends (no digest) gets the unknown digest.
+        let endpoint = raw_endpoint(client_config(&cluster.node("n2"), &old).unwrap());
+        let conn = endpoint.connect(a1, "127.0.0.1").unwrap().await.unwrap();
+        conn.send_datagram(Bytes::from(plain)).unwrap();
+        let (_, data) = datagrams1.recv().await.unwrap();
+        assert_eq!(data, unknown);
+    })
+    .await;
+}

@@ -515,10 +515,11 @@ fn a_new_primary_keeping_the_old_replication_id_is_caught_forking_the_log() {
         ..primary_crashes()
     };
     config.primary = Some(SyncReplicas::None);
-    let report = run(4, &config, None);
+    // A seed whose schedule lets the kept replication id fork a log (about half do).
+    let report = run(3, &config, None);
     assert!(report.passed(), "{}", describe(&config, &report));
     config.sabotage.keep_replid = true;
-    let report = run(4, &config, None);
+    let report = run(3, &config, None);
     assert!(
         report
             .violations

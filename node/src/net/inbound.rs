@@ -278,7 +278,10 @@ async fn serve_connection(incoming: Incoming, _place: Place, serving: Serving) {
 async fn read_datagrams(conn: Connection, from: SocketAddr, serving: Serving) {
     let cfg = &serving.cfg;
     let mut budget = DatagramBudget::new(cfg.max_datagrams_per_sec, Instant::now());
-    while let Ok(data) = conn.read_datagram().await {
+    // Older versions' gossip has no membership digest: it gets the "unknown" one.
+    let old_gossip =
+        super::tls::negotiated_version(&conn).is_none_or(|v| v < super::tls::GOSSIP_DIGEST_VERSION);
+    while let Ok(mut data) = conn.read_datagram().await {
         bump(&serving.stats.datagrams_received);
         if cfg.faults.cuts_from(from) {
             continue;
@@ -290,6 +293,15 @@ async fn read_datagrams(conn: Connection, from: SocketAddr, serving: Serving) {
                 format_args!("dropped datagrams from {from}: over its rate"),
             );
             continue;
+        }
+        if old_gossip {
+            match ringkv_gossip::wire::with_no_digest(&data) {
+                Ok(converted) => data = Bytes::from(converted),
+                Err(e) => {
+                    debug!(peer = %from, error = %e, "gossip datagram dropped: not convertible");
+                    continue;
+                }
+            }
         }
         match serving.tx.try_send(InboundEvent::Datagram { from, data }) {
             Ok(()) => {}

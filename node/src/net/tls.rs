@@ -41,6 +41,10 @@ use super::config::TransportConfig;
 /// many calls per stream (see `net::mux`); version 2 one call per stream.
 pub const PROTOCOL_VERSION: u32 = 3;
 
+/// The first version whose gossip carries the membership digest and sync datagrams; the
+/// transport converts gossip to and from the older format on older connections.
+pub(crate) const GOSSIP_DIGEST_VERSION: u32 = 3;
+
 /// Every protocol version this build speaks, newest first: its own and the previous ones
 /// (version 2, a stream per call; version 1, spoken through `compat`'s frozen types).
 pub const SPOKEN_VERSIONS: &[u32] = &[PROTOCOL_VERSION, 2, 1];

@@ -23,6 +23,7 @@ use super::mux::{self, Mux};
 use super::stats::{bump, Counters, TransportStats};
 use super::tls::{
     client_config, explain_handshake, negotiated_version, server_config, TlsMaterial,
+    GOSSIP_DIGEST_VERSION,
 };
 
 /// A node's (or client's) QUIC endpoint. Cheap to clone; clones share the endpoint and its
@@ -377,6 +378,9 @@ impl Transport {
 
 impl Inner {
     fn send_on(&self, conn: &Connection, to: SocketAddr, data: Bytes) {
+        let Some(data) = gossip_for(conn, to, data) else {
+            return;
+        };
         match conn.send_datagram(data) {
             Ok(()) => bump(&self.stats.datagrams_sent),
             Err(e) => {
@@ -447,6 +451,21 @@ impl Inner {
                 other => DialFailure::Connect(other.to_string()),
             }),
             Err(_) => Err(DialFailure::Timeout),
+        }
+    }
+}
+
+/// Gossip `data` as the peer on `conn` reads it: the previous versions have no membership
+/// digest and no sync datagrams. `None`: nothing to send.
+fn gossip_for(conn: &Connection, to: SocketAddr, data: Bytes) -> Option<Bytes> {
+    if negotiated_version(conn).is_some_and(|v| v >= GOSSIP_DIGEST_VERSION) {
+        return Some(data);
+    }
+    match ringkv_gossip::wire::without_digest(&data) {
+        Ok(converted) => converted.map(Bytes::from),
+        Err(e) => {
+            debug!(peer = %to, error = %e, "gossip datagram not sent: not convertible");
+            None
         }
     }
 }

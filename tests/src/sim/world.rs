@@ -84,6 +84,8 @@ pub struct Stats {
     pub events: u64,
     /// Gossip datagrams sent (before loss).
     pub datagrams: u64,
+    /// Bytes of those datagrams.
+    pub datagram_bytes: u64,
     /// Peer calls made over the network.
     pub calls: u64,
     /// Peer replies fed to a coordinator as failures (transport error or `Failed`).
