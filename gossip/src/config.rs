@@ -7,8 +7,9 @@ use std::time::Duration;
 /// 160 bytes each at their largest, and foca needs room past it.
 pub const MIN_PACKET_SIZE: usize = 576;
 
-/// Largest accepted `max_packet_size`: the largest UDP payload.
-pub const MAX_PACKET_SIZE: usize = 65_507;
+/// Largest accepted `max_packet_size`: the largest UDP payload, less the membership digest
+/// each datagram carries beyond it.
+pub const MAX_PACKET_SIZE: usize = 65_507 - crate::sync::DIGEST_LEN;
 
 /// Most members asked for help in an indirect probe, and most peers gossiped to at once.
 pub const MAX_FANOUT: usize = 16;
@@ -20,7 +21,10 @@ pub const MAX_SYNC_BYTES: usize = 65_536;
 /// LAN or loopback cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GossipConfig {
-    /// Largest datagram produced or accepted, in bytes (default 1024: fits a QUIC datagram).
+    /// Largest datagram produced or accepted, in bytes, not counting the 8-byte membership
+    /// digest after each header (default 1024; with the digest, 1032 fits a QUIC datagram).
+    /// A datagram to or from a node of the previous protocol version, which has no digest,
+    /// is held to this bound exactly, as that node holds it.
     pub max_packet_size: usize,
     /// How often each node probes one member (default 500 ms).
     pub probe_period: Duration,
@@ -209,7 +213,10 @@ impl GossipConfig {
         config.num_indirect_probes = nonzero("num_indirect_probes", self.num_indirect_probes)?;
         config.suspect_to_down_after = self.suspect_to_down_after;
         config.remove_down_after = Some(self.remove_down_after);
-        config.max_packet_size = NonZeroUsize::new(self.max_packet_size)
+        // foca's bound includes the digest the codec adds after each header, so the room for
+        // updates is what it was before digests, and a datagram stripped of its digest for a
+        // node of the previous version fits that node's bound.
+        config.max_packet_size = NonZeroUsize::new(self.max_packet_size + crate::sync::DIGEST_LEN)
             .ok_or(ConfigError::PacketSize(self.max_packet_size))?;
         config.notify_down_members = true;
         config.periodic_announce = Some(foca::PeriodicParams {
@@ -245,7 +252,8 @@ mod tests {
         let foca = lan.to_foca().unwrap();
         assert_eq!(foca.probe_period, lan.probe_period);
         assert_eq!(foca.suspect_to_down_after, lan.suspect_to_down_after);
-        assert_eq!(foca.max_packet_size.get(), 1024);
+        // foca's bound counts the membership digest after the header; ours does not.
+        assert_eq!(foca.max_packet_size.get(), 1024 + 8);
         assert!(foca.notify_down_members);
         assert!(foca.periodic_announce_to_down_members.is_some());
     }

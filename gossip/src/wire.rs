@@ -37,8 +37,8 @@ pub fn without_digest(datagram: &[u8]) -> Result<Option<Vec<u8>>, WireError> {
 }
 
 /// A datagram of the previous format in this one: [`NO_DIGEST`] inserted after its header,
-/// which the membership reads as "digest unknown". The result is 8 bytes longer, so a
-/// datagram the sender filled to `max_packet_size` no longer fits this node's bound.
+/// which the membership reads as "digest unknown". The result is 8 bytes longer, which the
+/// membership's bound leaves room for (its `max_packet_size` does not count the digest).
 pub fn with_no_digest(datagram: &[u8]) -> Result<Vec<u8>, WireError> {
     let end = header_len(datagram)?;
     let mut out = Vec::with_capacity(datagram.len() + DIGEST_LEN);
