@@ -17,47 +17,19 @@ SECS=${3:-10}
 ROUNDS=${4:-3}
 CONC=${5:-50}
 KEYS=10000
-DIR=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 1
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-TICK=$(getconf CLK_TCK)
-cpu_us() { for p in "$@"; do awk -v t="$TICK" '{sub(/.*\) /, ""); print ($12 + $13) * 1000000 / t}' "/proc/$p/stat"; done; }
+RINGCTL=${BIN[a]} bench_init
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "A = ${BIN[a]}, B = ${BIN[b]}"
 echo "${SECS}s runs, $ROUNDS rounds, $CONC clients, $KEYS keys, 100 B values"
 
-"${BIN[a]}" certs init --dir "$DIR/certs" >/dev/null
 declare -A ADDR PID
-# cluster C: start nodes C-n1..C-n3 from C's binary.
-cluster() {
-  local c=$1
-  for n in n1 n2 n3; do
-    "${BIN[a]}" certs issue --dir "$DIR/certs" --name "$c-$n" --ip 127.0.0.1 >/dev/null
-    ADDR[$c-$n]=127.0.0.1:$(port)
-  done
-  for n in n1 n2 n3; do
-    local seed=()
-    [ $n != n1 ] && seed=(--seed "${ADDR[$c-n1]}")
-    RUST_LOG=warn "${BIN[$c]}" serve --name "$c-$n" --listen "${ADDR[$c-$n]}" --data "$DIR/$c-$n" \
-      --certs "$DIR/certs" --on-signal stop "${seed[@]}" >>"$DIR/$c-$n.log" 2>&1 &
-    PIDS+=($!); PID[$c-$n]=$!
-    disown $!
-  done
-}
-cluster a
-cluster b
+# Each cluster's nodes run its own binary.
+R=${BIN[a]} start_nodes a-n1 a-n2 a-n3 --
+R=${BIN[b]} start_nodes b-n1 b-n2 b-n3 --
 at() { local c=$1; shift; "${BIN[$c]}" --node "${ADDR[$c-n1]}" --certs "$DIR/certs" "$@"; }
-three_up() { [ "$(at "$1" -o json members | python3 -c 'import json,sys; print(sum(m["state"]=="alive" and m["status"]=="up" for m in json.load(sys.stdin)))')" = 3 ]; }
-until_true 60 three_up a
-until_true 60 three_up b
+R=${BIN[a]} until_true 60 all_up "${ADDR[a-n1]}" 3
+R=${BIN[b]} until_true 60 all_up "${ADDR[b-n1]}" 3
 for c in a b; do at $c bench --duration 2s --concurrency "$CONC" --keys $KEYS --read-ratio 0 >/dev/null 2>&1; done
 
 # run C RATIO: one bench through C-n1; prints "ops cpu_us errors p50 p99 p999" (latency in µs).

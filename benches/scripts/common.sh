@@ -20,7 +20,7 @@ until_true() {
 }
 # bench_init: the binary $R (a release build of ringctl, or $RINGCTL when set), a temporary
 # directory $DIR, and $PIDS: every process listed there is stopped by pid on exit, on error and
-# on Ctrl-C, and $DIR removed.
+# on Ctrl-C, and $DIR removed (KEEP=DIR keeps the nodes' logs there first).
 bench_init() {
   if [ -z "${RINGCTL:-}" ]; then
     cargo build --release -q -p ringctl
@@ -36,6 +36,7 @@ bench_cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 1
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$DIR"/*.log "$KEEP"/ 2>/dev/null || true; fi
   rm -rf "$DIR"
 }
 # cpu_us PID...: utime + stime of each process, in microseconds, one per line.
