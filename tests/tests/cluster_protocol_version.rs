@@ -43,34 +43,7 @@ fn a_node_speaking_only_the_previous_version_serves_in_a_mixed_cluster() {
 
     // W=3 and R=3: every write and read involves every node, so version 1 is spoken in
     // both directions (n1 and n2 dial n3; n3 dials them; clients of either version).
-    let all = WriteOptions {
-        w: Some(3),
-        context: None,
-    };
-    let read_all = ReadOptions {
-        r: Some(3),
-        ..Default::default()
-    };
-    for (i, via) in [0, 2, 1].into_iter().enumerate() {
-        let client = cluster.client(via).unwrap();
-        for k in 0..20 {
-            let key = format!("mixed-{i}-{k}").into_bytes();
-            block_on(client.put(key, format!("v{k}").into_bytes(), all.clone()))
-                .unwrap_or_else(|e| panic!("put via n{}: {e}", via + 1));
-        }
-    }
-    for via in 0..3 {
-        let client = cluster.client(via).unwrap();
-        for i in 0..3 {
-            for k in 0..20 {
-                let key = format!("mixed-{i}-{k}").into_bytes();
-                let read = block_on(client.get(key, read_all.clone()))
-                    .unwrap_or_else(|e| panic!("get via n{}: {e}", via + 1));
-                let got: Vec<&[u8]> = read.values.iter().map(|v| v.data.as_slice()).collect();
-                assert_eq!(got, [format!("v{k}").as_bytes()], "mixed-{i}-{k}");
-            }
-        }
-    }
+    writes_and_reads_through_every_node(&cluster, "mixed");
     // Errors cross version 1 too: an impossible quorum, answered by the version-1 node.
     let err = block_on(cluster.client(2).unwrap().put(
         b"k".to_vec(),
@@ -202,34 +175,7 @@ fn a_node_speaking_versions_2_and_1_serves_beside_version_3() {
     let old = ["--protocol-version", "2", "--protocol-version", "1"];
     let cluster = cluster([&[], &[], &old]);
     cluster.wait_alive(3, Duration::from_secs(30)).unwrap();
-    let all = WriteOptions {
-        w: Some(3),
-        context: None,
-    };
-    let read_all = ReadOptions {
-        r: Some(3),
-        ..Default::default()
-    };
-    for via in [0, 2, 1] {
-        let client = cluster.client(via).unwrap();
-        for k in 0..20 {
-            let key = format!("v2-{via}-{k}").into_bytes();
-            block_on(client.put(key, format!("v{k}").into_bytes(), all.clone()))
-                .unwrap_or_else(|e| panic!("put via n{}: {e}", via + 1));
-        }
-    }
-    for via in 0..3 {
-        let client = cluster.client(via).unwrap();
-        for from in 0..3 {
-            for k in 0..20 {
-                let key = format!("v2-{from}-{k}").into_bytes();
-                let read = block_on(client.get(key, read_all.clone()))
-                    .unwrap_or_else(|e| panic!("get via n{}: {e}", via + 1));
-                let got: Vec<&[u8]> = read.values.iter().map(|v| v.data.as_slice()).collect();
-                assert_eq!(got, [format!("v{k}").as_bytes()], "v2-{from}-{k}");
-            }
-        }
-    }
+    writes_and_reads_through_every_node(&cluster, "v2");
     // A client of the release before (offering only ringkv/2) is served one call per stream
     // by the new nodes and the old one alike; the new ones' own clients negotiate version 3.
     let get = proto::encode(&Request::Client(ClientRequest::Get {
@@ -332,4 +278,38 @@ fn a_node_of_an_unknown_version_is_refused_and_both_versions_are_logged() {
         .wait_members(0, Duration::from_secs(1), |_| true)
         .unwrap();
     assert!(members.iter().all(|m| m.name != "n2"), "{members:?}");
+}
+
+/// Through each node, 20 writes at W=3; then through each node, every key read at R=3 with
+/// the value written: every write and read involves every node, so each pair of nodes speaks
+/// whatever version it negotiated, both ways.
+fn writes_and_reads_through_every_node(cluster: &Cluster, tag: &str) {
+    let all = WriteOptions {
+        w: Some(3),
+        context: None,
+    };
+    let read_all = ReadOptions {
+        r: Some(3),
+        ..Default::default()
+    };
+    for via in [0, 2, 1] {
+        let client = cluster.client(via).unwrap();
+        for k in 0..20 {
+            let key = format!("{tag}-{via}-{k}").into_bytes();
+            block_on(client.put(key, format!("v{k}").into_bytes(), all.clone()))
+                .unwrap_or_else(|e| panic!("put via n{}: {e}", via + 1));
+        }
+    }
+    for via in 0..3 {
+        let client = cluster.client(via).unwrap();
+        for from in 0..3 {
+            for k in 0..20 {
+                let key = format!("{tag}-{from}-{k}").into_bytes();
+                let read = block_on(client.get(key, read_all.clone()))
+                    .unwrap_or_else(|e| panic!("get via n{}: {e}", via + 1));
+                let got: Vec<&[u8]> = read.values.iter().map(|v| v.data.as_slice()).collect();
+                assert_eq!(got, [format!("v{k}").as_bytes()], "{tag}-{from}-{k}");
+            }
+        }
+    }
 }
