@@ -36,10 +36,10 @@ for c in a b; do at $c bench --duration 2s --concurrency "$CONC" --keys $KEYS --
 run() {
   local c=$1 ratio=$2 pids=("${PID[$1-n1]}" "${PID[$1-n2]}" "${PID[$1-n3]}")
   local before after
-  before=$(cpu_us "${pids[@]}" | awk '{s+=$1} END {print s}')
+  before=$(cpu_sum "${pids[@]}")
   at "$c" -o json bench --duration "${SECS}s" --concurrency "$CONC" --keys $KEYS --value-size 100 \
     --read-ratio "$ratio" >"$DIR/bench.json"
-  after=$(cpu_us "${pids[@]}" | awk '{s+=$1} END {print s}')
+  after=$(cpu_sum "${pids[@]}")
   python3 -c "
 import json; d=json.load(open('$DIR/bench.json')); s=d['reads'] if $ratio else d['writes']
 print(d['ops'], $after - $before, d['errors'], s['p50_us'], s['p99_us'], s['p999_us'])"

@@ -44,6 +44,8 @@ cpu_us() {
   local tick; tick=$(getconf CLK_TCK)
   for p in "$@"; do awk -v t="$tick" '{sub(/.*\) /, ""); print ($12 + $13) * 1000000 / t}' "/proc/$p/stat"; done
 }
+# cpu_sum PID...: utime + stime of the processes together, in microseconds.
+cpu_sum() { cpu_us "$@" | awk '{s+=$1} END {print s}'; }
 # start_nodes NAME... -- SERVE_FLAGS...: certificates for each name (the CA made once in
 # $DIR/certs), then one `ringctl serve` per name on a free loopback port, the first the seed of
 # the others; fills the global maps ADDR[name] and PID[name] and $PIDS. Logs go to $DIR/NAME.log.

@@ -20,7 +20,6 @@ SECS=${1:-20}
 CONC=${2:-50}
 KEYS=${3:-1000000}
 bench_init
-cpu_sum() { cpu_us "$@" | awk '{s+=$1} END {print s}'; }
 rss_mib() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
