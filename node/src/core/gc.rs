@@ -22,10 +22,15 @@ pub type Drop = (u64, Vec<u8>, Vec<u8>, crate::merkle::Hash);
 const PAGE: usize = 256;
 /// Most ranges looked at in one tick.
 const RANGES_PER_TICK: usize = 64;
-/// Most stored keys read in one tick: reading and decoding every key is the collector's cost
-/// on a node with data, and tombstones wait out a grace period of hours, so a sweep of a
-/// million keys every 100 s (10,000 keys a second) is soon enough.
+/// Most stored keys read in one tick (10,240 a second): the pace of a short grace period.
 const KEYS_PER_TICK: usize = 1024;
+/// Least stored keys read in one tick (160 a second), whatever the grace period.
+const MIN_KEYS_PER_TICK: usize = 16;
+/// Sweeps of every stored key per grace period. Reading and decoding every key is the
+/// collector's whole cost, paid with or without load, and an expired tombstone waits at most
+/// one sweep, so a sweep takes an eighth of the grace period (3 h at the default 24 h), not
+/// the fastest pace: a tombstone goes at most 12.5 % past its grace period.
+const SWEEPS_PER_GRACE: u64 = 8;
 
 /// What this mechanism sees of the node for one step.
 pub type Ctx<'a> = super::View<'a>;
@@ -45,6 +50,8 @@ struct Check {
 pub struct Gc {
     grace_ms: u64,
     cursor: usize,
+    /// Keys to read per tick in the current sweep (0: not yet known).
+    budget: usize,
     /// Resume point inside the current range.
     after: Option<(u64, Vec<u8>)>,
     queue: VecDeque<(u64, Vec<u8>, Vec<u8>, Record)>,
@@ -65,6 +72,7 @@ impl Gc {
         Self {
             grace_ms,
             cursor: 0,
+            budget: 0,
             after: None,
             queue: VecDeque::new(),
             check: None,
@@ -103,9 +111,14 @@ impl Gc {
         }
         // Empty ranges cost one seek each: look at several per tick until something turns up
         // or the tick's key budget is spent.
+        let n = ctx.ring.vnode_count().max(1);
+        if self.budget == 0 || (self.cursor.is_multiple_of(n) && self.after.is_none()) {
+            self.budget = self.keys_per_tick(ctx);
+        }
+        let budget = self.budget;
         let mut read = 0;
         for _ in 0..RANGES_PER_TICK {
-            if !self.queue.is_empty() || read >= KEYS_PER_TICK {
+            if !self.queue.is_empty() || read >= budget {
                 break;
             }
             match self.scan(ctx) {
@@ -121,6 +134,21 @@ impl Gc {
                 return;
             }
         }
+    }
+
+    /// Keys to read per tick so that a sweep of every stored key takes the grace period over
+    /// [`SWEEPS_PER_GRACE`], from the store's estimate of its key count at the sweep's start
+    /// (the fastest pace where it has none).
+    fn keys_per_tick(&self, ctx: &Ctx<'_>) -> usize {
+        let Some(keys) = ctx.store.usage().keys else {
+            return KEYS_PER_TICK;
+        };
+        let sweep_ms = self.grace_ms / SWEEPS_PER_GRACE;
+        let interval_ms = u64::try_from(Self::INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        let ticks = (sweep_ms / interval_ms).max(1);
+        usize::try_from(keys.div_ceil(ticks))
+            .unwrap_or(usize::MAX)
+            .clamp(MIN_KEYS_PER_TICK, KEYS_PER_TICK)
     }
 
     /// The next page of this node's ranges, keeping tombstones past their grace period; says
@@ -255,8 +283,9 @@ mod tests {
     use crate::store::{MemoryStore, Store};
     use crate::version::{encode_record, DvvSet, Sibling};
 
-    #[test]
-    fn a_tick_reads_at_most_its_key_budget_and_sweeps_go_on_until_every_range_was_read() {
+    /// Ticks of a collector with `grace_ms` until it has swept every range of a node holding
+    /// `5 × KEYS_PER_TICK` live keys in 24 ranges (all its own: N=3 of 3 nodes), and the ranges.
+    fn sweep(grace_ms: u64) -> (usize, usize) {
         let store = MemoryStore::new();
         let live = Sibling {
             value: Some(b"v".to_vec()),
@@ -264,8 +293,7 @@ mod tests {
             origin: "a".into(),
         };
         let bytes = encode_record(&DvvSet::new(live)).unwrap();
-        let keys = 5 * KEYS_PER_TICK;
-        for i in 0..keys {
+        for i in 0..5 * KEYS_PER_TICK {
             let key = format!("k{i}");
             store
                 .put(ringkv_ring::token(key.as_bytes()), key.as_bytes(), &bytes)
@@ -292,19 +320,32 @@ mod tests {
             now_ms: 1_000,
         };
         let ranges = ring.vnode_count();
-        let mut gc = Gc::new(0);
+        let mut gc = Gc::new(grace_ms);
         let mut out = Vec::new();
-        gc.on_tick(&ctx, &mut out);
-        // Every range is this node's (N=3 of 3 nodes): one tick of the budget cannot read
-        // five budgets' worth of keys.
-        assert!(gc.cursor < ranges, "one tick swept all {ranges} ranges");
-        let mut ticks = 1;
+        let mut ticks = 0;
         while gc.cursor < ranges {
             gc.on_tick(&ctx, &mut out);
             ticks += 1;
-            assert!(ticks <= 8, "a sweep of {keys} keys took more than 8 ticks");
+            assert!(ticks <= 10 * ranges, "no sweep after {ticks} ticks");
         }
-        assert!(ticks >= 5, "{keys} keys read in {ticks} ticks");
         assert!(out.is_empty(), "no tombstone, nothing to ask: {out:?}");
+        (ticks, ranges)
+    }
+
+    #[test]
+    fn a_short_grace_sweeps_at_the_key_budget_of_a_tick() {
+        // Five budgets' worth of keys cannot be read in one tick, nor need many more than five.
+        let (ticks, _) = sweep(0);
+        assert!((5..=8).contains(&ticks), "a sweep took {ticks} ticks");
+    }
+
+    #[test]
+    fn a_long_grace_sweeps_at_the_least_pace() {
+        // A day's grace: a sweep may take three hours, so each tick reads the least budget,
+        // which one page of a range (about 200 keys here) already exceeds: a range or a page
+        // per tick (a short grace reads several ranges per tick).
+        let (ticks, ranges) = sweep(24 * 3600 * 1000);
+        assert!(ticks >= ranges, "{ticks} ticks swept {ranges} ranges");
+        assert!(ticks < 2 * ranges, "{ticks} ticks for {ranges} ranges");
     }
 }
