@@ -129,6 +129,11 @@ pub struct ServeArgs {
     /// dropped.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_datagrams_per_sec: u32,
+    /// How long a coordinator waits for a request's replicas before answering that it timed
+    /// out (retryable), and the bound on each call to a peer. Raise it for large values on slow
+    /// disks or links (Cassandra's `write_request_timeout`).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::args::request_timeout)]
+    pub request_timeout: Duration,
     /// Accept fault-injection requests (`ringctl chaos` partitions, clock shifts, slow
     /// syncs). FOR TEST CLUSTERS ONLY: any holder of a client certificate could then cut this
     /// node off from its peers.
@@ -190,6 +195,7 @@ impl ServeArgs {
                 backlog_bytes: usize::try_from(self.repl_backlog)?,
                 ..ReplConfig::default()
             },
+            request_timeout: self.request_timeout,
             ..CoreConfig::default()
         })
     }
@@ -224,6 +230,7 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         max_connections: a.max_connections as usize,
         max_connections_per_address: a.max_connections_per_address as usize,
         max_datagrams_per_sec: a.max_datagrams_per_sec,
+        call_timeout: a.request_timeout,
         ..TransportConfig::default()
     };
     if !a.protocol_versions.is_empty() {
@@ -407,6 +414,8 @@ mod tests {
             "2000",
             "--repl-backlog",
             "4096",
+            "--request-timeout",
+            "30s",
         ])
         .unwrap();
         let c = a.core_config().unwrap();
@@ -416,7 +425,13 @@ mod tests {
         assert_eq!(c.conflict_policy, ConflictPolicy::Siblings);
         assert_eq!((c.limits.max_key, c.limits.max_value), (100, 2000));
         assert_eq!(c.replication.backlog_bytes, 4096);
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(a.request_timeout, Duration::from_secs(30));
         let default = parse(&[]).unwrap().core_config().unwrap();
+        assert_eq!(
+            default.request_timeout,
+            CoreConfig::default().request_timeout
+        );
         assert_eq!(
             default.replication.backlog_bytes,
             ReplConfig::default().backlog_bytes
@@ -437,6 +452,8 @@ mod tests {
         assert!(parse(&["--vnodes", "0"]).is_err());
         assert!(parse(&["--max-value", "0"]).is_err());
         assert!(parse(&["--durability", "never"]).is_err());
+        assert!(parse(&["--request-timeout", "0s"]).is_err());
+        assert!(parse(&["--request-timeout", "soon"]).is_err());
         assert!(parse(&["--repl-backlog", "1023"]).is_err());
         assert!(parse(&["--repl-backlog", &(MAX_REPL_BACKLOG + 1).to_string()]).is_err());
     }

@@ -67,7 +67,9 @@ fn keys_over_4_kib_are_refused_as_bad_key_by_client_and_cli() {
 #[test]
 fn values_over_4_mib_are_refused_as_value_too_large() {
     let _serial = serial();
-    let cluster = Cluster::start(3).unwrap();
+    // Three copies of 4 MiB on a loaded debug build can take longer than the default 5 s
+    // request and call bounds, in the nodes and in the client.
+    let cluster = Cluster::start_with(3, &["--request-timeout", "30s"]).unwrap();
     let client = cluster.client(0).unwrap();
     match put(&client, b"big", &vec![7u8; MAX_VALUE + 1]) {
         Err(Error::Request(ClientError::ValueTooLarge { size, max })) => {
@@ -79,20 +81,19 @@ fn values_over_4_mib_are_refused_as_value_too_large() {
         get(&client, b"big").is_empty(),
         "the refused value was stored"
     );
-    // The limit itself is accepted and read back whole through another node. Three copies of
-    // 4 MiB on a loaded debug build can take longer than the default 5 s call bound.
-    let patient = {
+    // The limit itself is accepted and read back whole through another node.
+    let patient = |i: usize| {
         let tls = TlsMaterial::load_client(&cluster.certs()).unwrap();
         let config = TransportConfig {
             call_timeout: Duration::from_secs(30),
             ..TransportConfig::default()
         };
         let _in_runtime = runtime().enter();
-        Client::with_config(client.node(), &tls, config).unwrap()
+        Client::with_config(cluster.client(i).unwrap().node(), &tls, config).unwrap()
     };
     let largest = vec![7u8; MAX_VALUE];
-    assert!(put(&patient, b"big", &largest).unwrap() >= 2);
-    assert_eq!(get(&cluster.client(1).unwrap(), b"big"), vec![largest]);
+    assert!(put(&patient(0), b"big", &largest).unwrap() >= 2);
+    assert_eq!(get(&patient(1), b"big"), vec![largest]);
 }
 
 /// Opens a raw QUIC connection to `node` with the cluster's client certificate.
