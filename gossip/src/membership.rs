@@ -12,7 +12,7 @@ use crate::codec::WireCodec;
 use crate::config::GossipConfig;
 use crate::error::GossipError;
 use crate::identity::NodeId;
-use crate::output::{GossipOutput, GossipTimer, MemberEvent, MemberInfo, TimerKind};
+use crate::output::{GossipOutput, GossipTimer, MemberEvent, MemberInfo, MemberState, TimerKind};
 use crate::status::{NodeStatus, StatusBoard, StatusUpdate};
 use crate::sync::{SharedDigest, SyncKind, SyncMessage, ViewDigest, SYNC_TAG};
 
@@ -270,17 +270,29 @@ impl Membership {
     /// Every known other member, alive, suspect or down (until forgotten), sorted by name.
     pub fn members(&self) -> Vec<MemberInfo> {
         let mut members: Vec<MemberInfo> = self
-            .foca
-            .iter_membership_state()
-            .map(|member| MemberInfo {
-                id: member.id().clone(),
-                state: member.state().into(),
-                status: self.board.status_of(member.id()).unwrap_or(NodeStatus::Up),
+            .each_member()
+            .map(|(id, state)| MemberInfo {
+                id: id.clone(),
+                state,
+                status: self.status_of(id),
             })
             .collect();
         members
             .sort_by(|a, b| (a.id.name.as_str(), a.id.addr).cmp(&(b.id.name.as_str(), b.id.addr)));
         members
+    }
+
+    /// The members [`Self::members`] lists, with their liveness, in no particular order and
+    /// without copying: for callers that count or compare views of thousands of members.
+    pub fn each_member(&self) -> impl Iterator<Item = (&NodeId, MemberState)> + '_ {
+        self.foca
+            .iter_membership_state()
+            .map(|member| (member.id(), member.state().into()))
+    }
+
+    /// The status `id` announced for this very identity, `Up` if none.
+    pub fn status_of(&self, id: &NodeId) -> NodeStatus {
+        self.board.status_of(id).unwrap_or(NodeStatus::Up)
     }
 
     /// Digest of our live member set (alive or suspect members and ourselves): equal on two

@@ -156,7 +156,7 @@ pub fn scale(
         world.start(i)?;
     }
     let last_join_us = world.now_us();
-    // A check costs n² (every node lists every member).
+    // A check costs n² (every node's members are counted).
     let check_every_us = match nodes {
         0..=100 => SEC / 4,
         101..=1000 => SEC,
@@ -168,7 +168,8 @@ pub fn scale(
     let mut rings_after_us = None;
     let mut known_alive;
     loop {
-        let view = view(&world);
+        // Rings are compared until they first agree; only that moment is reported.
+        let view = view(&world, rings_after_us.is_none());
         known_alive = view.alive_share;
         let since = world.now_us() - last_join_us;
         if formed_after_us.is_none() && view.alive_share >= 1.0 {
@@ -294,15 +295,21 @@ fn load(world: &World, datagrams: u64, bytes: u64, window_us: u64, nodes: usize)
 struct View {
     /// The share of ordered pairs of running nodes `(a, b)` where `a` sees `b` alive.
     alive_share: f64,
-    /// Whether every running node's ring holds the same members.
+    /// Whether every running node's ring holds the same members (`false` when not asked).
     rings_identical: bool,
 }
 
-fn view(world: &World) -> View {
+/// Counts the "a sees b alive" pairs and, with `compare_rings`, compares every running
+/// node's ring with the first one's. A ring is a function of its member names, so rings
+/// are compared as sorted name lists, borrowed rather than copied, and the comparison stops
+/// at the first ring that differs: at thousands of nodes a check would otherwise copy and
+/// sort millions of names.
+fn view(world: &World, compare_rings: bool) -> View {
     let mut running = 0usize;
     let mut seen = 0usize;
-    let mut ring: Option<Vec<String>> = None;
-    let mut rings_identical = true;
+    let mut first: Option<Vec<&str>> = None;
+    let mut names: Vec<&str> = Vec::new();
+    let mut rings_identical = compare_rings;
     for n in world.nodes() {
         let Some(Process::Gossip(m)) = &n.process else {
             continue;
@@ -311,24 +318,24 @@ fn view(world: &World) -> View {
             continue;
         }
         running += 1;
-        let members = m.members();
-        seen += members
-            .iter()
-            .filter(|i| i.state == MemberState::Alive)
+        seen += m
+            .each_member()
+            .filter(|(_, state)| *state == MemberState::Alive)
             .count();
         if !rings_identical {
             continue;
         }
         // As the node core builds its ring: itself and every known member not leaving.
-        let mut names: Vec<String> = members
-            .into_iter()
-            .filter(|i| i.status != NodeStatus::Leaving)
-            .map(|i| i.id.name)
-            .collect();
-        names.push(n.name.clone());
+        names.clear();
+        names.extend(
+            m.each_member()
+                .filter(|(id, _)| m.status_of(id) != NodeStatus::Leaving)
+                .map(|(id, _)| id.name.as_str()),
+        );
+        names.push(n.name.as_str());
         names.sort_unstable();
-        match &ring {
-            None => ring = Some(names),
+        match &first {
+            None => first = Some(std::mem::take(&mut names)),
             Some(first) => rings_identical = *first == names,
         }
     }
@@ -353,9 +360,9 @@ fn suspicions(world: &World, crashed: &str) -> Vec<(usize, String)> {
         if n.state != NodeState::Running {
             continue;
         }
-        for member in m.members() {
-            if member.state == MemberState::Suspect && member.id.name != crashed {
-                pairs.push((i, member.id.name));
+        for (id, state) in m.each_member() {
+            if state == MemberState::Suspect && id.name != crashed {
+                pairs.push((i, id.name.clone()));
             }
         }
     }
