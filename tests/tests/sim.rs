@@ -347,8 +347,7 @@ fn regression_seed_2733_leave_after_rejoin_during_one_way_partition() {
     assert!(report.passed(), "{}", describe(&config, &report));
 }
 
-// Primary mode: every workload key under a primary prefix (joins and leaves are left out of
-// the drawn schedules: primary mode does not survive ring changes yet).
+// Primary mode: every workload key under a primary prefix (joins and leaves are drawn too).
 
 fn primary(sync: SyncReplicas) -> SimConfig {
     SimConfig {
@@ -632,7 +631,7 @@ fn regression_seed_17_a_member_that_left_meanwhile_is_forgotten_after_a_restart(
 /// Core bug (fixed with this test): after a node joined, a key's new preference list elected
 /// its first primary, which served reads before it had gathered the keys its replicas held
 /// from the old list, and returned a value older than an acknowledged write. A first primary
-/// now serves once it has every replica's keys (a majority's after `collect_wait`).
+/// now serves once it has every replica's keys.
 #[test]
 fn regression_seed_317_a_new_shards_first_primary_gathers_before_serving() {
     let config = SimConfig {
@@ -644,5 +643,22 @@ fn regression_seed_317_a_new_shards_first_primary_gathers_before_serving() {
             .parse()
             .unwrap();
     let report = run(317, &config, Some(&schedule));
+    assert!(report.passed(), "{}", describe(&config, &report));
+}
+
+/// Core bug (fixed with this test): a node joined during a partition; the old preference list's
+/// primary had logged a write it never committed, and the key's new list got no primary until
+/// a request came, so its replicas stayed apart (one held the write, two did not). A node that
+/// closes a log on a ring change now takes up every shard of its new ring at once.
+#[test]
+fn regression_seed_3462_a_closed_log_hands_its_keys_to_the_new_shards_at_once() {
+    let config = SimConfig {
+        faults: "join,leave,crash,partition".parse().unwrap(),
+        ..primary_crashes()
+    };
+    let schedule: Schedule = "16.655-25.699:part:1,2,5,6|0,3,4,7;17.417:join"
+        .parse()
+        .unwrap();
+    let report = run(3462, &config, Some(&schedule));
     assert!(report.passed(), "{}", describe(&config, &report));
 }

@@ -80,7 +80,7 @@ fn trace_hashes_of_a_fixed_seed_list_are_unchanged() {
             "primary majority, every fault",
             config("all", majority),
             9,
-            0x84f8a9a5dcca4018,
+            0x6ddffc43decac1cc,
         ),
         (
             "primary majority, crash",

@@ -110,12 +110,11 @@ pub(super) struct Leader {
     pub collected: BTreeSet<String>,
     /// Chain topology: the append in flight down the chain.
     pub chain: Option<super::chain::ChainCall>,
-    /// A first lineage (the log was empty): the keys the replicas hold come first.
+    /// The keys the replicas hold come first: this node's log was empty (a first lineage),
+    /// or a replica answered with an empty log (closed by a ring change, or new).
     pub first: bool,
     /// Replicas whose keys are in the log (collected, or following it).
     pub ready: BTreeSet<String>,
-    /// When this node won the epoch.
-    pub since_ms: u64,
 }
 
 impl Leader {
@@ -150,19 +149,15 @@ impl Leader {
             chain: None,
             first: false,
             ready: BTreeSet::new(),
-            since_ms: now_ms,
         }
     }
 
-    /// Whether a first lineage still waits for replicas' keys before serving: every
-    /// replica's, or a majority's once `wait` ms passed. A write acknowledged before a ring
-    /// change sits on a majority of the old preference list, and every one of those that is
-    /// also in the new list must be heard, or a read could miss it.
-    pub fn gathering(&self, now: u64, wait: u64, n: usize) -> bool {
-        let heard = self.ready.len();
-        self.first
-            && heard < self.followers.len()
-            && (heard + 1 < majority(n) || now < self.since_ms.saturating_add(wait))
+    /// Whether this primary still waits for replicas' keys before serving: every replica's,
+    /// however long it takes. A write acknowledged before a ring change sits on a majority of
+    /// the old preference list, and only every node the two lists share is sure to hold one
+    /// copy (see ARCHITECTURE.md, "Handover between preference lists").
+    pub fn gathering(&self) -> bool {
+        self.first && self.ready.len() < self.followers.len()
     }
 
     /// Whether a majority of the shard (this node included) answered within `lease` ms.
@@ -235,7 +230,7 @@ impl Replication {
         match &st.role {
             Role::Primary(leader) => {
                 let now = ctx.now();
-                if leader.gathering(now, ms(config.collect_wait), id.len()) {
+                if leader.gathering() {
                     return Err(ClientError::Gathering);
                 }
                 if !leader.holds_lease(now, ms(config.lease), id.len()) {
@@ -329,7 +324,6 @@ impl Replication {
     ) {
         let id = Self::shard_of(ctx.view.ring, &key);
         let token = ringkv_ring::token(&key);
-        let wait = ms(self.config.collect_wait);
         let Some(Shard {
             role: Role::Primary(leader),
             meta,
@@ -342,7 +336,7 @@ impl Replication {
             });
             return;
         };
-        if leader.gathering(ctx.now(), wait, id.len()) {
+        if leader.gathering() {
             out.push(Effect::Reply {
                 id: client,
                 result: Err(ClientError::Gathering),
@@ -635,6 +629,12 @@ impl Replication {
                 }
             }
             Ok(ReplReply::Behind(pos)) => {
+                if pos.replid.is_empty() && !leader.collected.contains(peer) {
+                    // An empty log: the replica's keys may hold writes this log lacks (a ring
+                    // change closed its log). Serve nothing until every replica's are in.
+                    leader.first = true;
+                    leader.ready.remove(peer);
+                }
                 f.heard_ms = now;
                 f.lease_ms = sent;
                 f.round = f.round.max(round);
@@ -831,7 +831,10 @@ impl Replication {
                 + 1
                 >= majority(n)
         };
+        // A read waits while replicas' keys are gathered: one of them may hold a later write.
+        let gathering = leader.gathering();
         let ready: Vec<usize> = (0..leader.reads.len())
+            .filter(|_| !gathering)
             .filter(|&i| {
                 let r = &leader.reads[i];
                 confirmed(r.round) && commit >= r.index.max(leader.barrier)

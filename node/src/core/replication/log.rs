@@ -24,6 +24,20 @@ pub struct ShardMeta {
     pub prev_replid: String,
     /// Last offset of `prev_replid`.
     pub prev_end: u64,
+    /// A digest of the shard's token ranges in the ring this log was kept under (0: not
+    /// recorded): a log kept under other ranges is closed before use (see `handover.rs`).
+    pub ranges: u64,
+}
+
+/// A shard's state as written before `ranges` was recorded.
+#[derive(Deserialize)]
+struct Unbound {
+    promised: u64,
+    log_epoch: u64,
+    offset: u64,
+    replid: String,
+    prev_replid: String,
+    prev_end: u64,
 }
 
 impl ShardMeta {
@@ -39,10 +53,25 @@ impl ShardMeta {
 
     /// What the store holds for `shard`, or a fresh state.
     pub fn load(store: &dyn Store, shard: &[String]) -> Result<Self, StoreError> {
-        Ok(store
-            .meta_get(&Self::name(shard))?
-            .and_then(|b| postcard::from_bytes(&b).ok())
-            .unwrap_or_default())
+        let Some(bytes) = store.meta_get(&Self::name(shard))? else {
+            return Ok(Self::default());
+        };
+        if let Ok(meta) = postcard::from_bytes::<Self>(&bytes) {
+            return Ok(meta);
+        }
+        // Written before ranges were recorded: kept, and closed when first bound.
+        Ok(postcard::from_bytes::<Unbound>(&bytes).map_or_else(
+            |_| Self::default(),
+            |u| Self {
+                promised: u.promised,
+                log_epoch: u.log_epoch,
+                offset: u.offset,
+                replid: u.replid,
+                prev_replid: u.prev_replid,
+                prev_end: u.prev_end,
+                ranges: 0,
+            },
+        ))
     }
 
     /// Write it (synced with the next group commit).
