@@ -9,6 +9,9 @@
 # cluster, and the median of each round's ratio.
 # Usage (from the repository root): bash benches/scripts/metrics_cost.sh [SECONDS] [ROUNDS] [CONCURRENCY]
 # Env: RINGCTL=path uses that binary instead of building one (release).
+#      PROFILE=1 also records `perf record -e cpu-clock` of on-n1 (the coordinator) and on-n2 (a
+#      replica) during the first round's runs with metrics, and prints the share of each one's
+#      CPU samples spent in metrics code: a figure other load on the machine does not skew.
 # Starts its processes on free loopback ports in a temporary directory and stops every one of
 # them by pid at the end, on error and on Ctrl-C. Every run is bounded (SECONDS).
 set -euo pipefail
@@ -17,56 +20,24 @@ SECS=${1:-10}
 ROUNDS=${2:-3}
 CONC=${3:-50}
 KEYS=10000
-if [ -z "${RINGCTL:-}" ]; then
-  cargo build --release -q -p ringctl
-  RINGCTL=$PWD/target/release/ringctl
-fi
-R=$RINGCTL
-DIR=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 1
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-TICK=$(getconf CLK_TCK)
-cpu_us() { for p in "$@"; do awk -v t="$TICK" '{sub(/.*\) /, ""); print ($12 + $13) * 1000000 / t}' "/proc/$p/stat"; done; }
+bench_init
 tcp_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "${SECS}s runs, $ROUNDS rounds, $CONC clients, $KEYS keys, 100 B values"
 
-$R certs init --dir "$DIR/certs" >/dev/null
 declare -A ADDR PID
 METRICS_PORTS=()
-# cluster C [FLAGS...]: start nodes C-n1..C-n3 (C is off or on).
-cluster() {
-  local c=$1; shift
-  for n in n1 n2 n3; do
-    $R certs issue --dir "$DIR/certs" --name "$c-$n" --ip 127.0.0.1 >/dev/null
-    ADDR[$c-$n]=127.0.0.1:$(port)
-  done
-  for n in n1 n2 n3; do
-    local seed=() extra=()
-    [ $n != n1 ] && seed=(--seed "${ADDR[$c-n1]}")
-    if [ "$c" = on ]; then
-      local mp; mp=$(tcp_port); METRICS_PORTS+=("$mp"); extra=(--metrics "127.0.0.1:$mp")
-    fi
-    RUST_LOG=warn $R serve --name "$c-$n" --listen "${ADDR[$c-$n]}" --data "$DIR/$c-$n" --certs "$DIR/certs" \
-      --on-signal stop "${seed[@]}" "${extra[@]}" >>"$DIR/$c-$n.log" 2>&1 &
-    PIDS+=($!); PID[$c-$n]=$!
-    disown $!
-  done
-}
-cluster off
-cluster on
+start_nodes off-n1 off-n2 off-n3 --
+# The `on` cluster's nodes each serve metrics on their own port; the first is the seed.
+for n in n1 n2 n3; do
+  mp=$(tcp_port); METRICS_PORTS+=("$mp")
+  extra=(); [ $n != n1 ] && extra=(--seed "${ADDR[on-n1]}")
+  start_nodes "on-$n" -- --metrics "127.0.0.1:$mp" "${extra[@]}"
+done
 at() { local c=$1; shift; $R --node "${ADDR[$c-n1]}" --certs "$DIR/certs" "$@"; }
-three_up() { [ "$(at "$1" -o json members | python3 -c 'import json,sys; print(sum(m["state"]=="alive" and m["status"]=="up" for m in json.load(sys.stdin)))')" = 3 ]; }
-until_true 60 three_up off
-until_true 60 three_up on
+until_true 60 all_up "${ADDR[off-n1]}" 3
+until_true 60 all_up "${ADDR[on-n1]}" 3
 # The scraper: every node of the `on` cluster, every second.
 python3 - "${METRICS_PORTS[@]}" <<'EOF' &
 import sys, time, urllib.request
@@ -85,10 +56,10 @@ for c in off on; do at $c bench --duration 2s --concurrency "$CONC" --keys $KEYS
 run() {
   local c=$1 ratio=$2 pids=("${PID[$1-n1]}" "${PID[$1-n2]}" "${PID[$1-n3]}")
   local before after
-  before=$(cpu_us "${pids[@]}" | awk '{s+=$1} END {print s}')
+  before=$(cpu_sum "${pids[@]}")
   at "$c" -o json bench --duration "${SECS}s" --concurrency "$CONC" --keys $KEYS --value-size 100 \
     --read-ratio "$ratio" >"$DIR/bench.json"
-  after=$(cpu_us "${pids[@]}" | awk '{s+=$1} END {print s}')
+  after=$(cpu_sum "${pids[@]}")
   python3 -c "import json; d=json.load(open('$DIR/bench.json')); print(d['ops'], $after - $before, d['errors'])"
 }
 for round in $(seq "$ROUNDS"); do
@@ -97,7 +68,16 @@ for round in $(seq "$ROUNDS"); do
     # Odd rounds run the cluster without metrics first, even rounds the other.
     order=(off on); [ $((round % 2)) = 0 ] && order=(on off)
     for c in "${order[@]}"; do
+      perfs=()
+      if [ -n "${PROFILE:-}" ] && [ "$c" = on ] && [ "$round" = 1 ]; then
+        for n in n1 n2; do
+          perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -o "$DIR/$n-$op.data" -p "${PID[on-$n]}" \
+            -- sleep "$SECS" >/dev/null 2>&1 &
+          perfs+=($!); PIDS+=($!)
+        done
+      fi
       echo "$op $c $(run $c $ratio)" >>"$DIR/rows"
+      for p in "${perfs[@]}"; do wait "$p" || true; done
     done
   done
 done
@@ -125,3 +105,30 @@ for op in ("SET", "GET"):
     print(f"{op}: with --metrics / without, per round: {' '.join(f'{r:.2f}' for r in paired)}; "
           f"median {statistics.median(paired):.3f} ({100 * (statistics.median(paired) - 1):+.1f}% CPU per op)")
 EOF
+if [ -n "${PROFILE:-}" ]; then
+  echo
+  echo "Share of the node's CPU samples (inclusive) in metrics code, first round with --metrics:"
+  echo "recording = ShellMetrics (requests, calls) and the metrics crates' handles; scrape = the HTTP"
+  echo "handler, rendering, and the core's answers to its status questions. Nested frames of both may be"
+  echo "counted twice, so the figures are upper bounds."
+  for f in "$DIR"/n*-*.data; do
+    perf report -i "$f" --children --sort symbol --stdio -g none 2>/dev/null | python3 -c '
+import re, sys
+name = sys.argv[1]
+rec = scrape = 0.0
+for line in sys.stdin:
+    m = re.match(r"\s+([0-9.]+)%\s+[0-9.]+%\s+\[.\]\s+(.*\S)", line)
+    if not m:
+        continue
+    pct, sym = float(m.group(1)), re.split(r"\s{2,}", m.group(2))[0]
+    # Outermost frames only, so nested ones are not counted twice.
+    if re.match(r"ringkv::metrics::shell::ShellMetrics::(answered|call_done|started|member_event)", sym) \
+            or re.match(r"<metrics_util::registry::recency::Generational<T> as metrics::handles::(Counter|Histogram)Fn>", sym):
+        rec += pct
+    elif re.match(r"ringkv::metrics::http::serve::\{\{closure\}\}::\{\{closure\}\}$", sym) \
+            or re.match(r"ringkv::core::antientropy::AntiEntropy::status|ringkv::core::hints::Hints::range_status", sym):
+        scrape += pct
+print(f"  {name}: recording {rec:.2f} %, scrape {scrape:.2f} %, together {rec + scrape:.2f} %")
+' "$(basename "$f" .data)"
+  done
+fi

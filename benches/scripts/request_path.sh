@@ -22,26 +22,8 @@ CONC=${2:-50}
 VALUE=${3:-100}
 KEYS=10000
 DURABILITY=${DURABILITY:-sync}
-if [ -z "${RINGCTL:-}" ]; then
-  cargo build --release -q -p ringctl
-  RINGCTL=$PWD/target/release/ringctl
-fi
-R=$RINGCTL
-DIR=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 1
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$DIR"/*.log "$KEEP"/ 2>/dev/null || true; fi
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_init
 tcp_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-TICK=$(getconf CLK_TCK)
-# cpu_us PID...: utime + stime of the processes, in microseconds, one per line.
-cpu_us() { for p in "$@"; do awk -v t="$TICK" '{sub(/.*\) /, ""); print ($12 + $13) * 1000000 / t}' "/proc/$p/stat"; done; }
 # measure LABEL OPS_FILE PID... -- CMD...: run CMD, then print one row of CPU per op. The op
 # count is read from OPS_FILE (written by CMD's caller); rows go to $DIR/rows.
 measure() {
@@ -75,21 +57,9 @@ echo "ringkv: ${SECS}s runs, $CONC clients, $KEYS keys, $VALUE B values, durabil
 # --- ringkv -----------------------------------------------------------------------------
 NODES=(n1 n2 n3)
 declare -A ADDR PID
-$R certs init --dir "$DIR/certs" >/dev/null
-for n in "${NODES[@]}"; do
-  $R certs issue --dir "$DIR/certs" --name $n --ip 127.0.0.1 >/dev/null
-  ADDR[$n]=127.0.0.1:$(port)
-done
-for n in "${NODES[@]}"; do
-  seed=(); [ $n != n1 ] && seed=(--seed "${ADDR[n1]}")
-  RUST_LOG=${NODE_LOG:-warn} $R serve --name $n --listen "${ADDR[$n]}" --data "$DIR/$n" --certs "$DIR/certs" \
-    --durability "$DURABILITY" --on-signal stop "${seed[@]}" >>"$DIR/$n.log" 2>&1 &
-  PIDS+=($!); PID[$n]=$!
-  disown $!  # stopped on purpose at the end: no job-control notice
-done
+start_nodes "${NODES[@]}" -- --durability "$DURABILITY"
 at() { $R --node "${ADDR[n1]}" --certs "$DIR/certs" "$@"; }
-three_up() { [ "$(at -o json members | python3 -c 'import json,sys; print(sum(m["state"]=="alive" and m["status"]=="up" for m in json.load(sys.stdin)))')" = 3 ]; }
-until_true 30 three_up
+until_true 30 all_up "${ADDR[n1]}" 3
 NODE_PIDS=("${PID[n1]}" "${PID[n2]}" "${PID[n3]}")
 # bench LABEL PREFIX READ_RATIO: one closed-loop run through n1, with the nodes' CPU.
 bench() {

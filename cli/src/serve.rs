@@ -119,6 +119,16 @@ pub struct ServeArgs {
     /// also the largest `SCAN COUNT`.
     #[arg(long, requires = "redis", value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub redis_max_keys: u32,
+    /// QUIC connections the node accepts at once; further ones are refused.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// QUIC connections the node accepts at once from one IP address.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_address: u32,
+    /// Gossip datagrams per second the node reads from one connection; beyond, they are
+    /// dropped.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_datagrams_per_sec: u32,
     /// Accept fault-injection requests (`ringctl chaos` partitions, clock shifts, slow
     /// syncs). FOR TEST CLUSTERS ONLY: any holder of a client certificate could then cut this
     /// node off from its peers.
@@ -210,16 +220,20 @@ pub async fn run(g: &Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         .data_dir(&a.data)
         .tls(tls.clone())
         .config(config);
+    let mut transport = TransportConfig {
+        max_connections: a.max_connections as usize,
+        max_connections_per_address: a.max_connections_per_address as usize,
+        max_datagrams_per_sec: a.max_datagrams_per_sec,
+        ..TransportConfig::default()
+    };
     if !a.protocol_versions.is_empty() {
         tracing::warn!(
             versions = ?a.protocol_versions,
             "speaking only the given protocol versions (a test setting)"
         );
-        builder = builder.transport(TransportConfig {
-            protocol_versions: a.protocol_versions.clone(),
-            ..TransportConfig::default()
-        });
+        transport.protocol_versions = a.protocol_versions.clone();
     }
+    builder = builder.transport(transport);
     builder = builder.fault_injection(a.fault_injection);
     if let Some(addr) = a.redis {
         let mut redis = if a.redis_plaintext {

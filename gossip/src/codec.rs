@@ -1,9 +1,11 @@
-//! The wire codec: foca's postcard codec, plus a check of every identity a peer sends.
+//! The wire codec: foca's postcard codec, plus a check of every identity a peer sends and
+//! the sender's membership digest after each header.
 
 use bytes::{Buf, BufMut};
 use foca::{Codec, Header, Member, Message, PostcardCodec};
 
 use crate::identity::{IdentityError, NodeId};
+use crate::sync::{SharedDigest, DIGEST_LEN};
 
 /// Why a datagram's identities could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -14,12 +16,28 @@ pub enum WireError {
     /// An identity in the datagram breaks the identity rules.
     #[error("peer sent an invalid identity: {0}")]
     Identity(#[from] IdentityError),
+    /// The header ends before the sender's membership digest.
+    #[error("gossip header lacks the membership digest")]
+    MissingDigest,
+    /// A membership sync datagram where only a foca datagram can be.
+    #[error("a membership sync datagram is not a foca datagram")]
+    NotGossip,
 }
 
 /// [`PostcardCodec`] that rejects oversized or unprintable identities coming from peers, so
 /// that nothing a peer sends can grow our membership table's entries past the identity limits.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct WireCodec;
+/// Each header is followed by the sender's 8-byte membership digest.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WireCodec {
+    digest: SharedDigest,
+}
+
+impl WireCodec {
+    /// A codec that stamps and observes digests through `digest`.
+    pub(crate) fn new(digest: SharedDigest) -> Self {
+        Self { digest }
+    }
+}
 
 impl Codec<NodeId> for WireCodec {
     type Error = WireError;
@@ -29,11 +47,15 @@ impl Codec<NodeId> for WireCodec {
         header: &Header<NodeId>,
         buf: impl BufMut,
     ) -> Result<(), WireError> {
-        Ok(PostcardCodec.encode_header(header, buf)?)
+        let mut buf = buf;
+        PostcardCodec.encode_header(header, &mut buf)?;
+        buf.put_u64(self.digest.own());
+        Ok(())
     }
 
     fn decode_header(&mut self, buf: impl Buf) -> Result<Header<NodeId>, WireError> {
-        let header: Header<NodeId> = PostcardCodec.decode_header(buf)?;
+        let mut buf = buf;
+        let header: Header<NodeId> = PostcardCodec.decode_header(&mut buf)?;
         header.src.validate()?;
         // The destination may be the placeholder we announce to seeds with.
         header.dst.check_bounds()?;
@@ -50,6 +72,10 @@ impl Codec<NodeId> for WireCodec {
             | Message::Broadcast
             | Message::TurnUndead => {}
         }
+        if buf.remaining() < DIGEST_LEN {
+            return Err(WireError::MissingDigest);
+        }
+        self.digest.observe(&header.src, buf.get_u64());
         Ok(header)
     }
 
@@ -80,7 +106,9 @@ mod tests {
 
     fn encode(header: &Header<NodeId>) -> Vec<u8> {
         let mut buf = Vec::new();
-        WireCodec.encode_header(header, &mut buf).unwrap();
+        WireCodec::default()
+            .encode_header(header, &mut buf)
+            .unwrap();
         buf
     }
 
@@ -93,7 +121,10 @@ mod tests {
             message: Message::Announce,
         };
         let bytes = encode(&header);
-        assert_eq!(WireCodec.decode_header(&bytes[..]).unwrap(), header);
+        assert_eq!(
+            WireCodec::default().decode_header(&bytes[..]).unwrap(),
+            header
+        );
     }
 
     #[test]
@@ -106,7 +137,7 @@ mod tests {
         };
         let bytes = encode(&header);
         assert!(matches!(
-            WireCodec.decode_header(&bytes[..]),
+            WireCodec::default().decode_header(&bytes[..]),
             Err(WireError::Identity(IdentityError::NameTooLong { .. }))
         ));
     }
@@ -122,12 +153,14 @@ mod tests {
                 probe_number: 1,
             },
         };
-        assert!(WireCodec.decode_header(&encode(&header)[..]).is_err());
+        assert!(WireCodec::default()
+            .decode_header(&encode(&header)[..])
+            .is_err());
 
         let mut buf = Vec::new();
-        WireCodec
+        WireCodec::default()
             .encode_member(&Member::alive(id("bad name")), &mut buf)
             .unwrap();
-        assert!(WireCodec.decode_member(&buf[..]).is_err());
+        assert!(WireCodec::default().decode_member(&buf[..]).is_err());
     }
 }

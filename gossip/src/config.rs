@@ -7,17 +7,24 @@ use std::time::Duration;
 /// 160 bytes each at their largest, and foca needs room past it.
 pub const MIN_PACKET_SIZE: usize = 576;
 
-/// Largest accepted `max_packet_size`: the largest UDP payload.
-pub const MAX_PACKET_SIZE: usize = 65_507;
+/// Largest accepted `max_packet_size`: the largest UDP payload, less the membership digest
+/// each datagram carries beyond it.
+pub const MAX_PACKET_SIZE: usize = 65_507 - crate::sync::DIGEST_LEN;
 
 /// Most members asked for help in an indirect probe, and most peers gossiped to at once.
 pub const MAX_FANOUT: usize = 16;
+
+/// Largest accepted `sync_max_bytes`.
+pub const MAX_SYNC_BYTES: usize = 65_536;
 
 /// Tunables of the membership protocol. [`GossipConfig::lan`] (also the `Default`) suits a
 /// LAN or loopback cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GossipConfig {
-    /// Largest datagram produced or accepted, in bytes (default 1024: fits a QUIC datagram).
+    /// Largest datagram produced or accepted, in bytes, not counting the 8-byte membership
+    /// digest after each header (default 1024; with the digest, 1032 fits a QUIC datagram).
+    /// A datagram to or from a node of the previous protocol version, which has no digest,
+    /// is held to this bound exactly, as that node holds it.
     pub max_packet_size: usize,
     /// How often each node probes one member (default 500 ms).
     pub probe_period: Duration,
@@ -41,10 +48,22 @@ pub struct GossipConfig {
     /// How often a connected node announces to members it considers down, to heal
     /// partitions (default 5 s).
     pub down_announce_interval: Duration,
-    /// How many times each node passes on each membership update or status record it learns
+    /// Fewest times each node passes on each membership update or status record it learns
     /// (default 8: in clusters of up to about 16 nodes an update then reaches every node
     /// with high probability; probing repairs the rare miss).
     pub max_transmissions: u8,
+    /// Larger clusters pass each update on `retransmit_mult × ⌈log10(n + 1)⌉` times for `n`
+    /// live nodes, when that exceeds `max_transmissions` (default 4, as memberlist: 8 up to
+    /// 99 nodes, 12 up to 999, 16 up to 9,999).
+    pub retransmit_mult: u8,
+    /// How often a node may start a membership sync with a peer whose digest differs from
+    /// ours (default 1 s); also the period of the sync timer.
+    pub sync_interval: Duration,
+    /// How often a node syncs its member list with one random member even if no digest
+    /// differed (default 10 s).
+    pub push_pull_interval: Duration,
+    /// Most bytes one sync reply or push carries, over one or more datagrams (default 4096).
+    pub sync_max_bytes: usize,
     /// Most distinct node names whose status is remembered (default 1024).
     pub max_members: usize,
 }
@@ -74,7 +93,13 @@ pub enum ConfigError {
         /// Its value.
         value: usize,
     },
-    /// `max_transmissions` or `max_members` is zero.
+    /// `sync_max_bytes` is outside `max_packet_size..=`[`MAX_SYNC_BYTES`].
+    #[error("sync_max_bytes {0} is outside max_packet_size..={MAX_SYNC_BYTES}")]
+    SyncBytes(usize),
+    /// `push_pull_interval` is shorter than `sync_interval`.
+    #[error("push_pull_interval must be at least sync_interval")]
+    PushPullTooOften,
+    /// `max_transmissions`, `retransmit_mult` or `max_members` is zero.
     #[error("{0} must be at least 1")]
     ZeroCount(&'static str),
 }
@@ -98,6 +123,10 @@ impl GossipConfig {
             peer_announce_interval: Duration::from_secs(5),
             down_announce_interval: Duration::from_secs(5),
             max_transmissions: 8,
+            retransmit_mult: 4,
+            sync_interval: Duration::from_secs(1),
+            push_pull_interval: Duration::from_secs(10),
+            sync_max_bytes: 4096,
             max_members: 1024,
         }
     }
@@ -116,6 +145,8 @@ impl GossipConfig {
             ("gossip_interval", self.gossip_interval),
             ("peer_announce_interval", self.peer_announce_interval),
             ("down_announce_interval", self.down_announce_interval),
+            ("sync_interval", self.sync_interval),
+            ("push_pull_interval", self.push_pull_interval),
         ];
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::ZeroDuration(name));
@@ -137,10 +168,34 @@ impl GossipConfig {
         if self.max_transmissions == 0 {
             return Err(ConfigError::ZeroCount("max_transmissions"));
         }
+        if self.retransmit_mult == 0 {
+            return Err(ConfigError::ZeroCount("retransmit_mult"));
+        }
         if self.max_members == 0 {
             return Err(ConfigError::ZeroCount("max_members"));
         }
+        if !(self.max_packet_size..=MAX_SYNC_BYTES).contains(&self.sync_max_bytes) {
+            return Err(ConfigError::SyncBytes(self.sync_max_bytes));
+        }
+        if self.push_pull_interval < self.sync_interval {
+            return Err(ConfigError::PushPullTooOften);
+        }
         Ok(())
+    }
+
+    /// How many times an update is passed on in a cluster of `live` nodes (ourselves
+    /// included): `retransmit_mult × ⌈log10(live + 1)⌉`, at least `max_transmissions`.
+    pub fn transmissions_for(&self, live: usize) -> u8 {
+        let mut digits = 0u32;
+        let mut reach = 1usize;
+        while reach < live.saturating_add(1) {
+            reach = reach.saturating_mul(10);
+            digits += 1;
+        }
+        let scaled = u32::from(self.retransmit_mult).saturating_mul(digits);
+        u8::try_from(scaled)
+            .unwrap_or(u8::MAX)
+            .max(self.max_transmissions)
     }
 
     /// foca's configuration: `Config::new_lan` with our timings, retransmissions and
@@ -158,7 +213,10 @@ impl GossipConfig {
         config.num_indirect_probes = nonzero("num_indirect_probes", self.num_indirect_probes)?;
         config.suspect_to_down_after = self.suspect_to_down_after;
         config.remove_down_after = Some(self.remove_down_after);
-        config.max_packet_size = NonZeroUsize::new(self.max_packet_size)
+        // foca's bound includes the digest the codec adds after each header, so the room for
+        // updates is what it was before digests, and a datagram stripped of its digest for a
+        // node of the previous version fits that node's bound.
+        config.max_packet_size = NonZeroUsize::new(self.max_packet_size + crate::sync::DIGEST_LEN)
             .ok_or(ConfigError::PacketSize(self.max_packet_size))?;
         config.notify_down_members = true;
         config.periodic_announce = Some(foca::PeriodicParams {
@@ -194,7 +252,8 @@ mod tests {
         let foca = lan.to_foca().unwrap();
         assert_eq!(foca.probe_period, lan.probe_period);
         assert_eq!(foca.suspect_to_down_after, lan.suspect_to_down_after);
-        assert_eq!(foca.max_packet_size.get(), 1024);
+        // foca's bound counts the membership digest after the header; ours does not.
+        assert_eq!(foca.max_packet_size.get(), 1024 + 8);
         assert!(foca.notify_down_members);
         assert!(foca.periodic_announce_to_down_members.is_some());
     }
@@ -226,5 +285,29 @@ mod tests {
         let mut c = GossipConfig::lan();
         c.max_members = 0;
         assert_eq!(c.validate(), Err(ConfigError::ZeroCount("max_members")));
+
+        let mut c = GossipConfig::lan();
+        c.sync_max_bytes = 100;
+        assert_eq!(c.validate(), Err(ConfigError::SyncBytes(100)));
+
+        let mut c = GossipConfig::lan();
+        c.push_pull_interval = Duration::from_millis(10);
+        assert_eq!(c.validate(), Err(ConfigError::PushPullTooOften));
+    }
+
+    #[test]
+    fn transmissions_grow_with_the_log_of_the_cluster() {
+        let lan = GossipConfig::lan();
+        assert_eq!(lan.transmissions_for(1), 8);
+        assert_eq!(lan.transmissions_for(16), 8);
+        assert_eq!(lan.transmissions_for(99), 8);
+        assert_eq!(lan.transmissions_for(100), 12);
+        assert_eq!(lan.transmissions_for(999), 12);
+        assert_eq!(lan.transmissions_for(1000), 16);
+        assert_eq!(lan.transmissions_for(5000), 16);
+        assert_eq!(lan.transmissions_for(usize::MAX), 80);
+        let mut big = lan.clone();
+        big.retransmit_mult = 200;
+        assert_eq!(big.transmissions_for(1000), u8::MAX);
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::config::ConfigError;
 use crate::identity::IdentityError;
+use crate::sync::SyncError;
 
 /// Why a [`crate::Membership`] could not be built or rejected a datagram.
 ///
@@ -38,6 +39,9 @@ pub enum GossipError {
     /// this node under another address, or a forged packet).
     #[error("gossip datagram claims to come from this very node")]
     FromOurselves,
+    /// A membership sync datagram is malformed or comes from a stranger.
+    #[error("rejected membership sync datagram: {0}")]
+    Sync(#[from] SyncError),
     /// foca refused the datagram or failed to react to it.
     #[error("gossip protocol error: {0}")]
     Protocol(#[source] foca::Error),

@@ -6,6 +6,12 @@
 //! reads no clock, opens no socket and draws randomness only from the seed it is given, so
 //! the same inputs always give the same outputs.
 //!
+//! Dissemination scales with the cluster: updates are passed on `retransmit_mult ×
+//! ⌈log10(n + 1)⌉` times, every header carries a digest of the sender's live member set, and
+//! a node whose digest differs from a peer's pulls and pushes the members of the differing
+//! digest buckets (a bounded push-pull, also run with a random member every
+//! `push_pull_interval`).
+//!
 //! Besides liveness, each node's [`NodeStatus`] (joining, up, leaving) travels as a versioned
 //! foca custom broadcast; a member that never announced one is `Up`.
 //!
@@ -48,11 +54,16 @@ mod identity;
 mod membership;
 mod output;
 mod status;
+mod sync;
+pub mod wire;
 
 pub use codec::WireError;
-pub use config::{ConfigError, GossipConfig, MAX_FANOUT, MAX_PACKET_SIZE, MIN_PACKET_SIZE};
+pub use config::{
+    ConfigError, GossipConfig, MAX_FANOUT, MAX_PACKET_SIZE, MAX_SYNC_BYTES, MIN_PACKET_SIZE,
+};
 pub use error::GossipError;
 pub use identity::{IdentityError, NodeId, MAX_NAME_LEN, MAX_ZONE_LEN};
 pub use membership::{Membership, MAX_SEEDS};
 pub use output::{GossipOutput, GossipTimer, MemberEvent, MemberInfo, MemberState};
 pub use status::{NodeStatus, StatusError};
+pub use sync::{SyncError, NO_DIGEST};

@@ -1,10 +1,12 @@
 //! The membership state machine: the one owner of the `Foca` value.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU8;
+use std::time::Duration;
 
-use foca::{AccumulatingRuntime, Foca, OwnedNotification};
+use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification};
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 
 use crate::codec::WireCodec;
 use crate::config::GossipConfig;
@@ -12,6 +14,7 @@ use crate::error::GossipError;
 use crate::identity::NodeId;
 use crate::output::{GossipOutput, GossipTimer, MemberEvent, MemberInfo, TimerKind};
 use crate::status::{NodeStatus, StatusBoard, StatusUpdate};
+use crate::sync::{SharedDigest, SyncKind, SyncMessage, ViewDigest, SYNC_TAG};
 
 /// Most seed addresses accepted.
 pub const MAX_SEEDS: usize = 64;
@@ -22,6 +25,13 @@ const DOWN_ANNOUNCES_PER_ROUND: usize = 3;
 /// Reacting to foca's notifications may call foca again (to send our status to a new member),
 /// which only queues datagrams; two rounds drain everything, more is a safety margin.
 const MAX_DRAIN_ROUNDS: usize = 4;
+
+/// Most sync requests answered per sync interval: a node many peers disagree with (a seed
+/// during a join storm) spends a bounded share of its sends on them.
+const SYNC_REPLIES_PER_ROUND: u32 = 4;
+
+/// Mixed into the seed of our own generator, so it differs from foca's.
+const SYNC_RNG_SALT: u64 = 0x5359_4e43_5245_504c;
 
 type Swim = Foca<NodeId, WireCodec, SmallRng, StatusBoard>;
 
@@ -40,6 +50,30 @@ pub struct Membership {
     left: bool,
     /// Outputs produced while handling a datagram that was then rejected.
     carried: Vec<GossipOutput>,
+    /// Digest of our live member set, kept current from foca's notifications.
+    digest: ViewDigest,
+    /// The codec's view of the digest: stamped on our headers, compared with peers'.
+    shared: SharedDigest,
+    sync: SyncState,
+    /// Picks push-pull partners; seeded, so runs repeat.
+    rng: SmallRng,
+    /// foca's configuration with the transmission count in force.
+    foca_config: foca::Config,
+}
+
+/// Membership sync (push-pull) bookkeeping, reset every sync interval.
+#[derive(Debug, Default)]
+struct SyncState {
+    /// Whether we may still start a sync this interval.
+    credit: bool,
+    /// Requests we may still answer this interval.
+    replies_left: u32,
+    /// The peer whose reply we await.
+    awaiting: Option<SocketAddr>,
+    /// A peer seen with a differing digest while we had no credit left.
+    pending: Option<NodeId>,
+    /// Time since the last unconditional push-pull.
+    since_push_pull: Duration,
 }
 
 /// The re-announce timer chain that runs while we have no live peer.
@@ -77,11 +111,14 @@ impl Membership {
             }
         }
         let board = StatusBoard::new(&me, 0, config.max_members);
+        let digest = ViewDigest::new(&me);
+        let shared = SharedDigest::default();
+        shared.set_own(digest.total());
         let foca = Foca::with_custom_broadcast(
             me,
-            foca_config,
+            foca_config.clone(),
             SmallRng::seed_from_u64(rng_seed),
-            WireCodec,
+            WireCodec::new(shared.clone()),
             board.clone(),
         );
         Ok(Self {
@@ -95,13 +132,23 @@ impl Membership {
             announce: AnnounceState::default(),
             left: false,
             carried: Vec::new(),
+            digest,
+            shared,
+            sync: SyncState {
+                credit: true,
+                replies_left: SYNC_REPLIES_PER_ROUND,
+                ..SyncState::default()
+            },
+            rng: SmallRng::seed_from_u64(rng_seed ^ SYNC_RNG_SALT),
+            foca_config,
         })
     }
 
-    /// Announces to every seed and arms the re-announce timer. A node without seeds waits to
-    /// be announced to.
+    /// Announces to every seed and arms the re-announce and membership sync timers. A node
+    /// without seeds waits to be announced to.
     pub fn start(&mut self) -> Vec<GossipOutput> {
         let mut out = std::mem::take(&mut self.carried);
+        self.arm_sync(&mut out);
         for seed in self.seeds.clone() {
             if let Err(error) = self.foca.announce(NodeId::seed(seed), &mut self.runtime) {
                 tracing::warn!(%seed, %error, "cannot announce to seed");
@@ -121,9 +168,13 @@ impl Membership {
     /// by garbage); the outputs that part produced are returned by the next call, or at once
     /// by [`Self::take_pending_outputs`].
     pub fn handle_datagram(&mut self, data: &[u8]) -> Result<Vec<GossipOutput>, GossipError> {
+        if data.first() == Some(&SYNC_TAG) {
+            return self.handle_sync(data);
+        }
         let result = self.foca.handle_data(data, &mut self.runtime);
         let mut out = std::mem::take(&mut self.carried);
         self.drain_into(&mut out);
+        self.sync_if_differing(&mut out);
         match result {
             Ok(()) => Ok(out),
             Err(error) => {
@@ -160,6 +211,7 @@ impl Membership {
                 }
             }
             TimerKind::Announce { token } => self.announce_round(token, &mut out),
+            TimerKind::Sync => self.sync_round(&mut out),
         }
         self.drain_into(&mut out);
         out
@@ -229,6 +281,12 @@ impl Membership {
         members
             .sort_by(|a, b| (a.id.name.as_str(), a.id.addr).cmp(&(b.id.name.as_str(), b.id.addr)));
         members
+    }
+
+    /// Digest of our live member set (alive or suspect members and ourselves): equal on two
+    /// nodes that see the same live members under the same identities.
+    pub fn view_digest(&self) -> u64 {
+        self.digest.total()
     }
 
     /// Whether a member named `name` is live (alive or merely suspect).
@@ -370,6 +428,7 @@ impl Membership {
             while let Some((to, data)) = self.runtime.to_send() {
                 out.push(GossipOutput::Send { to: to.addr, data });
             }
+            self.follow_cluster_size();
             while let Some((after, timer)) = self.runtime.to_schedule() {
                 out.push(GossipOutput::Schedule {
                     after,
@@ -383,6 +442,193 @@ impl Membership {
         for (id, status) in self.board.take_changes() {
             out.push(GossipOutput::Event(MemberEvent::StatusChanged(id, status)));
         }
+        self.digest.set_me(self.foca.identity());
+        self.shared.set_own(self.digest.total());
+    }
+
+    /// Passes updates on `retransmit_mult × ⌈log10(n + 1)⌉` times for `n` live nodes, so
+    /// news still reaches every node of a large cluster.
+    fn follow_cluster_size(&mut self) {
+        let want = self
+            .config
+            .transmissions_for(self.foca.num_members().saturating_add(1));
+        if want == self.foca_config.max_transmissions.get() {
+            return;
+        }
+        let Some(want) = NonZeroU8::new(want) else {
+            return;
+        };
+        let mut config = self.foca_config.clone();
+        config.max_transmissions = want;
+        match self.foca.set_config(config.clone()) {
+            Ok(()) => self.foca_config = config,
+            Err(error) => tracing::warn!(%error, "cannot change the transmission count"),
+        }
+    }
+
+    fn arm_sync(&mut self, out: &mut Vec<GossipOutput>) {
+        out.push(GossipOutput::Schedule {
+            after: self.config.sync_interval,
+            timer: GossipTimer(TimerKind::Sync),
+        });
+    }
+
+    /// One sync interval went by: renew the budgets, then sync with a peer whose digest
+    /// differed, or with a random member when a push-pull is due.
+    fn sync_round(&mut self, out: &mut Vec<GossipOutput>) {
+        if self.left {
+            return;
+        }
+        self.sync.credit = true;
+        self.sync.replies_left = SYNC_REPLIES_PER_ROUND;
+        self.sync.awaiting = None;
+        self.sync.since_push_pull = self
+            .sync
+            .since_push_pull
+            .saturating_add(self.config.sync_interval);
+        let partner = if self.sync.since_push_pull >= self.config.push_pull_interval {
+            self.sync.since_push_pull = Duration::ZERO;
+            self.random_live_member()
+        } else {
+            self.sync.pending.take().filter(|p| self.digest.holds(p))
+        };
+        if let Some(partner) = partner {
+            self.request_sync(&partner, out);
+        }
+        self.arm_sync(out);
+    }
+
+    fn random_live_member(&mut self) -> Option<NodeId> {
+        let live = self.foca.num_members();
+        if live == 0 {
+            return None;
+        }
+        let pick = self.rng.random_range(0..live);
+        self.foca.iter_members().nth(pick).map(|m| m.id().clone())
+    }
+
+    /// A header carried a digest other than ours: sync with its sender, at most once per
+    /// interval (later ones wait for the next round).
+    fn sync_if_differing(&mut self, out: &mut Vec<GossipOutput>) {
+        let Some(peer) = self.shared.take_differing() else {
+            return;
+        };
+        if self.left || !self.digest.holds(&peer) {
+            return;
+        }
+        if self.sync.credit {
+            self.request_sync(&peer, out);
+        } else if self.sync.pending.is_none() {
+            self.sync.pending = Some(peer);
+        }
+    }
+
+    fn request_sync(&mut self, peer: &NodeId, out: &mut Vec<GossipOutput>) {
+        self.sync.credit = false;
+        self.sync.awaiting = Some(peer.addr);
+        self.send_sync(SyncKind::Request, peer.addr, self.digest.wire(), &[], out);
+    }
+
+    /// Sends `kind` with `buckets` and as many `members` as the byte bounds allow.
+    fn send_sync(
+        &mut self,
+        kind: SyncKind,
+        to: SocketAddr,
+        buckets: Vec<u32>,
+        members: &[Member<NodeId>],
+        out: &mut Vec<GossipOutput>,
+    ) {
+        let datagrams = SyncMessage::encode(
+            kind,
+            self.foca.identity(),
+            buckets,
+            members,
+            self.config.max_packet_size,
+            self.config.sync_max_bytes,
+        );
+        for data in datagrams {
+            out.push(GossipOutput::Send {
+                to,
+                data: data.into(),
+            });
+        }
+    }
+
+    /// Our live members whose digest bucket is flagged, from a random starting point so
+    /// that successive syncs cover what one reply's byte bound leaves out.
+    fn members_in(&mut self, flagged: &[bool; crate::sync::BUCKETS]) -> Vec<Member<NodeId>> {
+        let mut members: Vec<Member<NodeId>> = self
+            .foca
+            .iter_members()
+            .filter(|m| self.digest.in_buckets(&m.id().addr, flagged))
+            .cloned()
+            .collect();
+        if !members.is_empty() {
+            let start = self.rng.random_range(0..members.len());
+            members.rotate_left(start);
+        }
+        members
+    }
+
+    /// A membership sync datagram: answer a request, apply a reply and push back what the
+    /// peer still lacks, or apply a push.
+    fn handle_sync(&mut self, data: &[u8]) -> Result<Vec<GossipOutput>, GossipError> {
+        if data.len() > self.config.max_packet_size {
+            return Err(GossipError::DatagramTooBig {
+                len: data.len(),
+                max: self.config.max_packet_size,
+            });
+        }
+        let message = SyncMessage::decode(data)?;
+        let mut out = std::mem::take(&mut self.carried);
+        if self.left || !self.digest.holds(&message.from) {
+            // A stranger's sync, or one that overtook the datagram that made its sender a
+            // member: nothing to trust it with; the next round repeats it.
+            tracing::debug!(from = %message.from.addr, "ignoring a sync from a non-member");
+            return Ok(out);
+        }
+        let from = message.from.addr;
+        match message.kind {
+            SyncKind::Request => {
+                if self.sync.replies_left > 0 {
+                    self.sync.replies_left -= 1;
+                    let flagged = self.digest.differing(&message.buckets);
+                    if flagged.contains(&true) {
+                        let members = self.members_in(&flagged);
+                        let wire = self.digest.wire();
+                        self.send_sync(SyncKind::Reply, from, wire, &members, &mut out);
+                    }
+                }
+            }
+            SyncKind::Reply => {
+                self.apply_members(message.members, &mut out);
+                if self.sync.awaiting == Some(from) {
+                    self.sync.awaiting = None;
+                    let flagged = self.digest.differing(&message.buckets);
+                    if flagged.contains(&true) {
+                        let members = self.members_in(&flagged);
+                        self.send_sync(SyncKind::Push, from, Vec::new(), &members, &mut out);
+                    }
+                }
+            }
+            SyncKind::Push => self.apply_members(message.members, &mut out),
+        }
+        self.drain_into(&mut out);
+        Ok(out)
+    }
+
+    /// Feeds a peer's members to foca as if gossiped, passing on what is news.
+    fn apply_members(&mut self, members: Vec<Member<NodeId>>, out: &mut Vec<GossipOutput>) {
+        if members.is_empty() {
+            return;
+        }
+        if let Err(error) = self
+            .foca
+            .apply_many(members.into_iter(), true, &mut self.runtime)
+        {
+            tracing::debug!(%error, "cannot apply synced members");
+        }
+        self.drain_into(out);
     }
 
     fn on_notification(
@@ -394,15 +640,22 @@ impl Membership {
         let emit = |out: &mut Vec<GossipOutput>, event| out.push(GossipOutput::Event(event));
         match notification {
             OwnedNotification::MemberUp(id) => {
+                self.digest.set(id.addr, Some(id));
                 emit(out, MemberEvent::Up(id.clone()));
                 self.share_status_with(id);
             }
             OwnedNotification::MemberDown(id) => {
+                self.digest.set(id.addr, None);
                 if !self.is_superseded(id) {
                     emit(out, MemberEvent::Down(id.clone()));
                 }
             }
             OwnedNotification::Rename(old, new) => {
+                if self.digest.holds(old) {
+                    // Liveness carries over; a MemberUp/MemberDown follows if it changed.
+                    self.digest.set(old.addr, None);
+                    self.digest.set(new.addr, Some(new));
+                }
                 // foca follows a rename with MemberUp/MemberDown of the new identity when its
                 // liveness changed; otherwise both are live (a fast restart) or both down.
                 let next_up = matches!(next, Some(OwnedNotification::MemberUp(id)) if id == new);

@@ -40,6 +40,8 @@ pub(crate) enum TimerKind {
     Foca(foca::Timer<NodeId>),
     /// Our re-announce round while alone; stale tokens are ignored.
     Announce { token: u64 },
+    /// Our membership sync round.
+    Sync,
 }
 
 impl GossipTimer {

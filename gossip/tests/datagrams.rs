@@ -39,6 +39,8 @@ fn a_datagram_rejected_after_partly_applying_hands_over_its_outputs() {
     };
     let mut data = Vec::new();
     PostcardCodec.encode_header(&header, &mut data).unwrap();
+    // The sender's membership digest follows every header.
+    data.put_u64(0);
     data.put_u16(0);
     data.extend_from_slice(&[0, 5, 1]);
 

@@ -470,3 +470,50 @@ fn start_skips_our_own_address_among_the_seeds() {
         .collect();
     assert_eq!(targets, vec![addr_of(1)]);
 }
+
+#[test]
+fn a_node_that_missed_a_join_learns_it_through_a_digest_triggered_sync() {
+    let mut sim = Sim::new(7);
+    // News of a join is passed on once, and nobody re-announces: only the sync tells.
+    sim.config.max_transmissions = 1;
+    sim.config.retransmit_mult = 1;
+    sim.config.peer_announce_interval = 600 * SECOND;
+    sim.config.down_announce_interval = 600 * SECOND;
+    sim.config.push_pull_interval = 600 * SECOND;
+    for i in 0..2 {
+        let seeds = if i == 0 { vec![] } else { vec![addr_of(0)] };
+        let node = sim.add_node(NodeId::new(name_of(i), addr_of(i)), seeds);
+        sim.start(node);
+    }
+    assert!(sim.run_until(5 * SECOND, STEP, Sim::converged));
+    assert_eq!(
+        sim.nodes[0].membership.view_digest(),
+        sim.nodes[1].membership.view_digest()
+    );
+    // Node 2 joins through node 0 but can never talk to node 1, and node 1 misses the one
+    // gossip of the join from node 0.
+    sim.partition(1, 2);
+    sim.blocked.insert((0, 1));
+    let node = sim.add_node(NodeId::new(name_of(2), addr_of(2)), vec![addr_of(0)]);
+    sim.start(node);
+    sim.run_for(Duration::from_millis(500));
+    sim.blocked.remove(&(0, 1));
+    assert!(!sim.nodes[1].membership.is_alive(&name_of(2)));
+    let since = sim.now;
+    assert!(
+        sim.run_until(5 * SECOND, STEP, |s| s.nodes[1]
+            .membership
+            .is_alive(&name_of(2))),
+        "node 1 never learned of node 2"
+    );
+    let synced = sim.trace.iter().any(|(at, from, output)| {
+        *at >= since
+            && *from == 0
+            && matches!(output, GossipOutput::Send { to, data } if *to == addr_of(1) && data.first() == Some(&0))
+    });
+    assert!(synced, "node 0 sent node 1 no sync reply");
+    assert_eq!(
+        sim.nodes[1].membership.view_digest(),
+        sim.nodes[0].membership.view_digest()
+    );
+}

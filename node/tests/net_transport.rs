@@ -351,3 +351,121 @@ async fn a_full_inbound_queue_drops_datagrams_and_refuses_requests_as_busy() {
     })
     .await;
 }
+
+/// A version-3 frame: length, call id, kind (0 request, 1 response, 2 refused), body.
+fn mux_frame(id: u64, kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut frame = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend_from_slice(&id.to_be_bytes());
+    frame.push(kind);
+    frame.extend_from_slice(body);
+    frame
+}
+
+#[tokio::test]
+async fn a_multiplexed_stream_refuses_one_oversized_call_and_resets_on_garbage() {
+    bounded(async {
+        let cluster = Cluster::new(&["n1"]);
+        let small = TransportConfig {
+            max_frame: 1024,
+            ..TransportConfig::default()
+        };
+        let (n1, in1, a1) = bind(&cluster.node("n1"), small).await;
+        spawn_echo(in1);
+        let config = client_config(&cluster.client(), &TransportConfig::default()).unwrap();
+        let endpoint = raw_endpoint(config);
+        let conn = endpoint.connect(a1, "127.0.0.1").unwrap().await.unwrap();
+        assert_eq!(ringkv::net::tls::negotiated_version(&conn), Some(3));
+
+        // An oversized request fails alone; the call after it on the stream is answered.
+        let mut calls = b"\xffMUX".to_vec();
+        calls.extend(mux_frame(5, 0, &[7; 2000]));
+        calls.extend(mux_frame(6, 0, b"ping"));
+        let answers = raw_exchange(&conn, &calls).await.unwrap();
+        let mut expected = mux_frame(5, 2, &3u64.to_be_bytes());
+        expected.extend(mux_frame(6, 1, b"echo:ping"));
+        assert_eq!(answers, expected);
+        assert_eq!(n1.stats().streams_refused, 1);
+
+        // A frame of an unknown kind resets the stream.
+        let mut garbage = b"\xffMUX".to_vec();
+        garbage.extend(mux_frame(1, 9, b"x"));
+        assert!(matches!(
+            raw_exchange(&conn, &garbage).await,
+            Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(_)))
+        ));
+        assert_eq!(n1.stats().streams_refused, 2);
+        let client = Transport::client(&cluster.client(), TransportConfig::default()).unwrap();
+        assert_eq!(client.call(a1, b"still").await.unwrap(), b"echo:still");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn calls_carry_frames_of_the_largest_value_both_ways() {
+    bounded(async {
+        let cluster = Cluster::new(&["n1", "n2"]);
+        let (_n1, in1, a1) = bind(&cluster.node("n1"), TransportConfig::default()).await;
+        let (n2, _in2, _) = bind(&cluster.node("n2"), TransportConfig::default()).await;
+        spawn_echo(in1);
+        let big = vec![7u8; 4 * 1024 * 1024 + 1024];
+        let echoed = n2.call(a1, &big).await.unwrap();
+        assert_eq!(echoed.len(), big.len() + 5);
+        assert_eq!(n2.call(a1, b"after").await.unwrap(), b"echo:after");
+    })
+    .await;
+}
+
+/// A gossip datagram as this build's membership sends it (an announce to `seed`), with its
+/// membership digest.
+fn announce_to(seed: SocketAddr) -> Bytes {
+    use ringkv_gossip::{GossipConfig, GossipOutput, Membership, NodeId};
+    let me = NodeId::new("a", "127.0.0.1:9".parse().unwrap());
+    let mut membership = Membership::new(me, vec![seed], GossipConfig::lan(), 1).unwrap();
+    membership
+        .start()
+        .into_iter()
+        .find_map(|output| match output {
+            GossipOutput::Send { data, .. } => Some(data),
+            _ => None,
+        })
+        .expect("an announce to the seed")
+}
+
+#[tokio::test]
+async fn gossip_crosses_a_version_2_connection_without_the_membership_digest() {
+    use ringkv_gossip::wire::{with_no_digest, without_digest};
+    bounded(async {
+        let cluster = Cluster::new(&["n1", "n2"]);
+        let old = TransportConfig {
+            protocol_versions: vec![2],
+            ..TransportConfig::default()
+        };
+        let (n1, in1, a1) = bind(&cluster.node("n1"), TransportConfig::default()).await;
+        let (_n2, in2, a2) = bind(&cluster.node("n2"), old.clone()).await;
+        let mut datagrams1 = spawn_echo(in1);
+        let mut datagrams2 = spawn_echo(in2);
+        let gossip = announce_to(a2);
+        let plain = without_digest(&gossip)
+            .unwrap()
+            .expect("not a sync datagram");
+        let unknown = with_no_digest(&plain).unwrap();
+        assert_ne!(unknown, gossip);
+
+        // Sent to a version-2 node: the sync datagram is withheld, the digest stripped (and
+        // the receiver, being this build, puts the unknown digest in its place).
+        n1.send_datagram(a2, gossip.clone());
+        let (_, data) = datagrams2.recv().await.unwrap();
+        assert_eq!(data, unknown);
+        // The connection is up, so this send is decided before the call returns.
+        n1.send_datagram(a2, Bytes::from_static(&[0, 1, 2, 3]));
+        assert_eq!(n1.stats().datagrams_sent, 1);
+
+        // What a node of the previous release sends (no digest) gets the unknown digest.
+        let endpoint = raw_endpoint(client_config(&cluster.node("n2"), &old).unwrap());
+        let conn = endpoint.connect(a1, "127.0.0.1").unwrap().await.unwrap();
+        conn.send_datagram(Bytes::from(plain)).unwrap();
+        let (_, data) = datagrams1.recv().await.unwrap();
+        assert_eq!(data, unknown);
+    })
+    .await;
+}

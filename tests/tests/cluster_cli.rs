@@ -1,4 +1,4 @@
-//! `ringctl put/get/del/members` against a real cluster: exit statuses, text and JSON output.
+//! `ringctl put/get/del/members/bench` against a real cluster: exit statuses, text and JSON output.
 
 use std::process::Output;
 
@@ -142,4 +142,53 @@ fn put_get_del_round_trip_through_the_cli_in_text_and_json() {
         .collect();
     names.sort_unstable();
     assert_eq!(names, ["n1", "n2", "n3"]);
+}
+
+/// `bench --fill` writes every key once (all of them readable after), and `bench --rate` sends
+/// exactly the requests due within the run, however fast the cluster answers.
+#[test]
+fn bench_fill_writes_every_key_and_rate_sends_what_is_due() {
+    let _serial = serial();
+    let cluster = Cluster::start(3).unwrap();
+    let fill = json(
+        &cluster,
+        0,
+        &[
+            "bench",
+            "--fill",
+            "--keys",
+            "40",
+            "--duration",
+            "60s",
+            "--prefix",
+            "f:",
+        ],
+    );
+    assert_eq!(fill["ops"], 40, "{fill}");
+    assert_eq!(fill["writes"]["ok"], 40, "{fill}");
+    assert_eq!(fill["reads"]["ok"], 0, "{fill}");
+    for i in [0, 17, 39] {
+        assert_eq!(
+            ok(&cluster, 1, &["get", &format!("f:bench:{i}")]).len(),
+            101
+        );
+    }
+    let absent = cluster.ringctl(2, &["get", "f:bench:40"]).unwrap();
+    assert_eq!(absent.status.code(), Some(1), "{}", stderr(&absent));
+
+    let paced = json(
+        &cluster,
+        2,
+        &[
+            "bench",
+            "--rate",
+            "20",
+            "--duration",
+            "2s",
+            "--read-ratio",
+            "1",
+        ],
+    );
+    assert_eq!(paced["rate_ops_s"], 20, "{paced}");
+    assert_eq!(paced["ops"], 40, "requests due in 2 s at 20/s: {paced}");
 }

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::register::{first_violation, linearizable, parse, run_client, show, Log, Op, Record};
+use common::register::{
+    failures, first_violation, linearizable, parse, run_client, show, Log, Op, Record,
+};
 use ringkv::table::{Mode, PrimaryOptions, ReadFrom, SyncReplicas};
 use ringkv::{Api, ReadOptions};
 use ringkv_tests::{block_on, poll, runtime, serial, Cluster};
@@ -151,7 +153,8 @@ fn a_primary_register_stays_linearizable_across_primary_kills() {
     let reads = ops.iter().filter(|r| matches!(r.op, Op::Read(_))).count();
     println!(
         "{total} operations: {writes} writes acknowledged, {reads} reads, {unknown} writes of \
-         unknown outcome; epochs {epochs:?}"
+         unknown outcome; epochs {epochs:?}; failures: {:?}",
+        failures(&logs)
     );
     // A history without enough operations across the failovers would prove nothing.
     assert!(

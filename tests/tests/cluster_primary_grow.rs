@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::register::{first_violation, linearizable, parse, run_client, show, Log, Op, Record};
+use common::register::{
+    failures, first_violation, linearizable, parse, run_client, show, Log, Op, Record,
+};
 use ringkv::table::{Mode, PrimaryOptions, ReadFrom, SyncReplicas};
 use ringkv::{Api, ReadOptions};
 use ringkv_tests::{block_on, free_port, poll, runtime, serial, Cluster};
@@ -115,9 +117,10 @@ fn a_primary_prefix_stays_linearizable_while_the_cluster_grows_and_shrinks() {
         .count();
     let reads = ops.iter().filter(|r| matches!(r.op, Op::Read(_))).count();
     let unknown = ops.iter().filter(|r| r.returned.is_none()).count();
+    let failures = failures(&logs);
     println!(
         "{} operations: {writes} writes acknowledged, {reads} reads, {unknown} writes of \
-         unknown outcome",
+         unknown outcome; failures: {failures:?}",
         ops.len()
     );
     // A history without enough operations across the changes would prove nothing.

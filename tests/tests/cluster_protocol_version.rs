@@ -1,10 +1,12 @@
 //! Rolling upgrades: the protocol version in the handshake. Nodes of this release speak
-//! version 2 and the previous release's version 1, so a cluster can mix them while it is
-//! upgraded one node at a time; any other version is refused with a log line naming both.
+//! version 3 (many calls per stream) and the previous releases' versions 2 (a stream per
+//! call) and 1, so a cluster can mix them while it is upgraded one node at a time; any other
+//! version is refused with a log line naming both.
 //!
-//! A node of the previous release is emulated by a node started with the hidden
-//! `--protocol-version 1`: it offers only `ringkv/1`, so every connection to or from it
-//! negotiates version 1 and carries version 1's encoding.
+//! A node of a previous release is emulated by a node started with the hidden
+//! `--protocol-version`: with `1` it offers only `ringkv/1`, so every connection to or from it
+//! negotiates version 1 and carries version 1's encoding; with `2` and `1` it speaks what the
+//! release before version 3 spoke.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,8 +14,9 @@ use std::time::Duration;
 
 use ringkv::client::RetryPolicy;
 use ringkv::core::update::{UpdateError, UpdateOp};
+use ringkv::net::tls::negotiated_version;
 use ringkv::net::{client_config, TlsMaterial, TransportConfig};
-use ringkv::proto::{self, ClientError, ClientRequest, Request};
+use ringkv::proto::{self, ClientError, ClientRequest, ClientResponse, Request};
 use ringkv::table::{Mode, PrimaryOptions, SyncReplicas};
 use ringkv::{Api, Error, ReadOptions, WriteOptions};
 use ringkv_tests::{block_on, free_port, serial, Cluster};
@@ -40,34 +43,7 @@ fn a_node_speaking_only_the_previous_version_serves_in_a_mixed_cluster() {
 
     // W=3 and R=3: every write and read involves every node, so version 1 is spoken in
     // both directions (n1 and n2 dial n3; n3 dials them; clients of either version).
-    let all = WriteOptions {
-        w: Some(3),
-        context: None,
-    };
-    let read_all = ReadOptions {
-        r: Some(3),
-        ..Default::default()
-    };
-    for (i, via) in [0, 2, 1].into_iter().enumerate() {
-        let client = cluster.client(via).unwrap();
-        for k in 0..20 {
-            let key = format!("mixed-{i}-{k}").into_bytes();
-            block_on(client.put(key, format!("v{k}").into_bytes(), all.clone()))
-                .unwrap_or_else(|e| panic!("put via n{}: {e}", via + 1));
-        }
-    }
-    for via in 0..3 {
-        let client = cluster.client(via).unwrap();
-        for i in 0..3 {
-            for k in 0..20 {
-                let key = format!("mixed-{i}-{k}").into_bytes();
-                let read = block_on(client.get(key, read_all.clone()))
-                    .unwrap_or_else(|e| panic!("get via n{}: {e}", via + 1));
-                let got: Vec<&[u8]> = read.values.iter().map(|v| v.data.as_slice()).collect();
-                assert_eq!(got, [format!("v{k}").as_bytes()], "mixed-{i}-{k}");
-            }
-        }
-    }
+    writes_and_reads_through_every_node(&cluster, "mixed");
     // Errors cross version 1 too: an impossible quorum, answered by the version-1 node.
     let err = block_on(cluster.client(2).unwrap().put(
         b"k".to_vec(),
@@ -186,16 +162,62 @@ fn an_error_whose_index_moved_keeps_its_meaning_across_version_1() {
     .unwrap();
     for via in [0, 2] {
         let addr = cluster.nodes[via].addr;
-        let answer = block_on(v1_call(&cluster.certs(), addr, &put));
+        let answer = block_on(old_call(&cluster.certs(), addr, &put, 1));
         assert_eq!(answer, [0, 1, 14, 2, 1, 0], "via n{}", via + 1);
     }
 }
 
-/// One request from a client that speaks only protocol version 1; the raw response body.
-async fn v1_call(certs: &Path, node: SocketAddr, body: &[u8]) -> Vec<u8> {
+/// Version 3 beside a node of the release before it (versions 2 and 1): with W=3 and R=3
+/// every call crosses version 2 both ways, and version 3 between the new nodes.
+#[test]
+fn a_node_speaking_versions_2_and_1_serves_beside_version_3() {
+    let _serial = serial();
+    let old = ["--protocol-version", "2", "--protocol-version", "1"];
+    let cluster = cluster([&[], &[], &old]);
+    cluster.wait_alive(3, Duration::from_secs(30)).unwrap();
+    writes_and_reads_through_every_node(&cluster, "v2");
+    // A client of the release before (offering only ringkv/2) is served one call per stream
+    // by the new nodes and the old one alike; the new ones' own clients negotiate version 3.
+    let get = proto::encode(&Request::Client(ClientRequest::Get {
+        key: b"v2-0-1".to_vec(),
+        r: None,
+        wait_repair: false,
+    }))
+    .unwrap();
+    for via in 0..3 {
+        let addr = cluster.nodes[via].addr;
+        let answer = block_on(old_call(&cluster.certs(), addr, &get, 2));
+        let Ok(proto::Response::Client(Ok(ClientResponse::Got(read)))) = proto::decode(&answer)
+        else {
+            panic!("via n{}: {answer:?}", via + 1);
+        };
+        let got: Vec<&[u8]> = read.values.iter().map(|v| v.data.as_slice()).collect();
+        assert_eq!(got, [b"v1".as_slice()], "via n{}", via + 1);
+    }
+    let newest = block_on(async {
+        let tls = TlsMaterial::load_client(&cluster.certs()).unwrap();
+        let config = client_config(&tls, &TransportConfig::default()).unwrap();
+        let endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
+        let mut versions = Vec::new();
+        for node in &cluster.nodes {
+            let conn = endpoint
+                .connect_with(config.clone(), node.addr, &node.addr.ip().to_string())
+                .unwrap()
+                .await
+                .unwrap();
+            versions.push(negotiated_version(&conn));
+        }
+        versions
+    });
+    assert_eq!(newest, [Some(3), Some(3), Some(2)]);
+}
+
+/// One request, on a stream of its own, from a client that speaks only protocol version
+/// `version` (1 or 2); the raw response body.
+async fn old_call(certs: &Path, node: SocketAddr, body: &[u8], version: u32) -> Vec<u8> {
     let tls = TlsMaterial::load_client(certs).unwrap();
     let cfg = TransportConfig {
-        protocol_versions: vec![1],
+        protocol_versions: vec![version],
         ..TransportConfig::default()
     };
     let config = client_config(&tls, &cfg).unwrap();
@@ -205,6 +227,7 @@ async fn v1_call(certs: &Path, node: SocketAddr, body: &[u8]) -> Vec<u8> {
         .unwrap()
         .await
         .unwrap();
+    assert_eq!(negotiated_version(&conn), Some(version));
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     let mut frame = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
     frame.extend_from_slice(body);
@@ -234,7 +257,7 @@ fn a_node_of_an_unknown_version_is_refused_and_both_versions_are_logged() {
     cluster.nodes.push(n2);
 
     let refused = "refusing a handshake: the peer speaks protocol version ringkv/7, \
-                   this node speaks ringkv/2, ringkv/1";
+                   this node speaks ringkv/3, ringkv/2, ringkv/1";
     assert!(
         cluster
             .wait_log("n1", refused, Duration::from_secs(20))
@@ -255,4 +278,38 @@ fn a_node_of_an_unknown_version_is_refused_and_both_versions_are_logged() {
         .wait_members(0, Duration::from_secs(1), |_| true)
         .unwrap();
     assert!(members.iter().all(|m| m.name != "n2"), "{members:?}");
+}
+
+/// Through each node, 20 writes at W=3; then through each node, every key read at R=3 with
+/// the value written: every write and read involves every node, so each pair of nodes speaks
+/// whatever version it negotiated, both ways.
+fn writes_and_reads_through_every_node(cluster: &Cluster, tag: &str) {
+    let all = WriteOptions {
+        w: Some(3),
+        context: None,
+    };
+    let read_all = ReadOptions {
+        r: Some(3),
+        ..Default::default()
+    };
+    for via in [0, 2, 1] {
+        let client = cluster.client(via).unwrap();
+        for k in 0..20 {
+            let key = format!("{tag}-{via}-{k}").into_bytes();
+            block_on(client.put(key, format!("v{k}").into_bytes(), all.clone()))
+                .unwrap_or_else(|e| panic!("put via n{}: {e}", via + 1));
+        }
+    }
+    for via in 0..3 {
+        let client = cluster.client(via).unwrap();
+        for from in 0..3 {
+            for k in 0..20 {
+                let key = format!("{tag}-{from}-{k}").into_bytes();
+                let read = block_on(client.get(key, read_all.clone()))
+                    .unwrap_or_else(|e| panic!("get via n{}: {e}", via + 1));
+                let got: Vec<&[u8]> = read.values.iter().map(|v| v.data.as_slice()).collect();
+                assert_eq!(got, [format!("v{k}").as_bytes()], "{tag}-{from}-{k}");
+            }
+        }
+    }
 }

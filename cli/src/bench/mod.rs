@@ -1,6 +1,12 @@
-//! `ringctl bench`: a closed-loop load generator. Each of `concurrency` workers sends one
-//! request at a time through the library client, for a fixed duration: to `--node`, or with
-//! `--route token` to a node of the key's preference list (the ring learned from `--node`).
+//! `ringctl bench`: a load generator. Each of `concurrency` workers sends one request at a
+//! time through the library client, for a fixed duration: to `--node`, or with `--route token`
+//! to a node of the key's preference list (the ring learned from `--node`).
+//!
+//! Without `--rate` the loop is closed: a worker sends its next request when the last one is
+//! answered. With `--rate` requests are due at fixed intervals and each latency counts from
+//! when its request was due, so a stall shows as latency rather than as fewer requests (the
+//! coordinated-omission correction of wrk2). `--fill` writes every key once, in order, as a
+//! load phase before a read run.
 
 mod report;
 
@@ -72,7 +78,19 @@ pub struct BenchArgs {
     /// coordination, and cost more CPU per request there, see benches/README.md).
     #[arg(long, value_enum, default_value_t = Route::Node)]
     pub route: Route,
+    /// Requests per second across all workers, due at even intervals (open loop; latency
+    /// counts from when each request was due). Absent: each worker sends as fast as it is
+    /// answered.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_RATE))]
+    pub rate: Option<u64>,
+    /// Write every key `0..KEYS` once, in order, then stop (or stop at `--duration`): a load
+    /// phase that leaves the whole key space present for a read run.
+    #[arg(long, conflicts_with = "read_ratio")]
+    pub fill: bool,
 }
+
+/// Highest `--rate`.
+pub const MAX_RATE: u64 = 10_000_000;
 
 /// `--route`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -106,14 +124,54 @@ struct Plan {
     read_ratio: f64,
     read: ReadOptions,
     write_quorum: Option<u8>,
+    /// Interval between requests due, with `--rate`.
+    every: Option<Duration>,
+    fill: bool,
+    start: Instant,
+    deadline: Instant,
 }
 
-/// Counters the progress bar shows while workers run.
+impl Plan {
+    /// The request numbered `seq` (0, 1, ... across all workers): when it is due, its key,
+    /// whether it is a read; `None` once the run is over.
+    fn request(&self, seq: u64, rng: &mut SmallRng) -> Option<(Instant, Vec<u8>, bool)> {
+        let due = match self.every {
+            Some(every) => {
+                let offset = u64::try_from(every.as_nanos().saturating_mul(u128::from(seq)));
+                let offset = Duration::from_nanos(offset.ok()?);
+                if offset >= self.deadline - self.start {
+                    return None;
+                }
+                self.start + offset
+            }
+            None => Instant::now(),
+        };
+        if due >= self.deadline || (self.fill && seq >= self.keys) {
+            return None;
+        }
+        let (n, is_read) = if self.fill {
+            (seq, false)
+        } else {
+            (
+                rng.random_range(0..self.keys),
+                rng.random_bool(self.read_ratio),
+            )
+        };
+        Some((
+            due,
+            format!("{}bench:{n}", self.prefix).into_bytes(),
+            is_read,
+        ))
+    }
+}
+
+/// Counters the progress bar shows while workers run, and the next request's number.
 #[derive(Default)]
 struct Live {
     ops: AtomicU64,
     errors: AtomicU64,
     stop: AtomicBool,
+    next: AtomicU64,
 }
 
 /// Runs the benchmark and prints its report.
@@ -129,6 +187,33 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
     .with_context(|| format!("cannot reach node {node}"))?;
 
     let seed = a.seed.unwrap_or_else(rand::random);
+    if g.output == OutputFormat::Text {
+        let through = match a.route {
+            Route::Token => format!("the keys' replicas (ring learned from {node})"),
+            Route::Node => node.clone(),
+        };
+        let pace = match a.rate {
+            Some(r) => format!(" at {r} requests/s"),
+            None => String::new(),
+        };
+        let what = if a.fill {
+            format!(", writing keys 0..{}", a.keys)
+        } else {
+            String::new()
+        };
+        output::note(&format!(
+            "bench: {} workers against {through}{pace} for {}{what} (seed {seed})",
+            a.concurrency,
+            humantime::format_duration(a.duration)
+        ));
+    }
+
+    // Each worker's histograms exist before the clock starts: zeroing a thousand of them
+    // would otherwise delay the first requests due.
+    let worker_stats = (0..a.concurrency)
+        .map(|_| WorkerStats::new())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let start = Instant::now();
     let mut rng = SmallRng::seed_from_u64(seed);
     let value_len = usize::try_from(a.value_size)?;
     let plan = Arc::new(Plan {
@@ -143,32 +228,21 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
             ..Default::default()
         },
         write_quorum: a.w,
+        every: a.rate.map(|r| Duration::from_nanos(1_000_000_000 / r)),
+        fill: a.fill,
+        start,
+        deadline: start + a.duration,
     });
-    if g.output == OutputFormat::Text {
-        let through = match a.route {
-            Route::Token => format!("the keys' replicas (ring learned from {node})"),
-            Route::Node => node.clone(),
-        };
-        output::note(&format!(
-            "bench: {} workers against {through} for {} (seed {seed})",
-            a.concurrency,
-            humantime::format_duration(a.duration)
-        ));
-    }
-
     let live = Arc::new(Live::default());
-    let start = Instant::now();
-    let deadline = start + a.duration;
     let mut workers = JoinSet::new();
-    for i in 0..a.concurrency {
-        let worker_rng =
-            SmallRng::seed_from_u64(seed ^ u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    for (i, stats) in (0u64..).zip(worker_stats) {
+        let worker_rng = SmallRng::seed_from_u64(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         workers.spawn(worker(
             client.clone(),
             plan.clone(),
             worker_rng,
-            deadline,
             live.clone(),
+            stats,
         ));
     }
 
@@ -202,7 +276,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     bar.finish_and_clear();
 
-    let report = Report::new(node, a.concurrency, start.elapsed(), &stats);
+    let report = Report::new(node, a.concurrency, a.rate, start.elapsed(), &stats);
     match g.output {
         OutputFormat::Text => output::emit(&report.text())?,
         OutputFormat::Json => output::emit_json(&report)?,
@@ -227,19 +301,20 @@ fn progress_bar(duration: Duration) -> ProgressBar {
     bar
 }
 
-/// One closed-loop worker: a request, its answer, the next request, until the deadline.
+/// One worker: a request, its answer, the next request, until the run is over.
 async fn worker(
     client: Client,
     plan: Arc<Plan>,
     mut rng: SmallRng,
-    deadline: Instant,
     live: Arc<Live>,
+    mut stats: WorkerStats,
 ) -> anyhow::Result<WorkerStats> {
-    let mut stats = WorkerStats::new()?;
-    while Instant::now() < deadline && !live.stop.load(Ordering::Relaxed) {
-        let key = format!("{}bench:{}", plan.prefix, rng.random_range(0..plan.keys)).into_bytes();
-        let is_read = rng.random_bool(plan.read_ratio);
-        let began = Instant::now();
+    while !live.stop.load(Ordering::Relaxed) {
+        let seq = live.next.fetch_add(1, Ordering::Relaxed);
+        let Some((due, key, is_read)) = plan.request(seq, &mut rng) else {
+            break;
+        };
+        tokio::time::sleep_until(due).await;
         // An absent key is a successful read: the benchmark pre-fills nothing.
         let result = if is_read {
             client.get(key, plan.read.clone()).await.map(drop)
@@ -250,7 +325,7 @@ async fn worker(
             };
             client.put(key, plan.value.clone(), opts).await.map(drop)
         };
-        let took = began.elapsed();
+        let took = due.elapsed();
         let op = if is_read {
             &mut stats.reads
         } else {
@@ -297,6 +372,7 @@ mod tests {
         assert_eq!((a.r, a.w, a.seed), (None, None, None));
         assert_eq!(a.prefix, "");
         assert_eq!(a.route, Route::Node);
+        assert_eq!((a.rate, a.fill), (None, false));
         assert_eq!(parse(&["--route", "token"]).unwrap().route, Route::Token);
         assert!(parse(&["--route", "any"]).is_err());
     }
@@ -319,5 +395,48 @@ mod tests {
         assert!(parse(&["--read-ratio", "1.5"]).is_err());
         assert!(parse(&["--value-size", "4194305"]).is_err());
         assert!(parse(&["--r", "0"]).is_err());
+        assert!(parse(&["--rate", "0"]).is_err());
+        assert!(parse(&["--rate", "10000001"]).is_err());
+        assert!(parse(&["--fill", "--read-ratio", "0.5"]).is_err());
+    }
+
+    fn plan(every: Option<Duration>, fill: bool, keys: u64) -> Plan {
+        let start = Instant::now();
+        Plan {
+            prefix: "p:".into(),
+            keys,
+            value: vec![],
+            read_ratio: 0.5,
+            read: ReadOptions::default(),
+            write_quorum: None,
+            every,
+            fill,
+            start,
+            deadline: start + Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn paced_requests_are_due_at_even_intervals_until_the_deadline() {
+        let p = plan(Some(Duration::from_millis(4)), false, 100);
+        let mut rng = SmallRng::seed_from_u64(1);
+        let (due, _, _) = p.request(250, &mut rng).unwrap();
+        assert_eq!(due - p.start, Duration::from_secs(1));
+        assert!(p.request(2_499, &mut rng).is_some());
+        assert!(p.request(2_500, &mut rng).is_none());
+        assert!(p.request(u64::MAX, &mut rng).is_none());
+    }
+
+    #[test]
+    fn fill_writes_each_key_once_in_order_then_stops() {
+        let p = plan(None, true, 3);
+        let mut rng = SmallRng::seed_from_u64(1);
+        let keys: Vec<_> = (0..4).map(|seq| p.request(seq, &mut rng)).collect();
+        for (seq, r) in keys.iter().take(3).enumerate() {
+            let (_, key, is_read) = r.as_ref().unwrap();
+            assert_eq!(key, format!("p:bench:{seq}").as_bytes());
+            assert!(!is_read);
+        }
+        assert!(keys[3].is_none());
     }
 }

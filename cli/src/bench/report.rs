@@ -117,8 +117,10 @@ impl WorkerStats {
 pub struct Report {
     /// Node measured.
     pub node: String,
-    /// Concurrent closed-loop workers.
+    /// Concurrent workers.
     pub concurrency: u32,
+    /// Requests per second asked for (`--rate`); absent for a closed loop.
+    pub rate_ops_s: Option<u64>,
     /// Wall time of the run, in seconds.
     pub elapsed_s: f64,
     /// Requests issued (successful and failed).
@@ -137,7 +139,13 @@ pub struct Report {
 
 impl Report {
     /// Summarises merged figures of a run that lasted `elapsed`.
-    pub fn new(node: String, concurrency: u32, elapsed: Duration, stats: &WorkerStats) -> Self {
+    pub fn new(
+        node: String,
+        concurrency: u32,
+        rate: Option<u64>,
+        elapsed: Duration,
+        stats: &WorkerStats,
+    ) -> Self {
         let reads = stats.reads.summary();
         let writes = stats.writes.summary();
         let ok = reads.ok + writes.ok;
@@ -146,6 +154,7 @@ impl Report {
         Report {
             node,
             concurrency,
+            rate_ops_s: rate,
             elapsed_s: secs,
             ops: ok + errors,
             throughput_ops_s: if secs > 0.0 { ok as f64 / secs } else { 0.0 },
@@ -158,8 +167,12 @@ impl Report {
 
     /// The report for people.
     pub fn text(&self) -> String {
+        let paced = match self.rate_ops_s {
+            Some(r) => format!(", paced at {r} ops/s (latency from when each request was due)"),
+            None => String::new(),
+        };
         let mut out = format!(
-            "node {}, concurrency {}, {:.1} s\n\
+            "node {}, concurrency {}{paced}, {:.1} s\n\
              ops         {} ({} errors)\n\
              throughput  {:.1} ops/s\n",
             self.node,
@@ -223,7 +236,7 @@ mod tests {
             s.reads.ok(Duration::from_micros(us));
         }
         s.reads.errors = 10;
-        let r = Report::new("n".into(), 4, Duration::from_secs(2), &s);
+        let r = Report::new("n".into(), 4, None, Duration::from_secs(2), &s);
         assert_eq!(r.ops, 1010);
         assert_eq!(r.errors, 10);
         assert!((r.throughput_ops_s - 500.0).abs() < 1e-9);

@@ -55,6 +55,8 @@ pub struct Sim {
     pub undeliverable: Vec<(Duration, SocketAddr)>,
     /// Datagrams a node rejected.
     pub rejected: usize,
+    /// Settings of nodes added from now on.
+    pub config: GossipConfig,
 }
 
 pub fn addr_of(index: usize) -> SocketAddr {
@@ -81,6 +83,7 @@ impl Sim {
             trace: Vec::new(),
             undeliverable: Vec::new(),
             rejected: 0,
+            config: GossipConfig::lan(),
         }
     }
 
@@ -110,7 +113,7 @@ impl Sim {
 
     fn membership(&self, index: usize, id: NodeId, seeds: Vec<SocketAddr>) -> Membership {
         let rng_seed = self.seed ^ ((index as u64) << 32) ^ id.bump;
-        Membership::new(id, seeds, GossipConfig::lan(), rng_seed).unwrap()
+        Membership::new(id, seeds, self.config.clone(), rng_seed).unwrap()
     }
 
     pub fn start(&mut self, node: usize) {

@@ -25,10 +25,16 @@ impl Actor {
     /// The actor as the store remembers it; `base` is the node name (plus the incarnation under
     /// `Buffered` durability, where a crash can forget dots).
     pub fn load(base: String, store: &dyn Store) -> Result<Self, StoreError> {
-        let epoch = store
-            .meta_get(EPOCH_KEY)?
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map_or(0, u64::from_be_bytes);
+        // A damaged epoch is an error, not epoch 0: an older actor could reuse dots.
+        let epoch = match store.meta_get(EPOCH_KEY)? {
+            None => 0,
+            Some(b) => u64::from_be_bytes(<[u8; 8]>::try_from(b.as_slice()).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "{EPOCH_KEY} holds {} bytes, not an 8-byte epoch",
+                    b.len()
+                ))
+            })?),
+        };
         let dropped = store.meta_get(DROPPED_KEY)?.is_some_and(|b| b == [1]);
         let mut actor = Self {
             name: String::new(),
@@ -104,6 +110,17 @@ mod tests {
             reloaded.name(),
             "n1~2",
             "a drop before a restart still counts"
+        );
+    }
+
+    #[test]
+    fn a_damaged_epoch_is_an_error_not_epoch_zero() {
+        let store = MemoryStore::new();
+        store.meta_put(EPOCH_KEY, &[0, 0, 0, 2]).unwrap();
+        let err = Actor::load("n1".into(), &store).err().unwrap();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains(EPOCH_KEY)),
+            "{err}"
         );
     }
 }

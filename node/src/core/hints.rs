@@ -7,6 +7,7 @@
 //! counted and left to anti-entropy.
 
 use super::calls::CallError;
+use crate::limits::{Limit, LOG_INTERVAL};
 use crate::proto::Refusal;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -26,6 +27,9 @@ use crate::version::{decode_record, encode_record, Record};
 const MAX_OWNERS: usize = 1024;
 /// Hints read per page when the per-token counts are rebuilt at start.
 const LOAD_PAGE: usize = 1024;
+
+/// How a refusal for want of room begins (told apart from other refusals by it).
+const FULL: &str = "hint storage full";
 
 /// A delivery awaiting the owner's acknowledgement.
 struct Delivery {
@@ -53,6 +57,8 @@ pub struct HintTally {
     pub dropped: u64,
     /// Hints refused and never stored (storage full, a token that does not match the key).
     pub refused: u64,
+    /// Of `refused`: those refused because hint storage was at `HintConfig::max_bytes`.
+    pub full: u64,
 }
 
 /// The node's hinted-handoff state.
@@ -68,6 +74,8 @@ pub struct Hints {
     /// this costs one entry per hinted token, and hints are bounded by `max_bytes`.
     by_token: BTreeMap<u64, u32>,
     tally: HintTally,
+    /// When (ms) a full hint storage was last logged: once per `LOG_INTERVAL` at most.
+    full_logged_ms: Option<u64>,
 }
 
 impl Hints {
@@ -112,6 +120,7 @@ impl Hints {
                 held_at_start: held,
                 ..HintTally::default()
             },
+            full_logged_ms: None,
         }
     }
 
@@ -210,11 +219,32 @@ impl Hints {
             }
             Err(e) => {
                 self.tally.refused += 1;
+                if e.starts_with(FULL) {
+                    self.count_full(&e, now_ms);
+                }
                 PeerReply::Failed(Refusal::HintNotKept {
                     owner: owner.to_string(),
                     detail: e.to_string(),
                 })
             }
+        }
+    }
+
+    /// Counts a hint refused for want of room, logging it at most once per interval.
+    fn count_full(&mut self, why: &str, now_ms: u64) {
+        self.tally.full += 1;
+        let interval = LOG_INTERVAL.as_millis() as u64;
+        if self
+            .full_logged_ms
+            .is_none_or(|at| now_ms.saturating_sub(at) >= interval)
+        {
+            self.full_logged_ms = Some(now_ms);
+            tracing::warn!(
+                limit = Limit::HintBytes.name(),
+                hits_total = self.tally.full,
+                "limit reached: {why}; hints refused (counted in ringkv_limit_hits_total, \
+                 logged at most once per {LOG_INTERVAL:?})"
+            );
         }
     }
 
@@ -253,7 +283,7 @@ impl Hints {
             .saturating_add(value.len() as u64);
         if after > self.config.max_bytes {
             return Err(format!(
-                "hint storage full ({used} of {} bytes)",
+                "{FULL} ({used} of {} bytes)",
                 self.config.max_bytes
             ));
         }

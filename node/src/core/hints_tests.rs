@@ -188,3 +188,39 @@ fn status_lists_hints_per_range_and_ranges_kept_only_for_their_hints() {
     let again = Hints::load(HintConfig::default(), Sabotage::default(), &store);
     assert_eq!(again.per_range(&ring), hints.per_range(&ring));
 }
+
+/// A long outage: writes for an owner that never comes back keep arriving, hint storage
+/// stays within `max_bytes`, and every hint past it is refused and counted as full.
+#[test]
+fn hints_for_an_owner_away_for_long_stay_within_max_bytes_and_the_rest_are_counted() {
+    let store = MemoryStore::new();
+    let config = HintConfig {
+        max_bytes: 4096,
+        ..HintConfig::default()
+    };
+    let mut hints = Hints::load(config, Sabotage::default(), &store);
+    let value = vec![7u8; 200];
+    let (mut kept, mut refused) = (0u64, 0u64);
+    for i in 0..200u64 {
+        let key = format!("k{i}").into_bytes();
+        let r = record(Some(&value), "n1");
+        match hints.keep(&store, "n4", ringkv_ring::token(&key), &key, &r, i) {
+            PeerReply::Replicated => kept += 1,
+            PeerReply::Failed(Refusal::HintNotKept { detail, .. }) => {
+                assert!(detail.contains("hint storage full"), "{detail}");
+                refused += 1;
+            }
+            other => panic!("hint {i}: {other:?}"),
+        }
+        let held: u64 = store.hint_owners(10).unwrap().iter().map(|o| o.bytes).sum();
+        assert!(held <= 4096, "{held} bytes of hints held after hint {i}");
+    }
+    assert!(kept > 0 && refused > 0, "kept {kept}, refused {refused}");
+    let t = hints.tally();
+    assert_eq!((t.stored, t.refused, t.full), (kept, refused, refused));
+    // A refusal for another reason is not a full storage.
+    let r = record(Some(b"x"), "n1");
+    hints.keep(&store, "n4", ringkv_ring::token(b"y") ^ 1, b"y", &r, 300);
+    assert_eq!(hints.tally().full, refused);
+    assert_eq!(hints.tally().refused, refused + 1);
+}

@@ -3,6 +3,7 @@
 //! node's own running totals) in a recorder made for this one scrape, so a shard or member
 //! that went away leaves no stale series behind.
 
+use crate::limits::Limit;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -293,6 +294,21 @@ fn snapshot_gauges(r: &Registry, s: &ShellSnapshot) {
         )
         .absolute(n);
     }
+    for (limit, n) in &s.limit_hits {
+        // Hint storage is bounded inside the core, which counts its own refusals.
+        let n = if *limit == Limit::HintBytes {
+            n + h.full
+        } else {
+            *n
+        };
+        r.counter(
+            "ringkv_limit_hits_total",
+            "Times a bound on what peers and clients may ask of the node was hit (the \
+             request, connection or datagram refused, dropped or cut short).",
+            &[("limit", limit.name())],
+        )
+        .absolute(n);
+    }
     let t = &s.transport;
     r.gauge(
         "ringkv_transport_connections",
@@ -313,7 +329,8 @@ fn snapshot_gauges(r: &Registry, s: &ShellSnapshot) {
         r.counter(
             "ringkv_transport_connections_refused_total",
             "Incoming connections refused: the TLS handshake failed (unknown CA, no \
-             certificate, wrong protocol), or max_connections were open.",
+             certificate, wrong protocol), or max_connections (in all or from the peer's \
+             address) were open.",
             &[("reason", reason)],
         )
         .absolute(n);

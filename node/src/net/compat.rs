@@ -30,7 +30,7 @@ pub(crate) const V1: u32 = 1;
 
 /// Why a message cannot cross a version-1 connection.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CompatError {
+pub enum CompatError {
     /// The message uses something version 1 does not have.
     #[error("{0} needs protocol version 2; the peer speaks ringkv/1")]
     NotInV1(&'static str),
@@ -109,7 +109,7 @@ enum ClientError {
 
 /// Checks that a version-2 request frame can go to a version-1 peer; the same bytes are its
 /// version-1 encoding.
-pub(crate) fn check_request_for_v1(frame: &[u8]) -> Result<(), CompatError> {
+pub fn check_request_for_v1(frame: &[u8]) -> Result<(), CompatError> {
     match proto::decode::<Request>(frame)? {
         Request::Client(req) => check_client_request(&req),
         Request::Peer { req, .. } => match req {
@@ -133,7 +133,7 @@ fn check_client_request(req: &ClientRequest) -> Result<(), CompatError> {
 }
 
 /// A version-1 response frame as this build's (version 2) encoding.
-pub(crate) fn response_from_v1(frame: &[u8]) -> Result<Vec<u8>, CompatError> {
+pub fn response_from_v1(frame: &[u8]) -> Result<Vec<u8>, CompatError> {
     let current = match proto::decode::<Response>(frame)? {
         Response::Client(r) => proto::Response::Client(r.map_err(error_from_v1)),
         Response::Peer(reply) => proto::Response::Peer(reply_from_v1(reply)),
@@ -144,7 +144,7 @@ pub(crate) fn response_from_v1(frame: &[u8]) -> Result<Vec<u8>, CompatError> {
 /// This build's response frame as version 1 encodes it. What version 1 cannot express
 /// becomes an `Unavailable` error saying so (it answers a request a version-1 peer cannot
 /// have sent).
-pub(crate) fn response_to_v1(frame: &[u8]) -> Result<Vec<u8>, CompatError> {
+pub fn response_to_v1(frame: &[u8]) -> Result<Vec<u8>, CompatError> {
     let old = match proto::decode::<proto::Response>(frame)? {
         proto::Response::Client(r) => Response::Client(result_to_v1(r)),
         proto::Response::Peer(reply) => Response::Peer(reply_to_v1(reply)),

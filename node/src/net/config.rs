@@ -32,6 +32,15 @@ pub struct TransportConfig {
     /// Connections accepted at once; further incoming connections are refused. Also bounds
     /// the cache of outgoing connections.
     pub max_connections: usize,
+    /// Incoming connections accepted at once from one IP address; further ones from it are
+    /// refused, so one host cannot take every place of `max_connections`.
+    pub max_connections_per_address: usize,
+    /// Bound on an incoming connection's QUIC and TLS handshake; a peer that starts one and
+    /// never finishes holds its place no longer.
+    pub handshake_timeout: Duration,
+    /// Datagrams per second the node reads from one connection; beyond, they are dropped
+    /// unread, so a flooding peer cannot fill the inbound queue others share.
+    pub max_datagrams_per_sec: u32,
     /// Dials started only to send a datagram that may be pending at once; beyond, datagrams
     /// to unconnected peers are dropped.
     pub max_pending_dials: usize,
@@ -43,6 +52,9 @@ pub struct TransportConfig {
     /// first. The default is every version this build speaks; tests narrow it to emulate a
     /// node of another version.
     pub protocol_versions: Vec<u32>,
+    /// Where hits of these bounds are counted and logged (one tally shared by the node's
+    /// layers: clones of a config count together).
+    pub limit_hits: crate::limits::LimitHits,
 }
 
 impl Default for TransportConfig {
@@ -56,10 +68,14 @@ impl Default for TransportConfig {
             max_concurrent_streams: 256,
             max_inbound_queue: 1024,
             max_connections: 1024,
+            max_connections_per_address: 256,
+            handshake_timeout: Duration::from_secs(10),
+            max_datagrams_per_sec: 1000,
             max_pending_dials: 64,
             datagram_buffer: 1024 * 1024,
             faults: crate::faults::Faults::off(),
             protocol_versions: super::tls::SPOKEN_VERSIONS.to_vec(),
+            limit_hits: crate::limits::LimitHits::default(),
         }
     }
 }
@@ -75,6 +91,11 @@ impl TransportConfig {
             ),
             ("max_inbound_queue", self.max_inbound_queue),
             ("max_connections", self.max_connections),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address,
+            ),
+            ("max_datagrams_per_sec", self.max_datagrams_per_sec as usize),
             ("max_pending_dials", self.max_pending_dials),
             ("datagram_buffer", self.datagram_buffer),
         ];
@@ -90,6 +111,7 @@ impl TransportConfig {
         for (name, d) in [
             ("call_timeout", self.call_timeout),
             ("connect_timeout", self.connect_timeout),
+            ("handshake_timeout", self.handshake_timeout),
             ("idle_timeout", self.idle_timeout),
             ("keep_alive", self.keep_alive),
         ] {

@@ -137,10 +137,12 @@ impl TransportError {
     pub(crate) fn from_response(addr: SocketAddr, e: FrameError) -> Self {
         match e {
             FrameError::TooLarge { size, max } => TransportError::FrameTooLarge { size, max },
-            FrameError::Truncated { .. } => TransportError::BadResponse {
-                addr,
-                reason: e.to_string(),
-            },
+            FrameError::Truncated { .. } | FrameError::Stalled | FrameError::BadKind(_) => {
+                TransportError::BadResponse {
+                    addr,
+                    reason: e.to_string(),
+                }
+            }
             FrameError::Read(e) => Self::from_read(addr, e),
             FrameError::Write(e) => Self::from_write(addr, e),
         }

@@ -1,7 +1,8 @@
 //! Length-prefixed frames on QUIC streams: a `u32` big-endian body length, then the body.
 //!
 //! A request stream carries one request frame then FIN; the response comes back as one frame
-//! then FIN. A stream that breaks these rules is reset with one of the [`codes`].
+//! then FIN. A stream that breaks these rules is reset with one of the [`codes`]. (Protocol
+//! version 3 also carries many calls on one stream: see [`super::mux`].)
 
 use quinn::{ReadError, ReadExactError, RecvStream, SendStream, VarInt, WriteError};
 
@@ -51,6 +52,12 @@ pub(crate) enum FrameError {
     /// Writing failed (stopped, connection lost).
     #[error("{0}")]
     Write(WriteError),
+    /// A frame, once begun, did not arrive (or could not be written) within the bound.
+    #[error("frame not complete in time")]
+    Stalled,
+    /// A multiplexed frame of a kind the receiver does not take there.
+    #[error("unexpected frame kind {0}")]
+    BadKind(u8),
 }
 
 impl FrameError {
@@ -58,6 +65,7 @@ impl FrameError {
     pub(crate) fn code(&self) -> VarInt {
         match self {
             FrameError::TooLarge { .. } => codes::TOO_LARGE,
+            FrameError::Stalled => codes::TOO_SLOW,
             _ => codes::BAD_FRAME,
         }
     }
@@ -108,7 +116,26 @@ pub(crate) async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<
         },
         ReadExactError::ReadError(e) => FrameError::Read(e),
     })?;
+    read_frame_after(recv, header, max).await
+}
+
+/// Reads the body of a frame whose `header` was already read.
+pub(crate) async fn read_frame_after(
+    recv: &mut RecvStream,
+    header: [u8; HEADER_LEN],
+    max: usize,
+) -> Result<Vec<u8>, FrameError> {
     let len = decode_header(header, max)?;
+    read_body(recv, len, HEADER_LEN).await
+}
+
+/// Reads exactly `len` body bytes (after a header of `header_len` bytes, for the error).
+/// Memory grows with the bytes that actually arrive, not with the announced length.
+pub(crate) async fn read_body(
+    recv: &mut RecvStream,
+    len: usize,
+    header_len: usize,
+) -> Result<Vec<u8>, FrameError> {
     let mut body = Vec::with_capacity(len.min(64 * 1024));
     while body.len() < len {
         match recv
@@ -119,8 +146,8 @@ pub(crate) async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<
             Some(chunk) => body.extend_from_slice(&chunk.bytes),
             None => {
                 return Err(FrameError::Truncated {
-                    got: HEADER_LEN + body.len(),
-                    expected: HEADER_LEN + len,
+                    got: header_len + body.len(),
+                    expected: header_len + len,
                 })
             }
         }

@@ -5,19 +5,21 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream, VarInt};
+use quinn::{Connection, Endpoint, Incoming, ReadExactError, RecvStream, SendStream, VarInt};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::timeout;
 use tracing::{debug, warn};
 
+use super::admission::{Admission, DatagramBudget, Place};
 use super::config::TransportConfig;
-use super::frame::{codes, read_frame, write_frame, FrameError};
+use super::frame::{codes, read_frame, read_frame_after, write_frame, FrameError, HEADER_LEN};
 use super::stats::{bump, bump_and_sample, Counters};
 use crate::faults::Faults;
+use crate::limits::Limit;
 
 /// The queue of what peers sent this node, returned by [`Transport::bind`](super::Transport::bind).
 pub struct Inbound {
@@ -63,7 +65,7 @@ pub enum InboundEvent {
 /// The way back to the peer that sent a request. Dropping it without responding resets the
 /// peer's stream, so the caller fails at once instead of waiting for its timeout.
 pub struct Responder {
-    send: Option<SendStream>,
+    way: Option<Way>,
     peer: SocketAddr,
     max_frame: usize,
     write_timeout: Duration,
@@ -71,6 +73,12 @@ pub struct Responder {
     faults: Faults,
     /// The connection speaks protocol version 1: responses are transcoded to it.
     v1: bool,
+}
+
+/// Where a response goes: its own stream, or a call id on a multiplexed one.
+enum Way {
+    Stream(SendStream),
+    Mux(super::mux::Reply),
 }
 
 impl fmt::Debug for Responder {
@@ -82,14 +90,37 @@ impl fmt::Debug for Responder {
 }
 
 impl Responder {
-    /// Sends `data` as the response frame and finishes the stream, in a spawned task (bounded
-    /// by the call timeout). A response over `max_frame` resets the stream instead; failures
-    /// are traced, since the peer's call reports them.
+    /// The way back for a request read off a multiplexed stream.
+    pub(crate) fn multiplexed(reply: super::mux::Reply, peer: SocketAddr, s: &Serving) -> Self {
+        Responder {
+            way: Some(Way::Mux(reply)),
+            peer,
+            max_frame: s.cfg.max_frame,
+            write_timeout: s.cfg.call_timeout,
+            runtime: s.runtime.clone(),
+            faults: s.cfg.faults.clone(),
+            v1: false,
+        }
+    }
+
+    /// Sends `data` as the response frame: on a stream of its own, in a spawned task that
+    /// finishes the stream (bounded by the call timeout; a response over `max_frame` resets
+    /// the stream instead); on a multiplexed stream, queued for its writer (a response over
+    /// `max_frame` refuses the call instead). Failures are traced, since the peer's call
+    /// reports them.
     pub fn respond(mut self, data: Vec<u8>) {
-        let Some(mut send) = self.send.take() else {
-            return;
-        };
         let (peer, max, wait) = (self.peer, self.max_frame, self.write_timeout);
+        let mut send = match self.way.take() {
+            None => return,
+            Some(Way::Mux(reply)) => {
+                // Cut off on send: the response is lost, the peer's call times out.
+                if !self.faults.cuts_to(peer) {
+                    reply.send(data, max);
+                }
+                return;
+            }
+            Some(Way::Stream(send)) => send,
+        };
         if self.faults.cuts_to(peer) {
             // Cut off on send: the response is lost, the peer's call times out.
             let faults = self.faults.clone();
@@ -133,8 +164,12 @@ impl Responder {
 
 impl Drop for Responder {
     fn drop(&mut self) {
-        if let Some(mut send) = self.send.take() {
-            let _ = send.reset(codes::NO_RESPONSE);
+        match self.way.take() {
+            Some(Way::Stream(mut send)) => {
+                let _ = send.reset(codes::NO_RESPONSE);
+            }
+            Some(Way::Mux(reply)) => reply.refuse(codes::NO_RESPONSE),
+            None => {}
         }
     }
 }
@@ -150,38 +185,31 @@ pub(crate) struct Serving {
 
 /// Accepts connections until the endpoint closes.
 pub(crate) async fn accept_loop(endpoint: Endpoint, serving: Serving) {
-    let live = Arc::new(AtomicUsize::new(0));
+    let admission = Admission::default();
+    let cfg = &serving.cfg;
     while let Some(incoming) = endpoint.accept().await {
-        if live.load(Ordering::Relaxed) >= serving.cfg.max_connections {
-            bump(&serving.stats.connections_refused);
-            debug!(peer = %incoming.remote_address(), "connection refused: too many connections");
-            incoming.refuse();
-            continue;
-        }
-        let guard = LiveConnection::new(live.clone());
+        let from = incoming.remote_address();
+        let place = match admission.admit(
+            from.ip(),
+            cfg.max_connections,
+            cfg.max_connections_per_address,
+        ) {
+            Ok(place) => place,
+            Err(limit) => {
+                bump(&serving.stats.connections_refused);
+                cfg.limit_hits
+                    .hit(limit, format_args!("refused a connection from {from}"));
+                incoming.refuse();
+                continue;
+            }
+        };
         serving
             .runtime
-            .spawn(serve_connection(incoming, guard, serving.clone()));
+            .spawn(serve_connection(incoming, place, serving.clone()));
     }
 }
 
-/// Counts a connection (from its handshake to its end) against `max_connections`.
-struct LiveConnection(Arc<AtomicUsize>);
-
-impl LiveConnection {
-    fn new(live: Arc<AtomicUsize>) -> Self {
-        live.fetch_add(1, Ordering::Relaxed);
-        LiveConnection(live)
-    }
-}
-
-impl Drop for LiveConnection {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-async fn serve_connection(incoming: Incoming, _live: LiveConnection, serving: Serving) {
+async fn serve_connection(incoming: Incoming, _place: Place, serving: Serving) {
     let from = incoming.remote_address();
     let handshake = async {
         match incoming.accept() {
@@ -189,7 +217,7 @@ async fn serve_connection(incoming: Incoming, _live: LiveConnection, serving: Se
             Err(e) => Err(e),
         }
     };
-    let conn = match timeout(serving.cfg.idle_timeout, handshake).await {
+    let conn = match timeout(serving.cfg.handshake_timeout, handshake).await {
         Ok(Ok(conn)) => {
             bump(&serving.stats.connections_accepted);
             conn
@@ -204,20 +232,40 @@ async fn serve_connection(incoming: Incoming, _live: LiveConnection, serving: Se
         }
         Err(_) => {
             bump(&serving.stats.handshakes_refused);
-            debug!(peer = %from, "handshake refused: timed out");
+            serving.cfg.limit_hits.hit(
+                Limit::HandshakeTime,
+                format_args!("the handshake of {from} did not complete in time"),
+            );
             return;
         }
     };
     serving
         .runtime
         .spawn(read_datagrams(conn.clone(), from, serving.clone()));
-    let v1 = super::tls::negotiated_version(&conn) == Some(super::compat::V1);
+    let version = super::tls::negotiated_version(&conn);
+    let v1 = version == Some(super::compat::V1);
+    let mux = version.is_some_and(|v| v >= super::mux::VERSION);
+    // Streams of this connection being read; at the QUIC limit the peer waits for credit.
+    let reading = Arc::new(AtomicUsize::new(0));
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                serving
-                    .runtime
-                    .spawn(serve_stream(send, recv, from, v1, serving.clone()));
+                let now = reading.fetch_add(1, Ordering::Relaxed) + 1;
+                if now >= serving.cfg.max_concurrent_streams as usize {
+                    serving.cfg.limit_hits.hit(
+                        Limit::StreamsPerConnection,
+                        format_args!("{from} has {now} request streams open at once"),
+                    );
+                }
+                let (reading, serving) = (reading.clone(), serving.clone());
+                serving.runtime.clone().spawn(async move {
+                    if mux {
+                        serve_stream_v3(send, recv, from, serving).await;
+                    } else {
+                        serve_stream(send, recv, from, v1, None, serving).await;
+                    }
+                    reading.fetch_sub(1, Ordering::Relaxed);
+                });
             }
             Err(e) => {
                 debug!(peer = %from, error = %e, "connection ended");
@@ -228,25 +276,100 @@ async fn serve_connection(incoming: Incoming, _live: LiveConnection, serving: Se
 }
 
 async fn read_datagrams(conn: Connection, from: SocketAddr, serving: Serving) {
-    while let Ok(data) = conn.read_datagram().await {
+    let cfg = &serving.cfg;
+    let mut budget = DatagramBudget::new(cfg.max_datagrams_per_sec, Instant::now());
+    // Older versions' gossip has no membership digest: it gets the "unknown" one.
+    let old_gossip =
+        super::tls::negotiated_version(&conn).is_none_or(|v| v < super::tls::GOSSIP_DIGEST_VERSION);
+    while let Ok(mut data) = conn.read_datagram().await {
         bump(&serving.stats.datagrams_received);
-        if serving.cfg.faults.cuts_from(from) {
+        if cfg.faults.cuts_from(from) {
             continue;
+        }
+        if !budget.take(Instant::now()) {
+            bump(&serving.stats.inbound_datagrams_dropped);
+            cfg.limit_hits.hit(
+                Limit::DatagramRate,
+                format_args!("dropped datagrams from {from}: over its rate"),
+            );
+            continue;
+        }
+        if old_gossip {
+            match ringkv_gossip::wire::with_no_digest(&data) {
+                Ok(converted) => data = Bytes::from(converted),
+                Err(e) => {
+                    debug!(peer = %from, error = %e, "gossip datagram dropped: not convertible");
+                    continue;
+                }
+            }
         }
         match serving.tx.try_send(InboundEvent::Datagram { from, data }) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => bump(&serving.stats.inbound_datagrams_dropped),
+            Err(TrySendError::Full(_)) => {
+                bump(&serving.stats.inbound_datagrams_dropped);
+                cfg.limit_hits.hit(
+                    Limit::InboundQueue,
+                    format_args!("dropped a datagram from {from}: inbound queue full"),
+                );
+            }
             Err(TrySendError::Closed(_)) => return,
         }
     }
 }
 
-/// Reads one request frame and queues it; a bad frame resets this stream only.
+/// A stream of a version-3 connection: multiplexed when it opens with the preamble, else
+/// one call as in version 2.
+async fn serve_stream_v3(
+    send: SendStream,
+    mut recv: RecvStream,
+    from: SocketAddr,
+    serving: Serving,
+) {
+    let mut header = [0u8; HEADER_LEN];
+    let read = timeout(serving.cfg.call_timeout, recv.read_exact(&mut header)).await;
+    match read {
+        Ok(Ok(())) if header == super::mux::PREAMBLE => {
+            let per_stream = super::mux::Limits::default().per_stream;
+            super::mux::serve(send, recv, from, per_stream, serving).await;
+        }
+        Ok(Ok(())) => serve_stream(send, recv, from, false, Some(header), serving).await,
+        Ok(Err(ReadExactError::ReadError(e))) => {
+            debug!(peer = %from, error = %e, "request stream ended early");
+        }
+        Ok(Err(ReadExactError::FinishedEarly(_))) => {
+            refuse_header(send, recv, from, codes::BAD_FRAME, &serving)
+        }
+        Err(_) => {
+            serving.cfg.limit_hits.hit(
+                Limit::FrameTime,
+                format_args!("{from} did not complete a request frame in time"),
+            );
+            refuse_header(send, recv, from, codes::TOO_SLOW, &serving)
+        }
+    }
+}
+
+fn refuse_header(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    from: SocketAddr,
+    code: VarInt,
+    serving: &Serving,
+) {
+    bump(&serving.stats.streams_refused);
+    debug!(peer = %from, "request stream refused: {}", codes::describe(code));
+    let _ = send.reset(code);
+    let _ = recv.stop(code);
+}
+
+/// Reads one request frame (of which `header` may have been read) and queues it; a bad frame
+/// resets this stream only.
 async fn serve_stream(
     mut send: SendStream,
     mut recv: RecvStream,
     from: SocketAddr,
     v1: bool,
+    header: Option<[u8; HEADER_LEN]>,
     serving: Serving,
 ) {
     let cfg = &serving.cfg;
@@ -254,7 +377,13 @@ async fn serve_stream(
         let _ = send.reset(code);
         let _ = recv.stop(code);
     };
-    let data = match timeout(cfg.call_timeout, read_frame(&mut recv, cfg.max_frame)).await {
+    let frame = async {
+        match header {
+            Some(header) => read_frame_after(&mut recv, header, cfg.max_frame).await,
+            None => read_frame(&mut recv, cfg.max_frame).await,
+        }
+    };
+    let data = match timeout(cfg.call_timeout, frame).await {
         Ok(Ok(data)) => data,
         Ok(Err(FrameError::Read(e))) => {
             // The peer went away or abandoned the stream: nothing to refuse.
@@ -263,13 +392,20 @@ async fn serve_stream(
         }
         Ok(Err(e)) => {
             bump(&serving.stats.streams_refused);
+            if let FrameError::TooLarge { .. } = e {
+                cfg.limit_hits
+                    .hit(Limit::FrameSize, format_args!("{from}: {e}"));
+            }
             debug!(peer = %from, error = %e, "request stream refused");
             refuse(&mut send, &mut recv, e.code());
             return;
         }
         Err(_) => {
             bump(&serving.stats.streams_refused);
-            debug!(peer = %from, "request stream refused: frame not complete in time");
+            cfg.limit_hits.hit(
+                Limit::FrameTime,
+                format_args!("{from} did not complete a request frame in time"),
+            );
             refuse(&mut send, &mut recv, codes::TOO_SLOW);
             return;
         }
@@ -288,14 +424,17 @@ async fn serve_stream(
         }
         Err(_) => {
             bump(&serving.stats.requests_refused_busy);
-            debug!(peer = %from, "request refused: inbound queue full");
+            cfg.limit_hits.hit(
+                Limit::InboundQueue,
+                format_args!("refused a request from {from} as busy: inbound queue full"),
+            );
             refuse(&mut send, &mut recv, codes::BUSY);
             return;
         }
     };
     bump(&serving.stats.requests_received);
     let respond = Responder {
-        send: Some(send),
+        way: Some(Way::Stream(send)),
         peer: from,
         max_frame: cfg.max_frame,
         write_timeout: cfg.call_timeout,

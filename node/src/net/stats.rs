@@ -12,7 +12,8 @@ pub struct TransportStats {
     pub datagrams_dropped: u64,
     /// Datagrams received from peers.
     pub datagrams_received: u64,
-    /// Received datagrams dropped because the inbound queue was full.
+    /// Received datagrams dropped because the inbound queue was full or the sending
+    /// connection was over `max_datagrams_per_sec`.
     pub inbound_datagrams_dropped: u64,
     /// Request frames received and queued for the node.
     pub requests_received: u64,
@@ -25,7 +26,8 @@ pub struct TransportStats {
     pub connections_accepted: u64,
     /// Incoming connections whose handshake failed (unknown CA, no certificate, wrong ALPN).
     pub handshakes_refused: u64,
-    /// Incoming connections refused because `max_connections` were open.
+    /// Incoming connections refused because `max_connections` were open, or
+    /// `max_connections_per_address` from the peer's IP address.
     pub connections_refused: u64,
 }
 

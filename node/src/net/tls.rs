@@ -37,22 +37,27 @@ use rustls::RootCertStore;
 
 use super::config::TransportConfig;
 
-/// The protocol version this build speaks natively.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// The protocol version this build speaks natively. Version 3 carries version 2's messages,
+/// many calls per stream (see `net::mux`); version 2 one call per stream.
+pub const PROTOCOL_VERSION: u32 = 3;
 
-/// Every protocol version this build speaks, newest first: its own and the previous one
-/// (version 1, spoken through `compat`'s frozen types).
-pub const SPOKEN_VERSIONS: &[u32] = &[PROTOCOL_VERSION, 1];
+/// The first version whose gossip carries the membership digest and sync datagrams; the
+/// transport converts gossip to and from the older format on older connections.
+pub(crate) const GOSSIP_DIGEST_VERSION: u32 = 3;
+
+/// Every protocol version this build speaks, newest first: its own and the previous ones
+/// (version 2, a stream per call; version 1, spoken through `compat`'s frozen types).
+pub const SPOKEN_VERSIONS: &[u32] = &[PROTOCOL_VERSION, 2, 1];
 
 /// The ALPN value of [`PROTOCOL_VERSION`].
-pub const ALPN: &[u8] = b"ringkv/2";
+pub const ALPN: &[u8] = b"ringkv/3";
 
 /// The ALPN value of protocol version `version`: `ringkv/N`.
 pub fn alpn(version: u32) -> Vec<u8> {
     format!("ringkv/{version}").into_bytes()
 }
 
-/// Versions as a log reads them: `ringkv/2, ringkv/1`, or `none`.
+/// Versions as a log reads them: `ringkv/3, ringkv/2, ringkv/1`, or `none`.
 fn describe(protocols: &[Vec<u8>]) -> String {
     if protocols.is_empty() {
         return "none".to_string();

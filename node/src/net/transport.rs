@@ -19,9 +19,11 @@ use super::config::TransportConfig;
 use super::error::{TimeoutPhase, TransportError};
 use super::frame::{read_frame, write_frame};
 use super::inbound::{accept_loop, Inbound, Serving};
+use super::mux::{self, Mux};
 use super::stats::{bump, Counters, TransportStats};
 use super::tls::{
     client_config, explain_handshake, negotiated_version, server_config, TlsMaterial,
+    GOSSIP_DIGEST_VERSION,
 };
 
 /// A node's (or client's) QUIC endpoint. Cheap to clone; clones share the endpoint and its
@@ -46,11 +48,18 @@ struct Inner {
 
 /// An outgoing connection, or the dial every concurrent caller waits on.
 enum Slot {
-    Ready(Connection),
+    Ready(Peer),
     Dialing(watch::Receiver<Option<DialOutcome>>),
 }
 
-type DialOutcome = Result<Connection, DialFailure>;
+/// An outgoing connection and, from protocol version 3, its multiplexed call streams.
+#[derive(Clone)]
+struct Peer {
+    conn: Connection,
+    mux: Option<Arc<Mux>>,
+}
+
+type DialOutcome = Result<Peer, DialFailure>;
 
 /// A dial's failure, shared by every caller that waited on it.
 #[derive(Clone, Debug)]
@@ -167,8 +176,10 @@ impl Transport {
         Ok(self.inner.endpoint.local_addr()?)
     }
 
-    /// One request/response on a new bidirectional stream over the cached connection to `to`
-    /// (dialled on first use, redialled when lost; concurrent callers share one dial). The
+    /// One request/response over the cached connection to `to` (dialled on first use,
+    /// redialled when lost; concurrent callers share one dial): on one of the connection's
+    /// few multiplexed streams when the peer speaks protocol version 3, else on a new
+    /// bidirectional stream. The
     /// whole call is bounded by `call_timeout`, the dial by `connect_timeout`. Requests and
     /// responses over `max_frame` are refused with [`TransportError::FrameTooLarge`].
     pub async fn call(&self, to: SocketAddr, request: &[u8]) -> Result<Vec<u8>, TransportError> {
@@ -193,7 +204,12 @@ impl Transport {
     async fn exchange(&self, to: SocketAddr, request: &[u8]) -> Result<Vec<u8>, TransportError> {
         let max = self.inner.cfg.max_frame;
         self.inner.cfg.faults.hold_if_cut_to(to).await;
-        let conn = self.connection(to).await?;
+        let Peer { conn, mux } = self.connection(to).await?;
+        if let Some(mux) = mux {
+            let response = mux.call(request).await;
+            self.inner.cfg.faults.hold_if_cut_from(to).await;
+            return response;
+        }
         let v1 = negotiated_version(&conn) == Some(compat::V1);
         if v1 {
             // Nothing version 1 cannot express leaves; what it can is encoded alike.
@@ -231,8 +247,8 @@ impl Transport {
         if self.inner.cfg.faults.cuts_to(to) {
             return;
         }
-        if let Some(conn) = self.ready(to) {
-            self.inner.send_on(&conn, to, data);
+        if let Some(peer) = self.ready(to) {
+            self.inner.send_on(&peer.conn, to, data);
             return;
         }
         let inner = &self.inner;
@@ -245,7 +261,7 @@ impl Transport {
         let this = self.clone();
         inner.runtime.spawn(async move {
             match this.connection(to).await {
-                Ok(conn) => this.inner.send_on(&conn, to, data),
+                Ok(peer) => this.inner.send_on(&peer.conn, to, data),
                 Err(e) => {
                     bump(&this.inner.stats.datagrams_dropped);
                     debug!(peer = %to, error = %e, "datagram dropped");
@@ -257,12 +273,17 @@ impl Transport {
 
     /// The largest datagram the connection to `to` can carry, if a connection exists.
     pub fn max_datagram_size(&self, to: SocketAddr) -> Option<usize> {
-        self.ready(to)?.max_datagram_size()
+        self.ready(to)?.conn.max_datagram_size()
     }
 
     /// The faults injected into this endpoint (test clusters only).
     pub fn faults(&self) -> &crate::faults::Faults {
         &self.inner.cfg.faults
+    }
+
+    /// Where hits of the node's bounds are counted (the tally the config carries).
+    pub fn limit_hits(&self) -> &crate::limits::LimitHits {
+        &self.inner.cfg.limit_hits
     }
 
     /// A snapshot of the counters.
@@ -297,26 +318,26 @@ impl Transport {
     }
 
     /// The live cached connection to `to`, if any.
-    fn ready(&self, to: SocketAddr) -> Option<Connection> {
+    fn ready(&self, to: SocketAddr) -> Option<Peer> {
         match lock(&self.inner.conns).get(&to) {
-            Some(Slot::Ready(c)) if c.close_reason().is_none() => Some(c.clone()),
+            Some(Slot::Ready(p)) if p.conn.close_reason().is_none() => Some(p.clone()),
             _ => None,
         }
     }
 
     /// The cached connection to `to`, or the outcome of dialling it (shared with concurrent
     /// callers). The dial runs in its own task so a caller giving up does not abandon it.
-    async fn connection(&self, to: SocketAddr) -> Result<Connection, TransportError> {
+    async fn connection(&self, to: SocketAddr) -> Result<Peer, TransportError> {
         let mut rx = {
             let mut conns = lock(&self.inner.conns);
             match conns.get(&to) {
-                Some(Slot::Ready(c)) if c.close_reason().is_none() => return Ok(c.clone()),
+                Some(Slot::Ready(p)) if p.conn.close_reason().is_none() => return Ok(p.clone()),
                 Some(Slot::Dialing(rx)) => rx.clone(),
                 _ => {
                     let max = self.inner.cfg.max_connections;
                     if !conns.contains_key(&to) && conns.len() >= max {
                         conns.retain(|_, slot| match slot {
-                            Slot::Ready(c) => c.close_reason().is_none(),
+                            Slot::Ready(p) => p.conn.close_reason().is_none(),
                             Slot::Dialing(_) => true,
                         });
                         if conns.len() >= max {
@@ -357,6 +378,9 @@ impl Transport {
 
 impl Inner {
     fn send_on(&self, conn: &Connection, to: SocketAddr, data: Bytes) {
+        let Some(data) = gossip_for(conn, to, data) else {
+            return;
+        };
         match conn.send_datagram(data) {
             Ok(()) => bump(&self.stats.datagrams_sent),
             Err(e) => {
@@ -407,7 +431,20 @@ impl Inner {
                 other => DialFailure::Connect(other.to_string()),
             })?;
         match timeout(self.cfg.connect_timeout, connecting).await {
-            Ok(Ok(conn)) => Ok(conn),
+            Ok(Ok(conn)) => {
+                let multiplexed = negotiated_version(&conn).is_some_and(|v| v >= mux::VERSION);
+                let mux = multiplexed.then(|| {
+                    Arc::new(Mux::new(
+                        conn.clone(),
+                        to,
+                        mux::Limits::default(),
+                        self.cfg.max_frame,
+                        self.cfg.call_timeout,
+                        self.runtime.clone(),
+                    ))
+                });
+                Ok(Peer { conn, mux })
+            }
             Ok(Err(e)) => Err(match TransportError::from_connection(to, &e) {
                 TransportError::Handshake { reason, .. } => DialFailure::Handshake(reason),
                 TransportError::Closed => DialFailure::Closed,
@@ -418,13 +455,28 @@ impl Inner {
     }
 }
 
+/// Gossip `data` as the peer on `conn` reads it: the previous versions have no membership
+/// digest and no sync datagrams. `None`: nothing to send.
+fn gossip_for(conn: &Connection, to: SocketAddr, data: Bytes) -> Option<Bytes> {
+    if negotiated_version(conn).is_some_and(|v| v >= GOSSIP_DIGEST_VERSION) {
+        return Some(data);
+    }
+    match ringkv_gossip::wire::without_digest(&data) {
+        Ok(converted) => converted.map(Bytes::from),
+        Err(e) => {
+            debug!(peer = %to, error = %e, "gossip datagram not sent: not convertible");
+            None
+        }
+    }
+}
+
 async fn dial_task(inner: Arc<Inner>, to: SocketAddr, tx: watch::Sender<Option<DialOutcome>>) {
     let outcome = inner.dial(to).await;
     {
         let mut conns = lock(&inner.conns);
         match &outcome {
-            Ok(conn) => {
-                conns.insert(to, Slot::Ready(conn.clone()));
+            Ok(peer) => {
+                conns.insert(to, Slot::Ready(peer.clone()));
             }
             Err(e) => {
                 if let DialFailure::Handshake(reason) = e {

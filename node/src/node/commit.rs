@@ -26,6 +26,9 @@ pub(super) enum ResponseTo {
 }
 
 /// Something waiting for the store to be synced.
+// One per replica write, moved once into the committer's queue: boxing the large variant
+// would add an allocation per write to save a copy.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Pending {
     /// A replica's response.
     Respond { to: ResponseTo, reply: PeerReply },

@@ -214,7 +214,8 @@ impl NodeBuilder {
             });
             tracing::info!(%metrics_addr, "serving metrics and health over plain HTTP");
         }
-        if let Some(config) = self.redis {
+        if let Some(mut config) = self.redis {
+            config.limits.limit_hits = node.transport.limit_hits().clone();
             // On error the node is dropped, which stops it.
             node.front = Some(Front::start(config, node.handle(), facts).await?);
         }
@@ -274,6 +275,8 @@ pub(crate) struct ShellSnapshot {
     pub transport: TransportStats,
     /// QUIC connections open.
     pub open_connections: usize,
+    /// Hits of each bound the node's layers count.
+    pub limit_hits: Vec<(crate::limits::Limit, u64)>,
 }
 
 impl Node {
@@ -305,6 +308,12 @@ impl Node {
     /// Where the Redis front listens, if the node has one.
     pub fn redis_addr(&self) -> Option<SocketAddr> {
         self.front.as_ref().map(Front::addr)
+    }
+
+    /// How often each bound on what peers and clients may ask was hit (also exported as
+    /// `ringkv_limit_hits_total`; the core's hint-storage refusals are in the hint tally).
+    pub fn limit_hits(&self) -> &crate::limits::LimitHits {
+        self.transport.limit_hits()
     }
 
     /// Where the metrics port listens, if the node has one.

@@ -158,6 +158,7 @@ pub(super) async fn run(
                         hints: shell.core.hint_tally(),
                         transport: shell.transport.stats(),
                         open_connections: shell.transport.open_connections(),
+                        limit_hits: shell.transport.limit_hits().snapshot(),
                     });
                 }
                 Some(Command::Shutdown(done, within)) if leaving.is_none() => {

@@ -1,9 +1,10 @@
 //! Wire messages between clients and nodes and between nodes.
 //!
-//! Every request travels as one `postcard` frame on its own QUIC stream and is answered by one
-//! frame on the same stream. The protocol version is negotiated in the TLS handshake (ALPN
-//! `ringkv/2`, these types; `ringkv/1` is transcoded by `net::compat`), so a node never has
-//! to guess what an old or new peer meant. Changing these enums means a new version.
+//! Every request travels as one `postcard` frame and is answered by one frame: on a QUIC
+//! stream of its own (version 2), or on one of a few streams shared by many calls (version 3,
+//! see `net::mux`). The protocol version is negotiated in the TLS handshake (ALPN `ringkv/3`
+//! and `ringkv/2`, these types; `ringkv/1` is transcoded by `net::compat`), so a node never
+//! has to guess what an old or new peer meant. Changing these enums means a new version.
 
 use serde::{Deserialize, Serialize};
 

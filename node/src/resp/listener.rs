@@ -1,5 +1,6 @@
 //! Accepting Redis clients: the connection bound, and the TLS handshake when configured.
 
+use crate::limits::Limit;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -35,6 +36,10 @@ pub(super) async fn run(socket: TcpListener, tls: Option<SharedAcceptor>, shared
                 };
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    shared.limits.limit_hits.hit(
+                        Limit::RedisConnections,
+                        format_args!("Redis front: refused a connection from {peer}"),
+                    );
                     refuse(stream, tls.is_some());
                     continue;
                 };

@@ -32,6 +32,9 @@ use crate::net::TlsMaterial;
 use crate::node::NodeHandle;
 use crate::store::Durability;
 
+/// The request decoder, reached by the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub use codec::decode as decode_request;
 pub use codec::{ProtocolError, Reply};
 
 /// Bounds on what one client may ask of the front.
@@ -47,8 +50,10 @@ pub struct Limits {
     pub max_pipeline: usize,
     /// Open connections; a connection past it is told so and closed.
     pub max_connections: usize,
-    /// Keys `KEYS` answers before it refuses (use `SCAN`).
+    /// Keys `KEYS` answers before it refuses (use `SCAN`); also the largest `SCAN COUNT`.
     pub max_keys: usize,
+    /// Where hits of these bounds are counted and logged (the node's tally once started).
+    pub limit_hits: crate::limits::LimitHits,
 }
 
 impl Default for Limits {
@@ -60,6 +65,7 @@ impl Default for Limits {
             max_pipeline: 1024,
             max_connections: 1024,
             max_keys: 10_000,
+            limit_hits: crate::limits::LimitHits::default(),
         }
     }
 }

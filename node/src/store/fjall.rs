@@ -112,17 +112,17 @@ impl FjallStore {
         let db_dir = dir.join(DB_DIR);
         let db = Database::builder(&db_dir).open().map_err(|e| match e {
             ::fjall::Error::Locked => locked(),
-            other => engine(other),
+            other => damaged(&db_dir, other),
         })?;
-        let data = db
-            .keyspace(DATA_KEYSPACE, KeyspaceCreateOptions::default)
-            .map_err(engine)?;
-        let meta = db
-            .keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)
-            .map_err(engine)?;
-        let hints = db
-            .keyspace(HINTS_KEYSPACE, KeyspaceCreateOptions::default)
-            .map_err(engine)?;
+        let keyspace = |name| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(|e| damaged(&db_dir, e))
+        };
+        let (data, meta, hints) = (
+            keyspace(DATA_KEYSPACE)?,
+            keyspace(META_KEYSPACE)?,
+            keyspace(HINTS_KEYSPACE)?,
+        );
         let tallies = count_hints(&hints)?;
         tracing::debug!(dir = %dir.display(), "opened fjall store");
         Ok(FjallStore {
@@ -187,6 +187,23 @@ fn count_hints(hints: &Keyspace) -> Result<HintTallies, StoreError> {
         tallies.add(owner, record_len(value.len())?);
     }
     Ok(tallies)
+}
+
+/// An error opening the engine in `db_dir`, naming the file (or the narrowest directory) the
+/// kind of error points at: the format version file, the keyspaces' trees, or the journals.
+fn damaged(db_dir: &Path, e: ::fjall::Error) -> StoreError {
+    use ::fjall::Error as E;
+    let (path, exact) = match &e {
+        E::InvalidVersion(_) => (db_dir.join("version"), true),
+        E::Storage(_) | E::Decompress(_) => (db_dir.join("keyspaces"), false),
+        // The journals, and anything else, live in the engine's directory itself.
+        _ => (db_dir.to_path_buf(), false),
+    };
+    StoreError::Damaged {
+        path,
+        exact,
+        detail: format!("{e:?}"),
+    }
 }
 
 fn engine(e: ::fjall::Error) -> StoreError {
@@ -364,6 +381,54 @@ mod tests {
             .map(|e| e.token)
             .collect();
         assert_eq!(all, [2, u64::MAX]);
+    }
+
+    /// A damaged file in the data directory stops the store from opening with an error that
+    /// names it; nothing panics.
+    #[test]
+    fn a_damaged_store_is_refused_naming_the_damaged_file() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = FjallStore::open(dir.path()).unwrap();
+            s.put(1, b"a", b"1").unwrap();
+            s.sync().unwrap();
+        }
+        let version = dir.path().join(DB_DIR).join("version");
+        let good = std::fs::read(&version).unwrap();
+        std::fs::write(&version, b"garbage").unwrap();
+        let Err(err) = FjallStore::open(dir.path()) else {
+            panic!("opened a damaged store");
+        };
+        assert!(
+            matches!(&err, StoreError::Damaged { path, .. } if *path == version),
+            "{err}"
+        );
+        assert!(err.to_string().contains("db/version is damaged"), "{err}");
+
+        // A keyspace's manifest pointer cut short.
+        std::fs::write(&version, good).unwrap();
+        let keyspaces = dir.path().join(DB_DIR).join("keyspaces");
+        let mut damaged = 0;
+        for entry in std::fs::read_dir(&keyspaces).unwrap() {
+            let current = entry.unwrap().path().join("current");
+            if current.exists() {
+                std::fs::write(&current, b"x").unwrap();
+                damaged += 1;
+            }
+        }
+        assert!(
+            damaged > 0,
+            "no keyspace manifests in {}",
+            keyspaces.display()
+        );
+        let Err(err) = FjallStore::open(dir.path()) else {
+            panic!("opened a damaged store");
+        };
+        assert!(
+            matches!(&err, StoreError::Damaged { path, .. } if *path == keyspaces),
+            "{err}"
+        );
+        assert!(err.to_string().contains("a file in "), "{err}");
     }
 
     #[test]

@@ -156,7 +156,7 @@ fn short_value(len: usize) -> StoreError {
 }
 
 /// Decodes one stored hint.
-pub(super) fn decode_hint(key: &[u8], value: &[u8]) -> Result<Hint, StoreError> {
+pub fn decode_hint(key: &[u8], value: &[u8]) -> Result<Hint, StoreError> {
     let (owner, token, key) = split_hint_key(key)?;
     let (stored_ms, value) = split_hint_value(value)?;
     Ok(Hint {

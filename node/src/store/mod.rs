@@ -28,6 +28,13 @@ pub use self::fjall::FjallStore;
 pub use self::hints::{Hint, HintOwner, MAX_OWNER_LEN};
 pub use self::memory::MemoryStore;
 
+/// The stored layouts' decoders, reached by the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::hints::decode_hint;
+    pub use super::split_data_key;
+}
+
 /// The longest user key a store accepts: the engine's 65535-byte key limit minus the token
 /// and the longest hint owner prefix, so that every key a store holds can also be hinted.
 pub const MAX_KEY_LEN: usize = u16::MAX as usize - TOKEN_LEN - hints::MAX_OWNER_PREFIX_LEN;
@@ -59,6 +66,20 @@ pub enum StoreError {
     /// Stored bytes that this code never writes.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// The store cannot be opened: a file of it is damaged (or was written by another
+    /// version). Nothing was changed; the node does not start on it.
+    #[error(
+        "cannot open the store: {} is damaged or was not written by this version of ringkv ({detail})",
+        if *exact { path.display().to_string() } else { format!("a file in {}", path.display()) }
+    )]
+    Damaged {
+        /// The damaged file, or the narrowest directory holding it that the error points at.
+        path: PathBuf,
+        /// Whether `path` is the damaged file itself (not a directory holding it).
+        exact: bool,
+        /// What the storage engine reported.
+        detail: String,
+    },
     /// A hint owner (node) name that is empty or longer than [`MAX_OWNER_LEN`] bytes.
     #[error("hint owner name is {len} bytes: expected 1 to {MAX_OWNER_LEN}")]
     HintOwner {
@@ -272,7 +293,7 @@ fn data_key(token: u64, key: &[u8]) -> Result<Vec<u8>, StoreError> {
 }
 
 /// Splits a stored data key back into token and user key.
-fn split_data_key(stored: &[u8]) -> Result<(u64, &[u8]), StoreError> {
+pub fn split_data_key(stored: &[u8]) -> Result<(u64, &[u8]), StoreError> {
     match stored.split_first_chunk::<TOKEN_LEN>() {
         Some((token, key)) => Ok((u64::from_be_bytes(*token), key)),
         None => Err(StoreError::Corrupt(format!(

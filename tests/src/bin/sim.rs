@@ -109,6 +109,13 @@ struct Args {
     /// Gossip max_transmissions in scale mode (default: the LAN setting).
     #[arg(long)]
     max_transmissions: Option<u8>,
+    /// Scale mode: how long forming may take after the last join, in simulated seconds
+    /// (default 180).
+    #[arg(long)]
+    form_limit: Option<u64>,
+    /// Scale mode: print each phase's figures to stderr as it ends.
+    #[arg(long)]
+    progress: bool,
 }
 
 fn main() {
@@ -424,9 +431,14 @@ fn scale_mode(sizes: &str, args: &Args) -> Result<bool> {
     if let Some(t) = args.max_transmissions {
         gossip.max_transmissions = t;
     }
+    let mut limits = ScaleLimits::default();
+    if let Some(secs) = args.form_limit {
+        limits.form_us = secs.saturating_mul(1_000_000);
+    }
+    limits.progress = args.progress;
     let seed = args.seed.unwrap_or(1);
-    println!("| nodes | all see all alive after (s) | pairs seen alive | datagrams/node/s | detection p50 / p99 / max (s) | detected by | wall (s) |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| nodes | joins over (s) | all see all alive (s after last join) | rings identical (s after last join) | storm datagrams / bytes per node/s | quiet datagrams / bytes per node/s | detection p50 / p99 / max (s) | detected by | 1 % loss: false suspicions / false downs | wall (s) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for size in sizes.split(',') {
         let nodes: usize = size
             .trim()
@@ -436,18 +448,32 @@ fn scale_mode(sizes: &str, args: &Args) -> Result<bool> {
             bail!("scale sizes must lie within 2..=5000");
         }
         let started = Instant::now();
-        let r = scale(nodes, seed, gossip.clone(), ScaleLimits::default())?;
+        let r = scale(nodes, seed, gossip.clone(), limits)?;
         let secs = |us: Option<u64>| us.map_or("-".into(), |us| format!("{:.2}", us as f64 / 1e6));
+        let not_within = |us: Option<u64>| match us {
+            Some(_) => secs(us),
+            None => format!(
+                "- ({:.2} % of pairs after {} s)",
+                r.known_alive * 100.0,
+                limits.form_us / 1_000_000
+            ),
+        };
         println!(
-            "| {nodes} | {} | {:.2} % | {:.1} | {} / {} / {} | {}/{} | {:.1} |",
-            secs(r.formed_after_us),
-            r.known_alive * 100.0,
-            r.datagrams_per_node_per_sec,
+            "| {nodes} | {:.2} | {} | {} | {:.1} / {:.0} | {:.1} / {:.0} | {} / {} / {} | {}/{} | {} / {} | {:.1} |",
+            r.last_join_us as f64 / 1e6,
+            not_within(r.formed_after_us),
+            secs(r.rings_after_us),
+            r.storm.datagrams,
+            r.storm.bytes,
+            r.quiet.datagrams,
+            r.quiet.bytes,
             secs(r.detection_quantile(0.5)),
             secs(r.detection_quantile(0.99)),
             secs(r.detection_quantile(1.0)),
             r.detection_us.len(),
             r.survivors,
+            r.false_suspicions,
+            r.false_downs,
             started.elapsed().as_secs_f64()
         );
     }

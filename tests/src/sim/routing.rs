@@ -280,6 +280,7 @@ impl World {
 
     fn send_datagram(&mut self, node: usize, to: std::net::SocketAddr, data: Bytes) {
         self.stats.datagrams += 1;
+        self.stats.datagram_bytes += data.len() as u64;
         let Some(&dest) = self.by_addr.get(&to) else {
             return;
         };

@@ -84,6 +84,8 @@ pub struct Stats {
     pub events: u64,
     /// Gossip datagrams sent (before loss).
     pub datagrams: u64,
+    /// Bytes of those datagrams.
+    pub datagram_bytes: u64,
     /// Peer calls made over the network.
     pub calls: u64,
     /// Peer replies fed to a coordinator as failures (transport error or `Failed`).
@@ -702,7 +704,7 @@ fn repl_kind(req: &ReplRequest) -> &'static str {
         ReplRequest::Append { .. } => "append",
         ReplRequest::Snapshot { .. } => "snapshot",
         ReplRequest::Flush { .. } => "flush",
-        ReplRequest::Collect { .. } => "collect",
+        ReplRequest::Collect { .. } | ReplRequest::Gather { .. } => "collect",
     }
 }
 

@@ -7,7 +7,7 @@
 //! small. Failed reads say nothing and are dropped. Each key is a register of its own and is
 //! checked alone.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,6 +64,27 @@ pub struct Record {
 pub struct Log {
     pub ops: Vec<Record>,
     pub anomalies: Vec<String>,
+    /// Operations that failed, by what the client saw ("timeout", or the error's kind).
+    pub failures: BTreeMap<String, usize>,
+}
+
+/// Failed operations of all `logs`, by what the clients saw.
+pub fn failures(logs: &[Log]) -> BTreeMap<String, usize> {
+    let mut all = BTreeMap::new();
+    for (what, n) in logs.iter().flat_map(|l| &l.failures) {
+        *all.entry(what.clone()).or_insert(0) += n;
+    }
+    all
+}
+
+/// What a failed operation saw, for [`Log::failures`].
+fn failure<T>(outcome: &Result<Result<T, ringkv::Error>, tokio::time::error::Elapsed>) -> String {
+    match outcome {
+        Err(_) => "timeout".into(),
+        Ok(Err(ringkv::Error::Request(e))) => e.kind().into(),
+        Ok(Err(e)) => e.to_string().chars().take(40).collect(),
+        Ok(Ok(_)) => "ok".into(),
+    }
 }
 
 pub fn parse(bytes: &[u8]) -> Option<u64> {
@@ -92,7 +113,11 @@ pub async fn run_client(
             seq += 1;
             let v = (me as u64 + 1) * 1_000_000 + seq;
             let put = client.put(name, v.to_string().into_bytes(), WriteOptions::default());
-            let done = matches!(tokio::time::timeout(limit, put).await, Ok(Ok(_)));
+            let outcome = tokio::time::timeout(limit, put).await;
+            let done = matches!(outcome, Ok(Ok(_)));
+            if !done {
+                *log.failures.entry(failure(&outcome)).or_default() += 1;
+            }
             log.ops.push(Record {
                 client: me,
                 key,
@@ -103,7 +128,13 @@ pub async fn run_client(
             done
         } else {
             let get = client.get(name, ReadOptions::default());
-            match tokio::time::timeout(limit, get).await {
+            let outcome = tokio::time::timeout(limit, get).await;
+            if !matches!(outcome, Ok(Ok(_))) {
+                *log.failures
+                    .entry(format!("read {}", failure(&outcome)))
+                    .or_default() += 1;
+            }
+            match outcome {
                 Ok(Ok(read)) => {
                     let returned = Some(Instant::now());
                     // One value or none: anything else no register gives, and fails the test.

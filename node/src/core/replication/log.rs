@@ -41,28 +41,44 @@ struct Unbound {
 }
 
 impl ShardMeta {
-    /// The store metadata name of a shard.
+    /// The store metadata name of a shard's state.
     fn name(shard: &[String]) -> String {
+        Self::named("ranged", shard)
+    }
+
+    /// The name a shard's state had before ranges were recorded (read, never written).
+    pub(super) fn unbound_name(shard: &[String]) -> String {
+        Self::named("repl", shard)
+    }
+
+    pub(super) fn named(prefix: &str, shard: &[String]) -> String {
         let mut h = blake3::Hasher::new();
         for n in shard {
             h.update(&(n.len() as u64).to_be_bytes());
             h.update(n.as_bytes());
         }
-        format!("repl-{}", &h.finalize().to_hex()[..32])
+        format!("{prefix}-{}", &h.finalize().to_hex()[..32])
     }
 
     /// What the store holds for `shard`, or a fresh state.
+    ///
+    /// A stored state that does not decode is an error, never a fresh state: starting over
+    /// would forget the epoch this node promised and let it vote twice in that epoch.
     pub fn load(store: &dyn Store, shard: &[String]) -> Result<Self, StoreError> {
-        let Some(bytes) = store.meta_get(&Self::name(shard))? else {
+        let name = Self::name(shard);
+        if let Some(bytes) = store.meta_get(&name)? {
+            return postcard::from_bytes(&bytes).map_err(|e| {
+                StoreError::Corrupt(format!("replication state {name} does not decode: {e}"))
+            });
+        }
+        // Written before ranges were recorded (under its own name, so a damaged state of
+        // either layout is never taken for the other): kept, and closed when first bound.
+        let name = Self::unbound_name(shard);
+        let Some(bytes) = store.meta_get(&name)? else {
             return Ok(Self::default());
         };
-        if let Ok(meta) = postcard::from_bytes::<Self>(&bytes) {
-            return Ok(meta);
-        }
-        // Written before ranges were recorded: kept, and closed when first bound.
-        Ok(postcard::from_bytes::<Unbound>(&bytes).map_or_else(
-            |_| Self::default(),
-            |u| Self {
+        postcard::from_bytes::<Unbound>(&bytes)
+            .map(|u| Self {
                 promised: u.promised,
                 log_epoch: u.log_epoch,
                 offset: u.offset,
@@ -70,8 +86,10 @@ impl ShardMeta {
                 prev_replid: u.prev_replid,
                 prev_end: u.prev_end,
                 ranges: 0,
-            },
-        ))
+            })
+            .map_err(|e| {
+                StoreError::Corrupt(format!("replication state {name} does not decode: {e}"))
+            })
     }
 
     /// Write it (synced with the next group commit).
@@ -345,6 +363,27 @@ mod tests {
         assert_eq!(
             ShardMeta::load(&store, &other).unwrap(),
             ShardMeta::default()
+        );
+    }
+
+    #[test]
+    fn a_damaged_meta_is_an_error_not_a_fresh_state() {
+        let store = crate::store::MemoryStore::new();
+        let shard = vec!["a".to_string(), "b".to_string()];
+        ShardMeta {
+            promised: 7,
+            ..ShardMeta::default()
+        }
+        .save(&store, &shard)
+        .unwrap();
+        // Cut the stored state short: the promised epoch must not read back as 0.
+        let name = ShardMeta::name(&shard);
+        let bytes = store.meta_get(&name).unwrap().unwrap();
+        store.meta_put(&name, &bytes[..bytes.len() - 1]).unwrap();
+        let err = ShardMeta::load(&store, &shard).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains(&name)),
+            "{err}"
         );
     }
 }

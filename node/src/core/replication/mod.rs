@@ -236,6 +236,8 @@ pub struct Replication {
     /// A ring change closed a log here: the next search takes up every shard of the ring
     /// this node is in, not only those with a log.
     take_up_all: bool,
+    /// The logs ring changes closed here (see `handover.rs`), loaded when first needed.
+    closed: Option<Vec<msg::ClosedLog>>,
     /// A shard's primary and its epoch as another node answered them: how a node outside the
     /// shard (which keeps no shard state) or a member that missed a failover finds the
     /// primary. The newer epoch wins; pruned to the ring's shards when the ring changes.
@@ -260,6 +262,7 @@ impl Replication {
             scanned_ring: None,
             handed_over: None,
             take_up_all: false,
+            closed: None,
             guesses: BTreeMap::new(),
         }
     }
@@ -367,11 +370,12 @@ impl Replication {
                 return Err(ClientError::Unavailable(Unavailable::RingChanging));
             }
             let (meta, closed) =
-                ShardMeta::load_bound(ctx.view.store, ctx.view.ring, id).map_err(|e| {
-                    ClientError::Unavailable(Unavailable::Storage(format!(
-                        "replication state: {e}"
-                    )))
-                })?;
+                ShardMeta::load_bound(ctx.view.store, ctx.view.ring, id, &mut self.closed)
+                    .map_err(|e| {
+                        ClientError::Unavailable(Unavailable::Storage(format!(
+                            "replication state: {e}"
+                        )))
+                    })?;
             if closed {
                 self.audit.push(|| audit::LogEvent::Reset {
                     shard: id.to_vec(),
@@ -410,6 +414,7 @@ impl Replication {
             | ReplRequest::Append { shard, .. }
             | ReplRequest::Snapshot { shard, .. }
             | ReplRequest::Collect { shard, .. }
+            | ReplRequest::Gather { shard, .. }
             | ReplRequest::Flush { shard, .. } => shard.clone(),
         };
         if !shard.iter().any(|n| n == ctx.view.me) || shard.len() > 16 {
@@ -439,6 +444,21 @@ impl Replication {
                 false,
             ));
         }
+        let closed = match &req {
+            ReplRequest::Gather { cursor, .. } if *cursor == msg::Cursor::default() => {
+                match handover::closed_logs(ctx.view.store, &mut self.closed) {
+                    Ok(logs) => handover::closed_within(
+                        logs,
+                        &follower::shard_ranges(ctx.view.ring, &shard),
+                    ),
+                    Err(e) => {
+                        let reason = format!("replication: {e}");
+                        return Some((PeerReply::Failed(Refusal::Replication(reason)), false));
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
         let Some(st) = self.shards.get_mut(&shard) else {
             return Some((
                 PeerReply::Failed(Refusal::Replication("shard vanished".into())),
@@ -449,6 +469,7 @@ impl Replication {
             config: &self.config,
             sabotage: self.sabotage,
             audit: &mut self.audit,
+            closed,
         };
         let result = follower::handle(st, env, ctx, &shard, from, req);
         let run_now = st.run_now;
@@ -547,7 +568,7 @@ impl Replication {
             if self.shards.contains_key(id) {
                 continue;
             }
-            match ShardMeta::load_bound(ctx.view.store, ring, id) {
+            match ShardMeta::load_bound(ctx.view.store, ring, id, &mut self.closed) {
                 Ok((meta, closed)) if all || closed || meta.promised > 0 || meta.offset > 0 => {
                     if closed {
                         self.audit.push(|| audit::LogEvent::Reset {

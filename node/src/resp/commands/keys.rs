@@ -6,6 +6,7 @@
 //! `u64::MAX`. It names a place in the token space, not in any node's state, so it survives
 //! ring changes and node restarts and may be passed to any node's front.
 
+use crate::limits::Limit;
 use bytes::Bytes;
 
 use super::strings::Target;
@@ -85,6 +86,12 @@ pub(super) fn scan(node: &Target, args: &[Bytes], limits: &Limits) -> Step {
         // ringkv stores strings only: no key of another type exists anywhere.
         return Reply::Array(vec![Reply::text("0"), Reply::Array(vec![])]).into();
     }
+    if count > limits.max_keys {
+        limits.limit_hits.hit(
+            Limit::RedisKeys,
+            format_args!("SCAN COUNT {count} cut to {}", limits.max_keys),
+        );
+    }
     let count = count.min(limits.max_keys);
     let node = node.clone();
     Step::Later(Box::pin(async move {
@@ -111,7 +118,7 @@ pub(super) fn scan(node: &Target, args: &[Bytes], limits: &Limits) -> Step {
 /// `KEYS pattern`: the whole walk, refused past `max_keys` matching keys (use `SCAN`).
 pub(super) fn keys(node: &Target, args: &[Bytes], limits: &Limits) -> Step {
     let pattern = args[1].clone();
-    let (node, max) = (node.clone(), limits.max_keys);
+    let (node, max, hits) = (node.clone(), limits.max_keys, limits.limit_hits.clone());
     let max_examined = max.saturating_mul(KEYS_EXAMINED_PER_ANSWER);
     Step::Later(Box::pin(async move {
         let (mut keys, mut examined, mut cursor) = (Vec::new(), 0usize, 0u64);
@@ -123,11 +130,19 @@ pub(super) fn keys(node: &Target, args: &[Bytes], limits: &Limits) -> Step {
             examined += p.keys.len();
             keys.extend(p.keys.into_iter().filter(|k| glob::matches(&pattern, k)));
             if keys.len() > max {
+                hits.hit(
+                    Limit::RedisKeys,
+                    format_args!("KEYS matched over {max} keys"),
+                );
                 return Reply::err(format!(
                     "KEYS answers at most {max} keys and more match: use SCAN"
                 ));
             }
             if examined > max_examined {
+                hits.hit(
+                    Limit::RedisKeys,
+                    format_args!("KEYS examined over {max_examined} keys"),
+                );
                 return Reply::err(format!(
                     "KEYS examines at most {max_examined} keys and there are more: use SCAN"
                 ));
