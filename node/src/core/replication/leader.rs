@@ -19,7 +19,7 @@ use crate::core::replica::load;
 use crate::core::Effect;
 use crate::proto::{ClientError, ClientResponse, ReadResult, Session, Value, WriteResult};
 use crate::store::StoreError;
-use crate::version::{decode_record, encode_record, live_values, Context, DvvSet, Record};
+use crate::version::{decode_record, encode_record, live_values, Context, DvvSet, Record, Sibling};
 
 /// Keys per snapshot page.
 const SNAPSHOT_PAGE: usize = 256;
@@ -792,15 +792,27 @@ impl Replication {
         if ours.as_ref() == Some(&merged) {
             return Ok(());
         }
+        // The loser's value goes, its dot stays in the history: a later write never reuses
+        // that dot, which a replica outside the list may still hold.
+        let keep = |winner: &Record| {
+            let won: Vec<&Sibling> = winner.values();
+            merged.lww(|v| won.contains(&v))
+        };
         let merged = if merged == *theirs {
             merged
         } else {
             match self.rank_against_ours(store, id, peer, token)? {
-                Some(std::cmp::Ordering::Greater) => theirs.clone(),
-                Some(std::cmp::Ordering::Less) => return Ok(()),
+                Some(std::cmp::Ordering::Greater) => keep(theirs),
+                Some(std::cmp::Ordering::Less) => match &ours {
+                    Some(o) => keep(o),
+                    None => merged,
+                },
                 _ => merged,
             }
         };
+        if ours.as_ref() == Some(&merged) {
+            return Ok(());
+        }
         let bytes = encode_record(&merged).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         store.put(token, &key, &bytes)?;
         self.log_local(ctx, id, token, key, Some(merged), out)?;
