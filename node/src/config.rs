@@ -230,10 +230,6 @@ pub struct ReplConfig {
     pub max_batch_bytes: usize,
     /// Most writes waiting for replicas per shard.
     pub max_waiting: usize,
-    /// A shard's first primary (a new preference list after a join or a leave, or a prefix
-    /// just switched to primary mode) serves once it has gathered the keys of every replica;
-    /// after this long, once it has those of a majority.
-    pub collect_wait: Duration,
     /// Record every log change for [`Replication::take_log_events`] (the simulator's checker).
     #[doc(hidden)]
     pub audit_log: bool,
@@ -252,7 +248,6 @@ impl Default for ReplConfig {
             max_batch_entries: 256,
             max_batch_bytes: 256 << 10,
             max_waiting: 10_000,
-            collect_wait: Duration::from_secs(5),
             audit_log: false,
         }
     }

@@ -80,7 +80,7 @@ fn trace_hashes_of_a_fixed_seed_list_are_unchanged() {
             "primary majority, every fault",
             config("all", majority),
             9,
-            0x3606b134e1cc39d9,
+            0x16f8b6144d7f32d2,
         ),
         (
             "primary majority, crash",

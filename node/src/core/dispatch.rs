@@ -6,7 +6,8 @@
 //!    what it accepted after its last handoff pass would leave with it.
 //! 2. A quorum-path write (replica write or replicate) of a key under a primary prefix is
 //!    refused: its writes go through the shard's primary. Hints are kept regardless (they were
-//!    accepted as quorum writes before the prefix changed mode).
+//!    accepted as quorum writes before the prefix changed mode). A handoff page keeps only its
+//!    keys outside primary prefixes (those move with their shard's log).
 
 use super::calls::CallError;
 use super::calls::{CallId, Owner};
@@ -52,6 +53,18 @@ impl NodeCore {
             }
             PeerRequest::Forward(req) => self.on_forwarded(now_ms, id, req, out),
             PeerRequest::Repl(req, ring) => self.on_repl(now_ms, (id, &from), (req, ring), out),
+            PeerRequest::Handoff { entries } => {
+                // Keys under a primary prefix move with their shard (its next primary gathers
+                // them from the replicas the old and new lists share), not by handoff: a
+                // leaving node may hold a write its primary logged but never committed, which
+                // merged here would stand beside the committed one as a sibling.
+                let table = self.table.current();
+                let entries = entries
+                    .into_iter()
+                    .filter(|(_, key, _)| table.lookup(key).is_none())
+                    .collect();
+                self.on_replica_request(now_ms, id, PeerRequest::Handoff { entries }, out);
+            }
             req if self.quorum_write_refused(&req) => refuse(id, Refusal::PrimaryPrefix, out),
             req => self.on_replica_request(now_ms, id, req, out),
         }

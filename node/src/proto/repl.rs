@@ -133,6 +133,47 @@ pub enum ReplRequest {
         /// Offset of the candidate's last entry.
         offset: u64,
     },
+    /// A [`ReplRequest::Collect`] whose answer also names the logs the receiver's keys were
+    /// last written under (`ReplReply::Gathered`), so that of two values of a key the one an
+    /// old list may have committed is kept (see ARCHITECTURE.md, "Handover between
+    /// preference lists").
+    Gather {
+        /// The shard.
+        shard: Vec<String>,
+        /// The primary's epoch.
+        epoch: u64,
+        /// Where the page starts.
+        cursor: Cursor,
+    },
+}
+
+/// A log a ring change closed on the node that reports it: that node's keys in `ranges` were
+/// last written under the log of preference list `list` (a digest of it), which stood at
+/// `(log_epoch, offset)` when it closed. Of two such logs of one list, the one ahead (compared
+/// as in an election) holds every write that list committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosedLog {
+    /// Digest of the preference list whose log it was.
+    pub list: u64,
+    /// Epoch of its last entry.
+    pub log_epoch: u64,
+    /// Offset of its last entry.
+    pub offset: u64,
+    /// The token ranges `(start, end]` it was kept for.
+    pub ranges: Vec<(u64, u64)>,
+}
+
+impl ClosedLog {
+    /// Whether it was kept for `token`.
+    pub fn covers(&self, token: u64) -> bool {
+        self.ranges.iter().any(|&(start, end)| {
+            if start < end {
+                start < token && token <= end
+            } else {
+                token > start || token <= end
+            }
+        })
+    }
 }
 
 /// The route of an append streamed by chain: the receiver applies it, then passes it to the
@@ -200,6 +241,16 @@ pub enum ReplReply {
     Collected {
         /// The keys.
         items: Vec<(u64, Vec<u8>, Record)>,
+        /// Where the next page starts; `None` when done.
+        next: Option<Cursor>,
+    },
+    /// One page of the receiver's keys (the answer to [`ReplRequest::Gather`]), with the
+    /// closed logs they were last written under (on the first page only).
+    Gathered {
+        /// The keys.
+        items: Vec<(u64, Vec<u8>, Record)>,
+        /// The receiver's closed logs of the shard's ranges, newest last.
+        closed: Vec<ClosedLog>,
         /// Where the next page starts; `None` when done.
         next: Option<Cursor>,
     },

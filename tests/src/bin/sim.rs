@@ -8,7 +8,7 @@
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
@@ -78,9 +78,11 @@ struct Args {
     /// (to the first, each replica to the next).
     #[arg(long, default_value = "star")]
     topology: String,
-    /// With --primary: draw joins and leaves too (left out by default: primary mode does not
-    /// yet promise to survive them under every fault).
+    /// With --primary: leave joins and leaves out of the drawn faults (drawn by default).
     #[arg(long)]
+    no_primary_membership: bool,
+    /// With --primary: draw joins and leaves too (the default; kept for older command lines).
+    #[arg(long, hide = true)]
     primary_membership: bool,
     /// Do not check that replicas converge after the faults heal (for a core without
     /// anti-entropy).
@@ -225,7 +227,10 @@ fn config_from(args: &Args) -> Result<SimConfig> {
         "chain" => bail!("--topology chain needs --primary"),
         other => bail!("unknown topology {other:?} (star or chain)"),
     };
-    config.primary_membership = args.primary_membership;
+    if args.no_primary_membership && args.primary_membership {
+        bail!("--primary-membership and --no-primary-membership contradict each other");
+    }
+    config.primary_membership = !args.no_primary_membership;
     config.capabilities.anti_entropy = !args.no_anti_entropy;
     config.capabilities.read_repair = !args.no_read_repair;
     config.trace_tail = args.trace.clamp(1, 100_000);
@@ -279,6 +284,9 @@ fn batch(config: &SimConfig, args: &Args) -> bool {
     let failures_seen = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel::<Result<usize, Box<Failure>>>();
+    // Per worker, the seed it runs and since when: a run still going after a minute of wall
+    // time is named in the progress lines, so a run that never ends is not a silent hang.
+    let running: Mutex<Vec<Option<(u64, Instant)>>> = Mutex::new(vec![None; threads]);
     let mut handoff_timeouts = 0;
     let started = Instant::now();
     let mut failures = Vec::new();
@@ -294,16 +302,22 @@ fn batch(config: &SimConfig, args: &Args) -> bool {
         )
     );
     std::thread::scope(|scope| {
-        for _ in 0..threads {
+        for worker in 0..threads {
             let tx = tx.clone();
-            let (next, stop, failures_seen) = (&next, &stop, &failures_seen);
+            let (next, stop, failures_seen, running) = (&next, &stop, &failures_seen, &running);
             scope.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= args.seeds || stop.load(Ordering::Relaxed) {
                     break;
                 }
                 let seed = args.start.wrapping_add(i);
+                if let Ok(mut r) = running.lock() {
+                    r[worker] = Some((seed, Instant::now()));
+                }
                 let report = run(seed, config, None);
+                if let Ok(mut r) = running.lock() {
+                    r[worker] = None;
+                }
                 let message = if report.passed() {
                     Ok(report.handoff_timeouts)
                 } else {
@@ -330,7 +344,15 @@ fn batch(config: &SimConfig, args: &Args) -> bool {
         }
         drop(tx);
         let mut last_progress = Instant::now();
-        for message in rx {
+        loop {
+            let message = match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(m) => m,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    slow_seeds(&running);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             done += 1;
             if let Ok(timeouts) = message {
                 handoff_timeouts += timeouts;
@@ -343,6 +365,7 @@ fn batch(config: &SimConfig, args: &Args) -> bool {
                 last_progress = Instant::now();
                 let rate = done as f64 / started.elapsed().as_secs_f64();
                 println!("{done} seeds, {rate:.1} seeds/s, {} failed", failures.len());
+                slow_seeds(&running);
             }
         }
     });
@@ -360,6 +383,17 @@ fn batch(config: &SimConfig, args: &Args) -> bool {
         }
     );
     failures.is_empty()
+}
+
+/// Name the runs going for more than a minute of wall time.
+fn slow_seeds(running: &Mutex<Vec<Option<(u64, Instant)>>>) {
+    let Ok(r) = running.lock() else { return };
+    for (seed, since) in r.iter().flatten() {
+        let secs = since.elapsed().as_secs();
+        if secs >= 60 {
+            println!("seed {seed} still running after {secs} s of wall time");
+        }
+    }
 }
 
 fn print_failure(config: &SimConfig, failure: &Failure) {

@@ -263,6 +263,8 @@ pub struct SimConfig {
     pub convergence_bound: Duration,
     /// Hard bound on processed events; a run that needs more fails.
     pub max_events: u64,
+    /// Hard bound on simulated time; a run that gets past it fails (whatever kept it going).
+    pub max_sim: Duration,
     /// Network behaviour.
     pub net: NetConfig,
     /// How many recent events a failure report shows.
@@ -275,14 +277,13 @@ pub struct SimConfig {
     pub primary: Option<SyncReplicas>,
     /// Primary mode: how the primary streams its log (star, or chain through the replicas).
     pub topology: ringkv::Topology,
-    /// Primary mode: draw joins and leaves too (not a promise yet; see README).
+    /// Primary mode: draw joins and leaves too (the default).
     pub primary_membership: bool,
 }
 
 impl SimConfig {
-    /// The fault kinds a run draws from: in primary mode without joins and leaves unless
-    /// `primary_membership`, since primary mode does not yet promise to survive every ring
-    /// change under faults. An explicit schedule may still hold them.
+    /// The fault kinds a run draws from: in primary mode without joins and leaves when
+    /// `primary_membership` is off. An explicit schedule may still hold them.
     pub fn drawn_faults(&self) -> FaultKinds {
         match self.primary.filter(|_| !self.primary_membership) {
             Some(_) => self
@@ -338,12 +339,13 @@ impl Default for SimConfig {
             settle: Duration::from_secs(30),
             convergence_bound: Duration::from_secs(60),
             max_events: 500_000,
+            max_sim: Duration::from_secs(900),
             net: NetConfig::default(),
             trace_tail: 60,
             core_overrides: None,
             primary: None,
             topology: ringkv::Topology::Star,
-            primary_membership: false,
+            primary_membership: true,
         }
     }
 }

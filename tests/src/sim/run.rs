@@ -391,6 +391,13 @@ impl<'a> Driver<'a> {
             self.stopped = true;
             return;
         }
+        let bound = u64::try_from(self.config.max_sim.as_micros()).unwrap_or(u64::MAX);
+        if self.world.now_us() > bound {
+            let secs = self.config.max_sim.as_secs();
+            self.violation("bounded-run", format!("simulated time past {secs} s"));
+            self.stopped = true;
+            return;
+        }
         let wake = self.world.step();
         for found in self.world.take_findings() {
             self.checker.report(found);
@@ -590,7 +597,21 @@ impl<'a> Driver<'a> {
             }
             (Episode::Join, true) if self.running().len() < MAX_NODES => {
                 self.disrupted = true;
-                let seeds = (0..self.nodes.min(3)).map(addr_of).collect();
+                // Seeds as an operator would give them: members that have not left (a
+                // joiner whose seeds all left could never find the cluster).
+                let members: Vec<usize> = (0..self.world.nodes().len())
+                    .filter(|&i| {
+                        let state = self.world.nodes()[i].state;
+                        state != NodeState::Left && state != NodeState::Idle
+                    })
+                    .filter(|i| !self.leaving.contains_key(i))
+                    .take(3)
+                    .collect();
+                let seeds = if members.is_empty() {
+                    (0..self.nodes.min(3)).map(addr_of).collect()
+                } else {
+                    members.into_iter().map(addr_of).collect()
+                };
                 let node = self.world.add_node(seeds);
                 if let Err(e) = self.world.start(node) {
                     self.violation("world", format!("join of n{node} failed: {e}"));

@@ -704,7 +704,7 @@ fn repl_kind(req: &ReplRequest) -> &'static str {
         ReplRequest::Append { .. } => "append",
         ReplRequest::Snapshot { .. } => "snapshot",
         ReplRequest::Flush { .. } => "flush",
-        ReplRequest::Collect { .. } => "collect",
+        ReplRequest::Collect { .. } | ReplRequest::Gather { .. } => "collect",
     }
 }
 

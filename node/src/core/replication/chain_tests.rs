@@ -60,6 +60,7 @@ impl Cluster {
         );
         // Node i is the shard's i-th replica.
         let names = ring.preference_list(b"p/x").to_vec();
+        let ranges = super::handover::ranges_digest(&ring, &names);
         let addrs = names
             .iter()
             .enumerate()
@@ -87,6 +88,7 @@ impl Cluster {
                 log_epoch: 1,
                 offset: 0,
                 replid: "r1".into(),
+                ranges,
                 ..ShardMeta::default()
             };
             let mut st = Shard::new(meta, 1 << 20, c.now);

@@ -4,7 +4,7 @@
 use ringkv_ring::Ring;
 
 use super::audit::{Audit, LogEvent};
-use super::msg::{Cursor, LogEntry, ReplReply, ReplRequest, SnapshotSpan};
+use super::msg::{ClosedLog, Cursor, LogEntry, ReplReply, ReplRequest, SnapshotSpan};
 use super::{Ctx, PrimaryKeys, ReplConfig, Role, Shard};
 use crate::config::Sabotage;
 use crate::core::replica::load;
@@ -21,6 +21,8 @@ pub(super) struct Env<'a> {
     pub config: &'a ReplConfig,
     pub sabotage: Sabotage,
     pub audit: &'a mut Audit,
+    /// For a gather's first page: the logs this node closed over the shard's ranges.
+    pub closed: Vec<ClosedLog>,
 }
 
 /// Serve one request for shard `id`; says whether the reply must wait for a sync.
@@ -132,6 +134,27 @@ pub(super) fn handle(
                 env.config.max_batch_bytes,
             )?;
             Ok((ReplReply::Collected { items, next }, false))
+        }
+        ReplRequest::Gather { epoch, cursor, .. } => {
+            if let Some(fenced) = follow(st, ctx, id, from, epoch)? {
+                return Ok((fenced, false));
+            }
+            let (items, next) = collect(
+                ctx.view.ring,
+                ctx.view.store,
+                id,
+                cursor,
+                env.config.max_batch_bytes,
+            )?;
+            let closed = env.closed;
+            Ok((
+                ReplReply::Gathered {
+                    items,
+                    closed,
+                    next,
+                },
+                false,
+            ))
         }
     }
 }

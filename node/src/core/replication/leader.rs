@@ -8,15 +8,18 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::election::ms;
 use super::follower::shard_ranges;
+use super::handover::{closed_logs, covering};
 use super::log::AsOf;
-use super::msg::{Cursor, LogEntry, Position, Relay, ReplReply, ReplRequest, SnapshotSpan};
+use super::msg::{
+    ClosedLog, Cursor, LogEntry, Position, Relay, ReplReply, ReplRequest, SnapshotSpan,
+};
 use super::{majority, CallKind, Ctx, Replication, Role, Shard};
 use crate::core::coordinator::ClientId;
 use crate::core::replica::load;
 use crate::core::Effect;
 use crate::proto::{ClientError, ClientResponse, ReadResult, Session, Value, WriteResult};
 use crate::store::StoreError;
-use crate::version::{decode_record, encode_record, live_values, Context, DvvSet, Record};
+use crate::version::{decode_record, encode_record, live_values, Context, DvvSet, Record, Sibling};
 
 /// Keys per snapshot page.
 const SNAPSHOT_PAGE: usize = 256;
@@ -110,12 +113,13 @@ pub(super) struct Leader {
     pub collected: BTreeSet<String>,
     /// Chain topology: the append in flight down the chain.
     pub chain: Option<super::chain::ChainCall>,
-    /// A first lineage (the log was empty): the keys the replicas hold come first.
+    /// The keys the replicas hold come first: this node's log was empty (a first lineage),
+    /// or a replica answered with an empty log (closed by a ring change, or new).
     pub first: bool,
     /// Replicas whose keys are in the log (collected, or following it).
     pub ready: BTreeSet<String>,
-    /// When this node won the epoch.
-    pub since_ms: u64,
+    /// The closed logs each gathered replica named: what its keys are worth.
+    pub ranks: BTreeMap<String, Vec<ClosedLog>>,
 }
 
 impl Leader {
@@ -150,19 +154,16 @@ impl Leader {
             chain: None,
             first: false,
             ready: BTreeSet::new(),
-            since_ms: now_ms,
+            ranks: BTreeMap::new(),
         }
     }
 
-    /// Whether a first lineage still waits for replicas' keys before serving: every
-    /// replica's, or a majority's once `wait` ms passed. A write acknowledged before a ring
-    /// change sits on a majority of the old preference list, and every one of those that is
-    /// also in the new list must be heard, or a read could miss it.
-    pub fn gathering(&self, now: u64, wait: u64, n: usize) -> bool {
-        let heard = self.ready.len();
-        self.first
-            && heard < self.followers.len()
-            && (heard + 1 < majority(n) || now < self.since_ms.saturating_add(wait))
+    /// Whether this primary still waits for replicas' keys before serving: every replica's,
+    /// however long it takes. A write acknowledged before a ring change sits on a majority of
+    /// the old preference list, and only every node the two lists share is sure to hold one
+    /// copy (see ARCHITECTURE.md, "Handover between preference lists").
+    pub fn gathering(&self) -> bool {
+        self.first && self.ready.len() < self.followers.len()
     }
 
     /// Whether a majority of the shard (this node included) answered within `lease` ms.
@@ -235,7 +236,7 @@ impl Replication {
         match &st.role {
             Role::Primary(leader) => {
                 let now = ctx.now();
-                if leader.gathering(now, ms(config.collect_wait), id.len()) {
+                if leader.gathering() {
                     return Err(ClientError::Gathering);
                 }
                 if !leader.holds_lease(now, ms(config.lease), id.len()) {
@@ -329,7 +330,6 @@ impl Replication {
     ) {
         let id = Self::shard_of(ctx.view.ring, &key);
         let token = ringkv_ring::token(&key);
-        let wait = ms(self.config.collect_wait);
         let Some(Shard {
             role: Role::Primary(leader),
             meta,
@@ -342,7 +342,7 @@ impl Replication {
             });
             return;
         };
-        if leader.gathering(ctx.now(), wait, id.len()) {
+        if leader.gathering() {
             out.push(Effect::Reply {
                 id: client,
                 result: Err(ClientError::Gathering),
@@ -544,7 +544,7 @@ impl Replication {
                         append(meta, leader.epoch, f.acked, entries, commit, id, None)
                     })
                 }
-                SyncState::Collect(cursor) => Some(ReplRequest::Collect {
+                SyncState::Collect(cursor) => Some(ReplRequest::Gather {
                     shard: id.to_vec(),
                     epoch: leader.epoch,
                     cursor: cursor.clone(),
@@ -563,7 +563,7 @@ impl Replication {
                 f.in_flight = Some(now);
                 f.sent_round = leader.round;
                 let kind = match req {
-                    ReplRequest::Collect { .. } => CallKind::Collect {
+                    ReplRequest::Gather { .. } => CallKind::Collect {
                         epoch: leader.epoch,
                     },
                     ReplRequest::Snapshot { .. } => CallKind::Snapshot {
@@ -635,6 +635,12 @@ impl Replication {
                 }
             }
             Ok(ReplReply::Behind(pos)) => {
+                if pos.replid.is_empty() && !leader.collected.contains(peer) {
+                    // An empty log: the replica's keys may hold writes this log lacks (a ring
+                    // change closed its log). Serve nothing until every replica's are in.
+                    leader.first = true;
+                    leader.ready.remove(peer);
+                }
                 f.heard_ms = now;
                 f.lease_ms = sent;
                 f.round = f.round.max(round);
@@ -718,9 +724,19 @@ impl Replication {
                         }
                     }
                 }
-                (Ok(ReplReply::Collected { items, next }), SyncState::Collect(_)) => {
+                (
+                    Ok(ReplReply::Gathered {
+                        items,
+                        closed,
+                        next,
+                    }),
+                    SyncState::Collect(cursor),
+                ) => {
                     f.heard_ms = now;
                     f.lease_ms = sent;
+                    if *cursor == Cursor::default() {
+                        leader.ranks.insert(peer.to_string(), closed);
+                    }
                     merges = items;
                     f.state = match next {
                         Some(cursor) => SyncState::Collect(cursor),
@@ -745,7 +761,7 @@ impl Replication {
             .into_iter()
             .filter(|(_, k, _)| ctx.primary_key.covers(k))
         {
-            if let Err(e) = self.merge_collected(ctx, id, token, key, &theirs, out) {
+            if let Err(e) = self.merge_collected(ctx, id, (peer, token), key, &theirs, out) {
                 tracing::warn!("cannot merge a collected key: {e}");
             }
         }
@@ -753,13 +769,16 @@ impl Replication {
         self.pump(ctx, id, out);
     }
 
-    /// Fold a key a replica held before primary mode into the log, so nothing written in
-    /// quorum mode is lost by the switch.
+    /// Fold a key replica `peer` holds into the log, so nothing written in quorum mode, or
+    /// committed by an old preference list, is lost. Where its value and this node's are
+    /// concurrent and both were last written under logs of one old list, the value of the log
+    /// ahead wins: that log holds every write the list committed, so the other value is a
+    /// write it never committed, which merged in would stand beside the committed one.
     fn merge_collected(
         &mut self,
         ctx: &Ctx<'_>,
         id: &[String],
-        token: u64,
+        (peer, token): (&str, u64),
         key: Vec<u8>,
         theirs: &Record,
         out: &mut Vec<Effect>,
@@ -773,10 +792,61 @@ impl Replication {
         if ours.as_ref() == Some(&merged) {
             return Ok(());
         }
+        // The loser's value goes, its dot stays in the history: a later write never reuses
+        // that dot, which a replica outside the list may still hold.
+        let keep = |winner: &Record| {
+            let won: Vec<&Sibling> = winner.values();
+            merged.lww(|v| won.contains(&v))
+        };
+        let merged = if merged == *theirs {
+            merged
+        } else {
+            match self.rank_against_ours(store, id, peer, token)? {
+                Some(std::cmp::Ordering::Greater) => keep(theirs),
+                Some(std::cmp::Ordering::Less) => match &ours {
+                    Some(o) => keep(o),
+                    None => merged,
+                },
+                _ => merged,
+            }
+        };
+        if ours.as_ref() == Some(&merged) {
+            return Ok(());
+        }
         let bytes = encode_record(&merged).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         store.put(token, &key, &bytes)?;
         self.log_local(ctx, id, token, key, Some(merged), out)?;
         Ok(())
+    }
+
+    /// How the log `peer`'s keys at `token` were last written under compares with the best
+    /// of those under which this node's value there was (its own closed log, and those of the
+    /// replicas gathered so far); `None` when no two logs of one list can be compared.
+    fn rank_against_ours(
+        &mut self,
+        store: &dyn crate::store::Store,
+        id: &[String],
+        peer: &str,
+        token: u64,
+    ) -> Result<Option<std::cmp::Ordering>, StoreError> {
+        let own = closed_logs(store, &mut self.closed)?;
+        let Some(Role::Primary(leader)) = self.shards.get(id).map(|s| &s.role) else {
+            return Ok(None);
+        };
+        let Some(theirs) = leader.ranks.get(peer).and_then(|l| covering(l, token)) else {
+            return Ok(None);
+        };
+        let at = |l: &ClosedLog| (l.log_epoch, l.offset);
+        let best = leader
+            .ranks
+            .iter()
+            .filter(|(n, _)| n.as_str() != peer)
+            .filter_map(|(_, logs)| covering(logs, token))
+            .chain(covering(own, token))
+            .filter(|l| l.list == theirs.list)
+            .map(at)
+            .max();
+        Ok(best.map(|b| at(theirs).cmp(&b)))
     }
 
     /// A replica promised a newer epoch: this node is no longer primary.
@@ -831,6 +901,16 @@ impl Replication {
                 + 1
                 >= majority(n)
         };
+        // No read is served while replicas' keys are gathered (one of them may hold a later
+        // write): those waiting are refused at once, retryably, rather than held.
+        if leader.gathering() {
+            for r in leader.reads.drain(..) {
+                out.push(Effect::Reply {
+                    id: r.client,
+                    result: Err(ClientError::Gathering),
+                });
+            }
+        }
         let ready: Vec<usize> = (0..leader.reads.len())
             .filter(|&i| {
                 let r = &leader.reads[i];

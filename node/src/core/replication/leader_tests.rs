@@ -42,30 +42,21 @@ fn a_primary_commits_what_a_majority_holds_and_keeps_its_lease_only_with_a_major
 }
 
 #[test]
-fn a_first_primary_serves_once_it_has_every_replicas_keys_or_a_majoritys_after_the_wait() {
+fn a_first_primary_serves_once_it_has_every_replicas_keys_however_long_it_takes() {
     let mut leader = Leader::new(1, vec!["a".into(), "c".into()], 1_000);
     leader.first = true;
-    assert!(leader.gathering(1_000, 5_000, 3), "nothing gathered yet");
+    assert!(leader.gathering(), "nothing gathered yet");
     leader.ready.insert("a".into());
     assert!(
-        leader.gathering(5_999, 5_000, 3),
-        "a majority, but c may hold a write a read must see: wait for it"
-    );
-    assert!(
-        !leader.gathering(6_000, 5_000, 3),
-        "c silent through the wait: a majority is enough"
+        leader.gathering(),
+        "a majority, but c may hold the only copy a read must see: wait for it"
     );
     leader.ready.insert("c".into());
-    assert!(!leader.gathering(1_000, 5_000, 3), "every replica heard");
-    let mut alone = Leader::new(1, vec!["a".into(), "c".into()], 1_000);
-    alone.first = true;
+    assert!(!leader.gathering(), "every replica heard");
+    let mut continuing = Leader::new(1, vec!["a".into(), "c".into()], 1_000);
+    continuing.first = false;
     assert!(
-        alone.gathering(60_000, 5_000, 3),
-        "never without a majority, however long"
-    );
-    alone.first = false;
-    assert!(
-        !alone.gathering(1_000, 5_000, 3),
+        !continuing.gathering(),
         "a lineage that continues a log serves at once"
     );
 }
@@ -153,6 +144,7 @@ fn a_candidate_behind_a_voter_backs_off_and_the_voter_stands_past_its_epoch() {
             config: &config,
             sabotage: crate::config::Sabotage::default(),
             audit: &mut super::audit::Audit::new(false),
+            closed: Vec::new(),
         },
         &ctx(&n, 1),
         &id,
@@ -250,4 +242,80 @@ fn a_node_that_knows_too_few_replicas_neither_serves_nor_votes_for_them() {
         )
         .unwrap();
     assert_eq!(reply, PeerReply::Repl(ReplReply::Granted));
+}
+
+/// A first primary gathering a key from two replicas whose closed logs of one old list differ:
+/// the value of the log ahead is kept alone, in whichever order the replicas answer; values
+/// under logs of different lists merge as siblings.
+#[test]
+fn a_gather_keeps_the_value_of_the_closed_log_ahead_and_drops_the_uncommitted_one() {
+    use super::leader::SyncState;
+    use super::msg::{ClosedLog, Cursor};
+    use super::tests::written;
+
+    let key = "p/x";
+    let token = ringkv_ring::token(key.as_bytes());
+    let base = written(&DvvSet::empty(), "a", "1");
+    // Concurrent successors of 1: "2" logged by an old primary and never committed, "3"
+    // committed by the next primary of the same list.
+    let uncommitted = written(&base, "c", "2");
+    let committed = written(&base, "a", "3");
+    let closed = |list, log_epoch, offset| ClosedLog {
+        list,
+        log_epoch,
+        offset,
+        ranges: vec![(0, 0)],
+    };
+    let gather = |order: [(&str, crate::version::Record, ClosedLog); 2]| -> Vec<Vec<u8>> {
+        let n = node();
+        let id = Replication::shard_of(&n.ring, key.as_bytes());
+        let followers: Vec<String> = id.iter().filter(|x| *x != "b").cloned().collect();
+        let mut leader = Leader::new(1, followers, 0);
+        leader.first = true;
+        let mut st = fresh();
+        st.role = Role::Primary(Box::new(leader));
+        let mut repl = Replication::new(ReplConfig::default());
+        repl.shards.insert(id.clone(), st);
+        for (peer, value, log) in order {
+            if let Some(Role::Primary(leader)) = repl.shards.get_mut(&id).map(|s| &mut s.role) {
+                let f = leader.followers.get_mut(peer).unwrap();
+                f.state = SyncState::Collect(Cursor::default());
+                f.in_flight = Some(0);
+            }
+            let reply = ReplReply::Gathered {
+                items: vec![(token, key.as_bytes().to_vec(), value)],
+                closed: vec![log],
+                next: None,
+            };
+            repl.on_sync_reply(&ctx(&n, 1), &id, peer, 1, Ok(reply), &mut Vec::new());
+        }
+        let bytes = n.store.get(token, key.as_bytes()).unwrap().unwrap();
+        let mut values: Vec<Vec<u8>> = crate::version::decode_record(&bytes)
+            .unwrap()
+            .values()
+            .iter()
+            .filter_map(|s| s.value.clone())
+            .collect();
+        values.sort();
+        values
+    };
+    let behind = ("c", uncommitted.clone(), closed(9, 1, 5));
+    let ahead = ("a", committed.clone(), closed(9, 2, 6));
+    assert_eq!(
+        gather([behind.clone(), ahead.clone()]),
+        vec![b"3".to_vec()],
+        "the log ahead replaces the uncommitted value"
+    );
+    assert_eq!(
+        gather([ahead, behind]),
+        vec![b"3".to_vec()],
+        "the uncommitted value behind is dropped"
+    );
+    let other_list = ("c", uncommitted, closed(8, 1, 5));
+    let ahead = ("a", committed, closed(9, 2, 6));
+    assert_eq!(
+        gather([other_list, ahead]),
+        vec![b"2".to_vec(), b"3".to_vec()],
+        "logs of different lists cannot be compared: both are kept"
+    );
 }

@@ -24,17 +24,40 @@ pub struct ShardMeta {
     pub prev_replid: String,
     /// Last offset of `prev_replid`.
     pub prev_end: u64,
+    /// A digest of the shard's token ranges in the ring this log was kept under (0: not
+    /// recorded): a log kept under other ranges is closed before use (see `handover.rs`).
+    pub ranges: u64,
+}
+
+/// A shard's state as written before `ranges` was recorded.
+#[derive(Deserialize)]
+struct Unbound {
+    promised: u64,
+    log_epoch: u64,
+    offset: u64,
+    replid: String,
+    prev_replid: String,
+    prev_end: u64,
 }
 
 impl ShardMeta {
-    /// The store metadata name of a shard.
+    /// The store metadata name of a shard's state.
     fn name(shard: &[String]) -> String {
+        Self::named("ranged", shard)
+    }
+
+    /// The name a shard's state had before ranges were recorded (read, never written).
+    pub(super) fn unbound_name(shard: &[String]) -> String {
+        Self::named("repl", shard)
+    }
+
+    pub(super) fn named(prefix: &str, shard: &[String]) -> String {
         let mut h = blake3::Hasher::new();
         for n in shard {
             h.update(&(n.len() as u64).to_be_bytes());
             h.update(n.as_bytes());
         }
-        format!("repl-{}", &h.finalize().to_hex()[..32])
+        format!("{prefix}-{}", &h.finalize().to_hex()[..32])
     }
 
     /// What the store holds for `shard`, or a fresh state.
@@ -43,12 +66,30 @@ impl ShardMeta {
     /// would forget the epoch this node promised and let it vote twice in that epoch.
     pub fn load(store: &dyn Store, shard: &[String]) -> Result<Self, StoreError> {
         let name = Self::name(shard);
+        if let Some(bytes) = store.meta_get(&name)? {
+            return postcard::from_bytes(&bytes).map_err(|e| {
+                StoreError::Corrupt(format!("replication state {name} does not decode: {e}"))
+            });
+        }
+        // Written before ranges were recorded (under its own name, so a damaged state of
+        // either layout is never taken for the other): kept, and closed when first bound.
+        let name = Self::unbound_name(shard);
         let Some(bytes) = store.meta_get(&name)? else {
             return Ok(Self::default());
         };
-        postcard::from_bytes(&bytes).map_err(|e| {
-            StoreError::Corrupt(format!("replication state {name} does not decode: {e}"))
-        })
+        postcard::from_bytes::<Unbound>(&bytes)
+            .map(|u| Self {
+                promised: u.promised,
+                log_epoch: u.log_epoch,
+                offset: u.offset,
+                replid: u.replid,
+                prev_replid: u.prev_replid,
+                prev_end: u.prev_end,
+                ranges: 0,
+            })
+            .map_err(|e| {
+                StoreError::Corrupt(format!("replication state {name} does not decode: {e}"))
+            })
     }
 
     /// Write it (synced with the next group commit).

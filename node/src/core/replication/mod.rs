@@ -19,6 +19,7 @@ mod chain;
 mod chain_tests;
 mod election;
 mod follower;
+mod handover;
 mod info;
 mod leader;
 #[cfg(test)]
@@ -230,6 +231,13 @@ pub struct Replication {
     sabotage: Sabotage,
     /// The ring (by [`Ctx::ring_id`]) last searched for shards with a durable log.
     scanned_ring: Option<u64>,
+    /// The ring (by [`Ctx::ring_id`]) the shards held were last bound to (see `handover.rs`).
+    handed_over: Option<u64>,
+    /// A ring change closed a log here: the next search takes up every shard of the ring
+    /// this node is in, not only those with a log.
+    take_up_all: bool,
+    /// The logs ring changes closed here (see `handover.rs`), loaded when first needed.
+    closed: Option<Vec<msg::ClosedLog>>,
     /// A shard's primary and its epoch as another node answered them: how a node outside the
     /// shard (which keeps no shard state) or a member that missed a failover finds the
     /// primary. The newer epoch wins; pruned to the ring's shards when the ring changes.
@@ -252,6 +260,9 @@ impl Replication {
             pending_effects: Vec::new(),
             sabotage: Sabotage::default(),
             scanned_ring: None,
+            handed_over: None,
+            take_up_all: false,
+            closed: None,
             guesses: BTreeMap::new(),
         }
     }
@@ -343,6 +354,7 @@ impl Replication {
 
     /// The shard's state, loaded from the store the first time.
     fn shard(&mut self, ctx: &Ctx<'_>, id: &[String]) -> Result<&mut Shard, ClientError> {
+        self.ring_moved(ctx);
         if !self.shards.contains_key(id) {
             // A list shorter than N is a ring that lacks nodes (this node just started and
             // has not heard of them yet): its majority could be this node alone.
@@ -357,9 +369,20 @@ impl Replication {
             if follower::shard_ranges(ctx.view.ring, id).is_empty() {
                 return Err(ClientError::Unavailable(Unavailable::RingChanging));
             }
-            let meta = ShardMeta::load(ctx.view.store, id).map_err(|e| {
-                ClientError::Unavailable(Unavailable::Storage(format!("replication state: {e}")))
-            })?;
+            let (meta, closed) =
+                ShardMeta::load_bound(ctx.view.store, ctx.view.ring, id, &mut self.closed)
+                    .map_err(|e| {
+                        ClientError::Unavailable(Unavailable::Storage(format!(
+                            "replication state: {e}"
+                        )))
+                    })?;
+            if closed {
+                self.audit.push(|| audit::LogEvent::Reset {
+                    shard: id.to_vec(),
+                    replid: String::new(),
+                    at: 0,
+                });
+            }
             let shard = Shard::new(meta, self.config.backlog_bytes, ctx.now());
             self.shards.insert(id.to_vec(), shard);
         }
@@ -378,6 +401,7 @@ impl Replication {
         (req, ring_id): (ReplRequest, u64),
         out: &mut Vec<Effect>,
     ) -> Option<(PeerReply, bool)> {
+        self.hand_over(ctx, out);
         if ring_id != ctx.ring_id && !matches!(req, ReplRequest::Flush { .. }) {
             // Rings that differ could map a key to different shards: a node that restarted
             // while others were down knows fewer members and must not take part until it
@@ -390,6 +414,7 @@ impl Replication {
             | ReplRequest::Append { shard, .. }
             | ReplRequest::Snapshot { shard, .. }
             | ReplRequest::Collect { shard, .. }
+            | ReplRequest::Gather { shard, .. }
             | ReplRequest::Flush { shard, .. } => shard.clone(),
         };
         if !shard.iter().any(|n| n == ctx.view.me) || shard.len() > 16 {
@@ -419,6 +444,21 @@ impl Replication {
                 false,
             ));
         }
+        let closed = match &req {
+            ReplRequest::Gather { cursor, .. } if *cursor == msg::Cursor::default() => {
+                match handover::closed_logs(ctx.view.store, &mut self.closed) {
+                    Ok(logs) => handover::closed_within(
+                        logs,
+                        &follower::shard_ranges(ctx.view.ring, &shard),
+                    ),
+                    Err(e) => {
+                        let reason = format!("replication: {e}");
+                        return Some((PeerReply::Failed(Refusal::Replication(reason)), false));
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
         let Some(st) = self.shards.get_mut(&shard) else {
             return Some((
                 PeerReply::Failed(Refusal::Replication("shard vanished".into())),
@@ -429,6 +469,7 @@ impl Replication {
             config: &self.config,
             sabotage: self.sabotage,
             audit: &mut self.audit,
+            closed,
         };
         let result = follower::handle(st, env, ctx, &shard, from, req);
         let run_now = st.run_now;
@@ -462,6 +503,7 @@ impl Replication {
         reply: Result<PeerReply, CallError>,
         out: &mut Vec<Effect>,
     ) {
+        self.hand_over(ctx, out);
         let call_id = call;
         let Some(call) = self.calls.remove(&call) else {
             return;
@@ -495,6 +537,7 @@ impl Replication {
 
     /// Heartbeats, failovers, deadlines and leases: called every `tick`.
     pub fn on_tick(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Effect>) {
+        self.hand_over(ctx, out);
         out.append(&mut self.pending_effects);
         self.load_logged_shards(ctx);
         self.expire_relays(ctx, out);
@@ -516,6 +559,7 @@ impl Replication {
         let ring = ctx.view.ring;
         self.guesses.retain(|id, _| full_shard(ring, id));
         let me = ctx.view.me;
+        let all = std::mem::take(&mut self.take_up_all);
         let ids: BTreeSet<&[String]> = (0..ctx.view.ring.vnode_count())
             .map(|i| ctx.view.ring.preference_list_at(i))
             .filter(|id| id.len() == n && id.iter().any(|m| m == me))
@@ -524,8 +568,15 @@ impl Replication {
             if self.shards.contains_key(id) {
                 continue;
             }
-            match ShardMeta::load(ctx.view.store, id) {
-                Ok(meta) if meta.promised > 0 || meta.offset > 0 => {
+            match ShardMeta::load_bound(ctx.view.store, ring, id, &mut self.closed) {
+                Ok((meta, closed)) if all || closed || meta.promised > 0 || meta.offset > 0 => {
+                    if closed {
+                        self.audit.push(|| audit::LogEvent::Reset {
+                            shard: id.to_vec(),
+                            replid: String::new(),
+                            at: 0,
+                        });
+                    }
                     let shard = Shard::new(meta, self.config.backlog_bytes, ctx.now());
                     self.shards.insert(id.to_vec(), shard);
                 }

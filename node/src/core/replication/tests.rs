@@ -24,6 +24,7 @@ macro_rules! env {
             config: $config,
             sabotage: crate::config::Sabotage::default(),
             audit: &mut Audit::new(false),
+            closed: Vec::new(),
         }
     };
 }

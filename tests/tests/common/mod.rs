@@ -1,0 +1,3 @@
+//! Code shared by the multi-process tests.
+
+pub mod register;
