@@ -1,48 +1,8 @@
 //! The Redis front's request decoder: bytes as a client sends them, whole or in pieces.
 //! Both ways must give the same requests and the same verdict, within the front's bounds.
+//!
+//! The body is `ringkv_fuzz_targets::resp::run`, which `cargo test` also replays over the corpus.
 
 #![no_main]
 
-use bytes::{Bytes, BytesMut};
-use libfuzzer_sys::fuzz_target;
-use ringkv::resp::{decode_request as decode, Limits};
-
-/// Requests decoded from `pieces` arriving one after the other, and whether the stream was
-/// refused.
-fn run(pieces: &[&[u8]], limits: &Limits) -> (Vec<Vec<Bytes>>, bool) {
-    let mut buf = BytesMut::new();
-    let mut requests = Vec::new();
-    for piece in pieces {
-        buf.extend_from_slice(piece);
-        loop {
-            match decode(&mut buf, limits) {
-                Ok(Some(request)) => {
-                    assert!(!request.is_empty() && request.len() <= limits.max_args);
-                    assert!(request.iter().all(|arg| arg.len() <= limits.max_bulk));
-                    requests.push(request);
-                }
-                Ok(None) => break,
-                Err(_) => return (requests, true),
-            }
-        }
-    }
-    (requests, false)
-}
-
-fuzz_target!(|data: &[u8]| {
-    let Some((&cut, data)) = data.split_first() else {
-        return;
-    };
-    let limits = Limits {
-        max_args: 8,
-        max_bulk: 64,
-        max_request: 256,
-        ..Limits::default()
-    };
-    let whole = run(&[data], &limits);
-    // The same bytes in pieces of `cut` bytes (1 to 16), as a slow client would send them.
-    let size = usize::from(cut % 16) + 1;
-    let pieces: Vec<&[u8]> = data.chunks(size).collect();
-    let split = run(&pieces, &limits);
-    assert_eq!(whole, split, "pieces of {size} bytes decode differently");
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ringkv_fuzz_targets::resp::run(data));

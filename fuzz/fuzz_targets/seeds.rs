@@ -27,7 +27,7 @@ use ringkv::table::{
     Mode, PrimaryOptions, RangeTable, ReadFrom, SyncReplicas, TableLimits, Topology,
 };
 use ringkv::version::{encode_record, Context, Record, Sibling, VersionVector};
-use ringkv_fuzz::{merkle_item, primary_cluster, push_step, Delivery, MerkleSetup, Sim};
+use ringkv_fuzz_targets::{merkle_item, primary_cluster, push_step, Delivery, MerkleSetup, Sim};
 
 /// Seeds of one target, at most `max`, deduplicated by the label given with each.
 struct Corpus {
@@ -270,7 +270,7 @@ fn wire_seeds(sim: &Sim, c: &mut Corpus) {
 
 fn gossip_seeds(c: &mut Corpus) {
     // n1 (alone, no seeds) as the target has it, joined by n2 and n3.
-    let mut sim = Sim::new(3, &ringkv_fuzz::small_config());
+    let mut sim = Sim::new(3, &ringkv_fuzz_targets::small_config());
     sim.run_until(3_000, 200_000);
     let datagrams: Vec<Vec<u8>> = sim.log[0]
         .iter()

@@ -5,6 +5,10 @@
 //! through one [`LimitHits`] per node: it counts the hit (exported as
 //! `ringkv_limit_hits_total{limit="..."}`) and logs it at most once per [`LOG_INTERVAL`] per
 //! limit, so a hostile peer cannot flood the log.
+//!
+//! The sans-IO core reads no clock and shares nothing with the shell's threads: the bounds it
+//! enforces are counted in a [`LimitCounts`] of its own, which logs by the core's `now_ms`;
+//! the shell adds those counts to its [`LimitHits`] when it exports them.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,11 +50,29 @@ pub enum Limit {
     RedisKeys,
     /// `HintConfig::max_bytes`: a hint was refused because hint storage was full.
     HintBytes,
+    /// `Limits::max_in_flight`: a client request was refused as `overloaded`.
+    InFlight,
+    /// `ExchangeLimits` (hashes, items and bytes per message, items per leaf): a peer's
+    /// anti-entropy message past them failed the exchange.
+    MerkleExchange,
+    /// A key-listing page asked of a replica outside 16 to 1000 keys was clamped.
+    KeyPage,
+    /// An ownership-transfer page was cut at 256 keys or 4 MiB (the rest follows).
+    TransferPage,
+    /// `ReplConfig::backlog_bytes` (`--repl-backlog`): a replica whose log continues the
+    /// primary's was too far behind the backlog and resyncs from a snapshot.
+    ReplBacklog,
+    /// `ReplConfig::max_batch_bytes`: an append batch or a page of collected keys was cut
+    /// short (the rest follows in the next).
+    ReplBatchBytes,
+    /// `ReplConfig::max_waiting`: a write or session read of a shard was refused as
+    /// `overloaded`, that many already waiting.
+    ReplWaiting,
 }
 
 impl Limit {
     /// Every limit, in the order they are exported.
-    pub const ALL: [Limit; 11] = [
+    pub const ALL: [Limit; 18] = [
         Limit::Connections,
         Limit::ConnectionsPerAddress,
         Limit::HandshakeTime,
@@ -62,6 +84,13 @@ impl Limit {
         Limit::RedisConnections,
         Limit::RedisKeys,
         Limit::HintBytes,
+        Limit::InFlight,
+        Limit::MerkleExchange,
+        Limit::KeyPage,
+        Limit::TransferPage,
+        Limit::ReplBacklog,
+        Limit::ReplBatchBytes,
+        Limit::ReplWaiting,
     ];
 
     /// The `limit` label of `ringkv_limit_hits_total`.
@@ -78,6 +107,13 @@ impl Limit {
             Limit::RedisConnections => "redis_connections",
             Limit::RedisKeys => "redis_keys",
             Limit::HintBytes => "hint_bytes",
+            Limit::InFlight => "in_flight",
+            Limit::MerkleExchange => "merkle_exchange",
+            Limit::KeyPage => "key_page",
+            Limit::TransferPage => "transfer_page",
+            Limit::ReplBacklog => "repl_backlog",
+            Limit::ReplBatchBytes => "repl_batch_bytes",
+            Limit::ReplWaiting => "repl_waiting",
         }
     }
 
@@ -175,6 +211,54 @@ impl LimitHits {
     }
 }
 
+/// Hits of the limits one part of the sans-IO core enforces: plain counts, logged at most once
+/// per [`LOG_INTERVAL`] per limit by the core's own clock (the `now_ms` it is handed).
+#[derive(Clone, Debug, Default)]
+pub struct LimitCounts {
+    hits: [u64; Limit::ALL.len()],
+    /// Per limit: when it was last logged.
+    logged_ms: [Option<u64>; Limit::ALL.len()],
+    /// Per limit: the count at the last log line.
+    logged_hits: [u64; Limit::ALL.len()],
+}
+
+impl LimitCounts {
+    /// Counts one hit of `limit` at `now_ms`, and logs it (with `detail`) unless this limit
+    /// was logged less than [`LOG_INTERVAL`] before. Returns whether it logged.
+    pub fn hit(&mut self, limit: Limit, now_ms: u64, detail: impl fmt::Display) -> bool {
+        let i = limit.index();
+        self.hits[i] += 1;
+        let interval = LOG_INTERVAL.as_millis() as u64;
+        if self.logged_ms[i].is_some_and(|at| now_ms.saturating_sub(at) < interval) {
+            return false;
+        }
+        self.logged_ms[i] = Some(now_ms);
+        let n = self.hits[i];
+        let before = std::mem::replace(&mut self.logged_hits[i], n);
+        tracing::warn!(
+            limit = limit.name(),
+            hits_since_last_report = n - before,
+            hits_total = n,
+            "limit reached: {detail} (further hits of this limit are counted in \
+             ringkv_limit_hits_total and logged at most once per {LOG_INTERVAL:?})"
+        );
+        true
+    }
+
+    /// Hits of `limit` so far.
+    pub fn get(&self, limit: Limit) -> u64 {
+        self.hits[limit.index()]
+    }
+
+    /// Adds these counts to `total` (in [`Limit::ALL`] order, as [`LimitHits::snapshot`]
+    /// gives them).
+    pub fn add_to(&self, total: &mut [(Limit, u64)]) {
+        for (limit, n) in total.iter_mut() {
+            *n += self.get(*limit);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +295,23 @@ mod tests {
         assert!(eager.hit(Limit::FrameTime, "one"));
         std::thread::sleep(Duration::from_millis(2));
         assert!(eager.hit(Limit::FrameTime, "two"));
+    }
+
+    #[test]
+    fn core_counts_log_at_most_once_per_interval_of_the_cores_clock() {
+        let mut counts = LimitCounts::default();
+        let interval = LOG_INTERVAL.as_millis() as u64;
+        assert!(counts.hit(Limit::ReplWaiting, 5, "first"));
+        assert!(!counts.hit(Limit::ReplWaiting, 5 + interval - 1, "too soon"));
+        assert!(counts.hit(Limit::KeyPage, 6, "another limit"));
+        assert!(counts.hit(Limit::ReplWaiting, 5 + interval, "due"));
+        assert_eq!(counts.get(Limit::ReplWaiting), 3);
+        let mut total = LimitHits::default().snapshot();
+        counts.add_to(&mut total);
+        counts.add_to(&mut total);
+        let of = |l| total.iter().find(|(x, _)| *x == l).map(|(_, n)| *n);
+        assert_eq!(of(Limit::ReplWaiting), Some(6));
+        assert_eq!(of(Limit::KeyPage), Some(2));
+        assert_eq!(of(Limit::InFlight), Some(0));
     }
 }

@@ -19,7 +19,8 @@ use super::calls::{CallId, Calls, Owner};
 use super::replica::{load, Change};
 use super::{Effect, Timer};
 use crate::config::AeConfig;
-use crate::merkle::{item_hash, Action, Exchange, ExchangeMsg, Item, RangeTree};
+use crate::limits::{Limit, LimitCounts};
+use crate::merkle::{item_hash, Action, Exchange, ExchangeError, ExchangeMsg, Item, RangeTree};
 use crate::proto::{self, PeerReply, PeerRequest, RangeStatus, RepairProgress, StatusReport};
 use crate::store::Store;
 
@@ -76,6 +77,8 @@ pub struct AntiEntropy {
     paused_until_ms: u64,
     exchanges: u64,
     failures: u64,
+    /// Peers' messages past the exchange limits.
+    limit_counts: LimitCounts,
 }
 
 impl AntiEntropy {
@@ -95,7 +98,13 @@ impl AntiEntropy {
             paused_until_ms: 0,
             exchanges: 0,
             failures: 0,
+            limit_counts: LimitCounts::default(),
         }
+    }
+
+    /// Hits of the exchange limits by peers' messages.
+    pub fn limit_counts(&self) -> &LimitCounts {
+        &self.limit_counts
     }
 
     /// The sweep interval, for the core to arm its timer.
@@ -207,7 +216,10 @@ impl AntiEntropy {
         o.call = None;
         let step = match reply {
             Ok(PeerReply::Exchange(Some(msg))) => match self.trees.get_mut(&o.range) {
-                Some(tree) => o.exchange.handle(tree, msg).map_err(|e| e.to_string()),
+                Some(tree) => o.exchange.handle(tree, msg).map_err(|e| {
+                    count_past_limits(&mut self.limit_counts, &e, &o.peer, ctx.now_ms);
+                    e.to_string()
+                }),
                 None => Err("tree dropped".into()),
             },
             Ok(PeerReply::Exchange(None)) => Ok(()),
@@ -283,7 +295,10 @@ impl AntiEntropy {
         };
         s.touched_ms = ctx.now_ms;
         let tree = self.trees.get_mut(&s.range).ok_or("tree dropped")?;
-        s.exchange.handle(tree, msg).map_err(|e| e.to_string())?;
+        s.exchange.handle(tree, msg).map_err(|e| {
+            count_past_limits(&mut self.limit_counts, &e, from, ctx.now_ms);
+            e.to_string()
+        })?;
         let mut reply = None;
         while let Some(action) = s.exchange.poll() {
             match action {
@@ -574,6 +589,21 @@ impl AntiEntropy {
 }
 
 /// Add the cost of `bytes` to the pacing deadline.
+/// Counts a peer's exchange message that broke [`ExchangeLimits`](crate::merkle::ExchangeLimits)
+/// (it fails the exchange like any other error).
+fn count_past_limits(counts: &mut LimitCounts, e: &ExchangeError, peer: &str, now_ms: u64) {
+    if matches!(
+        e,
+        ExchangeError::TooMany { .. } | ExchangeError::KeyTooLong { .. }
+    ) {
+        counts.hit(
+            Limit::MerkleExchange,
+            now_ms,
+            format_args!("anti-entropy message from {peer}: {e}; exchange failed"),
+        );
+    }
+}
+
 fn pay(paused_until_ms: &mut u64, bytes: u64, bytes_per_sec: u64, now_ms: u64) {
     let cost_ms = bytes.saturating_mul(1000) / bytes_per_sec.max(1);
     *paused_until_ms = (*paused_until_ms).max(now_ms).saturating_add(cost_ms);

@@ -1,6 +1,7 @@
 //! Client requests: admin answers, admission against the limits, and quorum-mode reads and
 //! writes handed to the coordinator (primary-mode keys go to `primary.rs`).
 
+use crate::limits::Limit;
 use crate::proto::Unavailable;
 use ringkv_gossip::{MemberState, NodeStatus};
 
@@ -86,7 +87,7 @@ impl NodeCore {
             _ => None,
         };
         if let Some(opts) = primary {
-            if let Err(e) = self.admit(&DataOp::of(&req)) {
+            if let Err(e) = self.admit(now_ms, &DataOp::of(&req)) {
                 return reply(out, id, Err(e));
             }
             let origin = match (forwarded, direct) {
@@ -176,7 +177,7 @@ impl NodeCore {
                 w,
             },
         };
-        if let Err(e) = self.admit(&op) {
+        if let Err(e) = self.admit(now_ms, &op) {
             return reply(out, id, Err(e));
         }
         let mut actions = Vec::new();
@@ -259,12 +260,16 @@ impl NodeCore {
     }
 
     /// Check a data request against the limits before any replica is bothered.
-    pub(super) fn admit(&self, op: &DataOp) -> Result<(), ClientError> {
+    pub(super) fn admit(&mut self, now_ms: u64, op: &DataOp) -> Result<(), ClientError> {
         let limits = &self.shared.config.limits;
-        if self.coordinator.in_flight() >= limits.max_in_flight {
-            return Err(ClientError::Overloaded {
-                in_flight: self.coordinator.in_flight(),
-            });
+        let in_flight = self.coordinator.in_flight();
+        if in_flight >= limits.max_in_flight {
+            self.limit_counts.hit(
+                Limit::InFlight,
+                now_ms,
+                format_args!("{in_flight} client requests in flight; refused as overloaded"),
+            );
+            return Err(ClientError::Overloaded { in_flight });
         }
         let (key, value, quorum) = match op {
             DataOp::Read { key, r, .. } => (key, None, r.map(|r| ("r", r))),

@@ -49,7 +49,7 @@ impl NodeCore {
             PeerRequest::Table { table } => self.on_table(id, &from, &table, out),
             PeerRequest::Members => self.on_members(id, out),
             PeerRequest::Keys { from, upto, limit } => {
-                self.on_keys_request(id, (from, upto, limit), out)
+                self.on_keys_request(now_ms, id, (from, upto, limit), out)
             }
             PeerRequest::Forward(req) => self.on_forwarded(now_ms, id, req, out),
             PeerRequest::Repl(req, ring) => self.on_repl(now_ms, (id, &from), (req, ring), out),

@@ -34,6 +34,7 @@ pub use replica::{load, Change, Replica, ReplicaError};
 
 use crate::config::CoreConfig;
 use crate::hlc::Hlc;
+use crate::limits::{Limit, LimitCounts};
 use crate::store::{Durability, Store};
 use crate::table::{RangeTable, TableLimits};
 use antientropy::AntiEntropy;
@@ -51,6 +52,9 @@ mod members;
 mod peers;
 mod primary;
 mod scan;
+
+#[cfg(test)]
+mod limits_tests;
 
 /// Arm `timer` to fire after `after`.
 fn arm(out: &mut Vec<Effect>, after: Duration, timer: Timer) {
@@ -123,6 +127,9 @@ pub struct NodeCore {
     peers: peers::Peers,
     /// Key listings (`SCAN`) waiting for replicas.
     scans: scan::Scans,
+    /// Hits of the bounds the core itself enforces on clients (the mechanisms count their
+    /// own; see [`NodeCore::limit_hits`]).
+    limit_counts: LimitCounts,
 }
 
 impl NodeCore {
@@ -170,6 +177,7 @@ impl NodeCore {
             forwards: forward::Forwards::default(),
             peers,
             scans: scan::Scans::default(),
+            limit_counts: LimitCounts::default(),
             coordinator: Coordinator::new(config.conflict_policy, config.sabotage()),
             shared: Shared {
                 hlc: Hlc::new(max_drift),
@@ -235,6 +243,22 @@ impl NodeCore {
     /// What became of hints since this process started.
     pub fn hint_tally(&self) -> HintTally {
         self.hints.tally()
+    }
+
+    /// Hits of each bound the core enforces, in [`Limit::ALL`] order (hint storage's are in
+    /// [`NodeCore::hint_tally`]); the shell adds them to its own when it exports
+    /// `ringkv_limit_hits_total`.
+    pub fn limit_hits(&self) -> Vec<(Limit, u64)> {
+        let mut total: Vec<(Limit, u64)> = Limit::ALL.iter().map(|&l| (l, 0)).collect();
+        for counts in [
+            &self.limit_counts,
+            self.ae.limit_counts(),
+            self.transfer.limit_counts(),
+            self.repl.limit_counts(),
+        ] {
+            counts.add_to(&mut total);
+        }
+        total
     }
 
     /// Leave the cluster: peers see this node gone at once rather than by failure detection.

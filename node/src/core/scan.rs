@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::calls::{CallError, CallId, Calls, Owner};
 use super::{ClientId, Effect, InboundId, NodeCore};
+use crate::limits::Limit;
 use crate::proto::{ClientError, ClientResponse, KeyPage, PeerReply, PeerRequest};
 use crate::reason::{Refusal, Unavailable};
 use crate::store::Store;
@@ -179,10 +180,20 @@ impl NodeCore {
     /// A coordinator asks this replica for its keys of `from..=upto`.
     pub(super) fn on_keys_request(
         &mut self,
+        now_ms: u64,
         id: InboundId,
         (from, upto, limit): (u64, u64, u32),
         out: &mut Vec<Effect>,
     ) {
+        if !(MIN_PAGE as u64..=MAX_PAGE as u64).contains(&u64::from(limit)) {
+            self.limit_counts.hit(
+                Limit::KeyPage,
+                now_ms,
+                format_args!(
+                    "a key-listing page of {limit} keys asked; clamped to {MIN_PAGE} to {MAX_PAGE}"
+                ),
+            );
+        }
         let reply = match list_keys(self.shared.store.as_ref(), from, upto, limit) {
             Ok((keys, through)) => PeerReply::Keys { keys, through },
             Err(e) => PeerReply::Failed(e),

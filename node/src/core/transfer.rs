@@ -13,6 +13,7 @@ use ringkv_ring::Ring;
 
 use super::calls::{CallId, Calls, Owner};
 use super::Effect;
+use crate::limits::{Limit, LimitCounts};
 use crate::proto::{PeerReply, PeerRequest};
 use crate::version::decode_record;
 
@@ -57,6 +58,8 @@ pub struct Transfer {
     moved: u64,
     /// Keys every replica confirmed, for the core to drop if unchanged.
     drops: Vec<(u64, Vec<u8>, Vec<u8>)>,
+    /// Pages cut at [`PAGE`] keys or [`PAGE_BYTES`].
+    limit_counts: LimitCounts,
 }
 
 impl Default for Transfer {
@@ -68,6 +71,7 @@ impl Default for Transfer {
             clean: 0,
             moved: 0,
             drops: Vec::new(),
+            limit_counts: LimitCounts::default(),
         }
     }
 }
@@ -100,6 +104,11 @@ impl Transfer {
     /// Keys handed to their new owners since start.
     pub fn moved(&self) -> u64 {
         self.moved
+    }
+
+    /// Pages cut short by the page bounds.
+    pub fn limit_counts(&self) -> &LimitCounts {
+        &self.limit_counts
     }
 
     /// Look for data outside this node's ranges and send the next page of it.
@@ -160,14 +169,28 @@ impl Transfer {
         let mut records = Vec::new();
         let mut sent = Vec::new();
         let mut bytes = 0;
+        // A page at either bound leaves the rest of the range to the next pages.
+        let mut cut = entries.len() >= PAGE;
         for e in entries {
             if bytes > 0 && bytes + e.value.len() > PAGE_BYTES {
+                cut = true;
                 break;
             }
             bytes += e.value.len();
             let record = decode_record(&e.value).map_err(|err| err.to_string())?;
             records.push((e.token, e.key.clone(), record));
             sent.push((e.token, e.key, e.value));
+        }
+        if cut {
+            self.limit_counts.hit(
+                Limit::TransferPage,
+                ctx.now_ms,
+                format_args!(
+                    "an ownership-transfer page of range {idx} holds {} keys, the most of {PAGE} \
+                     keys or {PAGE_BYTES} bytes; the rest follows",
+                    records.len()
+                ),
+            );
         }
         let mut awaiting = HashSet::new();
         for to in targets {

@@ -310,8 +310,9 @@ impl Node {
         self.front.as_ref().map(Front::addr)
     }
 
-    /// How often each bound on what peers and clients may ask was hit (also exported as
-    /// `ringkv_limit_hits_total`; the core's hint-storage refusals are in the hint tally).
+    /// How often each bound the transport and the Redis front enforce was hit (exported as
+    /// `ringkv_limit_hits_total` together with the bounds the core counts itself, see
+    /// [`NodeCore::limit_hits`](crate::core::NodeCore::limit_hits), and hint storage's).
     pub fn limit_hits(&self) -> &crate::limits::LimitHits {
         self.transport.limit_hits()
     }

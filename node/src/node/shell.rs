@@ -158,7 +158,7 @@ pub(super) async fn run(
                         hints: shell.core.hint_tally(),
                         transport: shell.transport.stats(),
                         open_connections: shell.transport.open_connections(),
-                        limit_hits: shell.transport.limit_hits().snapshot(),
+                        limit_hits: shell.limit_hits(),
                     });
                 }
                 Some(Command::Shutdown(done, within)) if leaving.is_none() => {
@@ -231,6 +231,16 @@ impl Shell {
             let started = ShellMetrics::started(req, self.core.table());
             self.started.insert(id, started);
         }
+    }
+
+    /// Hits of every bound the node counts: the transport's and the Redis front's (one shared
+    /// tally) plus the core's own (hint storage's come with the hint tally).
+    fn limit_hits(&self) -> Vec<(crate::limits::Limit, u64)> {
+        let mut hits = self.transport.limit_hits().snapshot();
+        for ((_, n), (_, core)) in hits.iter_mut().zip(self.core.limit_hits()) {
+            *n += core;
+        }
+        hits
     }
 
     /// Feed one input, then every input it made for this node itself.

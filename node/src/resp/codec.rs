@@ -16,82 +16,152 @@ pub struct ProtocolError(pub String);
 /// The longest header line (`*COUNT` or `$LEN`) accepted; Redis allows the same order.
 const MAX_HEADER_LINE: usize = 32;
 
-/// Take one request (an array of bulk strings) off the front of `buf`, if it is complete.
-///
-/// Before the crate's decoder sees the bytes, the array's and each bulk string's declared
-/// lengths are checked against `limits`, so an oversized or ill-formed request is refused as
-/// soon as its header arrives instead of being buffered.
-pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    if !check_bounds(buf, limits)? {
-        return Ok(None);
-    }
-    let frame = match redis_protocol::resp2::decode::decode_bytes_mut(buf) {
-        Ok(Some((frame, _, _))) => frame,
-        Ok(None) => return Ok(None),
-        Err(e) => return Err(ProtocolError(e.details().to_string())),
-    };
-    let Frame2::Array(items) = frame else {
-        return Err(ProtocolError("expected an array of bulk strings".into()));
-    };
-    items
-        .into_iter()
-        .map(|item| match item {
-            Frame2::BulkString(b) => Ok(b),
-            _ => Err(ProtocolError("expected '$' in a request".into())),
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+/// Takes requests (arrays of bulk strings) off the front of a connection's buffer as they
+/// complete, remembering how far the headers of the pending one were checked, so a large
+/// request sent slowly is checked once, not again at each arrival.
+#[derive(Debug, Default)]
+pub struct RequestDecoder {
+    /// The request at the front of the buffer, once its `*COUNT` line has arrived.
+    pending: Option<Pending>,
+    /// Header lines looked at so far (each complete one once; an incomplete one again when
+    /// more bytes arrive): what checking costs, which tests compare with the bytes fed.
+    header_scans: u64,
 }
 
-/// Check the headers of the request at the front of `buf` as far as they arrived; `true`
-/// once the whole request is in the buffer.
-fn check_bounds(buf: &[u8], limits: &Limits) -> Result<bool, ProtocolError> {
-    if buf[0] != b'*' {
-        return Err(ProtocolError(format!(
-            "expected '*', got '{}' (inline commands are not supported)",
-            char::from(buf[0]).escape_default()
-        )));
-    }
-    let Some((count, mut pos)) = header(buf, 0, "multibulk")? else {
-        return Ok(false);
-    };
-    if count < 1 || count > limits.max_args as i64 {
-        return Err(ProtocolError(format!(
-            "invalid multibulk length {count} (1 to {} arguments)",
-            limits.max_args
-        )));
-    }
-    for _ in 0..count {
-        if pos >= buf.len() {
-            return Ok(false);
+/// How far the request at the front of the buffer was checked.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    /// Arguments it declared.
+    count: usize,
+    /// Arguments whose `$LEN` line was checked.
+    checked: usize,
+    /// Where the next argument's `$LEN` line starts; once all are checked, the request's end.
+    pos: usize,
+}
+
+impl RequestDecoder {
+    /// Takes one request off the front of `buf` (which must only have grown, at its end,
+    /// since the last call), if it is complete.
+    ///
+    /// Before the crate's decoder sees the bytes, the array's and each bulk string's declared
+    /// lengths are checked against `limits`, so an oversized or ill-formed request is refused
+    /// as soon as its header arrives instead of being buffered. After an error the connection
+    /// is closed; the decoder is not used again.
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+    ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        if buf.is_empty() || !self.check_bounds(buf, limits)? {
+            return Ok(None);
         }
-        if buf[pos] != b'$' {
-            return Err(ProtocolError(format!(
-                "expected '$', got '{}'",
-                char::from(buf[pos]).escape_default()
-            )));
+        let frame = match redis_protocol::resp2::decode::decode_bytes_mut(buf) {
+            Ok(Some((frame, _, _))) => frame,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(ProtocolError(e.details().to_string())),
+        };
+        // The request is off the buffer: the next one starts at its front.
+        self.pending = None;
+        let Frame2::Array(items) = frame else {
+            return Err(ProtocolError("expected an array of bulk strings".into()));
+        };
+        items
+            .into_iter()
+            .map(|item| match item {
+                Frame2::BulkString(b) => Ok(b),
+                _ => Err(ProtocolError("expected '$' in a request".into())),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// Header lines looked at since the decoder was made.
+    pub fn header_scans(&self) -> u64 {
+        self.header_scans
+    }
+
+    /// Checks the headers of the request at the front of `buf` from where the last call
+    /// stopped, as far as they arrived; `true` once the whole request is in the buffer.
+    fn check_bounds(&mut self, buf: &[u8], limits: &Limits) -> Result<bool, ProtocolError> {
+        if self.pending.is_none() {
+            if buf[0] != b'*' {
+                return Err(ProtocolError(format!(
+                    "expected '*', got '{}' (inline commands are not supported)",
+                    char::from(buf[0]).escape_default()
+                )));
+            }
+            let Some((count, pos)) = self.header(buf, 0, "multibulk")? else {
+                return Ok(false);
+            };
+            if count < 1 || count > limits.max_args as i64 {
+                return Err(ProtocolError(format!(
+                    "invalid multibulk length {count} (1 to {} arguments)",
+                    limits.max_args
+                )));
+            }
+            self.pending = Some(Pending {
+                count: count as usize,
+                checked: 0,
+                pos,
+            });
         }
-        let Some((len, body)) = header(buf, pos, "bulk")? else {
+        let Some(Pending {
+            count,
+            mut checked,
+            mut pos,
+        }) = self.pending
+        else {
             return Ok(false);
         };
-        if len < 0 || len > limits.max_bulk as i64 {
-            return Err(ProtocolError(format!(
-                "invalid bulk length {len} (at most {} bytes)",
-                limits.max_bulk
-            )));
-        }
-        pos = body + len as usize + 2;
-        if pos > limits.max_request {
-            return Err(ProtocolError(format!(
-                "request larger than {} bytes",
-                limits.max_request
-            )));
-        }
+        let done = loop {
+            if checked == count {
+                break pos <= buf.len();
+            }
+            if pos >= buf.len() {
+                break false;
+            }
+            if buf[pos] != b'$' {
+                return Err(ProtocolError(format!(
+                    "expected '$', got '{}'",
+                    char::from(buf[pos]).escape_default()
+                )));
+            }
+            let Some((len, body)) = self.header(buf, pos, "bulk")? else {
+                break false;
+            };
+            if len < 0 || len > limits.max_bulk as i64 {
+                return Err(ProtocolError(format!(
+                    "invalid bulk length {len} (at most {} bytes)",
+                    limits.max_bulk
+                )));
+            }
+            pos = body + len as usize + 2;
+            if pos > limits.max_request {
+                return Err(ProtocolError(format!(
+                    "request larger than {} bytes",
+                    limits.max_request
+                )));
+            }
+            checked += 1;
+        };
+        self.pending = Some(Pending {
+            count,
+            checked,
+            pos,
+        });
+        Ok(done)
     }
-    Ok(pos <= buf.len())
+
+    /// [`header`], counted.
+    fn header(
+        &mut self,
+        buf: &[u8],
+        at: usize,
+        what: &str,
+    ) -> Result<Option<(i64, usize)>, ProtocolError> {
+        self.header_scans += 1;
+        header(buf, at, what)
+    }
 }
 
 /// The number on the header line at `at` (after its type byte) and where the line ends.
@@ -225,15 +295,16 @@ mod tests {
     }
 
     fn run(bytes: &[u8]) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-        decode(&mut BytesMut::from(bytes), &limits())
+        RequestDecoder::default().decode(&mut BytesMut::from(bytes), &limits())
     }
 
     #[test]
     fn decodes_pipelined_requests_one_at_a_time() {
         let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n"[..]);
-        let first = decode(&mut buf, &limits()).unwrap().unwrap();
+        let mut decoder = RequestDecoder::default();
+        let first = decoder.decode(&mut buf, &limits()).unwrap().unwrap();
         assert_eq!(first, vec![Bytes::from("GET"), Bytes::from("k")]);
-        let second = decode(&mut buf, &limits()).unwrap().unwrap();
+        let second = decoder.decode(&mut buf, &limits()).unwrap().unwrap();
         assert_eq!(second, vec![Bytes::from("PING")]);
         assert!(buf.is_empty());
     }
@@ -258,12 +329,102 @@ mod tests {
             max_request: 20,
             ..limits()
         };
-        let total = decode(
-            &mut BytesMut::from(&b"*3\r\n$9\r\n123456789\r\n$9\r\n"[..]),
-            &big,
-        )
-        .unwrap_err();
+        let total = RequestDecoder::default()
+            .decode(
+                &mut BytesMut::from(&b"*3\r\n$9\r\n123456789\r\n$9\r\n"[..]),
+                &big,
+            )
+            .unwrap_err();
         assert!(total.0.contains("larger than 20"), "{total}");
+    }
+
+    /// A request of `n` arguments (`MSET` and key-value pairs, some values long), and the
+    /// arguments it carries.
+    fn large_request(n: usize) -> (Vec<u8>, Vec<Bytes>) {
+        let args: Vec<Bytes> = (0..n)
+            .map(|i| match i {
+                0 => Bytes::from("MSET"),
+                i if i % 50 == 0 => Bytes::from(vec![b'v'; 300]),
+                i => Bytes::from(format!("k{i}")),
+            })
+            .collect();
+        let mut bytes = format!("*{n}\r\n").into_bytes();
+        for arg in &args {
+            bytes.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            bytes.extend_from_slice(arg);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        (bytes, args)
+    }
+
+    /// Feeds `bytes` in pieces of `size` bytes, taking every request that completes.
+    fn feed(bytes: &[u8], size: usize, limits: &Limits) -> (Vec<Vec<Bytes>>, RequestDecoder) {
+        let mut decoder = RequestDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut requests = Vec::new();
+        for piece in bytes.chunks(size) {
+            buf.extend_from_slice(piece);
+            while let Some(request) = decoder.decode(&mut buf, limits).unwrap() {
+                requests.push(request);
+            }
+        }
+        assert!(buf.is_empty(), "bytes left over");
+        (requests, decoder)
+    }
+
+    #[test]
+    fn a_large_request_sent_slowly_is_checked_once() {
+        let limits = Limits {
+            max_args: 2000,
+            max_bulk: 1000,
+            max_request: 1 << 20,
+            ..Limits::default()
+        };
+        let n = 2000;
+        let (bytes, args) = large_request(n);
+        // Two of them back to back: the second starts from a fresh state.
+        let twice = [bytes.clone(), bytes.clone()].concat();
+        for size in [1, 3, 7, 64] {
+            let (requests, decoder) = feed(&twice, size, &limits);
+            assert_eq!(
+                requests,
+                vec![args.clone(), args.clone()],
+                "pieces of {size}"
+            );
+            // Each complete header line is scanned once; an incomplete one once more per call
+            // (one per piece, one more after each request taken). Re-checking from the
+            // request's start at every piece would scan about pieces × n / 2 lines.
+            let pieces = twice.len().div_ceil(size) as u64;
+            let headers = 2 * (n as u64 + 1);
+            assert!(
+                decoder.header_scans() <= pieces + 2 + headers,
+                "pieces of {size}: {} header scans for {pieces} pieces and {headers} headers",
+                decoder.header_scans()
+            );
+        }
+        // Whole, the same requests, each header scanned exactly once.
+        let (requests, decoder) = feed(&twice, twice.len(), &limits);
+        assert_eq!(requests.len(), 2);
+        assert_eq!(decoder.header_scans(), 2 * (n as u64 + 1));
+    }
+
+    #[test]
+    fn a_slow_request_past_a_bound_is_refused_when_its_header_arrives() {
+        let limits = limits();
+        let bytes = b"*2\r\n$3\r\nGET\r\n$11\r\n";
+        let mut decoder = RequestDecoder::default();
+        let mut buf = BytesMut::new();
+        for (i, &b) in bytes.iter().enumerate() {
+            buf.extend_from_slice(&[b]);
+            match decoder.decode(&mut buf, &limits) {
+                Ok(None) => assert!(i + 1 < bytes.len(), "not refused at the end"),
+                Err(e) => {
+                    assert_eq!(i + 1, bytes.len(), "refused early: {e}");
+                    assert!(e.0.contains("invalid bulk length 11"), "{e}");
+                }
+                Ok(Some(r)) => panic!("decoded {r:?}"),
+            }
+        }
     }
 
     #[test]

@@ -82,9 +82,10 @@ where
     let mut closing = false;
     let mut eof = false;
     let depth = shared.limits.max_pipeline.max(1);
+    let mut decoder = codec::RequestDecoder::default();
     loop {
         while !closing && pending.len() < depth {
-            match codec::decode(&mut inbuf, &shared.limits) {
+            match decoder.decode(&mut inbuf, &shared.limits) {
                 Ok(Some(args)) => {
                     shared.stats.commands.fetch_add(1, Ordering::Relaxed);
                     let step = commands::dispatch(&args, &mut conn, &shared);

@@ -34,7 +34,7 @@ use crate::store::Durability;
 
 /// The request decoder, reached by the fuzz targets in `fuzz/`; not an API.
 #[doc(hidden)]
-pub use codec::decode as decode_request;
+pub use codec::RequestDecoder;
 pub use codec::{ProtocolError, Reply};
 
 /// Bounds on what one client may ask of the front.

@@ -74,6 +74,20 @@ pub(super) fn valid_route(relay: &Relay, id: &[String], me: &str) -> bool {
             .all(|n| member(n) && n != me && *n != relay.primary && seen.insert(n.as_str()))
 }
 
+/// Counts an append batch cut short by `ReplConfig::max_batch_bytes`.
+pub(super) fn count_batch_cut(
+    counts: &mut crate::limits::LimitCounts,
+    now_ms: u64,
+    entries: usize,
+    max_bytes: usize,
+) {
+    counts.hit(
+        crate::limits::Limit::ReplBatchBytes,
+        now_ms,
+        format_args!("an append batch cut at {entries} entries by max_batch_bytes ({max_bytes})"),
+    );
+}
+
 impl Replication {
     /// Primary side: send the next append down the chain of replicas that follow the log,
     /// unless one is in flight or none is due.
@@ -117,7 +131,10 @@ impl Replication {
             return;
         };
         // Replicas ahead of the slowest one skip the entries they hold.
-        let entries = backlog.since(from, max_entries, max_bytes);
+        let (entries, cut) = backlog.since_bounded(from, max_entries, max_bytes);
+        if cut {
+            count_batch_cut(&mut self.limit_counts, now, entries.len(), max_bytes);
+        }
         let relay = Relay {
             primary: me.to_string(),
             next: members[1..].to_vec(),

@@ -546,3 +546,110 @@ fn relayed_appends_and_answers_outside_the_bounds_are_refused() {
         "{answer:?}"
     );
 }
+
+/// Hits of `limit` counted by node `i`'s replication.
+fn hits(c: &Cluster, i: usize, limit: crate::limits::Limit) -> u64 {
+    c.repls[i].limit_counts().get(limit)
+}
+
+/// Ticks and delivers until every replica holds `offset` (a bounded number of rounds).
+fn catch_up(c: &mut Cluster, offset: u64) {
+    for _ in 0..50 {
+        c.settle();
+        if (1..c.names.len()).all(|i| c.offset(i) == offset) {
+            return;
+        }
+        c.now += 100;
+        c.tick(0);
+    }
+    panic!(
+        "replicas at {:?}, not {offset}",
+        (1..c.names.len()).map(|i| c.offset(i)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn an_append_batch_cut_by_max_batch_bytes_is_counted_and_the_rest_follows() {
+    use crate::limits::Limit;
+    let mut c = Cluster::new(3, &[0, 1, 2]);
+    c.repls[0].config.max_batch_bytes = 1;
+    c.write(0);
+    assert_eq!(
+        hits(&c, 0, Limit::ReplBatchBytes),
+        0,
+        "one entry fits any bound"
+    );
+    // Two more while the first is in flight: the next batch holds one of them.
+    c.write(0);
+    c.write(0);
+    catch_up(&mut c, 3);
+    assert!(hits(&c, 0, Limit::ReplBatchBytes) >= 1);
+}
+
+#[test]
+fn a_replica_behind_the_backlog_resyncs_from_a_snapshot_and_is_counted() {
+    use crate::limits::Limit;
+    let mut c = Cluster::new(3, &[0, 1, 2]);
+    // A backlog that keeps only the newest entry.
+    let shard = c.shard.clone();
+    c.repls[0].shards.get_mut(&shard).unwrap().backlog = super::log::Backlog::new(1);
+    c.write(0);
+    c.write(0);
+    c.write(0);
+    assert_eq!(hits(&c, 0, Limit::ReplBacklog), 0);
+    // The replicas acknowledge offset 1; offset 2 has left the backlog.
+    catch_up(&mut c, 3);
+    assert!(hits(&c, 0, Limit::ReplBacklog) >= 1);
+}
+
+#[test]
+fn writes_and_session_reads_past_max_waiting_are_refused_and_counted() {
+    use crate::limits::Limit;
+    use crate::proto::{ClientError, Session};
+    let mut c = Cluster::new(3, &[0, 1, 2]);
+    c.repls[0].config.max_waiting = 1;
+    c.write(2);
+    let mut repl = std::mem::replace(&mut c.repls[0], Replication::new(ReplConfig::default()));
+    let admitted = repl.admit_write(&c.ctx(0), b"p/x", 2);
+    c.repls[0] = repl;
+    assert!(
+        matches!(admitted, Err(ClientError::Overloaded { in_flight: 1 })),
+        "{admitted:?}"
+    );
+    assert_eq!(hits(&c, 0, Limit::ReplWaiting), 1);
+
+    c.repls[1].config.max_waiting = 1;
+    let ahead = Session {
+        replid: "r1".into(),
+        offset: 99,
+    };
+    let mut outs = Vec::new();
+    for client in [7, 8] {
+        let mut out = Vec::new();
+        let mut repl = std::mem::replace(&mut c.repls[1], Replication::new(ReplConfig::default()));
+        let ctx = c.ctx(1);
+        repl.session_read(
+            &ctx,
+            ClientId(client),
+            b"p/x".to_vec(),
+            ahead.clone(),
+            u64::MAX,
+            &mut out,
+        );
+        c.repls[1] = repl;
+        outs.push(out);
+    }
+    assert!(outs[0].is_empty(), "the first read waits: {:?}", outs[0]);
+    assert!(
+        matches!(
+            outs[1].as_slice(),
+            [Effect::Reply {
+                result: Err(ClientError::Overloaded { in_flight: 1 }),
+                ..
+            }]
+        ),
+        "{:?}",
+        outs[1]
+    );
+    assert_eq!(hits(&c, 1, Limit::ReplWaiting), 1);
+}

@@ -251,9 +251,9 @@ impl Replication {
                     });
                 }
                 if leader.waiting.len() >= config.max_waiting {
-                    return Err(ClientError::Overloaded {
-                        in_flight: leader.waiting.len(),
-                    });
+                    let in_flight = leader.waiting.len();
+                    count_waiting(&mut self.limit_counts, now, "writes", in_flight);
+                    return Err(ClientError::Overloaded { in_flight });
                 }
                 Ok(())
             }
@@ -520,6 +520,7 @@ impl Replication {
                 continue;
             }
             if matches!(f.state, SyncState::Stream) && !backlog.covers(f.acked, meta.offset) {
+                count_backlog_miss(&mut self.limit_counts, now, name, f.acked);
                 f.state = snapshot_start(meta);
             }
             if ctx.chain && matches!(f.state, SyncState::Stream) {
@@ -540,7 +541,11 @@ impl Replication {
                         || f.round < leader.round
                         || now.saturating_sub(f.lease_ms) >= beat;
                     due.then(|| {
-                        let entries = backlog.since(f.acked, max_entries, max_bytes);
+                        let (entries, cut) = backlog.since_bounded(f.acked, max_entries, max_bytes);
+                        if cut {
+                            let counts = &mut self.limit_counts;
+                            super::chain::count_batch_cut(counts, now, entries.len(), max_bytes);
+                        }
                         append(meta, leader.epoch, f.acked, entries, commit, id, None)
                     })
                 }
@@ -644,6 +649,9 @@ impl Replication {
                 f.heard_ms = now;
                 f.lease_ms = sent;
                 f.round = f.round.max(round);
+                if st.meta.continues(&pos) && !st.backlog.covers(pos.offset, st.meta.offset) {
+                    count_backlog_miss(&mut self.limit_counts, now, peer, pos.offset);
+                }
                 f.state = resync(&st.meta, &st.backlog, &pos, &leader.collected, peer);
                 match f.state {
                     SyncState::Stream => {
@@ -988,6 +996,32 @@ pub(super) fn append(
         commit,
         relay,
     }
+}
+
+/// Counts a write or session read refused because `ReplConfig::max_waiting` of them wait.
+pub(super) fn count_waiting(
+    counts: &mut crate::limits::LimitCounts,
+    now_ms: u64,
+    what: &str,
+    waiting: usize,
+) {
+    counts.hit(
+        crate::limits::Limit::ReplWaiting,
+        now_ms,
+        format_args!("{waiting} {what} wait for replicas in a shard; refused as overloaded"),
+    );
+}
+
+/// Counts a replica that follows the log but is further behind than the backlog reaches: it
+/// resyncs from a snapshot.
+fn count_backlog_miss(counts: &mut crate::limits::LimitCounts, now_ms: u64, peer: &str, at: u64) {
+    counts.hit(
+        crate::limits::Limit::ReplBacklog,
+        now_ms,
+        format_args!(
+            "replica {peer} at offset {at} is behind the backlog; resyncing from a snapshot"
+        ),
+    );
 }
 
 /// What a replica at `pos` needs: the log from there, its old keys first, or a snapshot.

@@ -219,20 +219,34 @@ impl Backlog {
 
     /// Entries after `offset`, at most `max_entries` and about `max_bytes`.
     pub fn since(&self, offset: u64, max_entries: usize, max_bytes: usize) -> Vec<LogEntry> {
+        self.since_bounded(offset, max_entries, max_bytes).0
+    }
+
+    /// [`Backlog::since`], and whether `max_bytes` cut the batch short (entries that would
+    /// fit `max_entries` were left for the next).
+    pub fn since_bounded(
+        &self,
+        offset: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> (Vec<LogEntry>, bool) {
         let mut out = Vec::new();
         let mut bytes = 0;
         let Some(first) = self.first() else {
-            return out;
+            return (out, false);
         };
         let skip = usize::try_from((offset + 1).saturating_sub(first)).unwrap_or(usize::MAX);
         for e in self.entries.iter().skip(skip) {
-            if out.len() >= max_entries || (bytes > 0 && bytes + e.weight() > max_bytes) {
+            if out.len() >= max_entries {
                 break;
+            }
+            if bytes > 0 && bytes + e.weight() > max_bytes {
+                return (out, true);
             }
             bytes += e.weight();
             out.push(e.clone());
         }
-        out
+        (out, false)
     }
 }
 
@@ -275,6 +289,12 @@ mod tests {
         assert_eq!(got, vec![4, 5]);
         assert_eq!(b.since(2, 1, usize::MAX).len(), 1, "bounded by count");
         assert_eq!(b.since(2, 10, 1).len(), 1, "bounded by bytes, at least one");
+        assert!(b.since_bounded(2, 10, 1).1, "cut by bytes");
+        assert!(
+            !b.since_bounded(2, 1, usize::MAX).1,
+            "cut by count, not bytes"
+        );
+        assert!(!b.since_bounded(2, 10, usize::MAX).1, "all of it");
     }
 
     #[test]

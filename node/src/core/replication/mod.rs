@@ -242,6 +242,8 @@ pub struct Replication {
     /// shard (which keeps no shard state) or a member that missed a failover finds the
     /// primary. The newer epoch wins; pruned to the ring's shards when the ring changes.
     guesses: BTreeMap<Vec<String>, (String, u64)>,
+    /// Hits of the backlog, batch and waiting bounds.
+    limit_counts: crate::limits::LimitCounts,
 }
 
 impl Replication {
@@ -264,7 +266,13 @@ impl Replication {
             take_up_all: false,
             closed: None,
             guesses: BTreeMap::new(),
+            limit_counts: Default::default(),
         }
+    }
+
+    /// Hits of the backlog, batch and waiting bounds.
+    pub fn limit_counts(&self) -> &crate::limits::LimitCounts {
+        &self.limit_counts
     }
 
     /// The same, with deliberate bugs switched on (tests of the simulator's checker only).

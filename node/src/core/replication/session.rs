@@ -48,9 +48,10 @@ impl Replication {
             }
         };
         if st.session_reads.len() >= max {
-            let e = ClientError::Overloaded {
-                in_flight: st.session_reads.len(),
-            };
+            let in_flight = st.session_reads.len();
+            let counts = &mut self.limit_counts;
+            super::leader::count_waiting(counts, ctx.now(), "session reads", in_flight);
+            let e = ClientError::Overloaded { in_flight };
             return out.push(Effect::Reply {
                 id: client,
                 result: Err(e),

@@ -22,7 +22,7 @@ pub(in crate::core) fn addr(i: usize) -> SocketAddr {
     ([127, 0, 0, 1], 7001 + i as u16).into()
 }
 
-fn core(i: usize, store: Arc<MemoryStore>) -> NodeCore {
+fn core(i: usize, store: Arc<MemoryStore>, config: CoreConfig) -> NodeCore {
     let me = NodeId {
         name: format!("n{}", i + 1),
         addr: addr(i),
@@ -30,7 +30,6 @@ fn core(i: usize, store: Arc<MemoryStore>) -> NodeCore {
         bump: 0,
     };
     let seeds = if i == 0 { Vec::new() } else { vec![addr(0)] };
-    let config = CoreConfig::default();
     NodeCore::new(me, seeds, config, GossipConfig::default(), store, i as u64).unwrap()
 }
 
@@ -44,8 +43,18 @@ pub(in crate::core) fn primary(sync: SyncReplicas) -> Mode {
 /// `n` cores that see each other alive: gossip datagrams delivered at once, gossip timers
 /// fired in time order over a few simulated seconds, everything else dropped.
 pub(in crate::core) fn cluster(n: usize) -> (Vec<NodeCore>, Vec<Arc<MemoryStore>>) {
+    cluster_with(n, &CoreConfig::default())
+}
+
+/// [`cluster`] with every core's settings `config`.
+pub(in crate::core) fn cluster_with(
+    n: usize,
+    config: &CoreConfig,
+) -> (Vec<NodeCore>, Vec<Arc<MemoryStore>>) {
     let stores: Vec<Arc<MemoryStore>> = (0..n).map(|_| Arc::new(MemoryStore::new())).collect();
-    let mut cores: Vec<NodeCore> = (0..n).map(|i| core(i, stores[i].clone())).collect();
+    let mut cores: Vec<NodeCore> = (0..n)
+        .map(|i| core(i, stores[i].clone(), config.clone()))
+        .collect();
     let mut timers: BTreeMap<(u64, u64), (usize, Timer)> = BTreeMap::new();
     let mut seq = 0;
     let mut pending: Vec<(usize, u64, Vec<Effect>)> = Vec::new();
@@ -194,7 +203,7 @@ fn a_set_is_kept_answered_with_the_table_and_pushed_to_every_live_peer() {
 #[test]
 fn a_newer_peer_table_is_merged_kept_and_synced_before_the_answer() {
     let store = Arc::new(MemoryStore::new());
-    let mut n1 = core(0, store.clone());
+    let mut n1 = core(0, store.clone(), CoreConfig::default());
     let mut theirs = RangeTable::new();
     theirs
         .set(b"a".to_vec(), primary(SyncReplicas::None), "n2", &LIMITS)
@@ -213,7 +222,7 @@ fn a_newer_peer_table_is_merged_kept_and_synced_before_the_answer() {
 
 #[test]
 fn a_stale_peer_table_is_answered_with_ours() {
-    let mut n1 = core(0, Arc::new(MemoryStore::new()));
+    let mut n1 = core(0, Arc::new(MemoryStore::new()), CoreConfig::default());
     let (result, _) = client(&mut n1, range_set("a", primary(SyncReplicas::None)));
     assert!(result.is_ok());
     let (result, _) = client(&mut n1, range_set("a", Mode::Quorum));
@@ -242,7 +251,7 @@ fn a_stale_peer_table_is_answered_with_ours() {
 
 #[test]
 fn a_peer_table_outside_the_bounds_is_refused_and_changes_nothing() {
-    let mut n1 = core(0, Arc::new(MemoryStore::new()));
+    let mut n1 = core(0, Arc::new(MemoryStore::new()), CoreConfig::default());
     let wide = TableLimits {
         replicas: 9,
         ..LIMITS
@@ -314,7 +323,7 @@ fn ticks_push_pull_with_the_live_peers_in_turn_and_merge_the_answer() {
 #[test]
 fn the_table_survives_a_restart_and_a_power_loss() {
     let store = Arc::new(MemoryStore::new());
-    let mut n1 = core(0, store.clone());
+    let mut n1 = core(0, store.clone(), CoreConfig::default());
     assert!(n1.start().iter().any(|e| matches!(
         e,
         Effect::Schedule {
@@ -330,7 +339,7 @@ fn the_table_survives_a_restart_and_a_power_loss() {
     let before = n1.table().clone();
     drop(n1);
     store.crash();
-    let n1 = core(0, store.clone());
+    let n1 = core(0, store.clone(), CoreConfig::default());
     assert_eq!(n1.table(), &before);
     assert!(n1.table().has_primary());
 
@@ -353,7 +362,7 @@ fn the_table_survives_a_restart_and_a_power_loss() {
 
 #[test]
 fn a_lone_node_answers_a_set_and_pushes_to_nobody() {
-    let mut n1 = core(0, Arc::new(MemoryStore::new()));
+    let mut n1 = core(0, Arc::new(MemoryStore::new()), CoreConfig::default());
     let (result, effects) = client(&mut n1, range_set("k", Mode::Quorum));
     assert!(result.is_ok());
     assert!(table_calls(&effects).is_empty());

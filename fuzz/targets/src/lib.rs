@@ -1,5 +1,33 @@
-//! Shared pieces of the fuzz targets: the framing of multi-message inputs, the round-trip
-//! check of postcard types, and a small cluster of cores whose gossip is carried by hand.
+//! The bodies of ringkv's fuzz targets, one module each (`run` takes one input and panics
+//! when the code under test breaks a promise), and the pieces they share: the framing of
+//! multi-message inputs, the round-trip check of postcard types, and small clusters of cores
+//! driven by hand.
+//!
+//! libFuzzer drives these bodies through the thin binaries in `fuzz/fuzz_targets/` (built with
+//! `cargo +nightly fuzz`); `cargo test` replays every committed corpus file through them
+//! (`tests/corpus.rs`), so a decoder that regresses on a known input fails the ordinary tests.
+
+pub mod gossip;
+pub mod merkle;
+pub mod replication;
+pub mod resp;
+pub mod store;
+pub mod tokens;
+pub mod wire;
+
+/// A target's body: feeds it one input.
+pub type Body = fn(&[u8]);
+
+/// Every target by name (its corpus is `fuzz/corpus/NAME`), with its body.
+pub const TARGETS: [(&str, Body); 7] = [
+    ("wire", wire::run),
+    ("gossip", gossip::run),
+    ("merkle", merkle::run),
+    ("replication", replication::run),
+    ("resp", resp::run),
+    ("tokens", tokens::run),
+    ("store", store::run),
+];
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -177,10 +205,15 @@ pub fn cluster(n: usize, config: &CoreConfig) -> (Vec<NodeCore>, u64) {
 /// A core's settings for the fuzzed clusters: few virtual nodes and small trees, so a cluster
 /// settles in milliseconds of real time.
 pub fn small_config() -> CoreConfig {
-    let mut config = CoreConfig::default();
-    config.vnodes = 4;
-    config.anti_entropy.depth = 3;
-    config
+    let defaults = CoreConfig::default();
+    CoreConfig {
+        vnodes: 4,
+        anti_entropy: ringkv::config::AeConfig {
+            depth: 3,
+            ..defaults.anti_entropy.clone()
+        },
+        ..defaults
+    }
 }
 
 /// Something delivered to a core, kept so it can be fed again (see [`Sim::inputs_of`]).
