@@ -278,6 +278,17 @@ pub struct Cluster {
     pub nodes: Vec<NodeProc>,
 }
 
+impl Drop for Cluster {
+    /// With `RINGKV_TEST_KEEP` set, a test that fails keeps its cluster directory (the nodes'
+    /// logs and data) and prints where it is.
+    fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("RINGKV_TEST_KEEP").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("cluster directory kept: {}", self.dir.path().display());
+        }
+    }
+}
+
 impl Cluster {
     /// Certificates for `names`, nobody started yet.
     pub fn prepare(names: &[&str]) -> Result<Self> {

@@ -657,10 +657,7 @@ fn regression_seed_317_a_new_shards_first_primary_gathers_before_serving() {
 /// closes a log on a ring change now takes up every shard of its new ring at once.
 #[test]
 fn regression_seed_3462_a_closed_log_hands_its_keys_to_the_new_shards_at_once() {
-    let config = SimConfig {
-        faults: "join,leave,crash,partition".parse().unwrap(),
-        ..primary_crashes()
-    };
+    let config = primary_membership();
     let schedule: Schedule = "16.655-25.699:part:1,2,5,6|0,3,4,7;17.417:join"
         .parse()
         .unwrap();
@@ -678,10 +675,7 @@ fn regression_seed_3462_a_closed_log_hands_its_keys_to_the_new_shards_at_once() 
 /// and partitions under heavy primary-mode load.
 #[test]
 fn regression_seed_3483_a_gather_drops_a_write_the_old_list_never_committed() {
-    let config = SimConfig {
-        faults: "join,leave,crash,partition".parse().unwrap(),
-        ..primary_crashes()
-    };
+    let config = primary_membership();
     let schedule: Schedule =
         "1.764-9.145:part:1,4|0,2,3;7.401:leave:0;10.921-12.638:crash:2;13.653:join;15.684:leave:1"
             .parse()
@@ -693,14 +687,77 @@ fn regression_seed_3483_a_gather_drops_a_write_the_old_list_never_committed() {
 /// See seed 3483: two joins during a crash and partitions.
 #[test]
 fn regression_seed_3640_a_gather_drops_a_write_the_old_list_never_committed() {
-    let config = SimConfig {
-        faults: "join,leave,crash,partition".parse().unwrap(),
-        ..primary_crashes()
-    };
+    let config = primary_membership();
     let schedule: Schedule =
         "3.357-6.119:part:2|0,1,3;6.718-9.451:crash:3;8.049:join;8.288:join;16.881-21.230:part:0,3|1,2"
             .parse()
             .unwrap();
     let report = run(3640, &config, Some(&schedule));
     assert!(report.passed(), "{}", describe(&config, &report));
+}
+
+/// Crashes, partitions, joins and leaves under heavy primary-mode load: the issue's batch.
+fn primary_membership() -> SimConfig {
+    SimConfig {
+        faults: "join,leave,crash,partition".parse().unwrap(),
+        ..primary_crashes()
+    }
+}
+
+/// The same with the chain topology.
+fn primary_chain_membership() -> SimConfig {
+    SimConfig {
+        topology: ringkv::Topology::Chain,
+        ..primary_membership()
+    }
+}
+
+/// Replays `seed` of `config` under `schedule` and asserts every invariant.
+fn replay(seed: u64, config: &SimConfig, schedule: &str) {
+    let schedule: Schedule = schedule.parse().unwrap();
+    let report = run(seed, config, Some(&schedule));
+    assert!(report.passed(), "{}", describe(config, &report));
+}
+
+/// Core bug (fixed with `a_gathering_primary_counts_replicas_whose_acks_come_down_the_chain`):
+/// in a chain, a gathering primary heard its last replicas only through the chain, never
+/// counted them as ready, and served nothing until the run ended.
+#[test]
+fn regression_seeds_129_274_954_a_chain_primary_ends_its_gather() {
+    let config = primary_chain_membership();
+    replay(
+        129,
+        &config,
+        "1.797-8.213:part:0,1,2,6,7,8|3,4,5;8.058:leave:6;8.881-18.215:part:0,2,7|1,3,4,5,6,8;\
+         10.557:leave:4;13.442-19.581:crash:4;16.034-22.305:part:0,2,3,5|1,4,6,7,8",
+    );
+    replay(
+        274,
+        &config,
+        "6.532-12.131:part:0,5,6|1,2,3,4,7,8;8.182-8.798:crash:7;9.401-9.803:crash:8",
+    );
+    replay(
+        954,
+        &config,
+        "4.757:leave:2;5.781-7.714:crash:0;6.103:join;10.416-13.646:crash:3;10.818:leave:1",
+    );
+}
+
+/// Core bug (fixed with `a_guessed_primary_that_denies_it_is_replaced_whatever_the_epochs`):
+/// a node kept forwarding to a guessed primary of a high epoch that answered it was not
+/// primary, because the primary it named had an older epoch; keys stayed unavailable.
+#[test]
+fn regression_seeds_142_388_a_primary_that_denies_leading_is_no_longer_guessed() {
+    let config = primary_chain_membership();
+    replay(
+        142,
+        &config,
+        "2.927:join;3.868-6.281:crash:3;7.446-10.705:crash:6;14.903-21.304:crash:4;16.983:leave:2",
+    );
+    replay(
+        388,
+        &config,
+        "1.153-8.398:crash:4;2.748:leave:5;6.102-15.652:part:0,2,4|1,3,5;7.215-7.893:crash:0;\
+         13.606:leave:3;16.842-18.669:part:0,2,5|1,3,4",
+    );
 }

@@ -200,7 +200,8 @@ impl NodeCore {
             let next = {
                 let ctx = self.shared.repl_ctx(self.table.current(), now_ms);
                 let key = key_of(&fwd.attempt.req);
-                self.repl.learn_primary(&ctx, key, primary, *epoch);
+                let from = fwd.tried.last().map_or("", String::as_str);
+                self.repl.learn_primary(&ctx, key, from, (primary, *epoch));
                 match self.repl.route(&ctx, key) {
                     Ok(Route::Forward { to, addr, .. }) if !fwd.tried.contains(&to) => {
                         Some((to, addr))

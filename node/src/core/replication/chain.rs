@@ -255,6 +255,9 @@ impl Replication {
             f.in_flight = None;
             match reported.iter().find(|(n, _)| n == name) {
                 Some(&(_, offset)) => {
+                    // Its keys are in as surely as a direct acknowledgement's: a gathering
+                    // primary must not wait on it for ever.
+                    leader.ready.insert(name.clone());
                     f.acked = offset;
                     f.via = Some(head.clone());
                     f.heard_ms = now;

@@ -653,3 +653,27 @@ fn writes_and_session_reads_past_max_waiting_are_refused_and_counted() {
     );
     assert_eq!(hits(&c, 1, Limit::ReplWaiting), 1);
 }
+
+#[test]
+fn a_gathering_primary_counts_replicas_whose_acks_come_down_the_chain() {
+    let mut c = Cluster::new(3, &[0, 1, 2]);
+    let shard = c.shard.clone();
+    let Role::Primary(leader) = &mut c.repls[0].shards.get_mut(&shard).unwrap().role else {
+        panic!("node 0 is not primary");
+    };
+    // A first lineage that has not heard from either replica yet.
+    leader.first = true;
+    assert!(leader.gathering());
+    c.now += 1_000;
+    c.tick(0);
+    c.settle();
+    let Role::Primary(leader) = &c.repls[0].shards[&shard].role else {
+        panic!("node 0 is not primary");
+    };
+    let ready: Vec<_> = leader.ready.iter().cloned().collect();
+    assert_eq!(ready, vec![c.names[1].clone(), c.names[2].clone()]);
+    assert!(
+        !leader.gathering(),
+        "the last replica answered only through the chain, and still counts"
+    );
+}

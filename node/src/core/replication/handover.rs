@@ -8,7 +8,7 @@ use ringkv_ring::Ring;
 use super::audit::LogEvent;
 use super::follower::shard_ranges;
 use super::msg::ClosedLog;
-use super::{Ctx, Replication, ShardMeta};
+use super::{Ctx, Replication, Role, ShardMeta};
 use crate::core::Effect;
 use crate::store::{Store, StoreError};
 
@@ -150,18 +150,24 @@ impl ShardMeta {
 
     /// Bind the state to the shard's ranges in `ring` and save it, closing a log kept for
     /// other ranges (remembered in `closed` first, see [`remember`]): says whether it closed.
+    /// An `unsettled` log (a first lineage still gathering: it served nothing, and its store
+    /// holds only part of what the replicas had) is not remembered: it would rank this node's
+    /// values above the log they were really written under.
     fn rebind(
         &mut self,
         store: &dyn Store,
         ring: &Ring,
         shard: &[String],
         closed: &mut Option<Vec<ClosedLog>>,
+        unsettled: bool,
     ) -> Result<bool, StoreError> {
         let digest = ranges_digest(ring, shard);
         if self.ranges == digest {
             return Ok(false);
         }
-        let log = self.closing(shard, Self::load_ranges(store, shard)?);
+        let log = self
+            .closing(shard, Self::load_ranges(store, shard)?)
+            .filter(|_| !unsettled);
         let was = self.clone();
         let close = self.bind(digest);
         if let Some(log) = log.filter(|_| close) {
@@ -184,7 +190,7 @@ impl ShardMeta {
         closed: &mut Option<Vec<ClosedLog>>,
     ) -> Result<(Self, bool), StoreError> {
         let mut meta = Self::load(store, shard)?;
-        let was_closed = meta.rebind(store, ring, shard, closed)?;
+        let was_closed = meta.rebind(store, ring, shard, closed, false)?;
         Ok((meta, was_closed))
     }
 }
@@ -245,7 +251,17 @@ impl Replication {
             let Some(st) = self.shards.get_mut(&id) else {
                 continue;
             };
-            let closed = match st.meta.rebind(store, ring, &id, &mut self.closed) {
+            let unsettled = matches!(&st.role, Role::Primary(leader) if leader.gathering());
+            // Its keys now belong to other shards of this node: take those up at once, or a
+            // write it held could wait for a request. So too for a log never used (a shard taken
+            // up for a ring that lasted less than an election).
+            if st.meta.ranges != ranges_digest(ring, &id) {
+                self.take_up_all = true;
+            }
+            let closed = match st
+                .meta
+                .rebind(store, ring, &id, &mut self.closed, unsettled)
+            {
                 Ok(closed) => closed,
                 Err(e) => {
                     tracing::warn!(shard = ?id, error = %e, "cannot close a shard's log");
@@ -265,9 +281,6 @@ impl Replication {
                     at: 0,
                 });
                 tracing::info!(shard = ?id, "ring changed: closed the shard's log");
-                // Its keys now belong to other shards of this node: take those up at once,
-                // or a write the closed log held but never committed could wait for a request.
-                self.take_up_all = true;
             }
             self.drain_abandoned(&id, out);
             let member = id.iter().any(|n| n == ctx.view.me);
@@ -351,6 +364,28 @@ mod tests {
             closed_logs(&store, &mut None).unwrap().len(),
             1,
             "an empty log leaves nothing to remember"
+        );
+    }
+
+    #[test]
+    fn a_gathering_primarys_log_is_closed_and_fenced_but_not_remembered() {
+        let store = MemoryStore::new();
+        let mut logs = None;
+        let before = ring(&["a", "b", "c"]);
+        let shard = before.preference_list(b"p/x").to_vec();
+        let (mut meta, _) = ShardMeta::load_bound(&store, &before, &shard, &mut logs).unwrap();
+        meta.promised = 2;
+        meta.log_epoch = 2;
+        meta.offset = 3;
+        meta.replid = "r2".into();
+        let after = ring(&["a", "b", "c", "d"]);
+        let closed = meta
+            .rebind(&store, &after, &shard, &mut logs, true)
+            .unwrap();
+        assert!(closed && meta.offset == 0 && meta.promised == 3, "{meta:?}");
+        assert!(
+            closed_logs(&store, &mut None).unwrap().is_empty(),
+            "a log that never served ranks nothing"
         );
     }
 

@@ -340,13 +340,24 @@ impl Replication {
         }
     }
 
-    /// Another node answered that `primary` leads `key`'s shard in `epoch`: remember it
+    /// Node `from` answered that `primary` leads `key`'s shard in `epoch`: remember it
     /// unless something newer is known. Says whether it was taken.
-    pub fn learn_primary(&mut self, ctx: &Ctx<'_>, key: &[u8], primary: &str, epoch: u64) -> bool {
+    pub fn learn_primary(
+        &mut self,
+        ctx: &Ctx<'_>,
+        key: &[u8],
+        from: &str,
+        (primary, epoch): (&str, u64),
+    ) -> bool {
         let shard = Self::shard_of(ctx.view.ring, key);
         // A peer cannot make up shards or primaries outside them.
         if !shard.iter().any(|n| n == primary) || !full_shard(ctx.view.ring, &shard) {
             return false;
+        }
+        // A guess that `from` leads is wrong whatever its epoch: `from` just said it does not.
+        // Kept, it would send every request back to `from` until a newer epoch is heard.
+        if self.guesses.get(&shard).is_some_and(|(p, _)| p == from) {
+            self.guesses.remove(&shard);
         }
         let own = self.shards.get(&shard).map_or(0, |st| st.meta.promised);
         let guessed = self.guesses.get(&shard).map_or(0, |(_, e)| *e);

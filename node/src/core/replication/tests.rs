@@ -708,3 +708,42 @@ fn a_node_whose_ring_differs_takes_no_part_in_replication() {
         .unwrap();
     assert_eq!(reply, PeerReply::Repl(ReplReply::Granted));
 }
+
+#[test]
+fn a_guessed_primary_that_denies_it_is_replaced_whatever_the_epochs() {
+    let n = node();
+    let ctx = ctx(&n, 1_000);
+    let mut repl = Replication::new(ReplConfig::default());
+    let shard = Replication::shard_of(&n.ring, b"p/x");
+    assert!(repl.learn_primary(&ctx, b"p/x", "c", ("a", 5)));
+    assert!(
+        !repl.learn_primary(&ctx, b"p/x", "c", ("c", 3)),
+        "an older epoch from a third node does not replace the guess"
+    );
+    assert_eq!(repl.guesses[&shard], ("a".to_string(), 5));
+    assert!(
+        repl.learn_primary(&ctx, b"p/x", "a", ("c", 3)),
+        "the guessed primary itself says it does not lead"
+    );
+    assert_eq!(repl.guesses[&shard], ("c".to_string(), 3));
+}
+
+#[test]
+fn a_ring_change_takes_up_every_shard_even_when_the_moved_log_was_never_used() {
+    let mut n = node();
+    let mut repl = Replication::new(ReplConfig::default());
+    let id = shard_id();
+    let (meta, _) = ShardMeta::load_bound(&n.store, &n.ring, &id, &mut None).unwrap();
+    assert_eq!((meta.promised, meta.offset), (0, 0), "taken up, never used");
+    repl.shards.insert(id, Shard::new(meta, 1 << 20, 0));
+    n.ring = Ring::new(
+        ["a", "b", "c", "d"].map(RingNode::new),
+        RingConfig::new(4, 3).unwrap(),
+    );
+    let mut out = Vec::new();
+    repl.hand_over(&ctx(&n, 1_000), &mut out);
+    assert!(
+        repl.take_up_all,
+        "its keys now belong to other shards of this node, which must stand without a request"
+    );
+}
