@@ -719,6 +719,23 @@ fn replay(seed: u64, config: &SimConfig, schedule: &str) {
     assert!(report.passed(), "{}", describe(config, &report));
 }
 
+/// Core bug (fixed with the `lww` case of the core's test
+/// `a_gather_keeps_the_value_of_the_closed_log_ahead_and_drops_the_uncommitted_one`): a
+/// primary cut off in a partition logged a write it never committed; a ring change made it
+/// the gathering primary of another list, whose replica took that value in a snapshot; at the
+/// next ring change that value and the one the majority committed were last written under
+/// logs of different lists, which cannot be ranked, and the gather kept both as siblings
+/// although the key's policy is `lww`.
+#[test]
+fn regression_seed_244_a_gather_resolves_what_it_cannot_rank_by_the_keys_policy() {
+    replay(
+        244,
+        &primary_membership(),
+        "3.852-11.652:part:1,3,4|0,2;7.237:leave:3;9.352-17.228:crash:4;9.904-11.823:crash:3;\
+         10.311:join;15.542:join",
+    );
+}
+
 /// Core bug (fixed with `a_gathering_primary_counts_replicas_whose_acks_come_down_the_chain`):
 /// in a chain, a gathering primary heard its last replicas only through the chain, never
 /// counted them as ready, and served nothing until the run ended.

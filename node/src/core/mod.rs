@@ -173,6 +173,7 @@ impl NodeCore {
             },
             actor,
             repl: replication::Replication::new(config.replication.clone())
+                .with_policy(config.conflict_policy)
                 .sabotaged(config.sabotage()),
             forwards: forward::Forwards::default(),
             peers,

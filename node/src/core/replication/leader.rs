@@ -19,7 +19,9 @@ use crate::core::replica::load;
 use crate::core::Effect;
 use crate::proto::{ClientError, ClientResponse, ReadResult, Session, Value, WriteResult};
 use crate::store::StoreError;
-use crate::version::{decode_record, encode_record, live_values, Context, DvvSet, Record, Sibling};
+use crate::version::{
+    apply_policy, decode_record, encode_record, live_values, Context, DvvSet, Record, Sibling,
+};
 
 /// Keys per snapshot page.
 const SNAPSHOT_PAGE: usize = 256;
@@ -818,6 +820,9 @@ impl Replication {
                 _ => merged,
             }
         };
+        // Values the ranking cannot order are resolved as any merge is: under `lww` a primary's
+        // key keeps one.
+        let merged = apply_policy(&merged, self.policy);
         if ours.as_ref() == Some(&merged) {
             return Ok(());
         }

@@ -13,7 +13,7 @@ use crate::core::Effect;
 use crate::core::InboundId;
 use crate::proto::{ClientResponse, PeerReply};
 use crate::store::Store;
-use crate::version::DvvSet;
+use crate::version::{apply_policy, ConflictPolicy, DvvSet};
 
 #[test]
 fn a_primary_commits_what_a_majority_holds_and_keeps_its_lease_only_with_a_majority() {
@@ -246,7 +246,7 @@ fn a_node_that_knows_too_few_replicas_neither_serves_nor_votes_for_them() {
 
 /// A first primary gathering a key from two replicas whose closed logs of one old list differ:
 /// the value of the log ahead is kept alone, in whichever order the replicas answer; values
-/// under logs of different lists merge as siblings.
+/// under logs of different lists merge as any merge does: siblings, or one under `lww`.
 #[test]
 fn a_gather_keeps_the_value_of_the_closed_log_ahead_and_drops_the_uncommitted_one() {
     use super::leader::SyncState;
@@ -266,7 +266,9 @@ fn a_gather_keeps_the_value_of_the_closed_log_ahead_and_drops_the_uncommitted_on
         offset,
         ranges: vec![(0, 0)],
     };
-    let gather = |order: [(&str, crate::version::Record, ClosedLog); 2]| -> Vec<Vec<u8>> {
+    let gather = |order: [(&str, crate::version::Record, ClosedLog); 2],
+                  policy: ConflictPolicy|
+     -> Vec<Vec<u8>> {
         let n = node();
         let id = Replication::shard_of(&n.ring, key.as_bytes());
         let followers: Vec<String> = id.iter().filter(|x| *x != "b").cloned().collect();
@@ -274,7 +276,7 @@ fn a_gather_keeps_the_value_of_the_closed_log_ahead_and_drops_the_uncommitted_on
         leader.first = true;
         let mut st = fresh();
         st.role = Role::Primary(Box::new(leader));
-        let mut repl = Replication::new(ReplConfig::default());
+        let mut repl = Replication::new(ReplConfig::default()).with_policy(policy);
         repl.shards.insert(id.clone(), st);
         for (peer, value, log) in order {
             if let Some(Role::Primary(leader)) = repl.shards.get_mut(&id).map(|s| &mut s.role) {
@@ -301,21 +303,37 @@ fn a_gather_keeps_the_value_of_the_closed_log_ahead_and_drops_the_uncommitted_on
     };
     let behind = ("c", uncommitted.clone(), closed(9, 1, 5));
     let ahead = ("a", committed.clone(), closed(9, 2, 6));
+    for policy in [ConflictPolicy::Siblings, ConflictPolicy::Lww] {
+        assert_eq!(
+            gather([behind.clone(), ahead.clone()], policy),
+            vec![b"3".to_vec()],
+            "the log ahead replaces the uncommitted value"
+        );
+        assert_eq!(
+            gather([ahead.clone(), behind.clone()], policy),
+            vec![b"3".to_vec()],
+            "the uncommitted value behind is dropped"
+        );
+    }
+    let other_list = ("c", uncommitted.clone(), closed(8, 1, 5));
     assert_eq!(
-        gather([behind.clone(), ahead.clone()]),
-        vec![b"3".to_vec()],
-        "the log ahead replaces the uncommitted value"
-    );
-    assert_eq!(
-        gather([ahead, behind]),
-        vec![b"3".to_vec()],
-        "the uncommitted value behind is dropped"
-    );
-    let other_list = ("c", uncommitted, closed(8, 1, 5));
-    let ahead = ("a", committed, closed(9, 2, 6));
-    assert_eq!(
-        gather([other_list, ahead]),
+        gather(
+            [other_list.clone(), ahead.clone()],
+            ConflictPolicy::Siblings
+        ),
         vec![b"2".to_vec(), b"3".to_vec()],
         "logs of different lists cannot be compared: both are kept"
+    );
+    let lww = apply_policy(&uncommitted.sync(&committed), ConflictPolicy::Lww);
+    let winner: Vec<Vec<u8>> = lww
+        .values()
+        .iter()
+        .filter_map(|s| s.value.clone())
+        .collect();
+    assert_eq!(winner.len(), 1);
+    assert_eq!(
+        gather([other_list, ahead], ConflictPolicy::Lww),
+        winner,
+        "under lww a primary's key keeps one value, as a read would"
     );
 }

@@ -45,6 +45,7 @@ pub use crate::config::ReplConfig;
 use crate::config::Sabotage;
 pub use crate::proto::shard::{ReplicaInfo, ShardInfo};
 use crate::proto::{ClientError, PeerReply, PeerRequest};
+use crate::version::ConflictPolicy;
 #[doc(hidden)]
 pub use audit::LogEvent;
 pub use election::ms as millis;
@@ -244,6 +245,8 @@ pub struct Replication {
     guesses: BTreeMap<Vec<String>, (String, u64)>,
     /// Hits of the backlog, batch and waiting bounds.
     limit_counts: crate::limits::LimitCounts,
+    /// How concurrent values gathered from replicas are resolved (the node's conflict policy).
+    policy: ConflictPolicy,
 }
 
 impl Replication {
@@ -267,7 +270,16 @@ impl Replication {
             closed: None,
             guesses: BTreeMap::new(),
             limit_counts: Default::default(),
+            policy: ConflictPolicy::default(),
         }
+    }
+
+    /// The same, resolving concurrent values gathered from replicas by `policy`, as reads and
+    /// quorum-mode merges do.
+    #[must_use]
+    pub fn with_policy(mut self, policy: ConflictPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Hits of the backlog, batch and waiting bounds.
