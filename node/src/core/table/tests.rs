@@ -367,3 +367,77 @@ fn a_lone_node_answers_a_set_and_pushes_to_nobody() {
     assert!(result.is_ok());
     assert!(table_calls(&effects).is_empty());
 }
+
+/// The reply to `req` among `effects`, if any.
+fn replied(effects: &[Effect]) -> Option<&Result<ClientResponse, ClientError>> {
+    effects.iter().find_map(|e| match e {
+        Effect::Reply { result, .. } => Some(result),
+        _ => None,
+    })
+}
+
+/// A node that joined through a seed cannot tell a primary-mode key from a quorum one until
+/// it holds the cluster's table: until it has exchanged tables with a peer that is not itself
+/// joining, it refuses key requests (retryably, nothing written).
+#[test]
+fn a_joined_node_serves_keys_only_once_it_has_a_settled_peers_table() {
+    use crate::proto::Unavailable;
+
+    let (mut cores, _) = cluster(3);
+    let get = || ClientRequest::Get {
+        key: b"k".to_vec(),
+        r: None,
+        wait_repair: false,
+    };
+    let unknown = |effects: &[Effect]| {
+        matches!(
+            replied(effects),
+            Some(Err(ClientError::Unavailable(Unavailable::TableUnknown)))
+        )
+    };
+    let ask = |core: &mut NodeCore| {
+        core.handle(
+            1,
+            Input::Client {
+                id: ClientId(1),
+                req: get(),
+            },
+        )
+    };
+    // The join's exchanges were not delivered: n2 does not know the table yet.
+    let effects = ask(&mut cores[1]);
+    assert!(unknown(&effects), "{effects:?}");
+    let e = ClientError::Unavailable(Unavailable::TableUnknown);
+    assert!(
+        e.passing_refusal(),
+        "nothing written: clients and nodes retry"
+    );
+    assert!(
+        !unknown(&ask(&mut cores[0])),
+        "n1 started the cluster: its table is the cluster's"
+    );
+
+    // n3 is joining too: its table says nothing about the cluster's.
+    let theirs = cores[2].table().clone();
+    receive(&mut cores[1], "n3", theirs);
+    assert!(unknown(&ask(&mut cores[1])));
+    // n1's answer to an exchange does.
+    let effects = cores[1].handle(1, Input::Timer(Timer::Table));
+    let Some(Effect::Call { call, to, .. }) =
+        effects.iter().find(|e| matches!(e, Effect::Call { .. }))
+    else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(*to, addr(0), "peers in name order: n1 first");
+    let reply = Ok(PeerReply::Table(None));
+    cores[1].handle(2, Input::PeerReply { call: *call, reply });
+    assert!(
+        !unknown(&ask(&mut cores[1])),
+        "n2 now holds the cluster's rules"
+    );
+
+    // n3 learns from n1 pushing its table.
+    let theirs = cores[0].table().clone();
+    receive(&mut cores[2], "n1", theirs);
+    assert!(!unknown(&ask(&mut cores[2])));
+}
