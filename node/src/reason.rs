@@ -103,13 +103,6 @@ pub enum Unavailable {
         /// The replica's offset.
         offset: u64,
     },
-    /// This node has not yet exchanged range tables with a settled peer since it started, so
-    /// it cannot tell a key's mode (a primary-mode key served as a quorum key would leave a
-    /// value outside the shard's log).
-    #[error(
-        "this node has not yet learned the cluster's range table (it has just started); retry"
-    )]
-    TableUnknown,
 }
 
 impl Unavailable {
@@ -133,7 +126,6 @@ impl Unavailable {
             Unavailable::NotLeading => "not_leading",
             Unavailable::LeadUnconfirmed => "lead_unconfirmed",
             Unavailable::SessionBehind { .. } => "session_behind",
-            Unavailable::TableUnknown => "table_unknown",
         }
     }
 
@@ -154,8 +146,7 @@ impl Unavailable {
             | Unavailable::NoReplicaUp
             | Unavailable::NoAddress(_)
             | Unavailable::ShardVanished
-            | Unavailable::NotLeading
-            | Unavailable::TableUnknown => true,
+            | Unavailable::NotLeading => true,
             Unavailable::PrimaryNoAnswer { may_have_acted, .. } => !may_have_acted,
             Unavailable::Storage(_)
             | Unavailable::Refused(_)

@@ -29,13 +29,13 @@ const OP_LIMIT: Duration = Duration::from_secs(6);
 /// Load between two membership changes.
 const BETWEEN: Duration = Duration::from_secs(3);
 
-// Not in the default run yet: it passed 5 of 5 runs on a loaded 2-core machine once a joining
-// node learned the range table before serving keys (3 of 5 failed before), which is not yet
-// enough to rely on. Run it with `RINGKV_TEST_KEEP=1 cargo test --test cluster_primary_grow --
-// --ignored` (a failing run keeps the nodes' logs); it joins the default run once it has
-// passed many more times, and joins and leaves under primary mode are then promised.
+// Not in the default run: in 3 of 5 runs on a loaded 2-core machine a read shortly after the
+// first join returns the value before the last acknowledged write (not yet explained). Run it
+// with `RINGKV_TEST_KEEP=1 cargo test --test cluster_primary_grow -- --ignored` (a failing run
+// keeps the nodes' logs); it is to pass every time before joins and leaves under primary mode
+// are promised.
 #[test]
-#[ignore = "passed 5 of 5 loaded runs, not yet enough to rely on (README, primary mode)"]
+#[ignore = "loses an acknowledged write at the first join in about 3 of 5 loaded runs (README, primary mode)"]
 fn a_primary_prefix_stays_linearizable_while_the_cluster_grows_and_shrinks() {
     let _serial = serial();
     let mut cluster = Cluster::prepare(&["n1", "n2", "n3", "n4", "n5"]).unwrap();

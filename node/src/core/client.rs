@@ -79,19 +79,6 @@ impl NodeCore {
             let e = ClientError::BadRequest("a request modifier may appear once".into());
             return reply(out, id, Err(e));
         }
-        let keyed = matches!(
-            req,
-            ClientRequest::Get { .. }
-                | ClientRequest::Put { .. }
-                | ClientRequest::Delete { .. }
-                | ClientRequest::Update { .. }
-        );
-        if keyed && !self.table.synced() {
-            // A key's mode is not known yet: serving a primary-mode key by quorum would leave
-            // a value outside its shard's log.
-            let e = ClientError::Unavailable(Unavailable::TableUnknown);
-            return reply(out, id, Err(e));
-        }
         let primary = match &req {
             ClientRequest::Get { key, .. }
             | ClientRequest::Put { key, .. }

@@ -84,7 +84,7 @@ impl NodeCore {
             Owner::Hints => self.hints.on_reply(self.shared.store.as_ref(), call, reply),
             Owner::Transfer => self.on_transfer_reply(now_ms, call, reply, out),
             Owner::Gc => self.on_gc_reply(call, reply),
-            Owner::Table => self.on_table_reply(call, reply),
+            Owner::Table => self.on_table_reply(reply),
             Owner::Replication => self.on_repl_reply(now_ms, call, reply, out),
             Owner::Forward => self.on_forward_reply(now_ms, call, reply, out),
             Owner::Members => self.on_members_reply(reply),
@@ -180,10 +180,9 @@ impl NodeCore {
         table: &crate::table::RangeTable,
         out: &mut Vec<Effect>,
     ) {
-        let settled = self.settled_peer(from);
-        let (reply, changed) =
-            self.table
-                .on_request(self.shared.store.as_ref(), (from, settled), table);
+        let (reply, changed) = self
+            .table
+            .on_request(self.shared.store.as_ref(), from, table);
         let sync = changed && self.shared.config.durability == Durability::Sync;
         out.push(Effect::Respond { id, reply, sync });
         if changed {
@@ -312,13 +311,8 @@ impl NodeCore {
         self.drop_reaped();
     }
 
-    fn on_table_reply(&mut self, call: CallId, reply: Result<PeerReply, CallError>) {
-        let members = self.shared.membership.members();
-        let settled = |name: &str| super::members::settled(&members, name);
-        if self
-            .table
-            .on_reply(self.shared.store.as_ref(), call, reply, settled)
-        {
+    fn on_table_reply(&mut self, reply: Result<PeerReply, CallError>) {
+        if self.table.on_reply(self.shared.store.as_ref(), reply) {
             self.table_changed();
         }
     }

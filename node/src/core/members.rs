@@ -79,8 +79,6 @@ impl NodeCore {
                 if has_peers {
                     let ctx = self.shared.view(now_ms);
                     self.ae.pull(&ctx);
-                    // Learn the cluster's rules before serving a key (see `TableSync`).
-                    self.table.exchange_all(&ctx, out);
                     self.joining = Joining::Pulling { since_ms: now_ms };
                 }
             }
@@ -217,12 +215,6 @@ impl NodeCore {
         });
     }
 
-    /// Whether the member `name` is live and not itself joining: its range table is the
-    /// cluster's (see [`TableSync::synced`]).
-    pub(super) fn settled_peer(&self, name: &str) -> bool {
-        settled(&self.shared.membership.members(), name)
-    }
-
     /// This node's ring members, if its view is settled enough to refute another's memory.
     pub(super) fn settled_ring(&self) -> Option<Vec<String>> {
         let settled = self.joining == Joining::Done
@@ -264,11 +256,4 @@ pub(super) fn ring_id(ring: &Ring) -> u64 {
     }
     let bytes = h.finalize();
     u64::from_be_bytes(bytes.as_bytes()[..8].try_into().unwrap_or([0; 8]))
-}
-
-/// Whether `name` is among `members` and not joining.
-pub(super) fn settled(members: &[ringkv_gossip::MemberInfo], name: &str) -> bool {
-    members
-        .iter()
-        .any(|m| m.id.name == name && m.status != NodeStatus::Joining)
 }

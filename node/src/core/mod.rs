@@ -150,8 +150,8 @@ impl NodeCore {
         };
         let actor = actor::Actor::load(base, store.as_ref())?;
         let durable = config.durability == Durability::Sync;
+        let table = TableSync::load(store.as_ref(), TableLimits::of(&config), durable)?;
         let seeded = !seeds.is_empty();
-        let table = TableSync::load(store.as_ref(), TableLimits::of(&config), durable, !seeded)?;
         let keep_ms = u64::try_from(gossip.remove_down_after.as_millis()).unwrap_or(u64::MAX);
         let peers = peers::Peers::load(store.as_ref(), &me.name, keep_ms);
         let membership = Membership::new(me, seeds, gossip, rng_seed)?;

@@ -6,16 +6,9 @@
 //! any randomness. A rule set through this node is kept in the store (synced under
 //! `Durability::Sync` before the client is answered) and pushed to every live peer at once.
 //! A table from a peer that breaks this node's bounds is refused whole and logged.
-//!
-//! A node that joined through seeds does not know its table holds the cluster's rules until
-//! it has exchanged tables with a settled peer (one not itself joining): until then it cannot
-//! tell a primary-mode key from a quorum one, and serving one as the other would leave a value
-//! outside its shard's log. [`TableSync::synced`] says when it knows; it exchanges with every
-//! live peer as soon as it has one, so the wait is one round trip.
 
-use super::calls::{CallError, CallId};
+use super::calls::CallError;
 use crate::proto::{Refusal, Unavailable};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -37,32 +30,17 @@ pub struct TableSync {
     calls: Calls,
     /// Which live peer the next tick exchanges with.
     turn: usize,
-    /// This node holds the cluster's rules: it started without seeds (the first node), or
-    /// exchanged tables with a settled peer since it started.
-    synced: bool,
-    /// Exchanges in flight, by call sequence: the peer asked (at most [`MAX_ASKED`]).
-    asked: BTreeMap<u64, String>,
 }
-
-/// Most exchanges remembered in flight; the oldest is forgotten first (its answer then only
-/// merges, without counting as the first sync).
-const MAX_ASKED: usize = 256;
 
 impl TableSync {
     /// Time between two push-pulls with a peer.
     pub(super) const INTERVAL: Duration = Duration::from_secs(1);
 
-    /// The table the store holds, or an empty one; `synced` when it is surely the cluster's
-    /// (a node started without seeds).
+    /// The table the store holds, or an empty one.
     ///
     /// # Errors
     /// The store fails or holds a table that does not decode.
-    pub fn load(
-        store: &dyn Store,
-        limits: TableLimits,
-        durable: bool,
-        synced: bool,
-    ) -> Result<Self, TableError> {
+    pub fn load(store: &dyn Store, limits: TableLimits, durable: bool) -> Result<Self, TableError> {
         let table = RangeTable::load(store)?;
         if let Err(e) = table.check(&limits) {
             // It was accepted under other settings: keep it, peers hold it too.
@@ -74,21 +52,7 @@ impl TableSync {
             durable,
             calls: Calls::new(Owner::Table),
             turn: 0,
-            synced,
-            asked: BTreeMap::new(),
         })
-    }
-
-    /// Whether this node knows the cluster's rules (see the module documentation).
-    pub fn synced(&self) -> bool {
-        self.synced
-    }
-
-    /// Exchange with every live peer at once (a node that just found its peers).
-    pub fn exchange_all(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Effect>) {
-        for (name, to) in live_peers(ctx) {
-            self.call(name, to, out);
-        }
     }
 
     /// The table as this node holds it.
@@ -102,9 +66,9 @@ impl TableSync {
         if peers.is_empty() {
             return;
         }
-        let (name, to) = peers[self.turn % peers.len()];
+        let to = peers[self.turn % peers.len()];
         self.turn = self.turn.wrapping_add(1);
-        self.call(name, to, out);
+        self.call(to, out);
     }
 
     /// Set `prefix` to `mode`, keep the table, push it to every live peer, and give the
@@ -132,22 +96,22 @@ impl TableSync {
             ctx.store.sync().map_err(|e| unavailable(e.to_string()))?;
         }
         self.table = next;
-        self.exchange_all(ctx, out);
+        for to in live_peers(ctx) {
+            self.call(to, out);
+        }
         Ok(self.table.rows())
     }
 
     /// A peer's table: merge it and answer with ours when it still differs. Says whether
     /// ours changed (and was saved; under `Durability::Sync` the answer waits for a sync).
-    /// The table of a `settled` peer makes this node synced.
     pub fn on_request(
         &mut self,
         store: &dyn Store,
-        (from, settled): (&str, bool),
+        from: &str,
         theirs: &RangeTable,
     ) -> (PeerReply, bool) {
         match self.merge(store, from, theirs) {
             Ok(changed) => {
-                self.synced |= settled;
                 let ours = (self.table != *theirs).then(|| self.table.clone());
                 (PeerReply::Table(ours), changed)
             }
@@ -156,26 +120,13 @@ impl TableSync {
     }
 
     /// A peer's answer to an exchange: merge its table if it sent one. Says whether ours
-    /// changed. An answer from a peer `settled` says is settled makes this node synced.
-    pub fn on_reply(
-        &mut self,
-        store: &dyn Store,
-        call: CallId,
-        reply: Result<PeerReply, CallError>,
-        settled: impl Fn(&str) -> bool,
-    ) -> bool {
-        let peer = self.asked.remove(&call.seq);
-        let from_settled = || peer.as_deref().is_some_and(&settled);
+    /// changed.
+    pub fn on_reply(&mut self, store: &dyn Store, reply: Result<PeerReply, CallError>) -> bool {
         match reply {
             Ok(PeerReply::Table(Some(theirs))) => {
-                let merged = self.merge(store, "a peer", &theirs);
-                self.synced |= merged.is_ok() && from_settled();
-                merged.unwrap_or(false)
+                self.merge(store, "a peer", &theirs).unwrap_or(false)
             }
-            Ok(PeerReply::Table(None)) => {
-                self.synced |= from_settled();
-                false
-            }
+            Ok(PeerReply::Table(None)) => false,
             Ok(other) => {
                 tracing::debug!("range table exchange answered {other:?}");
                 false
@@ -207,14 +158,9 @@ impl TableSync {
         Ok(changed)
     }
 
-    fn call(&mut self, name: &str, to: SocketAddr, out: &mut Vec<Effect>) {
-        let call = self.calls.next_id();
-        self.asked.insert(call.seq, name.to_string());
-        while self.asked.len() > MAX_ASKED {
-            self.asked.pop_first();
-        }
+    fn call(&mut self, to: SocketAddr, out: &mut Vec<Effect>) {
         out.push(Effect::Call {
-            call,
+            call: self.calls.next_id(),
             to,
             req: PeerRequest::Table {
                 table: self.table.clone(),
@@ -223,11 +169,11 @@ impl TableSync {
     }
 }
 
-/// Every other live member and its address, in name order.
-fn live_peers<'a>(ctx: &Ctx<'a>) -> Vec<(&'a str, SocketAddr)> {
+/// Every other live member's address, in name order.
+fn live_peers(ctx: &Ctx<'_>) -> Vec<SocketAddr> {
     ctx.addrs
         .keys()
-        .filter_map(|name| Some((name.as_str(), ctx.peer_addr(name)?)))
+        .filter_map(|name| ctx.peer_addr(name))
         .collect()
 }
 
