@@ -657,12 +657,11 @@ fn regression_seed_317_a_new_shards_first_primary_gathers_before_serving() {
 /// closes a log on a ring change now takes up every shard of its new ring at once.
 #[test]
 fn regression_seed_3462_a_closed_log_hands_its_keys_to_the_new_shards_at_once() {
-    let config = primary_membership();
-    let schedule: Schedule = "16.655-25.699:part:1,2,5,6|0,3,4,7;17.417:join"
-        .parse()
-        .unwrap();
-    let report = run(3462, &config, Some(&schedule));
-    assert!(report.passed(), "{}", describe(&config, &report));
+    replay(
+        3462,
+        &primary_membership(),
+        "16.655-25.699:part:1,2,5,6|0,3,4,7;17.417:join",
+    );
 }
 
 /// Core bug (fixed with this test and the next): a replica kept a write its old primary logged
@@ -675,25 +674,17 @@ fn regression_seed_3462_a_closed_log_hands_its_keys_to_the_new_shards_at_once() 
 /// and partitions under heavy primary-mode load.
 #[test]
 fn regression_seed_3483_a_gather_drops_a_write_the_old_list_never_committed() {
-    let config = primary_membership();
-    let schedule: Schedule =
-        "1.764-9.145:part:1,4|0,2,3;7.401:leave:0;10.921-12.638:crash:2;13.653:join;15.684:leave:1"
-            .parse()
-            .unwrap();
-    let report = run(3483, &config, Some(&schedule));
-    assert!(report.passed(), "{}", describe(&config, &report));
+    replay(
+        3483,
+        &primary_membership(),
+        "1.764-9.145:part:1,4|0,2,3;7.401:leave:0;10.921-12.638:crash:2;13.653:join;15.684:leave:1",
+    );
 }
 
 /// See seed 3483: two joins during a crash and partitions.
 #[test]
 fn regression_seed_3640_a_gather_drops_a_write_the_old_list_never_committed() {
-    let config = primary_membership();
-    let schedule: Schedule =
-        "3.357-6.119:part:2|0,1,3;6.718-9.451:crash:3;8.049:join;8.288:join;16.881-21.230:part:0,3|1,2"
-            .parse()
-            .unwrap();
-    let report = run(3640, &config, Some(&schedule));
-    assert!(report.passed(), "{}", describe(&config, &report));
+    replay(3640, &primary_membership(), "3.357-6.119:part:2|0,1,3;6.718-9.451:crash:3;8.049:join;8.288:join;16.881-21.230:part:0,3|1,2");
 }
 
 /// Crashes, partitions, joins and leaves under heavy primary-mode load: the batch.
