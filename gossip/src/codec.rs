@@ -4,8 +4,8 @@
 use bytes::{Buf, BufMut};
 use foca::{Codec, Header, Member, Message, PostcardCodec};
 
+use crate::digest::{SharedDigest, DIGEST_LEN};
 use crate::identity::{IdentityError, NodeId};
-use crate::sync::{SharedDigest, DIGEST_LEN};
 
 /// Why a datagram's identities could not be decoded.
 #[derive(Debug, thiserror::Error)]

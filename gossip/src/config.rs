@@ -9,7 +9,7 @@ pub const MIN_PACKET_SIZE: usize = 576;
 
 /// Largest accepted `max_packet_size`: the largest UDP payload, less the membership digest
 /// each datagram carries beyond it.
-pub const MAX_PACKET_SIZE: usize = 65_507 - crate::sync::DIGEST_LEN;
+pub const MAX_PACKET_SIZE: usize = 65_507 - crate::digest::DIGEST_LEN;
 
 /// Most members asked for help in an indirect probe, and most peers gossiped to at once.
 pub const MAX_FANOUT: usize = 16;
@@ -216,8 +216,9 @@ impl GossipConfig {
         // foca's bound includes the digest the codec adds after each header, so the room for
         // updates is what it was before digests, and a datagram stripped of its digest for a
         // node of the previous version fits that node's bound.
-        config.max_packet_size = NonZeroUsize::new(self.max_packet_size + crate::sync::DIGEST_LEN)
-            .ok_or(ConfigError::PacketSize(self.max_packet_size))?;
+        config.max_packet_size =
+            NonZeroUsize::new(self.max_packet_size + crate::digest::DIGEST_LEN)
+                .ok_or(ConfigError::PacketSize(self.max_packet_size))?;
         config.notify_down_members = true;
         config.periodic_announce = Some(foca::PeriodicParams {
             frequency: self.peer_announce_interval,

@@ -7,10 +7,10 @@
 //! the same inputs always give the same outputs.
 //!
 //! Dissemination scales with the cluster: updates are passed on `retransmit_mult ×
-//! ⌈log10(n + 1)⌉` times, every header carries a digest of the sender's live member set, and
-//! a node whose digest differs from a peer's pulls and pushes the members of the differing
-//! digest buckets (a bounded push-pull, also run with a random member every
-//! `push_pull_interval`).
+//! ⌈log10(n + 1)⌉` times, every header carries a digest of the sender's live member set and
+//! their statuses, and a node whose digest differs from a peer's pulls and pushes the status
+//! records and members of the differing digest buckets (a bounded push-pull, also run with a
+//! random member every `push_pull_interval`), so a broadcast a node missed is repaired.
 //!
 //! Besides liveness, each node's [`NodeStatus`] (joining, up, leaving) travels as a versioned
 //! foca custom broadcast; a member that never announced one is `Up`.
@@ -49,6 +49,7 @@
 
 mod codec;
 mod config;
+mod digest;
 mod error;
 mod identity;
 mod membership;
@@ -61,9 +62,10 @@ pub use codec::WireError;
 pub use config::{
     ConfigError, GossipConfig, MAX_FANOUT, MAX_PACKET_SIZE, MAX_SYNC_BYTES, MIN_PACKET_SIZE,
 };
+pub use digest::NO_DIGEST;
 pub use error::GossipError;
 pub use identity::{IdentityError, NodeId, MAX_NAME_LEN, MAX_ZONE_LEN};
 pub use membership::{Membership, MAX_SEEDS};
 pub use output::{GossipOutput, GossipTimer, MemberEvent, MemberInfo, MemberState};
 pub use status::{NodeStatus, StatusError};
-pub use sync::{SyncError, NO_DIGEST};
+pub use sync::SyncError;

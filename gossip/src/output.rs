@@ -65,6 +65,10 @@ pub enum MemberEvent {
     Down(NodeId),
     /// A member announced a new status.
     StatusChanged(NodeId, NodeStatus),
+    /// A member down for `remove_down_after` was forgotten: it is no longer among the
+    /// members at all (whoever places data by the members drops it now). Not emitted for an
+    /// identity whose name is a member again under another identity.
+    Forgotten(NodeId),
     /// We became an active member of a cluster (at least one peer knows us).
     Joined,
     /// We lost every peer; we keep re-announcing to the seeds.

@@ -5,11 +5,13 @@
 //! starts afresh and a newer status invalidates an older one still being disseminated.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use foca::{BroadcastHandler, Invalidates};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::StatusMark;
 use crate::identity::{IdentityError, NodeId};
 
 /// Where a node stands in its life cycle, as told to the whole cluster.
@@ -56,12 +58,19 @@ impl StatusUpdate {
     }
 
     fn decode(data: &[u8]) -> Result<Self, StatusError> {
-        let (update, rest): (Self, _) = postcard::take_from_bytes(data)?;
+        let (update, rest) = Self::decode_prefix(data)?;
         if !rest.is_empty() {
             return Err(StatusError::TrailingBytes(rest.len()));
         }
-        update.id.validate()?;
         Ok(update)
+    }
+
+    /// Decodes one record at the start of `data` (records are self-delimiting), and the
+    /// bytes after it.
+    pub(crate) fn decode_prefix(data: &[u8]) -> Result<(Self, &[u8]), StatusError> {
+        let (update, rest): (Self, _) = postcard::take_from_bytes(data)?;
+        update.id.validate()?;
+        Ok((update, rest))
     }
 }
 
@@ -90,6 +99,9 @@ struct StatusTable {
     changes: Vec<(NodeId, NodeStatus)>,
     /// Highest rank a peer claimed for our own name above ours, if any.
     refute: Option<(u64, u64)>,
+    /// Addresses of identities whose record changed since the membership last looked: the
+    /// digest's status part of whatever live identity is there must be recomputed.
+    touched: Vec<SocketAddr>,
     /// While set, broadcast data goes to this member only.
     only_to: Option<NodeId>,
 }
@@ -113,6 +125,7 @@ impl StatusBoard {
                 capacity,
                 changes: Vec::new(),
                 refute: None,
+                touched: Vec::new(),
                 only_to: None,
             })),
         }
@@ -140,6 +153,31 @@ impl StatusBoard {
         // member that never saw the rejoin must still drop the node from its ring).
         (record.id.bump > id.bump && record.status == NodeStatus::Leaving)
             .then_some(NodeStatus::Leaving)
+    }
+
+    /// The version and status of the record `id` announced for this very identity (the
+    /// digest's view of it: records of another bump or address do not count).
+    pub(crate) fn mark_of(&self, id: &NodeId) -> StatusMark {
+        self.lock()
+            .records
+            .get(&id.name)
+            .filter(|record| record.id == *id)
+            .map(|record| (record.version, record.status))
+    }
+
+    /// The latest record we hold of the node named `name`, whatever its identity.
+    pub(crate) fn record_named(&self, name: &str) -> Option<StatusUpdate> {
+        self.lock().records.get(name).cloned()
+    }
+
+    /// Takes a record a peer sent outside foca (a membership sync): whether it was news.
+    pub(crate) fn receive_from_peer(&self, update: StatusUpdate) -> bool {
+        self.lock().receive(update, true).is_some()
+    }
+
+    /// Addresses whose record changed since the last call.
+    pub(crate) fn take_touched(&self) -> Vec<SocketAddr> {
+        std::mem::take(&mut self.lock().touched)
     }
 
     /// Effective status changes seen since the last call.
@@ -208,10 +246,19 @@ impl StatusTable {
             tracing::debug!(name = %update.id.name, "status table full, dropping status");
             return None;
         }
-        let before = previous.map_or(NodeStatus::Up, |p| p.status);
+        // A record of another bump is another identity's: the new one was `Up` until now (a
+        // node declared down that rejoined while leaving is leaving again, which the ring
+        // must hear of).
+        let before = previous
+            .filter(|p| p.id.bump == update.id.bump)
+            .map_or(NodeStatus::Up, |p| p.status);
         if before != update.status {
             self.changes.push((update.id.clone(), update.status));
         }
+        if let Some(previous) = previous.filter(|p| p.id.addr != update.id.addr) {
+            self.touched.push(previous.id.addr);
+        }
+        self.touched.push(update.id.addr);
         self.records.insert(update.id.name.clone(), update);
         Some(key)
     }
@@ -240,8 +287,6 @@ impl BroadcastHandler<NodeId> for StatusBoard {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
     use super::*;
 
     fn id(name: &str, bump: u64) -> NodeId {
@@ -290,6 +335,30 @@ mod tests {
                 (id("a", 2), NodeStatus::Joining)
             ]
         );
+    }
+
+    /// A leaving node declared down that rejoins under a new bump republishes `Leaving`: for
+    /// the new identity that is a change (it counted as up meanwhile), so the ring hears of it.
+    #[test]
+    fn a_leaving_record_under_a_new_bump_is_a_change() {
+        let mut board = board();
+        let peer = id("peer", 9);
+        let recv = |b: &mut StatusBoard, data: Vec<u8>| b.receive_item(&data, Some(&peer));
+        assert!(recv(&mut board, item("a", 1, 2, NodeStatus::Leaving))
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            board.take_changes(),
+            vec![(id("a", 1), NodeStatus::Leaving)]
+        );
+        assert!(recv(&mut board, item("a", 2, 2, NodeStatus::Leaving))
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            board.take_changes(),
+            vec![(id("a", 2), NodeStatus::Leaving)]
+        );
+        assert_eq!(board.status_of(&id("a", 2)), Some(NodeStatus::Leaving));
     }
 
     #[test]

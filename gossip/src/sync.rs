@@ -1,176 +1,28 @@
-//! Anti-entropy of membership: a digest of the live member set, stamped on every foca header
-//! so that a node learns within one exchange that a peer's view differs, and a push-pull of
-//! the members in the buckets where two views differ, bounded in bytes.
+//! Anti-entropy of membership: the sync datagrams of a push-pull of the members (and their
+//! status records) in the digest buckets where two views differ, bounded in bytes.
 //!
-//! The digest is an XOR of one hash per live identity (alive or suspect, ourselves
-//! included), split into [`BUCKETS`] buckets by hash. Two nodes compare bucket digests and
+//! The digest itself lives in [`crate::digest`]. Two nodes compare bucket digests and
 //! exchange only the members of differing buckets, so a join a node missed costs about
 //! `n / BUCKETS` members on the wire, not the whole list.
-
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Buf, BufMut};
 use foca::{Codec, Member};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{WireCodec, WireError};
+use crate::digest::BUCKETS;
 use crate::identity::NodeId;
-
-/// How many buckets the live member set is split into.
-pub(crate) const BUCKETS: usize = 64;
+use crate::status::{StatusError, StatusUpdate};
 
 /// First byte of a sync datagram. A foca datagram starts with the sender's name length,
 /// which is never zero, so the two cannot be confused.
 pub(crate) const SYNC_TAG: u8 = 0;
 
-/// Bytes of the digest after each foca header.
-pub(crate) const DIGEST_LEN: usize = 8;
-
-/// The digest that stands for "unknown": what a datagram of the previous protocol version
-/// is given on arrival. A view's digest is never this value, and seeing it starts no sync.
-pub const NO_DIGEST: u64 = 0;
-
-/// The live member set's digest, kept up to date one identity at a time.
-#[derive(Debug, Clone)]
-pub(crate) struct ViewDigest {
-    /// Element hash of the live identity at each address (foca keys members by address).
-    live: BTreeMap<SocketAddr, u64>,
-    buckets: [u64; BUCKETS],
-    /// Our own identity and its element hash.
-    me: (NodeId, u64),
-}
-
-/// One identity's contribution: equal identities hash equal on every node.
-fn element(id: &NodeId) -> u64 {
-    let mut h = blake3::Hasher::new();
-    h.update(&(id.name.len() as u64).to_be_bytes());
-    h.update(id.name.as_bytes());
-    h.update(id.addr.to_string().as_bytes());
-    h.update(&[0]);
-    h.update(id.zone.as_deref().unwrap_or("").as_bytes());
-    h.update(&[0]);
-    h.update(&id.bump.to_be_bytes());
-    let bytes = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&bytes.as_bytes()[..8]);
-    u64::from_be_bytes(first)
-}
-
-fn bucket_of(hash: u64) -> usize {
-    (hash % BUCKETS as u64) as usize
-}
-
-impl ViewDigest {
-    pub(crate) fn new(me: &NodeId) -> Self {
-        Self {
-            live: BTreeMap::new(),
-            buckets: [0; BUCKETS],
-            me: (me.clone(), element(me)),
-        }
-    }
-
-    /// Records that `addr` now holds the live identity `id`, or (`None`) no live one.
-    pub(crate) fn set(&mut self, addr: SocketAddr, id: Option<&NodeId>) {
-        if let Some(old) = self.live.remove(&addr) {
-            self.buckets[bucket_of(old)] ^= old;
-        }
-        if let Some(id) = id {
-            let hash = element(id);
-            self.buckets[bucket_of(hash)] ^= hash;
-            self.live.insert(addr, hash);
-        }
-    }
-
-    /// Whether `id` is the live identity we hold at its address.
-    pub(crate) fn holds(&self, id: &NodeId) -> bool {
-        self.live.get(&id.addr) == Some(&element(id))
-    }
-
-    /// Whether the live identity at `addr` falls into one of the flagged buckets.
-    pub(crate) fn in_buckets(&self, addr: &SocketAddr, flagged: &[bool; BUCKETS]) -> bool {
-        self.live.get(addr).is_some_and(|h| flagged[bucket_of(*h)])
-    }
-
-    /// Follows a change of our own identity (a rejoin under a new bump).
-    pub(crate) fn set_me(&mut self, me: &NodeId) {
-        if self.me.0 != *me {
-            self.me = (me.clone(), element(me));
-        }
-    }
-
-    fn with_me(&self) -> [u64; BUCKETS] {
-        let mut buckets = self.buckets;
-        buckets[bucket_of(self.me.1)] ^= self.me.1;
-        buckets
-    }
-
-    /// The digest of the whole view, ourselves included, as stamped on headers; never
-    /// [`NO_DIGEST`].
-    pub(crate) fn total(&self) -> u64 {
-        match self.with_me().iter().fold(0, |acc, b| acc ^ b) {
-            NO_DIGEST => 1,
-            total => total,
-        }
-    }
-
-    /// Bucket digests as sent in a sync request or reply.
-    pub(crate) fn wire(&self) -> Vec<u32> {
-        self.with_me().iter().map(|b| (b >> 32) as u32).collect()
-    }
-
-    /// Which buckets differ from a peer's `wire` digests.
-    pub(crate) fn differing(&self, theirs: &[u32]) -> [bool; BUCKETS] {
-        let mut flagged = [false; BUCKETS];
-        for ((flag, ours), theirs) in flagged.iter_mut().zip(self.wire()).zip(theirs) {
-            *flag = ours != *theirs;
-        }
-        flagged
-    }
-}
-
-/// What the codec shares with the membership: the digest to stamp on outgoing headers, and
-/// the first peer seen stamping a different one since the membership last looked.
-#[derive(Debug, Default)]
-struct DigestSlot {
-    own: u64,
-    differing: Option<NodeId>,
-}
-
-/// The codec's side of the digest; foca owns the codec, hence the shared slot. Only the one
-/// owner of the `Foca` value touches it, so the lock is never contended.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SharedDigest(Arc<Mutex<DigestSlot>>);
-
-impl SharedDigest {
-    fn lock(&self) -> MutexGuard<'_, DigestSlot> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn own(&self) -> u64 {
-        self.lock().own
-    }
-
-    pub(crate) fn set_own(&self, digest: u64) {
-        self.lock().own = digest;
-    }
-
-    /// Notes a header's digest from `src`; [`NO_DIGEST`] tells nothing.
-    pub(crate) fn observe(&self, src: &NodeId, digest: u64) {
-        let mut slot = self.lock();
-        if digest != NO_DIGEST && digest != slot.own && slot.differing.is_none() {
-            slot.differing = Some(src.clone());
-        }
-    }
-
-    /// The first peer seen with a different digest, since the last call.
-    pub(crate) fn take_differing(&self) -> Option<NodeId> {
-        self.lock().differing.take()
-    }
-}
-
 /// Which step of a push-pull a sync datagram is.
+///
+/// The variants' order is their wire encoding: new ones go at the end. A node of the
+/// previous build cannot decode [`SyncKind::Status`] and drops it as malformed, which costs
+/// it nothing but the datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum SyncKind {
     /// "Here are my bucket digests": the receiver answers with its members in the buckets
@@ -181,13 +33,32 @@ pub(crate) enum SyncKind {
     Reply,
     /// Members to apply, nothing to answer.
     Push,
+    /// Status records of the members in the buckets that differ, sent beside a reply or a
+    /// push: to apply, nothing to answer. Status broadcasts stop after a bounded number of
+    /// transmissions, so this is how a node that missed one catches up.
+    Status,
+}
+
+impl SyncKind {
+    /// Whether the datagram carries bucket digests.
+    fn has_buckets(self) -> bool {
+        matches!(self, Self::Request | Self::Reply)
+    }
+
+    /// The kind of the datagrams that carry what did not fit in the first one.
+    fn continued(self) -> Self {
+        match self {
+            Self::Status => Self::Status,
+            Self::Request | Self::Reply | Self::Push => Self::Push,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct SyncHead {
     kind: SyncKind,
     from: NodeId,
-    /// [`BUCKETS`] bucket digests in a request or reply; empty in a push.
+    /// [`BUCKETS`] bucket digests in a request or reply; empty otherwise.
     buckets: Vec<u32>,
 }
 
@@ -197,7 +68,10 @@ pub(crate) struct SyncMessage {
     pub(crate) kind: SyncKind,
     pub(crate) from: NodeId,
     pub(crate) buckets: Vec<u32>,
+    /// Members, in a request, reply or push.
     pub(crate) members: Vec<Member<NodeId>>,
+    /// Status records, in a [`SyncKind::Status`] datagram.
+    pub(crate) statuses: Vec<StatusUpdate>,
 }
 
 /// Why a sync datagram was rejected.
@@ -209,10 +83,13 @@ pub enum SyncError {
     /// A member or the sender breaks the identity rules, or the member list is cut short.
     #[error("membership sync carries a bad member: {0}")]
     Member(#[from] WireError),
+    /// A status record is undecodable or names an invalid identity.
+    #[error("membership sync carries a bad status record: {0}")]
+    Status(#[from] StatusError),
     /// The bucket digests are neither absent nor one per bucket.
     #[error("membership sync carries {0} bucket digests, expected 0 or {BUCKETS}")]
     Buckets(usize),
-    /// Bytes follow the member list, or it is cut short.
+    /// Bytes follow the item list, or it is cut short.
     #[error("membership sync is truncated or has trailing bytes")]
     Framing,
 }
@@ -225,10 +102,7 @@ impl SyncMessage {
         data.advance(1);
         let (head, mut rest): (SyncHead, &[u8]) = postcard::take_from_bytes(data)?;
         head.from.validate().map_err(WireError::from)?;
-        let expected = match head.kind {
-            SyncKind::Push => 0,
-            SyncKind::Request | SyncKind::Reply => BUCKETS,
-        };
+        let expected = if head.kind.has_buckets() { BUCKETS } else { 0 };
         if head.buckets.len() != expected {
             return Err(SyncError::Buckets(head.buckets.len()));
         }
@@ -236,12 +110,18 @@ impl SyncMessage {
             return Err(SyncError::Framing);
         }
         let count = rest.get_u16();
-        let mut members = Vec::new();
+        let (mut members, mut statuses) = (Vec::new(), Vec::new());
         for _ in 0..count {
             if !rest.has_remaining() {
                 return Err(SyncError::Framing);
             }
-            members.push(WireCodec::default().decode_member(&mut rest)?);
+            if head.kind == SyncKind::Status {
+                let (update, tail) = StatusUpdate::decode_prefix(rest)?;
+                statuses.push(update);
+                rest = tail;
+            } else {
+                members.push(WireCodec::default().decode_member(&mut rest)?);
+            }
         }
         if rest.has_remaining() {
             return Err(SyncError::Framing);
@@ -251,6 +131,7 @@ impl SyncMessage {
             from: head.from,
             buckets: head.buckets,
             members,
+            statuses,
         })
     }
 
@@ -265,89 +146,101 @@ impl SyncMessage {
         max_packet_size: usize,
         max_bytes: usize,
     ) -> Vec<Vec<u8>> {
-        let mut datagrams = Vec::new();
-        let mut spent = 0usize;
-        let mut head = SyncHead {
+        let head = SyncHead {
             kind,
             from: from.clone(),
             buckets,
         };
-        let mut rest = members;
-        loop {
-            let mut data = vec![SYNC_TAG];
-            let Ok(encoded) = postcard::to_stdvec(&head) else {
-                break;
-            };
-            data.extend_from_slice(&encoded);
-            let count_at = data.len();
-            data.put_u16(0);
-            let mut count: u16 = 0;
-            let limit = max_packet_size.min(max_bytes.saturating_sub(spent));
-            while let Some((member, tail)) = rest.split_first() {
-                let mut one = Vec::new();
-                if WireCodec::default()
-                    .encode_member(member, &mut one)
-                    .is_err()
-                {
-                    rest = tail;
-                    continue;
-                }
-                if data.len() + one.len() > limit || count == u16::MAX {
-                    break;
-                }
-                data.extend_from_slice(&one);
-                count += 1;
-                rest = tail;
-            }
-            if data.len() > limit || (count == 0 && head.kind == SyncKind::Push) {
-                break;
-            }
-            data[count_at..count_at + 2].copy_from_slice(&count.to_be_bytes());
-            spent += data.len();
-            datagrams.push(data);
-            if rest.is_empty() || count == 0 {
-                break;
-            }
-            head.kind = SyncKind::Push;
-            head.buckets = Vec::new();
-        }
-        datagrams
+        let encode = |member: &Member<NodeId>, buf: &mut Vec<u8>| {
+            WireCodec::default().encode_member(member, buf).is_ok()
+        };
+        encode_items(head, members, encode, max_packet_size, max_bytes)
     }
+
+    /// Encodes as many status `records` as fit in `max_packet_size` bytes per datagram and
+    /// `max_bytes` in all, as [`SyncKind::Status`] datagrams; none if there are no records.
+    pub(crate) fn encode_statuses(
+        from: &NodeId,
+        records: &[StatusUpdate],
+        max_packet_size: usize,
+        max_bytes: usize,
+    ) -> Vec<Vec<u8>> {
+        let head = SyncHead {
+            kind: SyncKind::Status,
+            from: from.clone(),
+            buckets: Vec::new(),
+        };
+        let encode = |record: &StatusUpdate, buf: &mut Vec<u8>| match record.encode() {
+            Ok(bytes) => {
+                buf.extend_from_slice(&bytes);
+                true
+            }
+            Err(_) => false,
+        };
+        encode_items(head, records, encode, max_packet_size, max_bytes)
+    }
+}
+
+/// Encodes `head`, then as many `items` as fit in `max_packet_size` bytes per datagram and
+/// `max_bytes` in all; the further datagrams are of the head kind's [`SyncKind::continued`]
+/// kind, without buckets. An item `encode` refuses is skipped; one that does not fit ends
+/// the message. A datagram of items alone is never sent empty.
+fn encode_items<T>(
+    mut head: SyncHead,
+    items: &[T],
+    encode: impl Fn(&T, &mut Vec<u8>) -> bool,
+    max_packet_size: usize,
+    max_bytes: usize,
+) -> Vec<Vec<u8>> {
+    let mut datagrams = Vec::new();
+    let mut spent = 0usize;
+    let mut rest = items;
+    loop {
+        let mut data = vec![SYNC_TAG];
+        let Ok(encoded) = postcard::to_stdvec(&head) else {
+            break;
+        };
+        data.extend_from_slice(&encoded);
+        let count_at = data.len();
+        data.put_u16(0);
+        let mut count: u16 = 0;
+        let limit = max_packet_size.min(max_bytes.saturating_sub(spent));
+        while let Some((item, tail)) = rest.split_first() {
+            let mut one = Vec::new();
+            if !encode(item, &mut one) {
+                rest = tail;
+                continue;
+            }
+            if data.len() + one.len() > limit || count == u16::MAX {
+                break;
+            }
+            data.extend_from_slice(&one);
+            count += 1;
+            rest = tail;
+        }
+        if data.len() > limit || (count == 0 && !head.kind.has_buckets()) {
+            break;
+        }
+        data[count_at..count_at + 2].copy_from_slice(&count.to_be_bytes());
+        spent += data.len();
+        datagrams.push(data);
+        if rest.is_empty() || count == 0 {
+            break;
+        }
+        head.kind = head.kind.continued();
+        head.buckets = Vec::new();
+    }
+    datagrams
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
 
     fn id(name: &str, port: u16) -> NodeId {
         NodeId::new(name, SocketAddr::from(([10, 0, 0, 1], port)))
-    }
-
-    #[test]
-    fn digests_agree_on_equal_views_and_locate_the_difference() {
-        let (a, b) = (id("a", 1), id("b", 2));
-        let mut on_a = ViewDigest::new(&a);
-        let mut on_b = ViewDigest::new(&b);
-        on_a.set(b.addr, Some(&b));
-        on_b.set(a.addr, Some(&a));
-        assert_eq!(on_a.total(), on_b.total());
-        assert_eq!(on_a.differing(&on_b.wire()), [false; BUCKETS]);
-
-        let c = id("c", 3);
-        on_a.set(c.addr, Some(&c));
-        assert_ne!(on_a.total(), on_b.total());
-        let flagged = on_a.differing(&on_b.wire());
-        assert_eq!(flagged.iter().filter(|f| **f).count(), 1);
-        assert!(on_a.in_buckets(&c.addr, &flagged));
-        assert!(on_a.holds(&c));
-        assert!(!on_a.holds(&c.clone().with_bump(1)));
-
-        // Down, then back under a new bump: the old identity no longer counts.
-        on_a.set(c.addr, None);
-        assert_eq!(on_a.total(), on_b.total());
-        on_a.set(c.addr, Some(&c.clone().with_bump(1)));
-        on_b.set(c.addr, Some(&c));
-        assert_ne!(on_a.total(), on_b.total());
     }
 
     #[test]
@@ -377,6 +270,46 @@ mod tests {
         let got: Vec<_> = decoded.iter().flat_map(|m| m.members.clone()).collect();
         assert!(!got.is_empty() && got.len() < members.len());
         assert_eq!(got[..], members[..got.len()]);
+    }
+
+    #[test]
+    fn status_records_round_trip_and_bad_ones_are_refused() {
+        use crate::status::NodeStatus;
+        let from = id("a", 1);
+        let records: Vec<_> = (0..300)
+            .map(|i| StatusUpdate {
+                id: id(&format!("n{i}"), 100 + i),
+                version: u64::from(i),
+                status: NodeStatus::Up,
+            })
+            .collect();
+        let datagrams = SyncMessage::encode_statuses(&from, &records, 1024, 2048);
+        assert!(datagrams.len() >= 2);
+        assert!(datagrams.iter().map(Vec::len).sum::<usize>() <= 2048);
+        let decoded: Vec<_> = datagrams
+            .iter()
+            .map(|d| SyncMessage::decode(d).unwrap())
+            .collect();
+        assert!(decoded.iter().all(|m| m.kind == SyncKind::Status));
+        assert!(decoded.iter().all(|m| m.members.is_empty()));
+        let got: Vec<_> = decoded.iter().flat_map(|m| m.statuses.clone()).collect();
+        assert!(!got.is_empty() && got.len() < records.len());
+        assert_eq!(got[..], records[..got.len()]);
+        assert!(SyncMessage::encode_statuses(&from, &[], 1024, 2048).is_empty());
+
+        let bad = StatusUpdate {
+            id: id("bad name", 1),
+            version: 1,
+            status: NodeStatus::Up,
+        };
+        let datagrams = SyncMessage::encode_statuses(&from, &[bad], 1024, 2048);
+        assert!(matches!(
+            SyncMessage::decode(&datagrams[0]),
+            Err(SyncError::Status(_))
+        ));
+        let mut cut = SyncMessage::encode_statuses(&from, &records[..1], 1024, 2048).remove(0);
+        cut.pop();
+        assert!(SyncMessage::decode(&cut).is_err());
     }
 
     #[test]

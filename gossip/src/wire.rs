@@ -6,8 +6,9 @@
 use foca::{Codec, PostcardCodec};
 
 use crate::codec::WireError;
+use crate::digest::{DIGEST_LEN, NO_DIGEST};
 use crate::identity::NodeId;
-use crate::sync::{DIGEST_LEN, NO_DIGEST, SYNC_TAG};
+use crate::sync::SYNC_TAG;
 
 /// Where the foca header of `datagram` ends, decoding it as [`crate::codec::WireCodec`]
 /// does.
@@ -56,7 +57,7 @@ mod tests {
 
     use super::*;
     use crate::codec::WireCodec;
-    use crate::sync::SharedDigest;
+    use crate::digest::SharedDigest;
 
     fn id(name: &str, port: u16) -> crate::NodeId {
         crate::NodeId::new(name, SocketAddr::from(([10, 0, 0, 1], port)))
@@ -72,7 +73,7 @@ mod tests {
         };
         let updates = vec![Member::alive(id("c", 3)), Member::alive(id("d", 4))];
         let shared = SharedDigest::default();
-        shared.set_own(digest);
+        shared.set_own(digest, digest);
         let mut codec = WireCodec::new(shared);
         let mut data = Vec::new();
         codec.encode_header(&header, &mut data).unwrap();
@@ -94,7 +95,7 @@ mod tests {
 
         let back = with_no_digest(&old).unwrap();
         let shared = SharedDigest::default();
-        shared.set_own(0x1234);
+        shared.set_own(0x1234, 0x1234);
         let mut codec = WireCodec::new(shared.clone());
         let mut rest = &back[..];
         assert_eq!(codec.decode_header(&mut rest).unwrap(), header);
@@ -113,7 +114,7 @@ mod tests {
         let (_, _, data) = datagram(0x1234);
         let back = with_no_digest(&without_digest(&data).unwrap().unwrap()).unwrap();
         let shared = SharedDigest::default();
-        shared.set_own(0x9999);
+        shared.set_own(0x9999, 0x9999);
         WireCodec::new(shared.clone())
             .decode_header(&back[..])
             .unwrap();

@@ -517,3 +517,86 @@ fn a_node_that_missed_a_join_learns_it_through_a_digest_triggered_sync() {
         sim.nodes[0].membership.view_digest()
     );
 }
+
+#[test]
+fn a_member_down_past_remove_down_after_is_reported_forgotten() {
+    let mut sim = Sim::new(4);
+    sim.config.remove_down_after = 20 * SECOND;
+    for i in 0..4 {
+        let seeds = if i == 0 { vec![] } else { vec![addr_of(0)] };
+        let node = sim.add_node(NodeId::new(name_of(i), addr_of(i)).with_bump(1), seeds);
+        sim.start(node);
+        sim.run_for(Duration::from_millis(10));
+    }
+    assert!(sim.run_until(5 * SECOND, STEP, Sim::converged));
+    let victim = sim.id(3);
+    let stopped_at = sim.now;
+    sim.stop(3);
+    sim.run_for(5 * SECOND);
+    let forgotten = MemberEvent::Forgotten(victim.clone());
+    for i in sim.running() {
+        assert!(saw(&sim, i, stopped_at, &MemberEvent::Down(victim.clone())));
+        assert!(
+            !saw(&sim, i, stopped_at, &forgotten),
+            "still remembered as down"
+        );
+        assert!(sim.member(i, &victim.name).is_some());
+    }
+    sim.run_for(25 * SECOND);
+    for i in sim.running() {
+        // Whoever builds its view of the cluster from the members (a ring) must hear of it:
+        // nothing else changes when gossip forgets a member.
+        assert!(saw(&sim, i, stopped_at, &forgotten), "node {i}");
+        assert!(sim.member(i, &victim.name).is_none(), "node {i}");
+    }
+}
+
+#[test]
+fn a_node_that_missed_a_status_broadcast_learns_it_through_a_digest_triggered_sync() {
+    let mut sim = Sim::new(11);
+    // Status records are passed on twice, and nothing re-sends them: only the sync tells.
+    sim.config.max_transmissions = 2;
+    sim.config.retransmit_mult = 1;
+    sim.config.peer_announce_interval = 600 * SECOND;
+    sim.config.down_announce_interval = 600 * SECOND;
+    sim.config.push_pull_interval = 600 * SECOND;
+    for i in 0..3 {
+        let seeds = if i == 0 { vec![] } else { vec![addr_of(0)] };
+        let node = sim.add_node(NodeId::new(name_of(i), addr_of(i)), seeds);
+        sim.start(node);
+    }
+    assert!(sim.run_until(5 * SECOND, STEP, Sim::converged));
+    let joiner = sim.id(2);
+    let status_on = |sim: &Sim, node: usize| sim.member(node, &joiner.name).unwrap().status;
+    let outputs = sim.node(2).set_status(NodeStatus::Joining);
+    sim.apply(2, outputs);
+    assert!(sim.run_until(5 * SECOND, STEP, |s| (0..2)
+        .all(|i| status_on(s, i) == NodeStatus::Joining)));
+
+    // Node 2 goes up while every datagram to node 1 is lost, until the record's
+    // transmissions are spent.
+    sim.blocked.insert((0, 1));
+    sim.blocked.insert((2, 1));
+    let outputs = sim.node(2).set_status(NodeStatus::Up);
+    sim.apply(2, outputs);
+    sim.run_for(Duration::from_millis(500));
+    sim.blocked.clear();
+    assert_eq!(status_on(&sim, 1), NodeStatus::Joining);
+
+    let since = sim.now;
+    assert!(
+        sim.run_until(5 * SECOND, STEP, |s| (0..2)
+            .all(|i| status_on(s, i) == NodeStatus::Up)),
+        "node 1 never learned that node 2 is up"
+    );
+    assert!(saw(
+        &sim,
+        1,
+        since,
+        &MemberEvent::StatusChanged(joiner, NodeStatus::Up)
+    ));
+    let digests: Vec<u64> = (0..3)
+        .map(|i| sim.nodes[i].membership.view_digest())
+        .collect();
+    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+}

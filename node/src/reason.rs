@@ -103,6 +103,13 @@ pub enum Unavailable {
         /// The replica's offset.
         offset: u64,
     },
+    /// This node has not yet exchanged range tables with a settled peer since it started, so
+    /// it cannot tell a key's mode (a primary-mode key served as a quorum key would leave a
+    /// value outside the shard's log).
+    #[error(
+        "this node has not yet learned the cluster's range table (it has just started); retry"
+    )]
+    TableUnknown,
 }
 
 impl Unavailable {
@@ -126,6 +133,7 @@ impl Unavailable {
             Unavailable::NotLeading => "not_leading",
             Unavailable::LeadUnconfirmed => "lead_unconfirmed",
             Unavailable::SessionBehind { .. } => "session_behind",
+            Unavailable::TableUnknown => "table_unknown",
         }
     }
 
@@ -146,7 +154,8 @@ impl Unavailable {
             | Unavailable::NoReplicaUp
             | Unavailable::NoAddress(_)
             | Unavailable::ShardVanished
-            | Unavailable::NotLeading => true,
+            | Unavailable::NotLeading
+            | Unavailable::TableUnknown => true,
             Unavailable::PrimaryNoAnswer { may_have_acted, .. } => !may_have_acted,
             Unavailable::Storage(_)
             | Unavailable::Refused(_)

@@ -60,6 +60,11 @@ impl NodeCore {
         forwarded: bool,
         out: &mut Vec<Effect>,
     ) {
+        if !self.table.synced() && keyed(&req) {
+            // A key's mode is not known yet: serving a primary-mode key by quorum would leave
+            // a value outside its shard's log.
+            return self.wait_for_table(now_ms, id, req, forwarded, out);
+        }
         let (mut req, mut direct, mut after) = (req, false, None);
         // Peel the modifiers (serve here, read after a session), each at most once.
         for _ in 0..2 {
@@ -218,6 +223,56 @@ impl NodeCore {
             after: self.shared.config.request_timeout,
             timer: Timer::Deadline(op_id),
         });
+    }
+
+    /// Hold a keyed request until the range table is synced (see [`super::table`]), or refuse
+    /// it retryably when `max_in_flight` already wait.
+    fn wait_for_table(
+        &mut self,
+        now_ms: u64,
+        id: ClientId,
+        req: ClientRequest,
+        forwarded: bool,
+        out: &mut Vec<Effect>,
+    ) {
+        let max = self.shared.config.limits.max_in_flight;
+        let waiting = super::table::Waiting {
+            since_ms: now_ms,
+            id,
+            req,
+            forwarded,
+        };
+        if self.table.wait(waiting, max).is_err() {
+            self.limit_counts.hit(
+                Limit::InFlight,
+                now_ms,
+                format_args!("{max} requests wait for the range table; refused"),
+            );
+            reply(
+                out,
+                id,
+                Err(ClientError::Unavailable(Unavailable::TableUnknown)),
+            );
+        }
+    }
+
+    /// Serve the requests that waited for the range table, now that it is synced.
+    pub(super) fn release_waiting(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+        for w in self.table.released() {
+            self.client_from(now_ms, w.id, w.req, w.forwarded, out);
+        }
+    }
+
+    /// Refuse (retryably) the requests that waited for the range table a request timeout.
+    pub(super) fn expire_waiting(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+        let timeout_ms = super::replication::millis(self.shared.config.request_timeout);
+        for w in self.table.expired(now_ms, timeout_ms) {
+            reply(
+                out,
+                w.id,
+                Err(ClientError::Unavailable(Unavailable::TableUnknown)),
+            );
+        }
     }
 
     /// Whether a replica request is a quorum-path write to a key under a primary prefix: those
@@ -432,4 +487,20 @@ pub(super) fn reply(
     result: Result<ClientResponse, ClientError>,
 ) {
     out.push(Effect::Reply { id, result });
+}
+
+/// Whether `req` names a key, through its modifiers (at most two are served).
+fn keyed(req: &ClientRequest) -> bool {
+    let mut req = req;
+    for _ in 0..3 {
+        req = match req {
+            ClientRequest::Direct(inner) | ClientRequest::After { req: inner, .. } => inner,
+            ClientRequest::Get { .. }
+            | ClientRequest::Put { .. }
+            | ClientRequest::Delete { .. }
+            | ClientRequest::Update { .. } => return true,
+            _ => return false,
+        };
+    }
+    false
 }

@@ -29,7 +29,12 @@ impl NodeCore {
         out: &mut Vec<Effect>,
     ) {
         if self.shared.membership.status() == NodeStatus::Leaving
-            && !matches!(req, PeerRequest::Read { .. } | PeerRequest::Exchange { .. })
+            && !matches!(
+                req,
+                PeerRequest::Read { .. }
+                    | PeerRequest::Exchange { .. }
+                    | PeerRequest::Repl(crate::proto::repl::ReplRequest::Gather { .. }, _)
+            )
         {
             return refuse(id, Refusal::Leaving, out);
         }
@@ -46,7 +51,7 @@ impl NodeCore {
                 key,
                 record,
             } => self.on_hint(now_ms, id, &owner, (token, &key), &record, out),
-            PeerRequest::Table { table } => self.on_table(id, &from, &table, out),
+            PeerRequest::Table { table } => self.on_table(now_ms, id, &from, &table, out),
             PeerRequest::Members => self.on_members(id, out),
             PeerRequest::Keys { from, upto, limit } => {
                 self.on_keys_request(now_ms, id, (from, upto, limit), out)
@@ -84,7 +89,7 @@ impl NodeCore {
             Owner::Hints => self.hints.on_reply(self.shared.store.as_ref(), call, reply),
             Owner::Transfer => self.on_transfer_reply(now_ms, call, reply, out),
             Owner::Gc => self.on_gc_reply(call, reply),
-            Owner::Table => self.on_table_reply(reply),
+            Owner::Table => self.on_table_reply(now_ms, call, reply, out),
             Owner::Replication => self.on_repl_reply(now_ms, call, reply, out),
             Owner::Forward => self.on_forward_reply(now_ms, call, reply, out),
             Owner::Members => self.on_members_reply(reply),
@@ -175,19 +180,22 @@ impl NodeCore {
 
     fn on_table(
         &mut self,
+        now_ms: u64,
         id: InboundId,
         from: &str,
         table: &crate::table::RangeTable,
         out: &mut Vec<Effect>,
     ) {
-        let (reply, changed) = self
-            .table
-            .on_request(self.shared.store.as_ref(), from, table);
+        let settled = self.settled_peer(from);
+        let (reply, changed) =
+            self.table
+                .on_request(self.shared.store.as_ref(), (from, settled), table);
         let sync = changed && self.shared.config.durability == Durability::Sync;
         out.push(Effect::Respond { id, reply, sync });
         if changed {
             self.table_changed();
         }
+        self.release_waiting(now_ms, out);
     }
 
     fn on_members(&mut self, id: InboundId, out: &mut Vec<Effect>) {
@@ -311,10 +319,22 @@ impl NodeCore {
         self.drop_reaped();
     }
 
-    fn on_table_reply(&mut self, reply: Result<PeerReply, CallError>) {
-        if self.table.on_reply(self.shared.store.as_ref(), reply) {
+    fn on_table_reply(
+        &mut self,
+        now_ms: u64,
+        call: CallId,
+        reply: Result<PeerReply, CallError>,
+        out: &mut Vec<Effect>,
+    ) {
+        let members = self.shared.membership.members();
+        let settled = |name: &str| super::members::settled(&members, name);
+        if self
+            .table
+            .on_reply(self.shared.store.as_ref(), call, reply, settled)
+        {
             self.table_changed();
         }
+        self.release_waiting(now_ms, out);
     }
 
     fn on_repl_reply(
@@ -384,6 +404,7 @@ impl NodeCore {
     fn on_table_tick(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
         let ctx = self.shared.view(now_ms);
         self.table.on_tick(&ctx, out);
+        self.expire_waiting(now_ms, out);
         self.ask_members(out);
         arm(out, TableSync::INTERVAL, Timer::Table);
     }

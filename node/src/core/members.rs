@@ -79,6 +79,9 @@ impl NodeCore {
                 if has_peers {
                     let ctx = self.shared.view(now_ms);
                     self.ae.pull(&ctx);
+                    // Learn the cluster's rules before serving a key (see `TableSync`).
+                    self.table
+                        .exchange_next(&ctx, super::table::UNSYNCED_FANOUT, out);
                     self.joining = Joining::Pulling { since_ms: now_ms };
                 }
             }
@@ -114,6 +117,7 @@ impl NodeCore {
                         event,
                         MemberEvent::Up(_)
                             | MemberEvent::Down(_)
+                            | MemberEvent::Forgotten(_)
                             | MemberEvent::StatusChanged(..)
                             | MemberEvent::Rejoined(_)
                     );
@@ -215,6 +219,12 @@ impl NodeCore {
         });
     }
 
+    /// Whether the member `name` is live and not itself joining: its range table is the
+    /// cluster's (see [`TableSync::synced`]).
+    pub(super) fn settled_peer(&self, name: &str) -> bool {
+        settled(&self.shared.membership.members(), name)
+    }
+
     /// This node's ring members, if its view is settled enough to refute another's memory.
     pub(super) fn settled_ring(&self) -> Option<Vec<String>> {
         let settled = self.joining == Joining::Done
@@ -256,4 +266,11 @@ pub(super) fn ring_id(ring: &Ring) -> u64 {
     }
     let bytes = h.finalize();
     u64::from_be_bytes(bytes.as_bytes()[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// Whether `name` is among `members` and not joining.
+pub(super) fn settled(members: &[ringkv_gossip::MemberInfo], name: &str) -> bool {
+    members
+        .iter()
+        .any(|m| m.id.name == name && m.status != NodeStatus::Joining)
 }

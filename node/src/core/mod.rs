@@ -150,8 +150,8 @@ impl NodeCore {
         };
         let actor = actor::Actor::load(base, store.as_ref())?;
         let durable = config.durability == Durability::Sync;
-        let table = TableSync::load(store.as_ref(), TableLimits::of(&config), durable)?;
         let seeded = !seeds.is_empty();
+        let table = TableSync::load(store.as_ref(), TableLimits::of(&config), durable, !seeded)?;
         let keep_ms = u64::try_from(gossip.remove_down_after.as_millis()).unwrap_or(u64::MAX);
         let peers = peers::Peers::load(store.as_ref(), &me.name, keep_ms);
         let membership = Membership::new(me, seeds, gossip, rng_seed)?;
@@ -223,17 +223,20 @@ impl NodeCore {
         out
     }
 
-    /// Whether a leaving node has handed every key to the ranges' new replicas, and every
-    /// hint it keeps to its owner when that owner is alive (a hint for a down owner leaves
-    /// with it: the owner's peers repair it by anti-entropy).
+    /// Whether a leaving node has handed every key to the ranges' new replicas, every
+    /// primary-mode range it logged for to a first primary of its next list (see
+    /// `replication/leaving.rs`), and every hint it keeps to its owner when that owner is
+    /// alive (a hint for a down owner leaves with it: the owner's peers repair it by
+    /// anti-entropy).
     pub fn handed_off(&self) -> bool {
         let keys = self.shared.ring.is_empty() || self.transfer.is_idle(&self.shared.ring);
         let deliverable = |owner: &str| {
             self.shared.ring.contains(owner) && self.shared.membership.is_alive(owner)
         };
-        keys && !self
-            .hints
-            .holds_for(self.shared.store.as_ref(), deliverable)
+        keys && !self.repl.owes_gather(&self.shared.ring)
+            && !self
+                .hints
+                .holds_for(self.shared.store.as_ref(), deliverable)
     }
 
     /// Whether this node announced it is leaving.

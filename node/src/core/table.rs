@@ -6,15 +6,25 @@
 //! any randomness. A rule set through this node is kept in the store (synced under
 //! `Durability::Sync` before the client is answered) and pushed to every live peer at once.
 //! A table from a peer that breaks this node's bounds is refused whole and logged.
+//!
+//! A node that joined through seeds does not know its table holds the cluster's rules until
+//! it has exchanged tables with a settled peer (one not itself joining): until then it cannot
+//! tell a primary-mode key from a quorum one, and serving one as the other would leave a value
+//! outside its shard's log. [`TableSync::synced`] says when it knows; it exchanges with every
+//! live peer as soon as it has one (and on every tick until it knows), so the wait is about
+//! one round trip. Keyed requests that arrive meanwhile wait here ([`TableSync::wait`]), at
+//! most `max_in_flight` of them and each at most the request timeout, then are served; a
+//! request that cannot wait gets the retryable [`Unavailable::TableUnknown`].
 
-use super::calls::CallError;
+use super::calls::{CallError, CallId};
 use crate::proto::{Refusal, Unavailable};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::calls::{Calls, Owner};
-use super::Effect;
-use crate::proto::{ClientError, PeerReply, PeerRequest, RuleRow};
+use super::{ClientId, Effect};
+use crate::proto::{ClientError, ClientRequest, PeerReply, PeerRequest, RuleRow};
 use crate::store::Store;
 use crate::table::{Mode, RangeTable, TableError, TableLimits};
 
@@ -30,17 +40,51 @@ pub struct TableSync {
     calls: Calls,
     /// Which live peer the next tick exchanges with.
     turn: usize,
+    /// This node holds the cluster's rules: it started without seeds (the first node), or
+    /// exchanged tables with a settled peer since it started.
+    synced: bool,
+    /// Exchanges in flight, by call sequence: the peer asked (at most [`MAX_ASKED`]).
+    asked: BTreeMap<u64, String>,
+    /// Keyed requests that arrived before this node was synced, oldest first.
+    waiting: VecDeque<Waiting>,
 }
+
+/// A keyed client or forwarded request held until the node knows the cluster's rules.
+#[derive(Debug)]
+pub struct Waiting {
+    /// When it arrived.
+    pub since_ms: u64,
+    /// Whom to answer.
+    pub id: ClientId,
+    /// The request as it arrived.
+    pub req: ClientRequest,
+    /// Another node sent it here as to the key's primary.
+    pub forwarded: bool,
+}
+
+/// Most exchanges remembered in flight; the oldest is forgotten first (its answer then only
+/// merges, without counting as the first sync).
+const MAX_ASKED: usize = 256;
+
+/// Peers a node that does not yet know the cluster's rules asks at once: a few, so one slow
+/// or joining peer does not hold it, and not every member of a large cluster.
+pub(super) const UNSYNCED_FANOUT: usize = 4;
 
 impl TableSync {
     /// Time between two push-pulls with a peer.
     pub(super) const INTERVAL: Duration = Duration::from_secs(1);
 
-    /// The table the store holds, or an empty one.
+    /// The table the store holds, or an empty one; `synced` when it is surely the cluster's
+    /// (a node started without seeds).
     ///
     /// # Errors
     /// The store fails or holds a table that does not decode.
-    pub fn load(store: &dyn Store, limits: TableLimits, durable: bool) -> Result<Self, TableError> {
+    pub fn load(
+        store: &dyn Store,
+        limits: TableLimits,
+        durable: bool,
+        synced: bool,
+    ) -> Result<Self, TableError> {
         let table = RangeTable::load(store)?;
         if let Err(e) = table.check(&limits) {
             // It was accepted under other settings: keep it, peers hold it too.
@@ -52,7 +96,57 @@ impl TableSync {
             durable,
             calls: Calls::new(Owner::Table),
             turn: 0,
+            synced,
+            asked: BTreeMap::new(),
+            waiting: VecDeque::new(),
         })
+    }
+
+    /// Hold a keyed request until this node is synced, unless `max` already wait: then it
+    /// is handed back, to be refused.
+    ///
+    /// # Errors
+    /// The request back when the queue is full.
+    pub fn wait(&mut self, request: Waiting, max: usize) -> Result<(), Box<Waiting>> {
+        if self.waiting.len() >= max {
+            return Err(Box::new(request));
+        }
+        self.waiting.push_back(request);
+        Ok(())
+    }
+
+    /// The requests that waited, once this node is synced (none before).
+    pub fn released(&mut self) -> VecDeque<Waiting> {
+        if self.synced {
+            std::mem::take(&mut self.waiting)
+        } else {
+            VecDeque::new()
+        }
+    }
+
+    /// The requests that have waited `timeout_ms` or longer by `now_ms`, taken out.
+    pub fn expired(&mut self, now_ms: u64, timeout_ms: u64) -> Vec<Waiting> {
+        let mut gone = Vec::new();
+        while self
+            .waiting
+            .front()
+            .is_some_and(|w| now_ms.saturating_sub(w.since_ms) >= timeout_ms)
+        {
+            gone.extend(self.waiting.pop_front());
+        }
+        gone
+    }
+
+    /// Whether this node knows the cluster's rules (see the module documentation).
+    pub fn synced(&self) -> bool {
+        self.synced
+    }
+
+    /// Exchange with every live peer at once (a rule just set here).
+    fn exchange_all(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Effect>) {
+        for (name, to) in live_peers(ctx) {
+            self.call(name, to, out);
+        }
     }
 
     /// The table as this node holds it.
@@ -60,15 +154,21 @@ impl TableSync {
         &self.table
     }
 
-    /// Push-pull with the next live peer, if any.
+    /// Push-pull with the next live peer, if any; with the next [`UNSYNCED_FANOUT`] while
+    /// not synced.
     pub fn on_tick(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Effect>) {
+        let count = if self.synced { 1 } else { UNSYNCED_FANOUT };
+        self.exchange_next(ctx, count, out);
+    }
+
+    /// Push-pull with the next `count` live peers in turn (each at most once).
+    pub fn exchange_next(&mut self, ctx: &Ctx<'_>, count: usize, out: &mut Vec<Effect>) {
         let peers = live_peers(ctx);
-        if peers.is_empty() {
-            return;
+        for _ in 0..count.min(peers.len()) {
+            let (name, to) = peers[self.turn % peers.len()];
+            self.turn = self.turn.wrapping_add(1);
+            self.call(name, to, out);
         }
-        let to = peers[self.turn % peers.len()];
-        self.turn = self.turn.wrapping_add(1);
-        self.call(to, out);
     }
 
     /// Set `prefix` to `mode`, keep the table, push it to every live peer, and give the
@@ -96,22 +196,22 @@ impl TableSync {
             ctx.store.sync().map_err(|e| unavailable(e.to_string()))?;
         }
         self.table = next;
-        for to in live_peers(ctx) {
-            self.call(to, out);
-        }
+        self.exchange_all(ctx, out);
         Ok(self.table.rows())
     }
 
     /// A peer's table: merge it and answer with ours when it still differs. Says whether
     /// ours changed (and was saved; under `Durability::Sync` the answer waits for a sync).
+    /// The table of a `settled` peer makes this node synced.
     pub fn on_request(
         &mut self,
         store: &dyn Store,
-        from: &str,
+        (from, settled): (&str, bool),
         theirs: &RangeTable,
     ) -> (PeerReply, bool) {
         match self.merge(store, from, theirs) {
             Ok(changed) => {
+                self.synced |= settled;
                 let ours = (self.table != *theirs).then(|| self.table.clone());
                 (PeerReply::Table(ours), changed)
             }
@@ -120,13 +220,26 @@ impl TableSync {
     }
 
     /// A peer's answer to an exchange: merge its table if it sent one. Says whether ours
-    /// changed.
-    pub fn on_reply(&mut self, store: &dyn Store, reply: Result<PeerReply, CallError>) -> bool {
+    /// changed. An answer from a peer `settled` says is settled makes this node synced.
+    pub fn on_reply(
+        &mut self,
+        store: &dyn Store,
+        call: CallId,
+        reply: Result<PeerReply, CallError>,
+        settled: impl Fn(&str) -> bool,
+    ) -> bool {
+        let peer = self.asked.remove(&call.seq);
+        let from_settled = || peer.as_deref().is_some_and(&settled);
         match reply {
             Ok(PeerReply::Table(Some(theirs))) => {
-                self.merge(store, "a peer", &theirs).unwrap_or(false)
+                let merged = self.merge(store, "a peer", &theirs);
+                self.synced |= merged.is_ok() && from_settled();
+                merged.unwrap_or(false)
             }
-            Ok(PeerReply::Table(None)) => false,
+            Ok(PeerReply::Table(None)) => {
+                self.synced |= from_settled();
+                false
+            }
             Ok(other) => {
                 tracing::debug!("range table exchange answered {other:?}");
                 false
@@ -158,9 +271,14 @@ impl TableSync {
         Ok(changed)
     }
 
-    fn call(&mut self, to: SocketAddr, out: &mut Vec<Effect>) {
+    fn call(&mut self, name: &str, to: SocketAddr, out: &mut Vec<Effect>) {
+        let call = self.calls.next_id();
+        self.asked.insert(call.seq, name.to_string());
+        while self.asked.len() > MAX_ASKED {
+            self.asked.pop_first();
+        }
         out.push(Effect::Call {
-            call: self.calls.next_id(),
+            call,
             to,
             req: PeerRequest::Table {
                 table: self.table.clone(),
@@ -169,11 +287,11 @@ impl TableSync {
     }
 }
 
-/// Every other live member's address, in name order.
-fn live_peers(ctx: &Ctx<'_>) -> Vec<SocketAddr> {
+/// Every other live member and its address, in name order.
+fn live_peers<'a>(ctx: &Ctx<'a>) -> Vec<(&'a str, SocketAddr)> {
     ctx.addrs
         .keys()
-        .filter_map(|name| ctx.peer_addr(name))
+        .filter_map(|name| Some((name.as_str(), ctx.peer_addr(name)?)))
         .collect()
 }
 

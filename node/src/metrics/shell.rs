@@ -257,6 +257,7 @@ impl ShellMetrics {
         let name = match event {
             MemberEvent::Up(_) => "up",
             MemberEvent::Down(_) => "down",
+            MemberEvent::Forgotten(_) => "forgotten",
             MemberEvent::StatusChanged(..) => "status_changed",
             MemberEvent::Joined => "joined",
             MemberEvent::Idle => "idle",
@@ -269,7 +270,7 @@ impl ShellMetrics {
             registry.counter(
                 "ringkv_member_events_total",
                 "Membership events seen by this node: up, down (a peer declared down), \
-                 status_changed, joined, idle, seeds_silent, rejoined, defunct.",
+                 forgotten (down too long), status_changed, joined, idle, seeds_silent, rejoined, defunct.",
                 &[("event", name)],
             )
         })

@@ -216,6 +216,7 @@ fn unavailable_from_v1(text: String) -> Unavailable {
         Unavailable::PrimaryTimedOut,
         Unavailable::NotLeading,
         Unavailable::LeadUnconfirmed,
+        Unavailable::TableUnknown,
     ]
     .into_iter()
     .find(|u| u.to_string() == text)

@@ -425,6 +425,12 @@ fn log_member_event(event: &MemberEvent) {
     match event {
         MemberEvent::Up(id) => info!("node {} at {} is up", id.name, id.addr),
         MemberEvent::Down(id) => warn!("node {} at {} is down", id.name, id.addr),
+        MemberEvent::Forgotten(id) => {
+            info!(
+                "node {} at {} was down too long: forgotten",
+                id.name, id.addr
+            )
+        }
         MemberEvent::StatusChanged(id, status) => {
             info!("node {} is now {}", id.name, status_name(*status))
         }

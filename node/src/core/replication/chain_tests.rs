@@ -14,7 +14,7 @@ use super::tests::RING_ID;
 use super::{majority, Ctx, ReplConfig, Replication, Role, Shard, ShardMeta};
 use crate::core::coordinator::{CallId, ClientId};
 use crate::core::{Effect, InboundId, View};
-use crate::proto::{ClientResponse, PeerReply, PeerRequest};
+use crate::proto::{ClientResponse, PeerReply, PeerRequest, Refusal};
 use crate::store::MemoryStore;
 
 fn addr(i: usize) -> SocketAddr {
@@ -49,6 +49,8 @@ struct Cluster {
     next_inbound: u64,
     queue: Vec<Msg>,
     now: u64,
+    /// The primary streams to each replica itself (star) instead of down the chain.
+    star: bool,
 }
 
 impl Cluster {
@@ -81,6 +83,7 @@ impl Cluster {
             next_inbound: 0,
             queue: Vec::new(),
             now: 10_000,
+            star: false,
         };
         for i in 0..n {
             let meta = ShardMeta {
@@ -121,7 +124,7 @@ impl Cluster {
             primary_key: &primary_key,
             durable: true,
             ring_id: RING_ID,
-            chain: true,
+            chain: !self.star,
         }
     }
 
@@ -676,4 +679,48 @@ fn a_gathering_primary_counts_replicas_whose_acks_come_down_the_chain() {
         !leader.gathering(),
         "the last replica answered only through the chain, and still counts"
     );
+}
+
+#[test]
+fn a_refused_append_goes_again_a_beat_later_not_at_once() {
+    // Replicas whose ring differs from the primary's (one side still holds a member that left
+    // while cut off, the other never heard of it) refuse every call at once: answering each
+    // refusal with a new call at once spins without end.
+    let mut c = Cluster::new(3, &[0, 1, 2]);
+    c.star = true;
+    let beat = u64::try_from(ReplConfig::default().beat_interval.as_millis()).unwrap();
+    c.now += beat;
+    c.tick(0);
+    assert_eq!(c.appends().len(), 2, "a heartbeat to each replica");
+    for _ in 0..2 {
+        let calls: Vec<CallId> = std::mem::take(&mut c.queue)
+            .into_iter()
+            .filter_map(|m| match m {
+                Msg::Call(_, _, call, _) => Some(call),
+                Msg::Answer(..) => None,
+            })
+            .collect();
+        for call in calls {
+            c.answer(0, call, Ok(PeerReply::Failed(Refusal::RingDiffers)));
+        }
+        assert!(
+            c.appends().is_empty(),
+            "refused: nothing sent again at once"
+        );
+        c.now += beat / 2;
+        c.tick(0);
+        assert!(c.appends().is_empty(), "nor within the beat");
+        c.now += beat / 2;
+        c.tick(0);
+        assert_eq!(c.appends().len(), 2, "a probe to each replica a beat later");
+        assert_eq!(
+            c.follower(&c.names[1].clone()),
+            (0, false),
+            "probing, not streaming"
+        );
+    }
+    // Once the replicas answer, the primary streams again.
+    c.settle();
+    assert_eq!(c.follower(&c.names[1].clone()), (0, true));
+    assert_eq!(c.follower(&c.names[2].clone()), (0, true));
 }

@@ -217,6 +217,9 @@ impl Replication {
         let followers = id.iter().filter(|n| **n != me).cloned().collect();
         let mut leader = Leader::new(epoch, followers, ctx.now());
         leader.first = st.meta.offset == 0;
+        if leader.first {
+            leader.leavers = super::leaving::leaving_members(ctx, id);
+        }
         st.role = Role::Primary(Box::new(leader));
         st.primary = Some(me);
         tracing::info!(shard = ?id, epoch, replid = %st.meta.replid, "became primary");

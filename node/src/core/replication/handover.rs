@@ -59,7 +59,7 @@ fn linear((start, end): (u64, u64)) -> [Option<(u64, u64)>; 2] {
     }
 }
 
-fn overlap(a: (u64, u64), b: (u64, u64)) -> bool {
+pub(super) fn overlap(a: (u64, u64), b: (u64, u64)) -> bool {
     linear(a).into_iter().flatten().any(|(lo, hi)| {
         linear(b)
             .into_iter()
@@ -246,6 +246,8 @@ impl Replication {
         self.handed_over = Some(ctx.ring_id);
         let ring = ctx.view.ring;
         let store = ctx.view.store;
+        let leaving = ctx.view.membership.status() == ringkv_gossip::NodeStatus::Leaving;
+        let mut closed_now = Vec::new();
         let ids: Vec<Vec<String>> = self.shards.keys().cloned().collect();
         for id in ids {
             let Some(st) = self.shards.get_mut(&id) else {
@@ -255,14 +257,26 @@ impl Replication {
             // Its keys now belong to other shards of this node: take those up at once, or a
             // write it held could wait for a request. So too for a log never used (a shard taken
             // up for a ring that lasted less than an election).
-            if st.meta.ranges != ranges_digest(ring, &id) {
+            let moved = st.meta.ranges != ranges_digest(ring, &id);
+            if moved {
                 self.take_up_all = true;
             }
+            // What a log closing here was kept for (see `leaving.rs`).
+            let kept_for = if moved {
+                ShardMeta::load_ranges(store, &id).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             let closed = match st
                 .meta
                 .rebind(store, ring, &id, &mut self.closed, unsettled)
             {
-                Ok(closed) => closed,
+                Ok(closed) => {
+                    if closed {
+                        closed_now.extend(kept_for);
+                    }
+                    closed
+                }
                 Err(e) => {
                     tracing::warn!(shard = ?id, error = %e, "cannot close a shard's log");
                     false
@@ -288,6 +302,7 @@ impl Replication {
                 self.shards.remove(&id);
             }
         }
+        self.owed.ring_changed(&closed_now, leaving);
     }
 }
 

@@ -71,6 +71,9 @@ pub(super) struct Follower {
     pub sent_round: u64,
     /// Chain topology: the replica its last acknowledgement came through (`None`: direct).
     pub via: Option<String>,
+    /// No call goes to it before this time: a call that failed (a refusal comes back at once,
+    /// say while the two rings differ) is sent again a beat after the last, not at once.
+    pub retry_ms: u64,
 }
 
 /// A write waiting for its replicas.
@@ -122,6 +125,8 @@ pub(super) struct Leader {
     pub ready: BTreeSet<String>,
     /// The closed logs each gathered replica named: what its keys are worth.
     pub ranks: BTreeMap<String, Vec<ClosedLog>>,
+    /// Live leaving members a first lineage still gathers from (see `leaving.rs`).
+    pub leavers: BTreeMap<String, super::leaving::LeaverGather>,
 }
 
 impl Leader {
@@ -139,6 +144,7 @@ impl Leader {
                     round: 0,
                     sent_round: 0,
                     via: None,
+                    retry_ms: 0,
                 };
                 (n, f)
             })
@@ -157,15 +163,17 @@ impl Leader {
             first: false,
             ready: BTreeSet::new(),
             ranks: BTreeMap::new(),
+            leavers: BTreeMap::new(),
         }
     }
 
     /// Whether this primary still waits for replicas' keys before serving: every replica's,
-    /// however long it takes. A write acknowledged before a ring change sits on a majority of
-    /// the old preference list, and only every node the two lists share is sure to hold one
-    /// copy (see ARCHITECTURE.md, "Handover between preference lists").
+    /// however long it takes, and every live leaving member's. A write acknowledged before a
+    /// ring change sits on a majority of the old preference list, and only every node the two
+    /// lists share, with the nodes leaving, is sure to hold one copy (see ARCHITECTURE.md,
+    /// "Handover between preference lists").
     pub fn gathering(&self) -> bool {
-        self.first && self.ready.len() < self.followers.len()
+        self.first && (self.ready.len() < self.followers.len() || !self.leavers.is_empty())
     }
 
     /// Whether a majority of the shard (this node included) answered within `lease` ms.
@@ -518,7 +526,7 @@ impl Replication {
         let mut sends = Vec::new();
         let commit = leader.commit(id.len());
         for (name, f) in &mut leader.followers {
-            if f.in_flight.is_some() || ctx.view.peer_addr(name).is_none() {
+            if f.in_flight.is_some() || now < f.retry_ms || ctx.view.peer_addr(name).is_none() {
                 continue;
             }
             if matches!(f.state, SyncState::Stream) && !backlog.covers(f.acked, meta.offset) {
@@ -594,6 +602,7 @@ impl Replication {
         if ctx.chain {
             self.pump_chain(ctx, id, out);
         }
+        self.pump_leavers(ctx, id, out);
     }
 
     fn follower(&mut self, id: &[String], peer: &str) -> Option<&mut Follower> {
@@ -647,6 +656,9 @@ impl Replication {
                     // change closed its log). Serve nothing until every replica's are in.
                     leader.first = true;
                     leader.ready.remove(peer);
+                    for (name, g) in super::leaving::leaving_members(ctx, id) {
+                        leader.leavers.entry(name).or_insert(g);
+                    }
                 }
                 f.heard_ms = now;
                 f.lease_ms = sent;
@@ -677,6 +689,7 @@ impl Replication {
             Err(e) => {
                 tracing::debug!("append to {peer} failed: {e}");
                 f.state = SyncState::Probe;
+                f.retry_ms = sent.saturating_add(ms(self.config.beat_interval));
             }
         }
         self.settle(ctx, id, out);
@@ -763,16 +776,31 @@ impl Replication {
                 (other, _) => {
                     tracing::debug!("resync of {peer} interrupted: {other:?}");
                     f.state = SyncState::Probe;
+                    if other.is_err() {
+                        f.retry_ms = sent.saturating_add(ms(self.config.beat_interval));
+                    }
                 }
             }
         }
-        // The replica sent every key it holds in the shard's ranges: keep those of primary mode.
-        for (token, key, theirs) in merges
+        self.merge_gathered(ctx, id, peer, merges, out);
+    }
+
+    /// A page of every key `peer` holds in the shard's ranges: fold in those of primary mode,
+    /// then go on.
+    pub(super) fn merge_gathered(
+        &mut self,
+        ctx: &Ctx<'_>,
+        id: &[String],
+        peer: &str,
+        items: Vec<super::follower::KeyRecord>,
+        out: &mut Vec<Effect>,
+    ) {
+        for (token, key, theirs) in items
             .into_iter()
             .filter(|(_, k, _)| ctx.primary_key.covers(k))
         {
             if let Err(e) = self.merge_collected(ctx, id, (peer, token), key, &theirs, out) {
-                tracing::warn!("cannot merge a collected key: {e}");
+                tracing::warn!("cannot merge a key gathered from {peer}: {e}");
             }
         }
         self.settle(ctx, id, out);

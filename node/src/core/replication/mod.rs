@@ -24,6 +24,7 @@ mod info;
 mod leader;
 #[cfg(test)]
 mod leader_tests;
+mod leaving;
 mod log;
 pub use crate::proto::repl as msg;
 mod session;
@@ -36,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ringkv_gossip::NodeStatus;
 use ringkv_ring::Ring;
 
 use super::calls::{CallId, Calls, Owner};
@@ -247,6 +249,8 @@ pub struct Replication {
     limit_counts: crate::limits::LimitCounts,
     /// How concurrent values gathered from replicas are resolved (the node's conflict policy).
     policy: ConflictPolicy,
+    /// Leaving: the ranges whose next lists have still to gather from this node.
+    owed: leaving::Owed,
 }
 
 impl Replication {
@@ -271,6 +275,7 @@ impl Replication {
             guesses: BTreeMap::new(),
             limit_counts: Default::default(),
             policy: ConflictPolicy::default(),
+            owed: leaving::Owed::default(),
         }
     }
 
@@ -448,6 +453,13 @@ impl Replication {
             | ReplRequest::Gather { shard, .. }
             | ReplRequest::Flush { shard, .. } => shard.clone(),
         };
+        if let ReplRequest::Gather { shard, cursor, .. } = &req {
+            let leaving = ctx.view.membership.status() == NodeStatus::Leaving;
+            let outside = !shard.iter().any(|n| n == ctx.view.me);
+            if leaving && outside && shard.len() <= 16 && full_shard(ctx.view.ring, shard) {
+                return Some(self.answer_leaving_gather(ctx, shard, cursor.clone()));
+            }
+        }
         if !shard.iter().any(|n| n == ctx.view.me) || shard.len() > 16 {
             let reason = "this node is not a replica of that shard".to_string();
             return Some((PeerReply::Failed(Refusal::Replication(reason)), false));
@@ -556,6 +568,8 @@ impl Replication {
                 self.on_chain_reply(ctx, id, call_id, (epoch, round), reply, out);
             }
             CallKind::Relay => self.on_relay_reply(ctx, call_id, reply, out),
+            CallKind::Collect { epoch }
+                if self.on_leaver_reply(ctx, id, peer, epoch, &reply, out) => {}
             CallKind::Snapshot { epoch } | CallKind::Collect { epoch } => {
                 self.on_sync_reply(ctx, id, peer, epoch, reply, out);
             }

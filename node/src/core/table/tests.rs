@@ -367,3 +367,120 @@ fn a_lone_node_answers_a_set_and_pushes_to_nobody() {
     assert!(result.is_ok());
     assert!(table_calls(&effects).is_empty());
 }
+
+/// The reply among `effects`, if any.
+fn replied(effects: &[Effect]) -> Option<&Result<ClientResponse, ClientError>> {
+    effects.iter().find_map(|e| match e {
+        Effect::Reply { result, .. } => Some(result),
+        _ => None,
+    })
+}
+
+/// Whether `effects` read the key from replicas (a `Get` being served).
+fn reads(effects: &[Effect]) -> bool {
+    effects.iter().any(|e| {
+        matches!(
+            e,
+            Effect::Call {
+                req: PeerRequest::Read { .. },
+                ..
+            }
+        )
+    })
+}
+
+fn get(core: &mut NodeCore, now_ms: u64, id: u64) -> Vec<Effect> {
+    let req = ClientRequest::Get {
+        key: b"k".to_vec(),
+        r: None,
+        wait_repair: false,
+    };
+    let id = ClientId(id);
+    core.handle(now_ms, Input::Client { id, req })
+}
+
+fn table_unknown(effects: &[Effect]) -> bool {
+    use crate::proto::Unavailable;
+    matches!(
+        replied(effects),
+        Some(Err(ClientError::Unavailable(Unavailable::TableUnknown)))
+    )
+}
+
+/// A node that joined through a seed cannot tell a primary-mode key from a quorum one until
+/// it holds the cluster's table: a key request waits, unanswered and unserved, until the node
+/// has exchanged tables with a peer that is not itself joining, and is then served.
+#[test]
+fn a_joined_node_holds_key_requests_until_it_has_a_settled_peers_table() {
+    let (mut cores, _) = cluster(3);
+    // The join's exchanges were not delivered: n2 does not know the table yet.
+    let effects = get(&mut cores[1], 1, 1);
+    assert!(
+        replied(&effects).is_none() && !reads(&effects),
+        "{effects:?}"
+    );
+    assert!(reads(&get(&mut cores[0], 1, 1)), "n1 started the cluster");
+
+    // n3 is joining too: its table says nothing about the cluster's.
+    let theirs = cores[2].table().clone();
+    receive(&mut cores[1], "n3", theirs);
+    assert!(replied(&get(&mut cores[1], 1, 2)).is_none());
+    // n1's answer to an exchange does, and the waiting requests are served.
+    let effects = cores[1].handle(1, Input::Timer(Timer::Table));
+    let Some(Effect::Call { call, to, .. }) =
+        effects.iter().find(|e| matches!(e, Effect::Call { .. }))
+    else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(*to, addr(0), "peers in name order: n1 first");
+    let reply = Ok(PeerReply::Table(None));
+    let effects = cores[1].handle(2, Input::PeerReply { call: *call, reply });
+    let served = effects
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Effect::Schedule {
+                    timer: Timer::Deadline(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(served, 2, "both waiting gets are served: {effects:?}");
+    assert!(reads(&effects));
+    assert!(reads(&get(&mut cores[1], 3, 3)), "n2 now serves at once");
+}
+
+/// The wait is bounded: a request waits at most the request timeout, and at most
+/// `max_in_flight` wait; past either it gets the retryable `table_unknown` (nothing written).
+#[test]
+fn a_request_waiting_for_the_table_is_refused_retryably_past_its_bounds() {
+    let mut config = CoreConfig::default();
+    config.limits.max_in_flight = 2;
+    let (mut cores, _) = cluster_with(2, &config);
+    assert!(replied(&get(&mut cores[1], 1_000, 1)).is_none());
+    assert!(replied(&get(&mut cores[1], 2_000, 2)).is_none());
+    let effects = get(&mut cores[1], 2_000, 3);
+    assert!(table_unknown(&effects), "the queue is full: {effects:?}");
+    let e = ClientError::Unavailable(crate::proto::Unavailable::TableUnknown);
+    assert!(e.passing_refusal(), "clients and nodes retry it");
+
+    let timeout_ms = config.request_timeout.as_millis() as u64;
+    let effects = cores[1].handle(1_000 + timeout_ms - 1, Input::Timer(Timer::Table));
+    assert!(replied(&effects).is_none(), "not yet: {effects:?}");
+    let effects = cores[1].handle(1_000 + timeout_ms, Input::Timer(Timer::Table));
+    let refused: Vec<_> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Reply { id, result } => Some((id.0, result.is_err())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        vec![(1, true)],
+        "the oldest alone has waited long enough"
+    );
+    assert!(table_unknown(&effects));
+}

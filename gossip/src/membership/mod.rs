@@ -1,20 +1,23 @@
 //! The membership state machine: the one owner of the `Foca` value.
 
+mod exchange;
+
 use std::net::SocketAddr;
 use std::num::NonZeroU8;
 use std::time::Duration;
 
-use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification};
+use foca::{AccumulatingRuntime, Foca, OwnedNotification};
 use rand::rngs::SmallRng;
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 
 use crate::codec::WireCodec;
 use crate::config::GossipConfig;
+use crate::digest::{SharedDigest, StatusMark, ViewDigest};
 use crate::error::GossipError;
 use crate::identity::NodeId;
 use crate::output::{GossipOutput, GossipTimer, MemberEvent, MemberInfo, MemberState, TimerKind};
 use crate::status::{NodeStatus, StatusBoard, StatusUpdate};
-use crate::sync::{SharedDigest, SyncKind, SyncMessage, ViewDigest, SYNC_TAG};
+use crate::sync::SYNC_TAG;
 
 /// Most seed addresses accepted.
 pub const MAX_SEEDS: usize = 64;
@@ -111,9 +114,9 @@ impl Membership {
             }
         }
         let board = StatusBoard::new(&me, 0, config.max_members);
-        let digest = ViewDigest::new(&me);
+        let digest = ViewDigest::new(&me, None);
         let shared = SharedDigest::default();
-        shared.set_own(digest.total());
+        shared.set_own(digest.total(), digest.identity_total());
         let foca = Foca::with_custom_broadcast(
             me,
             foca_config.clone(),
@@ -198,16 +201,26 @@ impl Membership {
         let mut out = std::mem::take(&mut self.carried);
         match timer.0 {
             TimerKind::Foca(timer) => {
-                let forgets_member = matches!(timer, foca::Timer::RemoveDown(_));
+                let forgets = match &timer {
+                    foca::Timer::RemoveDown(id) => Some(id.clone()),
+                    _ => None,
+                };
                 if let Err(error) = self.foca.handle_timer(timer, &mut self.runtime) {
                     tracing::debug!(%error, "gossip timer");
                 }
-                if forgets_member {
+                if let Some(id) = forgets {
                     self.board.retain_names(
                         self.foca
                             .iter_membership_state()
                             .map(|m| m.id().name.as_str()),
                     );
+                    let named = self
+                        .foca
+                        .iter_membership_state()
+                        .any(|m| m.id().name == id.name);
+                    if !named {
+                        out.push(GossipOutput::Event(MemberEvent::Forgotten(id)));
+                    }
                 }
             }
             TimerKind::Announce { token } => self.announce_round(token, &mut out),
@@ -295,10 +308,16 @@ impl Membership {
         self.board.status_of(id).unwrap_or(NodeStatus::Up)
     }
 
-    /// Digest of our live member set (alive or suspect members and ourselves): equal on two
-    /// nodes that see the same live members under the same identities.
+    /// Digest of our live member set (alive or suspect members and ourselves) and of the
+    /// status each announced: equal on two nodes that see the same live members under the
+    /// same identities with the same status records.
     pub fn view_digest(&self) -> u64 {
         self.digest.total()
+    }
+
+    /// Our own status as the digest counts it: the record peers hold of us, if we set one.
+    fn own_mark(&self) -> StatusMark {
+        (self.status_version > 0).then_some((self.status_version, self.status))
     }
 
     /// Whether a member named `name` is live (alive or merely suspect).
@@ -454,8 +473,13 @@ impl Membership {
         for (id, status) in self.board.take_changes() {
             out.push(GossipOutput::Event(MemberEvent::StatusChanged(id, status)));
         }
-        self.digest.set_me(self.foca.identity());
-        self.shared.set_own(self.digest.total());
+        for addr in self.board.take_touched() {
+            self.digest
+                .refresh_status(&addr, |id| self.board.mark_of(id));
+        }
+        self.digest.set_me(self.foca.identity(), self.own_mark());
+        self.shared
+            .set_own(self.digest.total(), self.digest.identity_total());
     }
 
     /// Passes updates on `retransmit_mult × ⌈log10(n + 1)⌉` times for `n` live nodes, so
@@ -478,171 +502,6 @@ impl Membership {
         }
     }
 
-    fn arm_sync(&mut self, out: &mut Vec<GossipOutput>) {
-        out.push(GossipOutput::Schedule {
-            after: self.config.sync_interval,
-            timer: GossipTimer(TimerKind::Sync),
-        });
-    }
-
-    /// One sync interval went by: renew the budgets, then sync with a peer whose digest
-    /// differed, or with a random member when a push-pull is due.
-    fn sync_round(&mut self, out: &mut Vec<GossipOutput>) {
-        if self.left {
-            return;
-        }
-        self.sync.credit = true;
-        self.sync.replies_left = SYNC_REPLIES_PER_ROUND;
-        self.sync.awaiting = None;
-        self.sync.since_push_pull = self
-            .sync
-            .since_push_pull
-            .saturating_add(self.config.sync_interval);
-        let partner = if self.sync.since_push_pull >= self.config.push_pull_interval {
-            self.sync.since_push_pull = Duration::ZERO;
-            self.random_live_member()
-        } else {
-            self.sync.pending.take().filter(|p| self.digest.holds(p))
-        };
-        if let Some(partner) = partner {
-            self.request_sync(&partner, out);
-        }
-        self.arm_sync(out);
-    }
-
-    fn random_live_member(&mut self) -> Option<NodeId> {
-        let live = self.foca.num_members();
-        if live == 0 {
-            return None;
-        }
-        let pick = self.rng.random_range(0..live);
-        self.foca.iter_members().nth(pick).map(|m| m.id().clone())
-    }
-
-    /// A header carried a digest other than ours: sync with its sender, at most once per
-    /// interval (later ones wait for the next round).
-    fn sync_if_differing(&mut self, out: &mut Vec<GossipOutput>) {
-        let Some(peer) = self.shared.take_differing() else {
-            return;
-        };
-        if self.left || !self.digest.holds(&peer) {
-            return;
-        }
-        if self.sync.credit {
-            self.request_sync(&peer, out);
-        } else if self.sync.pending.is_none() {
-            self.sync.pending = Some(peer);
-        }
-    }
-
-    fn request_sync(&mut self, peer: &NodeId, out: &mut Vec<GossipOutput>) {
-        self.sync.credit = false;
-        self.sync.awaiting = Some(peer.addr);
-        self.send_sync(SyncKind::Request, peer.addr, self.digest.wire(), &[], out);
-    }
-
-    /// Sends `kind` with `buckets` and as many `members` as the byte bounds allow.
-    fn send_sync(
-        &mut self,
-        kind: SyncKind,
-        to: SocketAddr,
-        buckets: Vec<u32>,
-        members: &[Member<NodeId>],
-        out: &mut Vec<GossipOutput>,
-    ) {
-        let datagrams = SyncMessage::encode(
-            kind,
-            self.foca.identity(),
-            buckets,
-            members,
-            self.config.max_packet_size,
-            self.config.sync_max_bytes,
-        );
-        for data in datagrams {
-            out.push(GossipOutput::Send {
-                to,
-                data: data.into(),
-            });
-        }
-    }
-
-    /// Our live members whose digest bucket is flagged, from a random starting point so
-    /// that successive syncs cover what one reply's byte bound leaves out.
-    fn members_in(&mut self, flagged: &[bool; crate::sync::BUCKETS]) -> Vec<Member<NodeId>> {
-        let mut members: Vec<Member<NodeId>> = self
-            .foca
-            .iter_members()
-            .filter(|m| self.digest.in_buckets(&m.id().addr, flagged))
-            .cloned()
-            .collect();
-        if !members.is_empty() {
-            let start = self.rng.random_range(0..members.len());
-            members.rotate_left(start);
-        }
-        members
-    }
-
-    /// A membership sync datagram: answer a request, apply a reply and push back what the
-    /// peer still lacks, or apply a push.
-    fn handle_sync(&mut self, data: &[u8]) -> Result<Vec<GossipOutput>, GossipError> {
-        if data.len() > self.config.max_packet_size {
-            return Err(GossipError::DatagramTooBig {
-                len: data.len(),
-                max: self.config.max_packet_size,
-            });
-        }
-        let message = SyncMessage::decode(data)?;
-        let mut out = std::mem::take(&mut self.carried);
-        if self.left || !self.digest.holds(&message.from) {
-            // A stranger's sync, or one that overtook the datagram that made its sender a
-            // member: nothing to trust it with; the next round repeats it.
-            tracing::debug!(from = %message.from.addr, "ignoring a sync from a non-member");
-            return Ok(out);
-        }
-        let from = message.from.addr;
-        match message.kind {
-            SyncKind::Request => {
-                if self.sync.replies_left > 0 {
-                    self.sync.replies_left -= 1;
-                    let flagged = self.digest.differing(&message.buckets);
-                    if flagged.contains(&true) {
-                        let members = self.members_in(&flagged);
-                        let wire = self.digest.wire();
-                        self.send_sync(SyncKind::Reply, from, wire, &members, &mut out);
-                    }
-                }
-            }
-            SyncKind::Reply => {
-                self.apply_members(message.members, &mut out);
-                if self.sync.awaiting == Some(from) {
-                    self.sync.awaiting = None;
-                    let flagged = self.digest.differing(&message.buckets);
-                    if flagged.contains(&true) {
-                        let members = self.members_in(&flagged);
-                        self.send_sync(SyncKind::Push, from, Vec::new(), &members, &mut out);
-                    }
-                }
-            }
-            SyncKind::Push => self.apply_members(message.members, &mut out),
-        }
-        self.drain_into(&mut out);
-        Ok(out)
-    }
-
-    /// Feeds a peer's members to foca as if gossiped, passing on what is news.
-    fn apply_members(&mut self, members: Vec<Member<NodeId>>, out: &mut Vec<GossipOutput>) {
-        if members.is_empty() {
-            return;
-        }
-        if let Err(error) = self
-            .foca
-            .apply_many(members.into_iter(), true, &mut self.runtime)
-        {
-            tracing::debug!(%error, "cannot apply synced members");
-        }
-        self.drain_into(out);
-    }
-
     fn on_notification(
         &mut self,
         notification: &OwnedNotification<NodeId>,
@@ -652,7 +511,7 @@ impl Membership {
         let emit = |out: &mut Vec<GossipOutput>, event| out.push(GossipOutput::Event(event));
         match notification {
             OwnedNotification::MemberUp(id) => {
-                self.digest.set(id.addr, Some(id));
+                self.digest.set(id.addr, Some((id, self.board.mark_of(id))));
                 emit(out, MemberEvent::Up(id.clone()));
                 self.share_status_with(id);
             }
@@ -666,7 +525,8 @@ impl Membership {
                 if self.digest.holds(old) {
                     // Liveness carries over; a MemberUp/MemberDown follows if it changed.
                     self.digest.set(old.addr, None);
-                    self.digest.set(new.addr, Some(new));
+                    self.digest
+                        .set(new.addr, Some((new, self.board.mark_of(new))));
                 }
                 // foca follows a rename with MemberUp/MemberDown of the new identity when its
                 // liveness changed; otherwise both are live (a fast restart) or both down.
