@@ -710,6 +710,17 @@ fn replay(seed: u64, config: &SimConfig, schedule: &str) {
     assert!(report.passed(), "{}", describe(config, &report));
 }
 
+/// Core bugs (fixed by the leaver handover, `replication/leaving.rs`, and by a status record
+/// under a new bump counting as a change): the two replicas that committed a delete both left
+/// while a partition cut off the third. Declared down meanwhile, they rejoined after the heal,
+/// their `Leaving` under the new bump went unnoticed, so they came back into every ring, and
+/// they left before any new list had gathered from them: a read returned the deleted value.
+#[test]
+fn regression_seed_5864_two_leavers_holding_a_committed_write_hand_it_over() {
+    let schedule = "0.767-5.332:part:1,2|0,3,4,5;2.763:leave:5;2.881:leave:4";
+    replay(5864, &primary_membership(), schedule);
+}
+
 /// Core bug (fixed with the `lww` case of the core's test
 /// `a_gather_keeps_the_value_of_the_closed_log_ahead_and_drops_the_uncommitted_one`): a
 /// primary cut off in a partition logged a write it never committed; a ring change made it
