@@ -10,9 +10,9 @@
 //! A node that joined through seeds does not know its table holds the cluster's rules until
 //! it has exchanged tables with a settled peer (one not itself joining): until then it cannot
 //! tell a primary-mode key from a quorum one, and serving one as the other would leave a value
-//! outside its shard's log. [`TableSync::synced`] says when it knows; it exchanges with every
-//! live peer as soon as it has one (and on every tick until it knows), so the wait is about
-//! one round trip. Keyed requests that arrive meanwhile wait here ([`TableSync::wait`]), at
+//! outside its shard's log. [`TableSync::synced`] says when it knows; it exchanges with a few
+//! live peers (`UNSYNCED_FANOUT`) as soon as it has one, and on every tick until it knows, so
+//! the wait is about one round trip. Keyed requests that arrive meanwhile wait here ([`TableSync::wait`]), at
 //! most `max_in_flight` of them and each at most the request timeout, then are served; a
 //! request that cannot wait gets the retryable [`Unavailable::TableUnknown`].
 
